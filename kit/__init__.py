@@ -1,0 +1,45 @@
+"""kit: explore AI portraits and the world's art styles in JupyterLab.
+
+``import kit`` is light: it imports none of torch, diffusers, transformers,
+open_clip or umap. Each public name is loaded from its module on first use.
+"""
+
+from importlib import import_module
+
+from .errors import KitError
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY = {
+    "doctor": "kit.presets",
+    "Studio": "kit.studio",
+    "Artwork": "kit.provenance",
+    "Record": "kit.provenance",
+    "Gallery": "kit.provenance",
+    "load": "kit.provenance",
+    "replay": "kit.provenance",
+    "Style": "kit.styles",
+    "Embedder": "kit.embed",
+    "StyleAtlas": "kit.atlas",
+    "audit": "kit.audit",
+    "AuditReport": "kit.audit",
+}
+_SUBMODULES = {"styles", "widgets", "presets", "latents", "fusion", "provenance", "embed", "atlas", "audit", "restore", "tiny"}
+
+__all__ = ["KitError", "__version__", *_LAZY, *sorted(_SUBMODULES)]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+    elif name in _SUBMODULES:
+        value = import_module(f"kit.{name}")
+    else:
+        raise AttributeError(f"module 'kit' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
