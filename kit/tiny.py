@@ -1,0 +1,313 @@
+"""The offline ``tiny`` preset: real architectures, tiny sizes, random seeded weights.
+
+Every component is the class a Hub model uses (the sd-turbo family: Stable Diffusion 2.x
+``UNet2DConditionModel``, ``AutoencoderKL``, ``CLIPTextModel``, ``EulerDiscreteScheduler``),
+built from code in well under a second. Images are noise, but every code path is the real one.
+``ensure_saved()`` writes the preset to disk once, so the rest of the kit loads it with the same
+``DiffusionPipeline.from_pretrained(folder)`` call that loads a Hub model.
+
+The tokenizer is the real CLIP BPE tokenizer, rebuilt from the vocabulary that open_clip ships.
+Its ids equal open_clip's for any text passed through ``clean_text()`` first (see there).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import html
+import json
+import os
+import shutil
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+# Tiny component configs. They are hashed into the on-disk folder name: change one and
+# `ensure_saved()` builds a fresh folder.
+UNET = dict(
+    sample_size=64,  # 64 latents * 8 = 512 px by default, like sd-turbo
+    in_channels=4,
+    out_channels=4,
+    block_out_channels=(32, 64),
+    layers_per_block=1,
+    # attention on the half-resolution level only (as diffusers' tests do): keeps 512 px cheap
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    cross_attention_dim=32,
+    attention_head_dim=(2, 4),
+    use_linear_projection=True,  # SD 2.x style
+    norm_num_groups=32,
+)
+INPAINT_UNET = dict(UNET, in_channels=9)  # noisy latents 4 + mask 1 + masked-image latents 4
+VAE = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    block_out_channels=(8, 8, 16, 16),  # four levels: 8x downsampling, like SD
+    layers_per_block=1,
+    latent_channels=4,
+    norm_num_groups=8,
+    sample_size=512,
+    scaling_factor=0.18215,
+)
+PREVIEW_VAE = dict(  # TAESD layout, narrower and shallower
+    encoder_block_out_channels=(8, 8, 8, 8),
+    decoder_block_out_channels=(8, 8, 8, 8),
+    num_encoder_blocks=(1, 1, 1, 1),
+    num_decoder_blocks=(1, 1, 1, 1),
+    latent_channels=4,
+)
+TEXT_ENCODER = dict(
+    vocab_size=49408,
+    max_position_embeddings=77,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    projection_dim=32,
+    hidden_act="gelu",
+    bos_token_id=49406,
+    eos_token_id=49407,
+    pad_token_id=0,
+)
+SCHEDULER = dict(  # sd-turbo's scheduler settings
+    num_train_timesteps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    prediction_type="epsilon",
+    timestep_spacing="trailing",
+    steps_offset=1,
+)
+# sd-turbo's own tokenizer pads with "!" (id 0, as open_clip does), but transformers then also
+# reads every "!" in a prompt as the pad token (diffusers issue #4153), so its ids differ from
+# open_clip's. The tiny preset pads with "<|endoftext|>" like SD 1.x and keeps "!" a normal token.
+TOKENIZER = dict(
+    model_max_length=77,
+    bos_token="<|startoftext|>",
+    eos_token="<|endoftext|>",
+    unk_token="<|endoftext|>",
+    pad_token="<|endoftext|>",
+)
+
+# fixed offsets so each component has its own random stream, whatever else gets built
+_STREAMS = {"unet": 0, "vae": 1, "text_encoder": 2, "inpaint_unet": 3, "preview_vae": 4}
+_PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"}
+
+
+# ---------------------------------------------------------------- tokenizer
+
+
+def _byte_chars() -> list[str]:
+    """CLIP's 256 byte characters, in vocabulary order.
+
+    The 188 printable Latin-1 bytes stand for themselves and come first; the other 68 bytes get
+    the code points 256, 257, ... in byte order, so every byte has a visible, non-space character.
+    """
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    others = [b for b in range(256) if b not in printable]
+    return [chr(b) for b in printable] + [chr(256 + i) for i in range(len(others))]
+
+
+@lru_cache(maxsize=1)
+def _clip_bpe() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """(vocab, merges) of CLIP's BPE, read from the vocabulary file bundled with open_clip."""
+    from importlib.resources import files
+
+    text = files("open_clip").joinpath("bpe_simple_vocab_16e6.txt.gz").read_bytes()
+    lines = gzip.decompress(text).decode("utf-8").split("\n")
+    # line 0 is a header; CLIP uses the next 49152 - 256 - 2 = 48894 merges
+    merges = [tuple(line.split()) for line in lines[1 : 1 + 48894]]
+    byte_chars = _byte_chars()
+    tokens = byte_chars + [c + "</w>" for c in byte_chars] + ["".join(m) for m in merges]
+    tokens += [TOKENIZER["bos_token"], TOKENIZER["eos_token"]]
+    vocab = {token: i for i, token in enumerate(tokens)}
+    assert len(vocab) == 49408, len(vocab)
+    return vocab, merges
+
+
+def clean_text(text: str) -> str:
+    """Normalise a prompt the way open_clip's tokenizer does before BPE.
+
+    transformers' ``CLIPTokenizer`` only applies NFC, collapses whitespace and lowercases per
+    character. open_clip also runs ftfy (curly quotes, ligatures, full-width forms, mojibake,
+    control characters), unescapes HTML entities twice and lowercases with Python's ``str.lower``
+    (which turns a word-final capital sigma into "ς"). Passing text through this function first
+    makes the two tokenizers give the same ids. Remaining differences, all rare: literal
+    special-token strings ("<|endoftext|>" is one token here unless
+    ``tokenizer.split_special_tokens = True``; open_clip instead reads "<start_of_text>" and
+    "<end_of_text>" as special); text whose cleaned form is not in Unicode NFC ("İ" before a
+    combining mark, HTML-escaped combining marks), which ``CLIPTokenizer`` recomposes and
+    open_clip does not; and an apostrophe before a long s ("'ſ"), which open_clip's
+    case-insensitive pattern reads as the contraction "'s".
+    """
+    import ftfy
+
+    text = ftfy.fix_text(text)
+    text = html.unescape(html.unescape(text))
+    return " ".join(text.split()).lower()
+
+
+def clip_tokenizer():
+    """The CLIP BPE tokenizer as a ``transformers.CLIPTokenizer`` (49,408 ids, 77 tokens)."""
+    from transformers import CLIPTokenizer
+
+    vocab, merges = _clip_bpe()
+    return CLIPTokenizer(vocab=dict(vocab), merges=list(merges), **TOKENIZER)
+
+
+def write_clip_tokenizer(folder) -> Path:
+    """Write ``vocab.json``, ``merges.txt`` and ``tokenizer_config.json`` for ``CLIPTokenizer``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab, merges = _clip_bpe()
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    lines = ["#version: 0.2"] + [" ".join(m) for m in merges]
+    (folder / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = {"tokenizer_class": "CLIPTokenizer", **TOKENIZER}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return folder
+
+
+# ---------------------------------------------------------------- models
+
+
+def _seeded(seed: int, stream: str, build):
+    """Call ``build()`` with torch's RNG seeded for this component, leaving the caller's RNG alone."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed * len(_STREAMS) + _STREAMS[stream])
+        return build()
+
+
+def _text_encoder(seed: int):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    return _seeded(seed, "text_encoder", lambda: CLIPTextModel(CLIPTextConfig(**TEXT_ENCODER)).eval())
+
+
+def _vae(seed: int):
+    from diffusers import AutoencoderKL
+
+    return _seeded(seed, "vae", lambda: AutoencoderKL(**VAE).eval())
+
+
+def _unet(seed: int, stream: str, config: dict):
+    from diffusers import UNet2DConditionModel
+
+    return _seeded(seed, stream, lambda: UNet2DConditionModel(**config).eval())
+
+
+def _scheduler():
+    from diffusers import EulerDiscreteScheduler
+
+    return EulerDiscreteScheduler(**SCHEDULER)
+
+
+def build_pipeline(seed: int = 0):
+    """The tiny text-to-image ``StableDiffusionPipeline`` (sd-turbo layout, random weights)."""
+    from diffusers import StableDiffusionPipeline
+
+    return StableDiffusionPipeline(
+        vae=_vae(seed),
+        text_encoder=_text_encoder(seed),
+        tokenizer=clip_tokenizer(),
+        unet=_unet(seed, "unet", UNET),
+        scheduler=_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def build_inpaint_pipeline(seed: int = 0):
+    """The tiny ``StableDiffusionInpaintPipeline``: same text encoder and VAE, a 9-channel UNet."""
+    from diffusers import StableDiffusionInpaintPipeline
+
+    return StableDiffusionInpaintPipeline(
+        vae=_vae(seed),
+        text_encoder=_text_encoder(seed),
+        tokenizer=clip_tokenizer(),
+        unet=_unet(seed, "inpaint_unet", INPAINT_UNET),
+        scheduler=_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def build_preview_vae(seed: int = 0):
+    """A tiny ``AutoencoderTiny`` (TAESD layout) for the tiny VAE's 4-channel, 8x latents."""
+    from diffusers import AutoencoderTiny
+
+    return _seeded(seed, "preview_vae", lambda: AutoencoderTiny(**PREVIEW_VAE).eval())
+
+
+# ---------------------------------------------------------------- on disk
+
+
+def save(folder) -> Path:
+    """Build the preset (seed 0) and save it as safetensors: ``pipeline/``, ``taesd/``, ``inpaint/``."""
+    folder = Path(folder)
+    build_pipeline().save_pretrained(folder / "pipeline", safe_serialization=True)
+    build_preview_vae().save_pretrained(folder / "taesd", safe_serialization=True)
+    build_inpaint_pipeline().save_pretrained(folder / "inpaint", safe_serialization=True)
+    pickles = [p for p in folder.rglob("*") if p.suffix in _PICKLE_SUFFIXES]
+    if pickles:
+        raise RuntimeError(f"tiny preset wrote pickle files: {pickles}")
+    return folder
+
+
+def fingerprint() -> str:
+    """Short hash of the tiny configs and the diffusers/transformers versions that write them."""
+    import diffusers
+    import transformers
+
+    def major_minor(version: str) -> str:
+        return ".".join(version.split(".")[:2])
+
+    spec = {
+        "unet": UNET,
+        "inpaint_unet": INPAINT_UNET,
+        "vae": VAE,
+        "preview_vae": PREVIEW_VAE,
+        "text_encoder": TEXT_ENCODER,
+        "scheduler": SCHEDULER,
+        "tokenizer": TOKENIZER,
+        "streams": _STREAMS,
+        "diffusers": major_minor(diffusers.__version__),
+        "transformers": major_minor(transformers.__version__),
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _default_root() -> Path:
+    return Path(os.environ.get("KIT_CACHE") or Path.home() / ".cache" / "kit")
+
+
+def ensure_saved(root: Path | None = None) -> Path:
+    """The tiny preset on disk, built on first use and reused after: ``<root>/tiny-<fingerprint>``.
+
+    ``root`` defaults to ``$KIT_CACHE`` or ``~/.cache/kit``. The preset is written to a temporary
+    folder next to the target and renamed into place, so a reader never sees half a preset;
+    when two processes race, the first rename wins and the other copy is discarded.
+    """
+    root = Path(root) if root is not None else _default_root()
+    target = root / f"tiny-{fingerprint()}"
+    if target.is_dir():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=root))
+    scratch.chmod(0o755)  # mkdtemp makes it private; the preset is an ordinary cache folder
+    try:
+        save(scratch)
+        try:
+            os.rename(scratch, target)
+        except OSError:
+            if not target.is_dir():  # not a lost race: a real error
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return target
