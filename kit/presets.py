@@ -1,0 +1,318 @@
+"""Model presets, device and dtype choice, cache checks, and `kit.doctor()`.
+
+A preset names everything a Studio loads: the diffusers pipeline, the TAESD
+preview decoder, the inpainting pipeline and the open_clip model, plus the
+defaults that suit them. `tiny` is built from code and works offline; the
+others come from the Hugging Face Hub (or its local cache).
+
+This module imports torch only inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import KitError
+
+DEFAULT_PRESET = "sd-turbo"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """What a Studio loads, and the defaults that suit it."""
+
+    name: str
+    model: str | None  # diffusers repo id or local folder; None: built from code (tiny)
+    family: str = "sd"  # "sd" (SD 1.x/2.x UNet) or "sdxl" (two text encoders, pooled embeddings)
+    steps: int = 25
+    guidance: float = 7.0
+    size: int = 512
+    min_size: int = 256
+    max_size: int = 1024
+    preview: str | None = None  # TAESD repo for fast preview decoding
+    inpaint: str | None = None  # inpainting pipeline repo
+    clip_model: str = "ViT-B-32"
+    clip_pretrained: str = "laion2b_s34b_b79k"
+    variant: str | None = None  # weights variant to load on CUDA ("fp16")
+    description: str = ""
+
+    @property
+    def offline(self) -> bool:
+        """True when nothing needs to be downloaded or read from the Hub cache."""
+        return self.model is None
+
+
+PRESETS = {
+    "tiny": Preset(
+        name="tiny",
+        model=None,
+        steps=2,
+        guidance=0.0,
+        size=64,
+        min_size=64,
+        max_size=512,
+        clip_model="kit-tiny-clip",
+        clip_pretrained="random",
+        description="built from code with random weights: offline, instant, images are noise",
+    ),
+    "sd-turbo": Preset(
+        name="sd-turbo",
+        model="stabilityai/sd-turbo",
+        steps=1,
+        guidance=0.0,
+        size=512,
+        max_size=768,
+        preview="madebyollin/taesd",
+        inpaint="stabilityai/stable-diffusion-2-inpainting",
+        variant="fp16",
+        description="one-step SD 2.1 distillation, 512 px (the default)",
+    ),
+    "sdxl-turbo": Preset(
+        name="sdxl-turbo",
+        model="stabilityai/sdxl-turbo",
+        family="sdxl",
+        steps=1,
+        guidance=0.0,
+        size=512,
+        max_size=1024,
+        preview="madebyollin/taesdxl",
+        inpaint="diffusers/stable-diffusion-xl-1.0-inpainting-0.1",
+        variant="fp16",
+        description="one-step SDXL distillation, 512 px, two text encoders",
+    ),
+}
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def get(name: str | None = None) -> Preset:
+    """The preset called `name`, else `$KIT_PRESET`, else sd-turbo.
+
+    Besides the named presets, any diffusers repo id ("org/name") or a local
+    folder holding a saved pipeline (model_index.json) works.
+    """
+    if isinstance(name, Preset):
+        return name
+    name = (name or os.environ.get("KIT_PRESET") or DEFAULT_PRESET).strip()
+    if name in PRESETS:
+        return PRESETS[name]
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        if not (folder / "model_index.json").is_file():
+            raise KitError(f"preset folder {folder} has no model_index.json: save a pipeline there with save_pretrained()")
+        return Preset(name=str(folder), model=str(folder), family=_family(folder / "model_index.json"))
+    if _REPO_ID.match(name):
+        return Preset(name=name, model=name, family=_family(_cached_file(name, "model_index.json")))
+    raise KitError(
+        f"unknown preset {name!r}: use one of {', '.join(PRESETS)}, "
+        "a Hugging Face repo id like 'org/model', or a local folder with a saved pipeline"
+    )
+
+
+def _family(model_index: str | Path | None) -> str:
+    """'sdxl' when a pipeline's model_index.json names an SDXL pipeline class."""
+    if model_index and Path(model_index).is_file():
+        text = Path(model_index).read_text(encoding="utf-8")
+        return "sdxl" if "StableDiffusionXL" in text else "sd"
+    return "sd"
+
+
+# ---------------------------------------------------------------- device and dtype
+
+
+def pick_device(device: str | None = None) -> str:
+    """The torch device to use: as asked, else `$KIT_DEVICE`, else cuda, mps or cpu."""
+    import torch
+
+    device = device or os.environ.get("KIT_DEVICE") or None
+    if device is None:
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    device = str(device)
+    kind = device.split(":")[0]
+    if kind not in ("cpu", "cuda", "mps"):
+        raise KitError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise KitError(f"device {device!r} asked for, but torch sees no CUDA GPU here: use device='cpu'")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise KitError(f"device {device!r} asked for, but this machine has no Apple GPU: use device='cpu'")
+    return device
+
+
+def pick_dtype(device: str, dtype=None):
+    """float16 on CUDA, float32 elsewhere (CPU half precision is slow, MPS fp16 VAEs can overflow)."""
+    import torch
+
+    if dtype is None:
+        return torch.float16 if device.startswith("cuda") else torch.float32
+    if isinstance(dtype, str):
+        names = {"float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+                 "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+                 "float32": torch.float32, "fp32": torch.float32, "float": torch.float32}
+        if dtype not in names:
+            raise KitError(f"dtype must be one of {', '.join(names)}, got {dtype!r}")
+        dtype = names[dtype]
+    if dtype not in (torch.float16, torch.bfloat16, torch.float32):
+        raise KitError(f"dtype must be float16, bfloat16 or float32, got {dtype}")
+    return dtype
+
+
+# ---------------------------------------------------------------- the Hub cache
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def _cached_file(repo: str, filename: str) -> str | None:
+    """Path of `filename` of `repo` in the local Hugging Face cache, or None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo, filename)
+    return found if isinstance(found, str) else None
+
+
+def clip_source(preset: Preset) -> tuple[str, str] | None:
+    """(repo id, file) of the preset's open_clip weights on the Hub, when open_clip says so."""
+    if preset.offline or Path(preset.clip_pretrained).is_file():
+        return None
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(preset.clip_model, preset.clip_pretrained) or {}
+    repo = (cfg.get("hf_hub") or "").strip("/")
+    if not repo:
+        return None
+    return repo, "open_clip_model.safetensors"
+
+
+def cached(preset: Preset) -> dict[str, bool]:
+    """Which of the preset's parts are on this machine already."""
+    if preset.offline:
+        return {"pipeline": True, "preview": True, "clip": True}
+    parts = {}
+    model = Path(preset.model)
+    parts["pipeline"] = model.is_dir() or _cached_file(preset.model, "model_index.json") is not None
+    if preset.preview:
+        parts["preview"] = _cached_file(preset.preview, "config.json") is not None
+    clip = clip_source(preset)
+    parts["clip"] = Path(preset.clip_pretrained).is_file() or (clip is not None and _cached_file(*clip) is not None)
+    return parts
+
+
+def not_available(preset: Preset, part: str = "pipeline", cause: Exception | None = None) -> KitError:
+    """The one error for a real preset that is neither cached nor downloadable."""
+    why = f" ({type(cause).__name__}: {cause})" if cause else ""
+    return KitError(
+        f"the {part} of preset {preset.name!r} is not in the Hugging Face cache and cannot be downloaded now{why}. "
+        f"Fetch it once with `kit download {preset.name}` on a machine with internet access, "
+        "or use the offline preset: set KIT_PRESET=tiny (or Studio(preset='tiny'))."
+    )
+
+
+def require(preset: Preset, part: str = "pipeline") -> None:
+    """Raise the clear error before any loading when `part` can't be had."""
+    if preset.offline or not hub_offline():
+        return
+    if not cached(preset).get(part, True):
+        raise not_available(preset, part)
+
+
+def download(name: str | None = None) -> dict[str, str]:
+    """Fetch a preset into the standard Hugging Face cache; returns where each part went."""
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    preset = get(name)
+    if preset.offline:
+        return {"tiny": "built from code: nothing to download"}
+    if hub_offline():
+        raise KitError("HF_HUB_OFFLINE is set: unset it to download")
+    out = {}
+    if not Path(preset.model).is_dir():
+        out["pipeline"] = snapshot_download(preset.model, allow_patterns=["*.json", "*.txt", "*.safetensors"])
+    if preset.preview:
+        out["preview"] = snapshot_download(preset.preview, allow_patterns=["*.json", "*.safetensors"])
+    clip = clip_source(preset)
+    if clip:
+        out["clip"] = hf_hub_download(*clip)
+    return out
+
+
+# ---------------------------------------------------------------- doctor
+
+
+class DoctorReport(dict):
+    """The doctor's findings: a dict, shown as a table in a notebook and as text in a terminal."""
+
+    def __str__(self):
+        width = max(map(len, self))
+        return "\n".join(f"{key:<{width}}  {_plain(value)}" for key, value in self.items())
+
+    def _repr_html_(self):
+        from html import escape
+
+        rows = "".join(
+            f"<tr><th style='text-align:left'>{escape(k)}</th><td style='text-align:left'>{escape(_plain(v))}</td></tr>"
+            for k, v in self.items()
+        )
+        return f"<table>{rows}</table>"
+
+
+def _plain(value) -> str:
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_plain(v)}" for k, v in value.items())
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def doctor() -> DoctorReport:
+    """What this machine will do: device, versions, which presets are cached, the default's plan."""
+    import torch
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    from . import __version__
+
+    device = pick_device()
+    report = DoctorReport(
+        kit=__version__,
+        python=platform.python_version(),
+        platform=f"{platform.system()} {platform.machine()}",
+        torch=torch.__version__,
+        diffusers=_version("diffusers"),
+        transformers=_version("transformers"),
+        open_clip=_version("open_clip_torch"),
+        device=device + (f" ({torch.cuda.get_device_name(0)})" if device.startswith("cuda") else ""),
+        dtype=str(pick_dtype(device)).replace("torch.", ""),
+        threads=torch.get_num_threads(),
+        hub="offline (HF_HUB_OFFLINE)" if hub_offline() else "online when needed",
+        cache=HF_HUB_CACHE,
+    )
+    report["presets"] = {name: ("ready" if all(cached(p).values()) else "not cached") for name, p in PRESETS.items()}
+    try:
+        default = get()
+        parts = cached(default)
+        if all(parts.values()):
+            plan = f"Studio() loads {default.name} on {device} ({default.description or default.model})"
+        else:
+            missing = ", ".join(k for k, ok in parts.items() if not ok)
+            plan = (f"Studio() wants {default.name}, whose {missing} is not cached: "
+                    f"run `kit download {default.name}` or set KIT_PRESET=tiny")
+    except KitError as err:
+        plan = str(err)
+    report["default"] = plan
+    return report

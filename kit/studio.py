@@ -1,0 +1,380 @@
+"""`Studio`: owns the diffusion pipeline (loaded lazily) and makes Artworks.
+
+Every image goes through one path: validate the request into Records (before
+any model work), encode the prompts into a conditioning (a dict of the
+pipeline's embedding arguments), draw each seed's noise on the CPU, run the
+pipeline to latents, decode them with the full VAE or the TAESD preview
+decoder, and wrap pixels and Record into an Artwork.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import warnings
+from contextlib import contextmanager
+from dataclasses import replace as _replace
+from importlib import import_module
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from . import latents as latent_math
+from . import presets, styles
+from .errors import KitError
+from .provenance import Artwork, Gallery, Record, pixel_hash, sampler_name
+
+MAX_PROMPT_CHARS = 5000
+MAX_STEPS = 150
+MAX_BATCH = 64
+MAX_GUIDANCE = 30.0
+
+# record kind -> (module, function) that builds a batch's conditioning and latents
+INPUTS = {
+    "walk": ("kit.walks", "inputs"),
+    "fuse": ("kit.fusion", "inputs"),
+}
+# the record fields that may differ between the images of one batch
+BATCH_FIELDS = ("seed", "prompt", "subject", "walk", "fusion")
+
+
+def _member(record: Record) -> dict:
+    return {name: getattr(record, name) for name in BATCH_FIELDS}
+
+class Studio:
+    """Text-to-image with a preset's diffusers pipeline.
+
+    >>> studio = kit.Studio()                       # $KIT_PRESET, else sd-turbo
+    >>> art, = studio.generate("portrait of an elder", style="ukiyo-e", seed=7)
+
+    Nothing is loaded until the first image is asked for. `gallery` (a folder
+    or a `kit.Gallery`) makes every image this studio returns be saved there
+    first, with its record.
+    """
+
+    def __init__(self, preset=None, device=None, dtype=None, *, gallery=None, compile=False, batch_size=None):
+        self.preset = presets.get(preset)
+        self.device = presets.pick_device(device)
+        self.dtype = presets.pick_dtype(self.device, dtype)
+        self.compile = bool(compile)
+        self.batch_size = batch_size or (8 if self.device.startswith("cuda") else 4)
+        self.gallery = gallery if isinstance(gallery, Gallery) or gallery is None else Gallery(gallery)
+        self.progress_bar = True
+        self._pipe = None
+        self._revision = None
+        self._preview_vae = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+
+    def __repr__(self):
+        loaded = "loaded" if self._pipe is not None else "not loaded yet"
+        return f"Studio(preset={self.preset.name!r}, device={self.device!r}, dtype={str(self.dtype)[6:]}, {loaded})"
+
+    # ------------------------------------------------------------ loading
+
+    def _source(self, part: str) -> str:
+        """Where `part` ("pipeline", "taesd", "inpaint") is loaded from."""
+        if self.preset.offline:
+            from . import tiny
+
+            return str(tiny.ensure_saved() / part)
+        return {"pipeline": self.preset.model, "taesd": self.preset.preview, "inpaint": self.preset.inpaint}[part]
+
+    def _from_pretrained(self, cls, part: str, **kwargs):
+        """Load `part` with diffusers' `from_pretrained`, the same call for the tiny preset and the Hub."""
+        presets.require(self.preset, "preview" if part == "taesd" else "pipeline")
+        if self.preset.variant and self.dtype == torch.float16 and part != "taesd":
+            kwargs["variant"] = self.preset.variant
+        try:
+            with _quiet_loading():
+                return cls.from_pretrained(self._source(part), **{_dtype_argument(): self.dtype}, **kwargs)
+        except OSError as err:
+            raise presets.not_available(self.preset, part, err) from err
+
+    @property
+    def pipe(self):
+        """The text-to-image pipeline, loaded on first use."""
+        if self._pipe is None:
+            from diffusers import DiffusionPipeline
+
+            pipe = self._from_pretrained(DiffusionPipeline, "pipeline")
+            pipe.set_progress_bar_config(disable=True)
+            pipe.to(self.device)
+            if self.compile:
+                pipe.unet = torch.compile(pipe.unet, mode="reduce-overhead", fullgraph=True)
+            self._pipe = pipe
+            self._revision = self._weights_revision()
+        return self._pipe
+
+    @property
+    def preview_vae(self):
+        """The TAESD preview decoder, or None when the preset has none."""
+        if self._preview_vae is None and (self.preset.offline or self.preset.preview):
+            from diffusers import AutoencoderTiny
+
+            self._preview_vae = self._from_pretrained(AutoencoderTiny, "taesd").to(self.device)
+        return self._preview_vae
+
+    def _weights_revision(self) -> str | None:
+        """The commit (or tiny build) the pipeline weights come from, when known."""
+        source = Path(self._source("pipeline"))
+        if source.is_dir():
+            return source.parent.name if self.preset.offline else None
+        cached = presets._cached_file(self.preset.model, "model_index.json")
+        return Path(cached).parent.name if cached else None
+
+    # ------------------------------------------------------------ checking requests
+
+    def check_prompt(self, prompt, field="prompt", allow_empty=False) -> str:
+        if prompt is None and allow_empty:
+            return ""
+        if not isinstance(prompt, str):
+            raise KitError(f"{field} must be text, got {type(prompt).__name__}")
+        text = " ".join(prompt.split())
+        if not text and not allow_empty:
+            raise KitError(f"{field} is empty: describe what to draw, e.g. 'portrait of an elder'")
+        if len(text) > MAX_PROMPT_CHARS:
+            raise KitError(f"{field} has {len(text)} characters; at most {MAX_PROMPT_CHARS} are accepted")
+        return text
+
+    def check_size(self, size) -> tuple[int, int]:
+        p = self.preset
+        if size is None:
+            return p.size, p.size
+        if isinstance(size, (int, float)) and not isinstance(size, bool):
+            size = (size, size)
+        try:
+            width, height = size
+        except (TypeError, ValueError):
+            raise KitError(f"size must be a number of pixels or a (width, height) pair, got {size!r}") from None
+        for value in (width, height):
+            if isinstance(value, bool) or not isinstance(value, int) and not (isinstance(value, float) and value.is_integer()):
+                raise KitError(f"size must be whole pixels, got {size!r}")
+            if not p.min_size <= value <= p.max_size or value % 8:
+                raise KitError(
+                    f"size {int(value)} is not allowed for preset {p.name!r}: "
+                    f"use a multiple of 8 from {p.min_size} to {p.max_size} px"
+                )
+        return int(width), int(height)
+
+    def check_settings(self, steps, guidance) -> tuple[int, float]:
+        steps = self.preset.steps if steps is None else steps
+        guidance = self.preset.guidance if guidance is None else guidance
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
+            raise KitError(f"steps must be a whole number from 1 to {MAX_STEPS}, got {steps!r}")
+        if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance) \
+                or not 0 <= guidance <= MAX_GUIDANCE:
+            raise KitError(f"guidance must be a number from 0 to {MAX_GUIDANCE}, got {guidance!r}")
+        return steps, float(guidance)
+
+    def plan(self, prompt, *, style=None, negative=None, seed=None, n=1, steps=None, guidance=None,
+             size=None, preview=False) -> list[Record]:
+        """Check a generate request and return one Record per image, without touching a model."""
+        subject = self.check_prompt(prompt)
+        negative = self.check_prompt(negative, "negative", allow_empty=True)
+        text = styles.get(style).compose(subject) if style else subject
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_BATCH:
+            raise KitError(f"n (images) must be a whole number from 1 to {MAX_BATCH}, got {n!r}")
+        seed = latent_math.random_seed() if seed is None else latent_math.check_seed(seed)
+        latent_math.check_seed(seed + n - 1)
+        steps, guidance = self.check_settings(steps, guidance)
+        width, height = self.check_size(size)
+        decoder = "taesd" if preview and (self.preset.offline or self.preset.preview) else "vae"
+        if preview and decoder == "vae":
+            warnings.warn(f"preset {self.preset.name!r} has no preview decoder: decoding with the full VAE", stacklevel=3)
+        if negative and guidance <= 1:
+            warnings.warn("the negative prompt has no effect when guidance <= 1 (sd-turbo's default is 0)", stacklevel=3)
+        return [
+            self._record(prompt=text, subject=subject if style else None, style=style, negative=negative,
+                         seed=seed + i, steps=steps, guidance=guidance, width=width, height=height,
+                         decoder=decoder)
+            for i in range(n)
+        ]
+
+    def _record(self, **fields) -> Record:
+        return Record(preset=self.preset.name, model=self.preset.model or "kit-tiny", device=self.device,
+                      dtype=str(self.dtype).replace("torch.", ""), **fields)
+
+    # ------------------------------------------------------------ making images
+
+    def generate(self, prompt, *, style=None, negative=None, seed=None, n=1, steps=None, guidance=None,
+                 size=None, preview=False, on_step: Callable[[int, int], None] | None = None) -> list[Artwork]:
+        """Make `n` images of `prompt` (seeds seed, seed+1, ...); `preview=True` decodes with TAESD.
+
+        `style` is a catalogue id (see `kit.styles.catalogue()`); its template wraps the prompt.
+        `on_step(done, total)` is called after every diffusion step; `stop()` ends the run between
+        steps and returns the images already finished.
+        """
+        records = self.plan(prompt, style=style, negative=negative, seed=seed, n=n, steps=steps,
+                            guidance=guidance, size=size, preview=preview)
+        return self.render_many(records, on_step=on_step)
+
+    def render(self, record: Record) -> Artwork:
+        """Make the image a Record describes (what `kit.replay` calls).
+
+        A record made in a batch names its batch-mates; they are rendered
+        together again, because a batch's arithmetic can differ from a single
+        image's in the last bit, and a replay must give the same pixels.
+        """
+        batch = (record.extra or {}).get("batch")
+        if not batch:
+            return self.render_many([record])[0]
+        mates = [_replace(record, **member) for member in batch["members"]]
+        return self.render_many(mates, batch_size=len(mates))[batch["index"]]
+
+    def render_many(self, records: list[Record], on_step=None, batch_size: int | None = None) -> list[Artwork]:
+        """Render records of the same kind and settings in batches: the work of every public method."""
+        self._stop.clear()
+        batch_size = batch_size or self.batch_size
+        done: list[Artwork] = []
+        total = len(records) * records[0].steps
+        bar = self._progress(total)
+        try:
+            for start in range(0, len(records), batch_size):
+                batch = records[start:start + batch_size]
+                cond, latents = self.inputs(batch)
+                images = self._run(cond, latents, batch, bar, on_step, len(done) * batch[0].steps, total)
+                if images is None:
+                    warnings.warn(f"stopped: {len(done)} of {len(records)} images finished", stacklevel=2)
+                    break
+                members = [_member(r) for r in batch]
+                for i, (image, record) in enumerate(zip(images, batch)):
+                    record.scheduler = type(self.pipe.scheduler).__name__
+                    record.sampler = sampler_name(record.scheduler)
+                    record.revision = self._revision
+                    record.extra = {k: v for k, v in (record.extra or {}).items() if k != "batch"}
+                    if len(batch) > 1:
+                        record.extra["batch"] = {"index": i, "members": members}
+                    record.sha256 = pixel_hash(image)
+                    art = Artwork(image, record)
+                    if self.gallery is not None:
+                        self.gallery.add(art)
+                    done.append(art)
+        finally:
+            if bar is not None:
+                bar.close()
+        return done
+
+    def inputs(self, records: list[Record]) -> tuple[dict, torch.Tensor]:
+        """(conditioning, initial latents) for a batch, by the records' kind."""
+        kind = records[0].kind
+        if kind == "generate":
+            cond = self.encode([r.prompt for r in records], records[0].negative, records[0].guidance)
+            return cond, self.noise([r.seed for r in records], records[0].width, records[0].height)
+        if kind in INPUTS:
+            module, name = INPUTS[kind]
+            return getattr(import_module(module), name)(self, records)
+        raise KitError(f"this studio cannot render records of kind {kind!r}")
+
+    def stop(self):
+        """Ask a running generation to stop after the current diffusion step."""
+        self._stop.set()
+
+    def _progress(self, total):
+        if not self.progress_bar or total <= 1:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=self.preset.name, unit="step", leave=False)
+
+    # ------------------------------------------------------------ the pipeline
+
+    def encode(self, prompts: list[str], negative: str = "", guidance: float = 0.0) -> dict[str, torch.Tensor]:
+        """The conditioning for prompts: the pipeline's embedding arguments, one row per prompt."""
+        pipe = self.pipe
+        cfg = guidance > 1
+        self._warn_if_truncated(prompts)
+        with torch.inference_mode():
+            if self.preset.family == "sdxl":
+                out = pipe.encode_prompt(prompts, device=self.device, num_images_per_prompt=1,
+                                         do_classifier_free_guidance=cfg, negative_prompt=[negative] * len(prompts))
+                names = ["prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds"]
+            else:
+                out = pipe.encode_prompt(prompts, self.device, 1, cfg, negative_prompt=[negative] * len(prompts))
+                names = ["prompt_embeds", "negative_prompt_embeds"]
+        return {name: value for name, value in zip(names, out) if value is not None}
+
+    def _warn_if_truncated(self, prompts):
+        tokenizer = self.pipe.tokenizer
+        window = tokenizer.model_max_length - 2
+        for prompt in dict.fromkeys(prompts):
+            ids = tokenizer(prompt, add_special_tokens=False).input_ids
+            if len(ids) > window:
+                dropped = tokenizer.decode(ids[window:])
+                warnings.warn(
+                    f"the prompt is {len(ids)} tokens; the text encoder reads {window}, so this part is dropped: "
+                    f"{dropped!r}", stacklevel=4)
+
+    def noise(self, seeds: list[int], width: int, height: int) -> torch.Tensor:
+        """Initial latents for seeds, drawn on the CPU (same seed, same noise on any device)."""
+        pipe = self.pipe
+        shape = (pipe.unet.config.in_channels, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
+        return torch.stack([latent_math.noise(seed, shape) for seed in seeds])
+
+    def _run(self, cond, latents, batch: list[Record], bar, on_step, offset, total):
+        """Denoise a batch and decode it; None when stopped."""
+        pipe = self.pipe
+        settings = batch[0]
+        generators = [torch.Generator("cpu").manual_seed(r.seed) for r in batch]
+
+        def step_end(pipe_, i, t, kwargs):
+            if bar is not None:
+                bar.update(1)
+            if on_step is not None:
+                on_step(offset + i + 1, total)
+            if self._stop.is_set():
+                pipe_._interrupt = True
+            return kwargs
+
+        with self._lock, torch.inference_mode():
+            out = pipe(
+                **cond,
+                latents=latents.to(self.device, self.dtype),
+                generator=generators,
+                num_inference_steps=settings.steps,
+                guidance_scale=settings.guidance,
+                height=settings.height,
+                width=settings.width,
+                output_type="latent",
+                callback_on_step_end=step_end,
+            ).images
+            if self._stop.is_set():
+                return None
+            return self.decode(out, preview=settings.decoder == "taesd")
+
+    def decode(self, latents: torch.Tensor, preview: bool = False) -> list:
+        """Latents to PIL images with the full VAE, or with TAESD when `preview`."""
+        pipe = self.pipe
+        vae = self.preview_vae if preview else None
+        with torch.inference_mode():
+            if vae is not None:
+                pixels = vae.decode(latents.to(vae.dtype)).sample
+            else:
+                pixels = pipe.vae.decode(latents.to(pipe.vae.dtype) / pipe.vae.config.scaling_factor).sample
+        return pipe.image_processor.postprocess(pixels, output_type="pil")
+
+
+def _dtype_argument() -> str:
+    """diffusers renamed from_pretrained's `torch_dtype` to `dtype`; use the name this version reads."""
+    try:
+        from diffusers.utils import _resolve_dtype  # noqa: F401  (present where `dtype` is the name)
+    except ImportError:
+        return "torch_dtype"
+    return "dtype"
+
+
+@contextmanager
+def _quiet_loading():
+    """Silence the libraries' loading bars and notices; the kit reports what matters itself."""
+    from diffusers.utils import logging as dlog
+    from transformers.utils import logging as tlog
+
+    levels = dlog.get_verbosity(), tlog.get_verbosity()
+    dlog.set_verbosity_error(), tlog.set_verbosity_error()
+    dlog.disable_progress_bar(), tlog.disable_progress_bar()
+    try:
+        yield
+    finally:
+        dlog.set_verbosity(levels[0]), tlog.set_verbosity(levels[1])
+        dlog.enable_progress_bar(), tlog.enable_progress_bar()

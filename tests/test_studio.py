@@ -1,0 +1,183 @@
+"""Studio on the tiny preset: reproducible pixels, records, bad input before any model work."""
+
+import numpy as np
+import pytest
+
+import kit
+from kit import presets
+from kit.errors import KitError
+
+
+@pytest.fixture(scope="module")
+def studio():
+    s = kit.Studio(preset="tiny")
+    s.progress_bar = False
+    return s
+
+
+def pixels(art):
+    return np.asarray(art.image)
+
+
+def test_same_seed_same_pixels_and_a_complete_record(studio):
+    a, = studio.generate("portrait of an elder", seed=11)
+    b, = studio.generate("portrait of an elder", seed=11)
+    assert np.array_equal(pixels(a), pixels(b))
+    r = a.record
+    assert (r.kind, r.prompt, r.seed, r.preset) == ("generate", "portrait of an elder", 11, "tiny")
+    assert (r.steps, r.guidance, r.width, r.height) == (studio.preset.steps, studio.preset.guidance, 64, 64)
+    assert r.scheduler == type(studio.pipe.scheduler).__name__ and r.sampler
+    assert r.decoder == "vae" and r.device == "cpu" and r.dtype == "float32"
+    assert r.revision and r.revision.startswith("tiny-")
+    assert len(r.sha256) == 64
+
+
+def test_other_seed_other_pixels(studio):
+    a, = studio.generate("portrait of an elder", seed=1)
+    b, = studio.generate("portrait of an elder", seed=2)
+    assert not np.array_equal(pixels(a), pixels(b))
+
+
+def test_batch_uses_consecutive_seeds_and_each_image_replays_exactly(studio, tmp_path):
+    arts = studio.generate("a weaver at her loom", seed=40, n=3)
+    assert [a.record.seed for a in arts] == [40, 41, 42]
+    batch = arts[1].record.extra["batch"]
+    assert batch["index"] == 1 and [m["seed"] for m in batch["members"]] == [40, 41, 42]
+    loaded = kit.load(arts[1].save(tmp_path))
+    again = studio.render(loaded.record)
+    assert np.array_equal(pixels(again), pixels(arts[1]))
+    alone, = studio.generate("a weaver at her loom", seed=41)
+    assert "batch" not in alone.record.extra
+    # alone or in a batch, the picture is the same up to the last bit of arithmetic
+    assert np.abs(pixels(alone).astype(int) - pixels(arts[1])).max() <= 2
+
+
+def test_seed_none_draws_and_records_a_seed(studio):
+    a, = studio.generate("a drummer", seed=None)
+    again, = studio.generate("a drummer", seed=a.record.seed)
+    assert np.array_equal(pixels(a), pixels(again))
+
+
+def test_style_composes_the_prompt_from_the_catalogue(studio):
+    art, = studio.generate("portrait of an elder", style="ukiyo-e", seed=5)
+    style = kit.styles.get("ukiyo-e")
+    assert art.record.style == "ukiyo-e"
+    assert art.record.subject == "portrait of an elder"
+    assert art.record.prompt == style.compose("portrait of an elder")
+    plain, = studio.generate("portrait of an elder", seed=5)
+    assert not np.array_equal(pixels(art), pixels(plain))
+
+
+def test_preview_decodes_with_taesd_and_says_so(studio):
+    full, = studio.generate("a potter", seed=3)
+    fast, = studio.generate("a potter", seed=3, preview=True)
+    assert fast.record.decoder == "taesd" and full.record.decoder == "vae"
+    assert fast.image.size == full.image.size
+    assert not np.array_equal(pixels(full), pixels(fast))
+
+
+def test_size_and_guidance_are_used(studio):
+    art, = studio.generate("a potter", seed=3, size=(96, 64), guidance=3.0, negative="blurry", steps=1)
+    assert art.image.size == (96, 64)
+    assert (art.record.width, art.record.height, art.record.guidance, art.record.negative) == (96, 64, 3.0, "blurry")
+
+
+def test_replay_reproduces_the_saved_image(studio, tmp_path):
+    art, = studio.generate("portrait of a fisherman", seed=9, n=1)
+    path = art.save(tmp_path)
+    result = kit.replay(path, studio)
+    assert result.match and result.max_abs_diff == 0
+
+
+def test_gallery_studio_saves_every_image(tmp_path):
+    s = kit.Studio(preset="tiny", gallery=tmp_path / "g")
+    s.progress_bar = False
+    arts = s.generate("a singer", seed=1, n=2)
+    gallery = kit.Gallery(tmp_path / "g")
+    assert len(gallery) == 2
+    assert [a.record.sha256 for a in gallery] == [a.record.sha256 for a in arts]
+
+
+def test_stop_returns_what_is_finished_and_the_studio_stays_usable(studio):
+    def stop_in_second_batch(done, total):
+        if done > studio.batch_size * studio.preset.steps:
+            studio.stop()
+
+    with pytest.warns(UserWarning, match="stopped"):
+        arts = studio.generate("a dancer", seed=1, n=studio.batch_size * 2, on_step=stop_in_second_batch)
+    assert len(arts) == studio.batch_size
+    again = studio.render(arts[0].record)
+    assert np.array_equal(pixels(again), pixels(arts[0]))
+
+
+def test_long_prompt_warns_what_is_dropped(studio):
+    prompt = "portrait of " + "a lantern and " * 40 + "a heron"
+    with pytest.warns(UserWarning, match="dropped: .*heron"):
+        art, = studio.generate(prompt, seed=1)
+    assert art.record.prompt == prompt
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(prompt=""), "prompt"),
+        (dict(prompt="   \n"), "prompt"),
+        (dict(prompt=None), "prompt"),
+        (dict(prompt="x" * 6000), "prompt"),
+        (dict(size=100), "size"),
+        (dict(size=4096), "size"),
+        (dict(size=(64, 0)), "size"),
+        (dict(size="big"), "size"),
+        (dict(steps=0), "steps"),
+        (dict(steps=10_000), "steps"),
+        (dict(steps=2.5), "steps"),
+        (dict(n=-1), "n"),
+        (dict(n=0), "n"),
+        (dict(seed=-5), "seed"),
+        (dict(seed=1.5), "seed"),
+        (dict(seed=2**64), "seed"),
+        (dict(guidance=float("nan")), "guidance"),
+        (dict(guidance=-1), "guidance"),
+        (dict(style="no-such-style"), "no-such-style"),
+    ],
+)
+def test_bad_input_is_refused_before_any_model_work(kwargs, field):
+    s = kit.Studio(preset="tiny")
+    args = {"prompt": "portrait", **kwargs}
+    with pytest.raises(KitError, match=field):
+        s.generate(args.pop("prompt"), **args)
+    assert s._pipe is None  # nothing was loaded
+
+
+def test_unknown_preset_and_device_are_clear_errors():
+    with pytest.raises(KitError, match="unknown preset 'nope'.*tiny"):
+        kit.Studio(preset="nope")
+    with pytest.raises(KitError, match="device"):
+        kit.Studio(preset="tiny", device="tpu")
+
+
+def test_real_preset_offline_and_uncached_names_the_fix(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    import huggingface_hub.constants as hc
+
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    s = kit.Studio(preset="sd-turbo")
+    with pytest.raises(KitError) as err:
+        s.generate("portrait", seed=1)
+    assert "kit download sd-turbo" in str(err.value) and "KIT_PRESET=tiny" in str(err.value)
+
+
+def test_local_folder_preset_loads_through_from_pretrained(tmp_path):
+    from kit import tiny
+
+    folder = tiny.ensure_saved(tmp_path) / "pipeline"
+    preset = presets.get(str(folder))
+    assert preset.model == str(folder) and preset.family == "sd"
+    s = kit.Studio(preset=str(folder))
+    s.progress_bar = False
+    art, = s.generate("portrait", seed=4, size=256, steps=1, guidance=0)
+    ref = kit.Studio(preset="tiny")
+    ref.progress_bar = False
+    same, = ref.generate("portrait", seed=4, size=256, steps=1, guidance=0)
+    assert np.array_equal(pixels(art), pixels(same))
