@@ -267,6 +267,24 @@ class Studio:
             return getattr(import_module(module), name)(self, records)
         raise KitError(f"this studio cannot render records of kind {kind!r}")
 
+    def walk(self, keyframes, frames: int = 24, method: str = "slerp", loop: bool = False, **options):
+        """A latent walk through `keyframes` ((prompt, seed) pairs): see `kit.walks.walk`."""
+        from .walks import walk
+
+        return walk(self, keyframes, frames=frames, method=method, loop=loop, **options)
+
+    def fuse(self, weights: dict, subject: str, *, seed=None, **options) -> Artwork:
+        """One image of `subject` in a weighted blend of styles: see `kit.fusion.fuse`."""
+        from .fusion import fuse
+
+        return fuse(self, weights, subject=subject, seed=seed, **options)
+
+    def restore(self, image, mask, prompt=None, seed=None, **options) -> Artwork:
+        """Inpaint the masked region of a damaged image, disclosing it: see `kit.restore.restore`."""
+        from .restore import restore
+
+        return restore(self, image, mask, prompt=prompt, seed=seed, **options)
+
     def stop(self):
         """Ask a running generation to stop after the current diffusion step."""
         self._stop.set()
