@@ -228,13 +228,14 @@ class Studio:
         self._stop.clear()
         batch_size = batch_size or self.batch_size
         done: list[Artwork] = []
-        total = len(records) * records[0].steps
+        steps = records[0].steps
+        total = math.ceil(len(records) / batch_size) * steps
         bar = self._progress(total)
         try:
             for start in range(0, len(records), batch_size):
                 batch = records[start:start + batch_size]
                 cond, latents = self.inputs(batch)
-                images = self._run(cond, latents, batch, bar, on_step, len(done) * batch[0].steps, total)
+                images = self._run(cond, latents, batch, bar, on_step, start // batch_size * steps, total)
                 if images is None:
                     warnings.warn(f"stopped: {len(done)} of {len(records)} images finished", stacklevel=2)
                     break

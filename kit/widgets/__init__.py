@@ -1,0 +1,25 @@
+"""The kit's JupyterLab widgets: thin ipywidgets UIs over the engine.
+
+Each widget holds its state in ipywidgets traits (tests read them without a
+browser) and shows errors in its own output area.
+"""
+
+from importlib import import_module
+
+_WIDGETS = {
+    "PromptStudio": "kit.widgets.prompt_studio",
+    "WalkExplorer": "kit.widgets.walk_explorer",
+    "FusionMixer": "kit.widgets.fusion_mixer",
+    "StyleMap": "kit.widgets.style_map",
+    "AuditView": "kit.widgets.audit_view",
+}
+
+__all__ = list(_WIDGETS)
+
+
+def __getattr__(name):
+    if name not in _WIDGETS:
+        raise AttributeError(f"module 'kit.widgets' has no attribute {name!r}")
+    value = getattr(import_module(_WIDGETS[name]), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,245 @@
+"""`FusionMixer`: pick 2 to 5 styles, drag their weights, watch a live preview of the blend."""
+
+from __future__ import annotations
+
+import threading
+from html import escape
+
+import ipywidgets as W
+
+from .. import fusion, styles
+from ..errors import KitError
+from ..latents import random_seed
+from ..provenance import Gallery, default_folder
+from .common import Panel, png_bytes
+
+
+class FusionMixer(Panel):
+    """Blend cultural styles by weight (see `kit.fusion` for the weight rule).
+
+    >>> ui = kit.widgets.FusionMixer(studio); ui
+
+    Moving a slider re-renders a small preview (the preset's smallest size,
+    TAESD decoding) once the slider has rested for `debounce` seconds.
+    **Render** makes the full-size image, **Grid** a sweep (2 styles) or a
+    triangle (3 styles); both are saved to the gallery. Previews are not saved:
+    press Render to keep one.
+    """
+
+    debounce = 0.4  # seconds a control must rest before the preview is redrawn
+
+    def __init__(self, studio, gallery=None, subject="portrait of an elder", seed=0):
+        super().__init__()
+        self.studio = studio
+        if gallery is None:
+            gallery = studio.gallery if studio.gallery is not None else default_folder()
+        self.gallery = gallery if isinstance(gallery, Gallery) else Gallery(gallery)
+        self.artworks = []       # full renders and grid images, oldest first (all saved)
+        self.artwork = None      # the image shown last (a preview or a render)
+        self.sheet = None        # the last grid's contact sheet
+        self._timer: threading.Timer | None = None
+
+        self.picker = W.Dropdown(options=sorted((s.name, s.id) for s in styles.catalogue()), description="Style")
+        self.add_button = W.Button(description="Add", icon="plus", layout=W.Layout(width="6em"))
+        self.styles = W.TagsInput(value=[], allowed_tags=styles.ids(), allow_duplicates=False,
+                                  layout=W.Layout(width="100%"))
+        self.notes = W.HTML()
+        self.sliders: dict[str, W.FloatSlider] = {}
+        self.slider_box = W.VBox()
+        self.mix = W.HTML()
+        self.subject = W.Text(value=subject, description="Subject", layout=W.Layout(width="28em"))
+        self.seed = W.BoundedIntText(value=seed, min=0, max=2**32 - 1, description="Seed",
+                                     layout=W.Layout(width="14em"))
+        self.dice = W.Button(description="", icon="dice", tooltip="a new random seed", layout=W.Layout(width="3em"))
+        self.live = W.Checkbox(value=True, description="live preview", indent=False)
+        self.render_button = W.Button(description="Render", button_style="primary", icon="paint-brush",
+                                      tooltip="the full-size image, saved to the gallery")
+        self.grid_button = W.Button(description="Grid", icon="th", tooltip="a sweep (2 styles) or triangle (3)")
+        self.grid_steps = W.BoundedIntText(value=5, min=2, max=fusion.MAX_GRID_STEPS, description="Grid points",
+                                           layout=W.Layout(width="11em"))
+        self.stop_button = W.Button(description="Stop", button_style="warning", icon="stop")
+        self.image = W.Image(format="png", layout=W.Layout(max_width="640px"))
+        self.caption = W.HTML()
+
+        self.add_button.on_click(lambda _: self.add(self.picker.value))
+        self.dice.on_click(lambda _: self.roll_seed())
+        self.render_button.on_click(lambda _: self.render())
+        self.grid_button.on_click(lambda _: self.grid())
+        self.stop_button.on_click(lambda _: self.stop())
+        self.styles.observe(self._on_styles, names="value")
+        for control in (self.subject, self.seed):
+            control.observe(lambda _: self.schedule(), names="value")
+
+        controls = W.VBox([
+            W.HBox([self.picker, self.add_button]),
+            self.styles, self.notes, self.slider_box, self.mix,
+            W.HBox([self.subject, self.seed, self.dice, self.live]),
+            W.HBox([self.render_button, self.grid_button, self.grid_steps, self.stop_button,
+                    self.progress, self.status]),
+        ])
+        self.widget = W.VBox([controls, W.HBox([self.image, self.caption]), self.out])
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+    # ------------------------------------------------------------ choosing styles and weights
+
+    def add(self, style_id):
+        """Add a catalogue style to the mix."""
+        if style_id in self.styles.value:
+            self.say(f"{style_id} is already in the mix")
+            return
+        self.styles.value = [*self.styles.value, style_id]
+
+    def weights(self) -> dict[str, float]:
+        """The weights the sliders show, as `studio.fuse` takes them."""
+        return {key: slider.value for key, slider in self.sliders.items()}
+
+    def _on_styles(self, change):
+        chosen = list(change["new"])
+        if len(chosen) > fusion.MAX_STYLES:
+            self.show_error(KitError(f"styles: choose 2 to {fusion.MAX_STYLES} styles; "
+                                     f"kept the first {fusion.MAX_STYLES}"))
+            self.styles.value = chosen[:fusion.MAX_STYLES]  # observed again with the kept ones
+            return
+        old = self.sliders
+        self.sliders = {}
+        for key in chosen:
+            slider = old.get(key) or W.FloatSlider(value=0.5, min=-1.0, max=1.0, step=0.05, description=key,
+                                                   readout_format=".2f", style={"description_width": "12em"},
+                                                   layout=W.Layout(width="32em"))
+            if key not in old:
+                slider.observe(self._on_weight, names="value")
+            self.sliders[key] = slider
+        for key, slider in old.items():
+            if key not in self.sliders:
+                slider.unobserve(self._on_weight, names="value")
+        self.slider_box.children = tuple(self.sliders.values())
+        picked = [styles.get(key) for key in chosen]
+        self.notes.value = "".join(f"<p><b>Please read first ({escape(s.name)}):</b> {escape(s.note)}</p>"
+                                   for s in picked if s.sensitive)
+        self._show_mix()
+        self.schedule()
+
+    def _on_weight(self, change):
+        self._show_mix()
+        self.schedule()
+
+    def _show_mix(self):
+        if len(self.sliders) < 2:
+            self.mix.value = f"<i>choose 2 to {fusion.MAX_STYLES} styles</i>"
+            return
+        try:
+            self.mix.value = f"mix: <b>{escape(fusion.describe(self.weights()))}</b> (weights divided by their sum)"
+        except KitError as err:
+            self.mix.value = f"<span style='color:#b00020'>{escape(str(err))}</span>"
+
+    def roll_seed(self):
+        self.seed.value = random_seed()
+
+    # ------------------------------------------------------------ the debounced live preview
+
+    def schedule(self):
+        """(Re)start the preview timer: many quick changes give one preview, after the last."""
+        if self._timer is not None:
+            self._timer.cancel()
+        if not self.live.value or not 2 <= len(self.sliders) <= fusion.MAX_STYLES:
+            return
+        self._timer = threading.Timer(self.debounce, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self):
+        if self.busy:  # a render is running: try again when it may have finished
+            self.schedule()
+            return
+        self.preview()
+
+    def wait(self, timeout: float | None = 600):
+        """Block until a pending preview and any background work have finished."""
+        while True:
+            timer = self._timer
+            if timer is not None:
+                timer.join(timeout)
+            super().wait(timeout)
+            if self._timer is timer:
+                return self
+
+    def stop(self):
+        if self._timer is not None:
+            self._timer.cancel()
+        self.studio.stop()
+
+    # ------------------------------------------------------------ actions
+
+    def _request(self) -> tuple[dict, str, int]:
+        fusion.check_styles(list(self.sliders))
+        return self.weights(), self.subject.value, self.seed.value
+
+    def preview(self):
+        """A small, fast image of the current mix (not saved)."""
+        def work():
+            weights, subject, seed = self._request()  # studio.fuse checks the rest before any model work
+            return self.studio.fuse(weights, subject, seed=seed, size=self.studio.preset.min_size, preview=True,
+                                    on_step=self.on_step)
+
+        self.say("previewing…")
+        return self.run_in_background(work, done=self._show_preview)
+
+    def render(self):
+        """The full-size image of the current mix, saved to the gallery."""
+        def work():
+            weights, subject, seed = self._request()
+            return self.studio.fuse(weights, subject, seed=seed, on_step=self.on_step)
+
+        self.say("rendering…")
+        return self.run_in_background(work, done=self._show_render, buttons=[self.render_button, self.grid_button])
+
+    def grid(self):
+        """A fusion grid of the 2 or 3 chosen styles at preview size, saved to the gallery."""
+        def work():
+            return fusion.fusion_grid(self.studio, list(self.sliders), self.subject.value, seed=self.seed.value,
+                                      steps=self.grid_steps.value, size=self.studio.preset.min_size,
+                                      preview=True, on_step=self.on_step)
+
+        self.say("drawing the grid…")
+        return self.run_in_background(work, done=self._show_grid, buttons=[self.render_button, self.grid_button])
+
+    # ------------------------------------------------------------ showing results
+
+    def _show(self, art):
+        self.artwork = art
+        self.image.value = png_bytes(art.image)
+        self.caption.value = f"<p>{escape(art.record.prompt)}<br>seed {art.record.seed}, " \
+                             f"{art.image.width}×{art.image.height}, {art.record.decoder}</p>"
+
+    def _keep(self, arts):
+        for art in arts:
+            if self.studio.gallery is None:  # a studio with its own gallery has saved it already
+                self.gallery.add(art)
+            self.artworks.append(art)
+
+    def _show_preview(self, art):
+        if art is None:
+            self.say("stopped")
+            return
+        self._show(art)
+        self.say("preview (not saved: press Render to keep it)")
+
+    def _show_render(self, art):
+        if art is None:
+            self.say("stopped")
+            return
+        self._keep([art])
+        self._show(art)
+        self.say(f"rendered and saved to {self.gallery.folder}")
+
+    def _show_grid(self, result):
+        sheet, arts = result
+        self._keep(arts)
+        self.sheet = sheet
+        self.image.value = png_bytes(sheet)
+        self.caption.value = f"<p>{len(arts)} blends, seed {self.seed.value}</p>"
+        self.say(f"grid of {len(arts)} images saved to {self.gallery.folder}")
