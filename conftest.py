@@ -1,7 +1,13 @@
-"""Test set-up: offline, tiny preset, set before anything imports the kit's heavy modules."""
+"""Test set-up: offline, tiny preset, a throwaway gallery.
+
+Set before anything imports the kit's heavy modules; notebook kernels started
+by nbval inherit this environment too.
+"""
 
 import os
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("KIT_PRESET", "tiny")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("KIT_GALLERY", tempfile.mkdtemp(prefix="kit-test-gallery-"))

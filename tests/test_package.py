@@ -1,0 +1,68 @@
+"""The package as a newcomer meets it: a light import, the cli, the doctor, clean notebooks."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import kit
+
+ROOT = Path(__file__).resolve().parent.parent
+HEAVY = ["torch", "diffusers", "transformers", "open_clip", "umap", "numba", "plotly", "ipywidgets"]
+
+
+def run_python(code):
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def test_import_kit_imports_no_heavy_library():
+    code = "import sys, kit, kit.styles, kit.errors; print([m for m in %r if m in sys.modules])" % HEAVY
+    assert run_python(code) == "[]"
+
+
+def test_public_names_resolve():
+    for name in ["Studio", "Artwork", "Record", "Gallery", "load", "replay", "doctor", "KitError", "styles", "widgets"]:
+        assert getattr(kit, name) is not None
+    assert kit.Style is kit.styles.Style
+    with pytest.raises(AttributeError):
+        kit.no_such_name
+
+
+def test_doctor_reports_device_versions_presets_and_the_plan():
+    report = kit.doctor()
+    assert report["device"].startswith(("cpu", "cuda", "mps"))
+    assert report["torch"] and report["diffusers"] != "not installed"
+    assert set(report["presets"]) == {"tiny", "sd-turbo", "sdxl-turbo"}
+    assert report["presets"]["tiny"] == "ready"
+    assert "tiny" in report["default"]  # KIT_PRESET=tiny in the tests
+    assert "<table>" in report._repr_html_() and "device" in str(report)
+
+
+def test_cli_doctor_and_a_clear_error():
+    out = subprocess.run([sys.executable, "-m", "kit.cli", "doctor"], capture_output=True, text=True)
+    assert out.returncode == 0 and "presets" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "kit.cli", "download", "not a preset!"], capture_output=True, text=True)
+    assert out.returncode == 2 and "unknown preset" in out.stderr
+
+
+def test_cli_lab_refuses_a_missing_folder():
+    out = subprocess.run([sys.executable, "-m", "kit.cli", "lab", "/no/such/folder"], capture_output=True, text=True)
+    assert out.returncode == 2 and "no notebooks folder" in out.stderr
+
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebooks_are_committed_without_outputs_and_use_the_public_api(path):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert code, "a notebook without code"
+    for cell in code:
+        assert cell.get("outputs") == [] and cell.get("execution_count") is None, "clear the outputs before committing"
+    source = "\n".join("".join(c["source"]) for c in code)
+    assert "KIT_PRESET=" not in source and 'preset="' not in source, "notebooks read $KIT_PRESET, never fix a preset"
+    assert "kit._" not in source and "._pipe" not in source, "notebooks use the public API only"
