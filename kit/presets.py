@@ -176,6 +176,8 @@ def _cached_file(repo: str, filename: str) -> str | None:
     """Path of `filename` of `repo` in the local Hugging Face cache, or None."""
     from huggingface_hub import try_to_load_from_cache
 
+    if not _REPO_ID.match(repo):
+        return None
     found = try_to_load_from_cache(repo, filename)
     return found if isinstance(found, str) else None
 
@@ -201,7 +203,7 @@ def cached(preset: Preset) -> dict[str, bool]:
     model = Path(preset.model)
     parts["pipeline"] = model.is_dir() or _cached_file(preset.model, "model_index.json") is not None
     if preset.preview:
-        parts["preview"] = _cached_file(preset.preview, "config.json") is not None
+        parts["preview"] = Path(preset.preview).is_dir() or _cached_file(preset.preview, "config.json") is not None
     clip = clip_source(preset)
     parts["clip"] = Path(preset.clip_pretrained).is_file() or (clip is not None and _cached_file(*clip) is not None)
     return parts
