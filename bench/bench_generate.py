@@ -15,7 +15,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, os.path.dirname(__file__))
@@ -24,16 +23,14 @@ from common import interleaved, sd_turbo_architecture, table  # noqa: E402
 
 
 def import_times(repeat: int) -> dict:
-    def fresh(module):
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", f"import {module}"], check=True)
-        return time.perf_counter() - start
+    """Median seconds to import each module, timed inside fresh interpreters."""
+    code = "import time; t = time.perf_counter(); import {}; print(time.perf_counter() - t)"
 
-    baseline = statistics.median(fresh("sys") for _ in range(repeat))  # interpreter start-up alone
-    out = {}
-    for module in ("kit", "torch"):
-        out[module] = statistics.median(fresh(module) for _ in range(repeat)) - baseline
-    return out
+    def fresh(module):
+        out = subprocess.run([sys.executable, "-c", code.format(module)], check=True, capture_output=True, text=True)
+        return float(out.stdout)
+
+    return {module: statistics.median(fresh(module) for _ in range(repeat)) for module in ("kit", "torch")}
 
 
 def main():
