@@ -165,6 +165,7 @@ class Record:
             "Size": f"{self.width}x{self.height}",
             "Model": self.preset or self.model,
             "Style": self.style,
+            "Fusion": "; ".join(f"{k} {v:g}" for k, v in self.fusion.items()) if self.fusion else None,
             "Version": f"kit {self.kit_version}" if self.kit_version else "",
         }
         line = ", ".join(f"{key}: {_quote(value)}" for key, value in settings.items()

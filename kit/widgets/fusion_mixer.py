@@ -67,7 +67,7 @@ class FusionMixer(Panel):
         self.grid_button.on_click(lambda _: self.grid())
         self.stop_button.on_click(lambda _: self.stop())
         self.styles.observe(self._on_styles, names="value")
-        for control in (self.subject, self.seed):
+        for control in (self.subject, self.seed, self.live):
             control.observe(lambda _: self.schedule(), names="value")
 
         controls = W.VBox([
@@ -143,13 +143,20 @@ class FusionMixer(Panel):
 
     def schedule(self):
         """(Re)start the preview timer: many quick changes give one preview, after the last."""
-        if self._timer is not None:
-            self._timer.cancel()
+        self._cancel_preview()
         if not self.live.value or not 2 <= len(self.sliders) <= fusion.MAX_STYLES:
             return
+        try:
+            fusion.check_weights(self.weights())
+        except KitError:
+            return  # the mix line already says what is wrong; Render would show it in full
         self._timer = threading.Timer(self.debounce, self._fire)
         self._timer.daemon = True
         self._timer.start()
+
+    def _cancel_preview(self):
+        if self._timer is not None:
+            self._timer.cancel()
 
     def _fire(self):
         if self.busy:  # a render is running: try again when it may have finished
@@ -168,8 +175,8 @@ class FusionMixer(Panel):
                 return self
 
     def stop(self):
-        if self._timer is not None:
-            self._timer.cancel()
+        """Drop a pending preview and stop the running render."""
+        self._cancel_preview()
         self.studio.stop()
 
     # ------------------------------------------------------------ actions
@@ -190,6 +197,8 @@ class FusionMixer(Panel):
 
     def render(self):
         """The full-size image of the current mix, saved to the gallery."""
+        self._cancel_preview()
+
         def work():
             weights, subject, seed = self._request()
             return self.studio.fuse(weights, subject, seed=seed, on_step=self.on_step)
@@ -199,6 +208,8 @@ class FusionMixer(Panel):
 
     def grid(self):
         """A fusion grid of the 2 or 3 chosen styles at preview size, saved to the gallery."""
+        self._cancel_preview()
+
         def work():
             return fusion.fusion_grid(self.studio, list(self.sliders), self.subject.value, seed=self.seed.value,
                                       steps=self.grid_steps.value, size=self.studio.preset.min_size,

@@ -1,0 +1,131 @@
+"""FusionMixer state without a browser: sliders follow the styles, one preview per burst, errors stay visible."""
+
+import pytest
+
+import kit
+from kit.widgets import FusionMixer
+
+
+@pytest.fixture(scope="module")
+def studio():
+    s = kit.Studio(preset="tiny")
+    s.progress_bar = False
+    return s
+
+
+@pytest.fixture
+def fuse_calls(studio, monkeypatch):
+    """Every studio.fuse call's keyword arguments, in order."""
+    calls = []
+    real = studio.fuse
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(studio, "fuse", counting)
+    return calls
+
+
+@pytest.fixture
+def ui(studio, tmp_path):
+    mixer = FusionMixer(studio, gallery=tmp_path / "gallery")
+    yield mixer
+    mixer.live.value = False
+    mixer.wait()
+
+
+def test_choosing_styles_builds_one_slider_each_and_shows_sensitive_notes(ui):
+    ui.live.value = False
+    ui.styles.value = ["ukiyo-e", "art-deco"]
+    assert list(ui.sliders) == ["ukiyo-e", "art-deco"]
+    assert list(ui.slider_box.children) == list(ui.sliders.values())
+    ui.sliders["ukiyo-e"].value = 0.9
+    ui.add("thangka")
+    assert list(ui.sliders) == ["ukiyo-e", "art-deco", "thangka"]
+    assert ui.sliders["ukiyo-e"].value == 0.9          # kept across the rebuild
+    assert kit.styles.get("thangka").note in ui.notes.value
+    ui.styles.value = ["art-deco", "thangka"]
+    assert list(ui.sliders) == ["art-deco", "thangka"] and len(ui.slider_box.children) == 2
+    ui.styles.value = ["art-deco", "ukiyo-e"]
+    assert ui.notes.value == ""
+    ui.sliders["art-deco"].value = 0.25
+    ui.sliders["ukiyo-e"].value = 0.75
+    assert "0.25 art-deco + 0.75 ukiyo-e" in ui.mix.value
+    assert ui.weights() == {"art-deco": 0.25, "ukiyo-e": 0.75}
+
+
+def test_a_burst_of_slider_changes_renders_one_preview(ui, studio, fuse_calls):
+    ui.debounce = 1.0  # a margin for a busy test machine; the default is 0.4 s
+    ui.styles.value = ["ukiyo-e", "art-deco"]
+    for value in (0.1, 0.2, 0.3, 0.4, 0.6, 0.8):
+        ui.sliders["art-deco"].value = value
+    ui.wait()
+    assert len(fuse_calls) == 1
+    assert fuse_calls[0]["preview"] is True and fuse_calls[0]["size"] == studio.preset.min_size
+    assert ui.error == ""
+    assert ui.artwork.record.fusion == {"ukiyo-e": 0.5, "art-deco": 0.8}   # the settled values
+    assert ui.artwork.record.decoder == "taesd" and ui.image.value
+    assert ui.artworks == [] and len(ui.gallery) == 0                    # previews are not saved
+    ui.seed.value = 12
+    ui.wait()
+    assert len(fuse_calls) == 2 and ui.artwork.record.seed == 12
+
+
+def test_render_makes_a_full_size_image_and_saves_it(ui, studio, fuse_calls):
+    ui.live.value = False
+    ui.styles.value = ["ukiyo-e", "art-deco"]
+    ui.render_button.click()
+    ui.wait()
+    assert ui.error == "" and len(fuse_calls) == 1
+    art = ui.artwork
+    assert art.record.decoder == "vae" and art.image.size == (studio.preset.size, studio.preset.size)
+    assert ui.artworks == [art] and len(ui.gallery) == 1
+
+
+def test_grid_button_draws_a_sweep_and_keeps_every_image(ui):
+    ui.live.value = False
+    ui.styles.value = ["ukiyo-e", "art-deco"]
+    ui.grid_steps.value = 3
+    ui.grid_button.click()
+    ui.wait()
+    assert ui.error == ""
+    assert ui.sheet is not None and len(ui.artworks) == 3 and len(ui.gallery) == 3
+
+
+def test_bad_input_is_shown_and_the_mixer_stays_usable(ui, fuse_calls):
+    ui.live.value = False
+    ui.styles.value = ["ukiyo-e"]
+    ui.render_button.click()
+    ui.wait()
+    assert "styles: choose 2 to 5 styles, got 1" in ui.error
+
+    ui.styles.value = ["ukiyo-e", "art-deco", "madhubani", "warli", "gongbi", "thangka"]
+    assert "styles" in ui.error and "5" in ui.error
+    assert len(ui.sliders) == 5 and len(ui.styles.value) == 5
+
+    ui.grid_button.click()
+    ui.wait()
+    assert "choose 2 or 3 styles, got 5" in ui.error
+
+    ui.styles.value = ["ukiyo-e", "art-deco"]
+    for slider in ui.sliders.values():
+        slider.value = 0
+    assert "positive" in ui.mix.value
+    ui.render_button.click()
+    ui.wait()
+    assert "weights need at least one positive weight" in ui.error
+
+    ui.sliders["ukiyo-e"].value = 1
+    ui.subject.value = "  "
+    ui.render_button.click()
+    ui.wait()
+    assert "subject is empty" in ui.error
+    assert fuse_calls and ui.artworks == []   # refused before any image was made
+
+    ui.subject.value = "portrait of a weaver"
+    ui.render_button.click()
+    ui.wait()
+    assert ui.error == "" and len(ui.artworks) == 1
+    assert ui.artwork.record.subject == "portrait of a weaver"
+    assert not ui.render_button.disabled and not ui.busy
