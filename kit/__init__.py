@@ -22,10 +22,11 @@ _LAZY = {
     "Style": "kit.styles",
     "Embedder": "kit.embed",
     "StyleAtlas": "kit.atlas",
-    "audit": "kit.audit",
-    "AuditReport": "kit.audit",
+    "audit": "kit.auditing",
+    "AuditReport": "kit.auditing",
 }
-_SUBMODULES = {"styles", "widgets", "presets", "latents", "fusion", "provenance", "embed", "atlas", "audit", "restore", "tiny"}
+_SUBMODULES = {"styles", "widgets", "presets", "latents", "walks", "fusion", "provenance", "embed", "atlas", "auditing",
+               "restore", "credentials", "sheet", "tiny"}
 
 __all__ = ["KitError", "__version__", *_LAZY, *sorted(_SUBMODULES)]
 

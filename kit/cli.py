@@ -40,7 +40,7 @@ def doctor(args) -> int:
 def download(args) -> int:
     from .presets import download as fetch
 
-    for part, where in fetch(args.preset).items():
+    for part, where in fetch(args.preset, inpaint=args.inpaint).items():
         print(f"{part}: {where}")
     return 0
 
@@ -60,6 +60,7 @@ def main(argv=None) -> int:
 
     p = commands.add_parser("download", help="fetch a preset's weights into the Hugging Face cache")
     p.add_argument("preset", nargs="?", default=None, help="preset name or repo id (default: $KIT_PRESET or sd-turbo)")
+    p.add_argument("--inpaint", action="store_true", help="also fetch the inpainting pipeline (restoration lessons)")
     p.set_defaults(run=download)
 
     args = parser.parse_args(argv)

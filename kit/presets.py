@@ -198,12 +198,14 @@ def clip_source(preset: Preset) -> tuple[str, str] | None:
 def cached(preset: Preset) -> dict[str, bool]:
     """Which of the preset's parts are on this machine already."""
     if preset.offline:
-        return {"pipeline": True, "preview": True, "clip": True}
+        return {"pipeline": True, "preview": True, "inpaint": True, "clip": True}
     parts = {}
     model = Path(preset.model)
     parts["pipeline"] = model.is_dir() or _cached_file(preset.model, "model_index.json") is not None
     if preset.preview:
         parts["preview"] = Path(preset.preview).is_dir() or _cached_file(preset.preview, "config.json") is not None
+    if preset.inpaint:
+        parts["inpaint"] = _cached_file(preset.inpaint, "model_index.json") is not None
     clip = clip_source(preset)
     parts["clip"] = Path(preset.clip_pretrained).is_file() or (clip is not None and _cached_file(*clip) is not None)
     return parts
@@ -227,8 +229,11 @@ def require(preset: Preset, part: str = "pipeline") -> None:
         raise not_available(preset, part)
 
 
-def download(name: str | None = None) -> dict[str, str]:
-    """Fetch a preset into the standard Hugging Face cache; returns where each part went."""
+def download(name: str | None = None, inpaint: bool = False) -> dict[str, str]:
+    """Fetch a preset into the standard Hugging Face cache; returns where each part went.
+
+    The inpainting pipeline (for restoration lessons) is large: only with `inpaint=True`.
+    """
     from huggingface_hub import hf_hub_download, snapshot_download
 
     preset = get(name)
@@ -241,6 +246,8 @@ def download(name: str | None = None) -> dict[str, str]:
         out["pipeline"] = snapshot_download(preset.model, allow_patterns=["*.json", "*.txt", "*.safetensors"])
     if preset.preview:
         out["preview"] = snapshot_download(preset.preview, allow_patterns=["*.json", "*.safetensors"])
+    if inpaint and preset.inpaint:
+        out["inpaint"] = snapshot_download(preset.inpaint, allow_patterns=["*.json", "*.txt", "*.safetensors"])
     clip = clip_source(preset)
     if clip:
         out["clip"] = hf_hub_download(*clip)
@@ -282,6 +289,12 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
+def _readiness(parts: dict[str, bool]) -> str:
+    if not all(ok for part, ok in parts.items() if part != "inpaint"):
+        return "not cached"
+    return "ready" if parts.get("inpaint", True) else "ready (restoration needs `kit download --inpaint`)"
+
+
 def doctor() -> DoctorReport:
     """What this machine will do: device, versions, which presets are cached, the default's plan."""
     import torch
@@ -304,10 +317,10 @@ def doctor() -> DoctorReport:
         hub="offline (HF_HUB_OFFLINE)" if hub_offline() else "online when needed",
         cache=HF_HUB_CACHE,
     )
-    report["presets"] = {name: ("ready" if all(cached(p).values()) else "not cached") for name, p in PRESETS.items()}
+    report["presets"] = {name: _readiness(cached(p)) for name, p in PRESETS.items()}
     try:
         default = get()
-        parts = cached(default)
+        parts = {k: v for k, v in cached(default).items() if k != "inpaint"}
         if all(parts.values()):
             plan = f"Studio() loads {default.name} on {device} ({default.description or default.model})"
         else:

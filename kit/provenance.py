@@ -86,7 +86,7 @@ class Record:
     decoder: str = "vae"  # "vae" (full VAE) | "taesd" (preview)
     fusion: dict[str, float] | None = None  # style id or free prompt -> weight, as the user gave them
     walk: dict | None = None  # keyframes, method, segment, t, frame, frames
-    restore: dict | None = None  # mask sha256, mask area fraction, source image sha256
+    restore: dict | None = None  # mask_sha256, mask_area, mask_png, source_sha256, source_path, strength, work_size
     kit_version: str = __version__
     created: str = field(default_factory=_now)
     sha256: str = ""  # pixel_hash() of the image
@@ -353,13 +353,16 @@ class Artwork:
 
     ``verified`` is set by ``load``: True when the stored hash matches the pixels,
     False when it does not (or no hash was stored), None for a fresh image.
-    ``path`` is where it was last saved or loaded from.
+    ``path`` is where it was last saved or loaded from. ``credentials`` is set
+    by ``load``: None when the file carries no C2PA manifest, else what
+    ``kit.credentials.status`` found (whether it validates).
     """
 
     image: Image.Image
     record: Record = field(default_factory=Record)
     verified: bool | None = None
     path: Path | None = None
+    credentials: dict | None = None
 
     def save(self, folder, name: str | None = None) -> Path:
         """Write the image and its record as a PNG in ``folder``; returns the path.
@@ -521,7 +524,9 @@ def load(path) -> Artwork:
     else:
         record = Record(kind="imported", kit_version="")
     verified = bool(record.sha256) and record.sha256 == pixel_hash(image)
-    return Artwork(image=image, record=record, verified=verified, path=path)
+    from .credentials import status
+
+    return Artwork(image=image, record=record, verified=verified, path=path, credentials=status(path))
 
 
 # ---------------------------------------------------------------------------

@@ -64,6 +64,7 @@ class Studio:
         self._pipe = None
         self._revision = None
         self._preview_vae = None
+        self._inpaint = None  # the inpainting pipeline, loaded by kit.restore on first use
         self._stop = threading.Event()
         self._lock = threading.Lock()
 
@@ -83,7 +84,7 @@ class Studio:
 
     def _from_pretrained(self, cls, part: str, **kwargs):
         """Load `part` with diffusers' `from_pretrained`, the same call for the tiny preset and the Hub."""
-        presets.require(self.preset, "preview" if part == "taesd" else "pipeline")
+        presets.require(self.preset, {"taesd": "preview", "inpaint": "inpaint"}.get(part, "pipeline"))
         if self.preset.variant and self.dtype == torch.float16 and part != "taesd":
             kwargs["variant"] = self.preset.variant
         try:
@@ -217,6 +218,10 @@ class Studio:
         together again, because a batch's arithmetic can differ from a single
         image's in the last bit, and a replay must give the same pixels.
         """
+        if record.kind == "restore":
+            from .restore import render as restore_again
+
+            return restore_again(self, record)
         batch = (record.extra or {}).get("batch")
         if not batch:
             return self.render_many([record])[0]

@@ -1,0 +1,542 @@
+"""Disclosed restoration: inpaint the damaged part of an artwork and show which pixels a model made.
+
+    damaged, mask = damage(photo, kind="scratches", seed=1)     # practice on known damage
+    art = studio.restore(damaged, mask, seed=0)                  # -> Restoration (an Artwork)
+    art.overlay                                                  # AI-made pixels tinted and outlined
+    compare(photo, art, mask)                                    # PSNR / SSIM inside vs outside the mask
+
+The mask is white (255) where the image is damaged and the model may paint, black (0)
+elsewhere. Only masked pixels change: the original pixels are composited back after decoding,
+so everything outside the mask is the source, bit for bit. The record (kind "restore") keeps
+the mask itself (a 1-bit PNG), its hash and area and the source image's hash, so any saved
+restoration can show its overlay again (`disclose(art)`) and be replayed from its source.
+
+Light at import: torch and diffusers are loaded only when a restoration runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import math
+import numbers
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from .errors import KitError
+from .provenance import Artwork, Record, pixel_hash, sampler_name
+
+TINT = (255, 0, 255)  # magenta: rare in paintings and photographs, easy to see
+TINT_ALPHA = 0.35
+# The Hub inpainting models are not distilled like sd-turbo: they need more steps and guidance.
+HUB_STEPS = 25
+HUB_GUIDANCE = 7.5
+DAMAGE_KINDS = ("scratches", "holes", "stains")
+MAX_DAMAGE = 0.5  # damage() covers at most half the image
+MIN_SIDE = 8  # px; smaller images are refused
+WINDOW_RADIUS = 5  # SSIM's Gaussian window: 11 taps
+
+
+@dataclass(eq=False, repr=False)
+class Restoration(Artwork):
+    """An Artwork partly painted by a model.
+
+    ``overlay`` is the restored image with the AI-made pixels tinted magenta and outlined;
+    ``mask`` (mode L, 255 = painted by the model) and ``source`` (the damaged input) come with it.
+    """
+
+    overlay: Image.Image | None = None
+    mask: Image.Image | None = None
+    source: Image.Image | None = None
+
+    def _repr_html_(self) -> str:
+        cells = []
+        for image, caption in ((self.image, "restored"), (self.overlay, "AI-made pixels in magenta")):
+            if image is None:
+                continue
+            small = image.copy()
+            small.thumbnail((256, 256))
+            buffer = io.BytesIO()
+            small.save(buffer, format="PNG")
+            data = base64.b64encode(buffer.getvalue()).decode("ascii")
+            cells.append(f'<figure style="display:inline-block;margin:4px"><img src="data:image/png;base64,{data}">'
+                         f'<figcaption style="font-size:small">{caption}</figcaption></figure>')
+        area = (self.record.restore or {}).get("mask_area", 0.0)
+        return "".join(cells) + f"<div style='font-size:small'>{area:.1%} of the pixels were made by the model " \
+                                f"(seed {self.record.seed})</div>"
+
+
+# ---------------------------------------------------------------- checking inputs
+
+
+def check_image(image, field: str = "image") -> Image.Image:
+    """An RGB copy of `image` (PIL image, Artwork, numpy array or file path); KitError otherwise."""
+    if isinstance(image, Artwork):
+        image = image.image
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image).expanduser()
+        try:
+            with Image.open(path) as opened:
+                opened.load()
+                image = opened.copy()
+        except (OSError, ValueError) as err:
+            raise KitError(f"{field}: cannot read an image from {str(path)!r} ({err})") from None
+    elif isinstance(image, np.ndarray):
+        try:
+            image = Image.fromarray(image)
+        except (TypeError, ValueError) as err:
+            raise KitError(f"{field}: a {image.dtype} array of shape {image.shape} is not an image "
+                           "(use H x W x 3 uint8)") from err
+    if not isinstance(image, Image.Image):
+        raise KitError(f"{field} must be a PIL image, an Artwork, an array or a file path, got {type(image).__name__}")
+    try:
+        rgb = image.convert("RGB")
+    except (ValueError, OSError) as err:
+        raise KitError(f"{field}: colour mode {image.mode} cannot be converted to RGB ({err})") from None
+    if min(rgb.size) < MIN_SIDE:
+        raise KitError(f"{field} is {rgb.width}x{rgb.height} px: each side must be at least {MIN_SIDE} px")
+    return rgb
+
+
+def check_mask(mask, size: tuple[int, int], field: str = "mask") -> np.ndarray:
+    """The mask as a bool (height, width) array: True where the model may paint.
+
+    Accepts a PIL image (mode "1", or any mode whose greyscale is only 0 and 255), a file path,
+    or an array of bools, of 0/1 or of 0/255. Refuses masks of another size, empty or full masks
+    and masks with grey values.
+    """
+    if isinstance(mask, (str, os.PathLike)):
+        try:
+            with Image.open(Path(mask).expanduser()) as opened:
+                mask = opened.copy()
+        except (OSError, ValueError) as err:
+            raise KitError(f"{field}: cannot read an image from {str(mask)!r} ({err})") from None
+    if isinstance(mask, Image.Image):
+        if mask.mode == "1":
+            values = np.asarray(mask, dtype=bool)
+        else:
+            try:
+                values = np.asarray(mask.convert("L"))
+            except (ValueError, OSError) as err:
+                raise KitError(f"{field}: colour mode {mask.mode} cannot be read as black and white") from err
+    else:
+        try:
+            values = np.asarray(mask)
+        except Exception as err:  # ragged lists and other things numpy cannot hold
+            raise KitError(f"{field} must be an image or an array, got {type(mask).__name__}") from err
+        if values.ndim == 3 and values.shape[2] == 1:
+            values = values[:, :, 0]
+    if values.ndim != 2:
+        raise KitError(f"{field} must be one channel (height x width), got an array of shape {values.shape}")
+    height, width = values.shape
+    if (width, height) != tuple(size):
+        raise KitError(f"{field} is {width}x{height} px but the image is {size[0]}x{size[1]}: they must match")
+    if values.dtype != bool:
+        if not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)):
+            raise KitError(f"{field} must hold numbers or bools, got {values.dtype}")
+        found = np.unique(values)
+        if set(found.tolist()) <= {0, 1}:
+            values = values == 1
+        elif set(found.tolist()) <= {0, 255}:
+            values = values == 255
+        else:
+            odd = ", ".join(str(v) for v in found[(found != 0) & (found != 255)][:4].tolist())
+            raise KitError(f"{field} must be binary: 0 (keep) and 255 (restore) only, found {odd}; threshold it "
+                           "first, e.g. mask.point(lambda v: 255 if v >= 128 else 0)")
+    if not values.any():
+        raise KitError(f"{field} is empty: paint the damaged pixels white (255); nothing would be restored")
+    if values.all():
+        raise KitError(f"{field} covers the whole image: a restoration needs undamaged pixels to work from "
+                       "(to make a new image use studio.generate)")
+    return np.ascontiguousarray(values)
+
+
+def mask_image(region: np.ndarray) -> Image.Image:
+    """A bool mask as a mode-L image, 255 where True."""
+    return Image.fromarray(np.where(region, 255, 0).astype(np.uint8), mode="L")
+
+
+def mask_hash(region: np.ndarray) -> str:
+    """sha256 over the mask's size and its packed bits (1 = restored), like `pixel_hash` for images."""
+    height, width = region.shape
+    digest = hashlib.sha256(f"{width}x{height}\n".encode())
+    digest.update(np.packbits(region.astype(bool), axis=None).tobytes())
+    return digest.hexdigest()
+
+
+def _mask_png(region: np.ndarray) -> str:
+    """The mask as a base64 1-bit PNG: small enough to live in the record."""
+    buffer = io.BytesIO()
+    mask_image(region).convert("1").save(buffer, format="PNG", optimize=True)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def mask_of(record_or_artwork) -> Image.Image:
+    """The mask stored in a restoration's record (mode L, 255 = painted by the model)."""
+    record = getattr(record_or_artwork, "record", record_or_artwork)
+    info = getattr(record, "restore", None) or {}
+    if "mask_png" not in info:
+        raise KitError("no restoration mask here: pass mask=, or a restored Artwork whose record holds one")
+    with Image.open(io.BytesIO(base64.b64decode(info["mask_png"]))) as stored:
+        mask = stored.convert("L")
+    if "mask_sha256" in info and mask_hash(np.asarray(mask) == 255) != info["mask_sha256"]:
+        raise KitError("the stored restoration mask does not match its hash: the record was altered")
+    return mask
+
+
+# ---------------------------------------------------------------- disclosure
+
+
+def disclose(image, mask=None, color=TINT, alpha: float = TINT_ALPHA) -> Image.Image:
+    """`image` with the masked pixels tinted (`alpha` of `color`) and their edge drawn in `color`.
+
+    Only masked pixels change: the outline runs along the inside of the mask's edge.
+    With an Artwork from `restore` (or loaded from disk), the mask can come from its record.
+    """
+    rgb = check_image(image)
+    region = check_mask(mask_of(image) if mask is None else mask, rgb.size)
+    pixels = np.asarray(rgb, dtype=np.float64)
+    tinted = pixels * (1 - alpha) + np.asarray(color, dtype=np.float64) * alpha
+    out = np.where(region[:, :, None], tinted, pixels)
+    out[_edge(region)] = color
+    return Image.fromarray(np.rint(out).astype(np.uint8), mode="RGB")
+
+
+def _edge(region: np.ndarray) -> np.ndarray:
+    """Masked pixels with a 4-neighbour outside the mask (the image border counts as outside)."""
+    padded = np.pad(region, 1, constant_values=False)
+    inner = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return region & ~inner
+
+
+# ---------------------------------------------------------------- restoring
+
+
+def plan(studio, image, mask, prompt=None, seed=None, *, negative=None, steps=None, guidance=None,
+         strength: float = 1.0) -> tuple[Record, Image.Image, np.ndarray]:
+    """Check a restore request: (record, RGB source, bool mask), without touching a model."""
+    from . import latents
+
+    source = check_image(image)
+    region = check_mask(mask, source.size)
+    preset = studio.preset
+    if not preset.offline and not preset.inpaint:
+        raise KitError(f"preset {preset.name!r} has no inpainting model: restore with the sd-turbo, "
+                       "sdxl-turbo or tiny preset")
+    text = studio.check_prompt(prompt, allow_empty=True)
+    negative = studio.check_prompt(negative, "negative", allow_empty=True)
+    seed = latents.random_seed() if seed is None else latents.check_seed(seed)
+    if steps is None:
+        steps = preset.steps if preset.offline else HUB_STEPS
+    if guidance is None:
+        guidance = preset.guidance if preset.offline else HUB_GUIDANCE
+    steps, guidance = studio.check_settings(steps, guidance)
+    if isinstance(strength, bool) or not isinstance(strength, numbers.Real) or not 0 < strength <= 1:
+        raise KitError(f"strength must be a number above 0 and at most 1, got {strength!r}")
+    if int(steps * strength) < 1:
+        raise KitError(f"steps x strength must be at least 1 (the model runs that many steps), "
+                       f"got {steps} x {strength}")
+    width, height = work_size(source.size, preset)
+    record = studio._record(prompt=text, negative=negative, seed=seed, steps=steps, guidance=guidance,
+                            width=source.width, height=source.height, decoder="vae")
+    record.kind = "restore"
+    record.model = preset.inpaint or "kit-tiny-inpaint"
+    record.restore = {
+        "mask_sha256": mask_hash(region),
+        "mask_area": float(region.mean()),
+        "mask_png": _mask_png(region),
+        "source_sha256": pixel_hash(source),
+        "strength": float(strength),
+        "work_size": [width, height],
+        "overlay": {"color": "#%02x%02x%02x" % tuple(TINT), "alpha": TINT_ALPHA, "outline_px": 1},
+    }
+    path = getattr(image, "path", None) if isinstance(image, Artwork) else image
+    if isinstance(path, (str, os.PathLike)):  # a file on disk: a replay can find the source again
+        record.restore["source_path"] = str(Path(path).expanduser().resolve())
+    return record, source, region
+
+
+def work_size(size: tuple[int, int], preset) -> tuple[int, int]:
+    """The size the model paints at: multiples of 8, within the preset's range, aspect kept."""
+    width, height = size
+    scale = min(1.0, preset.max_size / max(width, height))
+    if min(width, height) * scale < preset.min_size:
+        scale = min(preset.min_size / min(width, height), preset.max_size / max(width, height))
+
+    def multiple_of_8(value):
+        return max(8, int(round(value * scale / 8)) * 8)
+
+    return multiple_of_8(width), multiple_of_8(height)
+
+
+def restore(studio, image, mask, prompt=None, seed=None, *, negative=None, steps=None, guidance=None,
+            strength: float = 1.0, on_step=None) -> Restoration:
+    """Inpaint the masked (damaged) pixels of `image`; everything else is returned unchanged.
+
+    mask: white (255) / True / 1 where the image is damaged. prompt: what belongs there (may be
+    empty: the model then continues what surrounds the hole). strength: 1.0 paints the masked
+    region from fresh noise; lower keeps more of what is there. steps and guidance default to
+    the preset's for tiny, and to 25 steps at guidance 7.5 for the Hub inpainting models.
+    The same seed gives the same pixels. The result's `overlay` shows which pixels the model made.
+    """
+    record, source, region = plan(studio, image, mask, prompt, seed, negative=negative, steps=steps,
+                                  guidance=guidance, strength=strength)
+    return _paint(studio, record, source, region, on_step)
+
+
+def render(studio, record: Record, image=None, mask=None) -> Restoration:
+    """Redo the restoration a record describes (what a replay of a "restore" record needs).
+
+    `image` is the damaged source; by default the file at `record.restore["source_path"]`.
+    Its pixels must match the recorded hash. The mask defaults to the one in the record.
+    """
+    info = record.restore or {}
+    if record.kind != "restore" or "source_sha256" not in info:
+        raise KitError(f"not a restoration record (kind {record.kind!r})")
+    if image is None:
+        if not info.get("source_path") or not Path(info["source_path"]).is_file():
+            raise KitError("the source image of this restoration is not on disk: pass it as image=")
+        image = info["source_path"]
+    source = check_image(image)
+    if pixel_hash(source) != info["source_sha256"]:
+        raise KitError("image is not the source this restoration was made from (its pixel hash differs)")
+    region = check_mask(mask_of(record) if mask is None else mask, source.size)
+    if mask_hash(region) != info.get("mask_sha256"):
+        raise KitError("mask is not the one this restoration used (its hash differs)")
+    again = Record.from_dict(record.to_dict())
+    return _paint(studio, again, source, region, None)
+
+
+def inpaint_pipeline(studio):
+    """The preset's inpainting pipeline, loaded on first use and kept on the studio."""
+    pipe = getattr(studio, "_inpaint", None)
+    if pipe is None:
+        from diffusers import DiffusionPipeline
+
+        pipe = studio._from_pretrained(DiffusionPipeline, "inpaint")
+        pipe.set_progress_bar_config(disable=True)
+        pipe.to(studio.device)
+        studio._inpaint = pipe
+        studio._inpaint_revision = _revision(studio)
+    return pipe
+
+
+def _revision(studio) -> str | None:
+    """The commit (or tiny build) the inpainting weights come from, when known."""
+    from . import presets
+
+    source = studio._source("inpaint")
+    if studio.preset.offline:
+        return Path(source).parent.name
+    if Path(source).is_dir():
+        return None
+    cached = presets._cached_file(source, "model_index.json")
+    return Path(cached).parent.name if cached else None
+
+
+def _paint(studio, record: Record, source: Image.Image, region: np.ndarray, on_step) -> Restoration:
+    """Run the inpainting model at the work size and put the source back outside the mask."""
+    import torch
+
+    pipe = inpaint_pipeline(studio)
+    width, height = record.restore["work_size"]
+    strength = record.restore["strength"]
+    work_image, work_mask = source, mask_image(region)
+    if (width, height) != source.size:
+        work_image = source.resize((width, height), Image.LANCZOS)
+        work_mask = work_mask.resize((width, height), Image.NEAREST)
+    total = int(record.steps * strength)
+    bar = studio._progress(total)
+    studio._stop.clear()
+
+    def step_end(pipe_, i, t, kwargs):
+        if bar is not None:
+            bar.update(1)
+        if on_step is not None:
+            on_step(i + 1, total)
+        if studio._stop.is_set():
+            pipe_._interrupt = True
+        return kwargs
+
+    try:
+        with studio._lock, torch.inference_mode():
+            painted = pipe(
+                prompt=record.prompt,
+                negative_prompt=record.negative or None,
+                image=work_image,
+                mask_image=work_mask,
+                width=width,
+                height=height,
+                strength=strength,
+                num_inference_steps=record.steps,
+                guidance_scale=record.guidance,
+                generator=torch.Generator("cpu").manual_seed(record.seed),
+                output_type="pil",
+                callback_on_step_end=step_end,
+            ).images[0]
+    finally:
+        if bar is not None:
+            bar.close()
+    if studio._stop.is_set():
+        raise KitError("the restoration was stopped before it finished")
+    if painted.size != source.size:
+        painted = painted.resize(source.size, Image.LANCZOS)
+    pixels = np.where(region[:, :, None], np.asarray(painted.convert("RGB")), np.asarray(source))
+    restored = Image.fromarray(pixels.astype(np.uint8), mode="RGB")
+
+    record.scheduler = type(pipe.scheduler).__name__
+    record.sampler = sampler_name(record.scheduler)
+    record.revision = studio._inpaint_revision
+    record.sha256 = pixel_hash(restored)
+    art = Restoration(restored, record, overlay=disclose(restored, region), mask=mask_image(region), source=source)
+    if studio.gallery is not None:
+        studio.gallery.add(art)
+    return art
+
+
+# ---------------------------------------------------------------- practice damage
+
+
+def damage(image, kind: str = "scratches", seed: int = 0, amount: float = 0.05) -> tuple[Image.Image, Image.Image]:
+    """Simulate damage on a copy of `image`: (damaged image, mask), the mask exactly the damaged pixels.
+
+    kind: "scratches" (thin light lines), "holes" (losses showing the bare ground) or "stains"
+    (brown blots over the paint). amount: the fraction of the image to damage, up to 0.5
+    (the result covers at least that much). The same seed gives the same damage.
+    """
+    from .latents import check_seed
+
+    source = check_image(image)
+    if kind not in DAMAGE_KINDS:
+        raise KitError(f"kind must be one of {', '.join(DAMAGE_KINDS)}, got {kind!r}")
+    if isinstance(amount, bool) or not isinstance(amount, numbers.Real) or not 0 < amount <= MAX_DAMAGE:
+        raise KitError(f"amount must be a fraction above 0 and at most {MAX_DAMAGE}, got {amount!r}")
+    rng = np.random.default_rng(check_seed(seed))
+    width, height = source.size
+    mask = Image.new("L", source.size, 0)
+    draw = ImageDraw.Draw(mask)
+    wanted = amount * width * height
+    side = min(width, height)
+    for _ in range(10_000):
+        if np.count_nonzero(np.asarray(mask)) >= wanted:
+            break
+        if kind == "scratches":
+            _scratch(draw, rng, width, height)
+        else:
+            _blot(draw, rng, width, height, side * (0.04 if kind == "holes" else 0.08))
+
+    region = np.asarray(mask) == 255
+    pixels = np.asarray(source).copy()
+    if kind == "scratches":
+        pixels[region] = (238, 232, 218)  # the light paper showing through
+    elif kind == "holes":
+        pixels[region] = (214, 200, 172)  # the bare ground of a loss
+    else:
+        brown = np.asarray((112, 78, 38), dtype=np.float64)
+        pixels[region] = np.rint(0.4 * pixels[region] + 0.6 * brown).astype(np.uint8)
+    # a damaged pixel that happens to keep its colour is nudged, so the mask is exactly what changed
+    same = region & (pixels == np.asarray(source)).all(axis=2)
+    pixels[same, 0] ^= 1
+    return Image.fromarray(pixels, mode="RGB"), mask
+
+
+def _scratch(draw, rng, width, height):
+    """A long thin line that wanders a little."""
+    x, y = rng.uniform(0, width), rng.uniform(0, height)
+    angle = rng.uniform(0, math.pi)
+    length = rng.uniform(0.3, 0.9) * max(width, height)
+    points = [(x, y)]
+    for _ in range(4):
+        angle += rng.normal(0, 0.15)
+        x += math.cos(angle) * length / 4
+        y += math.sin(angle) * length / 4
+        points.append((x, y))
+    draw.line(points, fill=255, width=int(rng.integers(1, max(2, min(width, height) // 96) + 1)))
+
+
+def _blot(draw, rng, width, height, radius):
+    """An irregular round shape around a random centre."""
+    cx, cy = rng.uniform(0, width), rng.uniform(0, height)
+    size = radius * rng.uniform(0.6, 1.6)
+    angles = np.linspace(0, 2 * math.pi, 14, endpoint=False)
+    radii = size * rng.uniform(0.6, 1.3, len(angles))
+    draw.polygon([(cx + r * math.cos(a), cy + r * math.sin(a)) for a, r in zip(angles, radii)], fill=255)
+
+
+# ---------------------------------------------------------------- measuring
+
+
+def compare(original, restored, mask) -> dict:
+    """How close `restored` is to `original`, inside and outside the mask.
+
+    PSNR (dB, over the RGB channels; inf where the pixels are identical) over the masked pixels
+    ("inside") and the rest ("outside"). SSIM (greyscale, 11-tap Gaussian window, sigma 1.5;
+    1.0 = identical) averaged over the masked pixels, and outside over the pixels whose window
+    does not reach the mask (NaN when there are none), so a window that straddles the edge
+    does not blur the two apart.
+    """
+    a = check_image(original, "original")
+    b = check_image(restored, "restored")
+    if a.size != b.size:
+        raise KitError(f"original is {a.width}x{a.height} px but restored is {b.width}x{b.height}: they must match")
+    region = check_mask(mask, a.size)
+    x = np.asarray(a, dtype=np.float64)
+    y = np.asarray(b, dtype=np.float64)
+    error = ((x - y) ** 2).mean(axis=2)
+    ssim_map = ssim(a, b, full=True)
+    near = _grow(region, WINDOW_RADIUS)  # pixels whose SSIM window reaches the mask
+    return {
+        "psnr_inside": _psnr(error[region].mean()),
+        "psnr_outside": _psnr(error[~region].mean()),
+        "ssim_inside": float(ssim_map[region].mean()),
+        "ssim_outside": float(ssim_map[~near].mean()) if (~near).any() else math.nan,
+        "mask_area": float(region.mean()),
+    }
+
+
+def _psnr(mse: float) -> float:
+    return math.inf if mse == 0 else float(10 * math.log10(255.0 ** 2 / mse))
+
+
+def ssim(a, b, full: bool = False):
+    """Structural similarity of two images' greyscale (Wang et al. 2004, Gaussian window).
+
+    Returns the mean SSIM, or the per-pixel map with `full=True`.
+    """
+    x = np.asarray(check_image(a, "a").convert("L"), dtype=np.float64)
+    y = np.asarray(check_image(b, "b").convert("L"), dtype=np.float64)
+    if x.shape != y.shape:
+        raise KitError(f"images must be the same size, got {x.shape[::-1]} and {y.shape[::-1]}")
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    mx, my = _blur(x), _blur(y)
+    vx = _blur(x * x) - mx * mx
+    vy = _blur(y * y) - my * my
+    cov = _blur(x * y) - mx * my
+    value = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return value if full else float(value.mean())
+
+
+def _grow(region: np.ndarray, radius: int) -> np.ndarray:
+    """The mask grown by `radius` pixels in every direction (a square neighbourhood)."""
+    for axis in (0, 1):
+        size = region.shape[axis]
+        pad = [(radius, radius) if a == axis else (0, 0) for a in (0, 1)]
+        padded = np.pad(region, pad, constant_values=False)
+        region = np.logical_or.reduce([np.take(padded, range(i, i + size), axis=axis)
+                                       for i in range(2 * radius + 1)])
+    return region
+
+
+def _blur(x: np.ndarray, sigma: float = 1.5, radius: int = WINDOW_RADIUS) -> np.ndarray:
+    """Separable Gaussian filter with mirrored edges."""
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    taps /= taps.sum()
+    height, width = x.shape
+    padded = np.pad(x, radius, mode="reflect")
+    rows = sum(w * padded[i:i + height, :] for i, w in enumerate(taps))
+    return sum(w * rows[:, i:i + width] for i, w in enumerate(taps))

@@ -1,0 +1,62 @@
+"""`AuditView`: browse an audit report: a measure's chart with its intervals, a term's contact sheet."""
+
+from __future__ import annotations
+
+from html import escape
+
+import ipywidgets as W
+
+from .common import Panel, png_bytes
+
+
+class AuditView(Panel):
+    """Pick a measure to see its chart, pick a term to see its images.
+
+    >>> report = kit.audit(studio, "a portrait of a {term} elder", ["Yoruba", "Sami"])
+    >>> kit.widgets.AuditView(report)
+    """
+
+    def __init__(self, report):
+        super().__init__()
+        self.report = report
+        self.measure = W.Dropdown(options=report.figure_names, value=report.figure_names[0], description="Measure")
+        self.term = W.Dropdown(options=report.terms, value=report.terms[0], description="Term")
+        self.figure = None  # the plotly FigureWidget on show
+        self.plot = W.Box(layout=W.Layout(width="100%"))
+        self.sheet = W.Image(format="png", layout=W.Layout(max_width="100%"))
+        self.caveats = W.HTML(f"<details><summary>What these numbers can and cannot show</summary>"
+                              f"<pre style='font-size:11px;white-space:pre-wrap'>{escape(report.caveats)}</pre>"
+                              f"</details>")
+
+        self.measure.observe(lambda change: self.show_measure(change["new"]), names="value")
+        self.term.observe(lambda change: self.show_term(change["new"]), names="value")
+        self.show_measure(self.measure.value)
+        self.show_term(self.term.value)
+        self.widget = W.VBox([
+            W.HBox([self.measure, self.status]), self.plot,
+            self.term, self.sheet, self.caveats, self.out,
+        ])
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+    def show_measure(self, name: str):
+        """Draw one measure (or probe group) for every term."""
+        import plotly.graph_objects as go
+
+        try:
+            self.figure = go.FigureWidget(self.report.figure(name))
+        except Exception as err:  # shown in the widget, which stays usable
+            self.show_error(err)
+            return
+        self.plot.children = (self.figure,)
+        self.say(f"{name}: {len(self.report.seeds)} paired seeds per term")
+
+    def show_term(self, term: str):
+        """Show the term's images, one per seed."""
+        try:
+            self.sheet.value = png_bytes(self.report.contact_sheet(term))
+        except Exception as err:
+            self.show_error(err)
