@@ -1,0 +1,581 @@
+"""open_clip embeddings of texts and images, batched and cached on disk.
+
+    emb = Embedder(preset="tiny")
+    emb.texts(["ukiyo-e woodblock print", "art deco poster"])   # (2, dim) float32, unit rows
+    emb.images(["portraits/", "scan.png", pil_image])            # rows of the images it could read
+    result = emb.embed_images(["portraits/"])                   # .vectors, .items, .errors
+
+Every vector is L2-normalised float32, so a dot product is a cosine similarity.
+Vectors are cached in SQLite under the sha256 of the content (file bytes, decoded
+pixels of a PIL image, or UTF-8 text) and the model id: embedding the same images
+again reads them back instead of running the model.
+
+The tiny preset's CLIP is a real open_clip ``CLIP`` with a small ViT, random
+weights seeded from code, loaded through the same ``create_model_and_transforms``
+call a real preset takes. torch and open_clip are imported only when needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import sqlite3
+import tempfile
+import warnings
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from . import presets
+from .errors import KitError
+
+TINY_CLIP = "kit-tiny-clip"
+# A real open_clip CLIP, shrunk: a 64 px ViT with 16 px patches (16 tokens + class token),
+# and the standard text tower's context (77) and vocabulary (49,408) so the real tokenizer fits.
+TINY_CLIP_CONFIG = {
+    "embed_dim": 64,
+    "vision_cfg": {"image_size": 64, "patch_size": 16, "width": 64, "head_width": 32, "layers": 2},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
+TINY_SEED = 0
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+MAX_PIXELS = 64_000_000  # an 8000 x 8000 image; larger files are skipped as possible decompression bombs
+_KEY_VERSION = b"kit-embed-v1"  # bump when the reading or preprocessing of inputs changes
+
+
+# ---------------------------------------------------------------- loading open_clip
+
+
+def register_tiny_clip() -> None:
+    """Add the tiny config to open_clip's model registry as ``kit-tiny-clip`` (once)."""
+    import open_clip
+
+    if TINY_CLIP in open_clip.list_models():
+        return
+    # open_clip registers configs from JSON files; the registry keeps them after the file is gone.
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"{TINY_CLIP}.json"
+        path.write_text(json.dumps(TINY_CLIP_CONFIG), encoding="utf-8")
+        open_clip.add_model_config(path)
+
+
+class _NoRandomInitWarning(logging.Filter):
+    """Hide open_clip's 'initialized randomly' warning: random weights are what we asked for."""
+
+    def filter(self, record):
+        return "initialized randomly" not in record.getMessage()
+
+
+def load_clip(preset=None, device: str | None = None):
+    """(model, preprocess, tokenizer) of a preset's open_clip model, in eval mode on `device`.
+
+    `preset.clip_pretrained` is an open_clip tag (weights from the Hub or its cache),
+    a local ``.safetensors`` file, or ``"random"``: the architecture with random weights
+    seeded from code (the tiny preset; also used by the benchmarks for honest timings).
+    """
+    import open_clip
+    import torch
+
+    preset = presets.get(preset)
+    device = presets.pick_device(device)
+    register_tiny_clip()
+    name, pretrained = preset.clip_model, preset.clip_pretrained
+    if ":" not in name and name not in open_clip.list_models():
+        raise KitError(f"unknown open_clip model {name!r} in preset {preset.name!r}: see open_clip.list_models()")
+
+    if pretrained == "random":
+        quiet = _NoRandomInitWarning()
+        logging.getLogger().addFilter(quiet)
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(TINY_SEED)
+                model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None)
+        finally:
+            logging.getLogger().removeFilter(quiet)
+    elif Path(pretrained).is_file():
+        if Path(pretrained).suffix != ".safetensors":
+            raise KitError(f"clip weights {pretrained} must be a .safetensors file: the kit never unpickles weights")
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained)
+        except RuntimeError as err:  # a file saved from another architecture
+            raise KitError(f"clip weights {pretrained} do not fit open_clip model {name}: {err}") from err
+    else:
+        if not open_clip.get_pretrained_cfg(name, pretrained):
+            tags = ", ".join(open_clip.list_pretrained_tags_by_model(name)) or "none"
+            raise KitError(f"open_clip has no weights {pretrained!r} for {name}: known tags are {tags}")
+        presets.require(preset, "clip")
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained)
+        except (RuntimeError, OSError) as err:  # open_clip wraps failed downloads in RuntimeError
+            raise presets.not_available(preset, "clip", err) from err
+
+    model = model.to(device).eval().requires_grad_(False)
+    return model, preprocess, open_clip.get_tokenizer(name)
+
+
+def model_id(preset) -> str:
+    """The name that keys the cache: "model/pretrained", with a fingerprint for local or random weights."""
+    preset = presets.get(preset)
+    name, pretrained = preset.clip_model, preset.clip_pretrained
+    if pretrained == "random":
+        register_tiny_clip()
+        import open_clip
+
+        config = json.dumps(open_clip.get_model_config(name), sort_keys=True)
+        return f"{name}/random@{_short_hash(f'{config} seed={TINY_SEED}')}"
+    if Path(pretrained).is_file():
+        stat = Path(pretrained).stat()
+        path = Path(pretrained).resolve()
+        return f"{name}/{path.name}@{_short_hash(f'{path} {stat.st_size} {stat.st_mtime_ns}')}"
+    return f"{name}/{pretrained}"
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------- reading images
+
+
+class _Unreadable(Exception):
+    """An input that is skipped and reported; the message is the reason."""
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """An 8-bit RGB copy of `image`, whatever its mode.
+
+    Transparency is composited on white; 16- and 32-bit greyscale is scaled down
+    (not clipped) to 8 bits; CMYK, palette, greyscale and YCbCr go through PIL.
+    """
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("RGBA", "RGBa", "LA", "La", "PA") or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    if mode.startswith("I"):  # I;16 variants and I: 16-bit data, often 0..65535
+        pixels = np.asarray(image).astype(np.float64)
+        if mode.startswith("I;16") or pixels.max(initial=0) > 255:
+            pixels = pixels / 257.0
+        return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8)).convert("RGB")
+    if mode == "F":  # float images: 0..1 when they fit there, else 0..255
+        pixels = np.asarray(image).astype(np.float64)
+        if pixels.max(initial=0) <= 1.0:
+            pixels = pixels * 255.0
+        return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8)).convert("RGB")
+    try:
+        return image.convert("RGB")
+    except ValueError as err:
+        raise _Unreadable(f"cannot convert colour mode {mode} to RGB ({err})") from err
+
+
+def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """The RGB image in a file's bytes, upright (EXIF orientation applied).
+
+    Raises `_Unreadable` with the reason for empty, non-image, truncated or oversized data.
+    """
+    if not data:
+        raise _Unreadable("empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > max_pixels:
+                raise _Unreadable(f"too large: {width} x {height} pixels is over the limit of {max_pixels:,}")
+            image.load()
+    except UnidentifiedImageError:
+        raise _Unreadable("not an image file PIL can read") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise _Unreadable(f"too large: {err}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as err:  # PIL's errors for truncated or corrupt data
+        raise _Unreadable(f"truncated or corrupt image ({err})") from None
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception:  # a broken EXIF block: keep the pixels as stored
+        pass
+    return to_rgb(image)
+
+
+def expand(items) -> list:
+    """Paths and PIL images, with each folder replaced by its image files (recursive, sorted).
+
+    Inside folders only files with an image suffix count, and hidden files and
+    folders (".DS_Store", "._photo.jpg") are left out. A path that does not exist
+    stays in the list and is reported when read.
+    """
+    if isinstance(items, (str, os.PathLike, Image.Image)):
+        items = [items]
+    out = []
+    for index, item in enumerate(items):
+        if isinstance(item, Image.Image):
+            out.append(item)
+        elif isinstance(item, (str, os.PathLike)):
+            path = Path(item).expanduser()
+            if path.is_dir():
+                found = [p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                         and not any(part.startswith(".") for part in p.relative_to(path).parts)]
+                out.extend(sorted(found, key=lambda p: p.relative_to(path).parts))
+            else:
+                out.append(path)
+        else:
+            raise KitError(f"images[{index}] must be a PIL image, a file path or a folder, got {type(item).__name__}")
+    return out
+
+
+# ---------------------------------------------------------------- the disk cache
+
+
+def default_cache_path() -> Path:
+    """``$KIT_CACHE/embeddings.sqlite``; KIT_CACHE defaults to ~/.cache/kit."""
+    return Path(os.environ.get("KIT_CACHE") or "~/.cache/kit").expanduser() / "embeddings.sqlite"
+
+
+class VectorCache:
+    """float32 vectors in one SQLite table, keyed by (model id, content hash).
+
+    A cache that cannot be opened or read (read-only disk, a file that isn't a
+    database) warns once and then stays out of the way: embedding goes on without it.
+    """
+
+    def __init__(self, path):
+        path = Path(path).expanduser()
+        self.path = path / "embeddings.sqlite" if path.is_dir() else path
+        self.broken = False
+        self._ready = False  # the table exists
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._ready and self.path.exists():
+            return sqlite3.connect(self.path, timeout=30)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=30)
+        db.execute("CREATE TABLE IF NOT EXISTS vectors (model TEXT NOT NULL, key TEXT NOT NULL, "
+                   "vector BLOB NOT NULL, PRIMARY KEY (model, key)) WITHOUT ROWID")
+        self._ready = True
+        return db
+
+    def _failed(self, err: Exception) -> None:
+        if not self.broken:
+            warnings.warn(f"embedding cache {self.path} is not usable ({type(err).__name__}: {err}); "
+                          "continuing without it", stacklevel=4)
+        self.broken = True
+
+    def get(self, model: str, keys: list[str], dim: int) -> dict[str, np.ndarray]:
+        """The cached vectors among `keys`, in one query (vectors of the wrong size count as missing)."""
+        if self.broken or not keys:
+            return {}
+        keys = list(dict.fromkeys(keys))
+        found = {}
+        try:
+            with closing(self._connect()) as db:
+                for start in range(0, len(keys), 500):  # stays under SQLite's limit on query parameters
+                    chunk = keys[start:start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    rows = db.execute(f"SELECT key, vector FROM vectors WHERE model = ? AND key IN ({marks})",
+                                      [model, *chunk])
+                    for key, blob in rows:
+                        if len(blob) == 4 * dim:
+                            found[key] = np.frombuffer(blob, dtype=np.float32)
+        except (sqlite3.Error, OSError) as err:
+            self._failed(err)
+        return found
+
+    def put(self, model: str, vectors: dict[str, np.ndarray]) -> None:
+        """Store new vectors in one transaction."""
+        if self.broken or not vectors:
+            return
+        rows = [(model, key, np.asarray(v, dtype=np.float32).tobytes()) for key, v in vectors.items()]
+        try:
+            with closing(self._connect()) as db, db:
+                db.executemany("INSERT OR REPLACE INTO vectors (model, key, vector) VALUES (?, ?, ?)", rows)
+        except (sqlite3.Error, OSError) as err:
+            self._failed(err)
+
+    # sqlite3's own context manager commits but does not close: closing() does that.
+
+    def clear(self, model: str | None = None) -> int:
+        """Delete the cached vectors of `model` (all models when None); returns how many went."""
+        if not self.path.exists():
+            return 0
+        with closing(self._connect()) as db, db:
+            if model is None:
+                return db.execute("DELETE FROM vectors").rowcount
+            return db.execute("DELETE FROM vectors WHERE model = ?", [model]).rowcount
+
+
+# ---------------------------------------------------------------- the embedder
+
+
+@dataclass
+class ImageEmbeddings:
+    """The result of `Embedder.embed_images`.
+
+    ``vectors[i]`` is the embedding of ``items[i]`` (a Path, or the PIL image given);
+    ``errors`` lists the ``(item, reason)`` pairs that were skipped, in input order.
+    """
+
+    vectors: np.ndarray
+    items: list = field(default_factory=list)
+    errors: list = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class Embedder:
+    """Texts and images -> L2-normalised float32 vectors from a preset's open_clip model.
+
+    preset: a preset name or `Preset` (default ``$KIT_PRESET``, else sd-turbo's ViT-B-32).
+    device: "cpu", "cuda", "mps" (default: the best available).
+    cache: True for ``$KIT_CACHE/embeddings.sqlite``, a file or folder path, or False/None for none.
+    batch_size: inputs per forward pass.
+    max_pixels: image files with more pixels than this are skipped, not decoded.
+
+    The model is loaded on first use.
+    """
+
+    def __init__(self, preset=None, device: str | None = None, cache=True, batch_size: int = 32,
+                 max_pixels: int = MAX_PIXELS):
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise KitError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+        if not isinstance(max_pixels, int) or max_pixels < 1:
+            raise KitError(f"max_pixels must be a whole number >= 1, got {max_pixels!r}")
+        self.preset = presets.get(preset)
+        self.device = presets.pick_device(device)
+        self.batch_size = batch_size
+        self.max_pixels = max_pixels
+        self.model_id = model_id(self.preset)
+        if cache is True:
+            self.cache = VectorCache(default_cache_path())
+        elif cache is False or cache is None:
+            self.cache = None
+        else:
+            self.cache = VectorCache(cache)
+        self._clip = None
+        self._dim = None
+
+    def __repr__(self):
+        where = self.cache.path if self.cache else "off"
+        return f"Embedder({self.model_id}, device={self.device}, cache={where})"
+
+    # -- the model, loaded lazily
+
+    def _load(self):
+        if self._clip is None:
+            self._clip = load_clip(self.preset, self.device)
+        return self._clip
+
+    @property
+    def model(self):
+        return self._load()[0]
+
+    @property
+    def preprocess(self):
+        return self._load()[1]
+
+    @property
+    def tokenizer(self):
+        return self._load()[2]
+
+    @property
+    def dim(self) -> int:
+        """Length of each vector (read from open_clip's model config: loads no weights)."""
+        if self._dim is None:
+            import open_clip
+            import torch
+
+            register_tiny_clip()
+            name = self.preset.clip_model
+            config = open_clip.get_model_config(name) if ":" not in name else None
+            if config and "embed_dim" in config:
+                self._dim = int(config["embed_dim"])
+            else:  # a model whose config lives elsewhere: ask the model itself
+                with torch.inference_mode():
+                    self._dim = int(self.model.encode_text(self.tokenizer(["a"]).to(self.device)).shape[-1])
+        return self._dim
+
+    # -- texts
+
+    def texts(self, texts) -> np.ndarray:
+        """Embed texts: an (N, dim) float32 array of unit rows, in input order.
+
+        A single string counts as a list of one. Texts longer than the model's
+        context window (77 tokens) are truncated by the tokenizer, so words past it
+        do not count. An empty or blank text raises KitError naming its index.
+        """
+        if isinstance(texts, str):
+            texts = [texts]
+        texts = list(texts)
+        for index, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise KitError(f"texts[{index}] must be a string, got {type(text).__name__}")
+            if not text.strip():
+                raise KitError(f"texts[{index}] is empty: give every text some words")
+        keys = [_hash(b"text", text.encode("utf-8")) for text in texts]
+        return self._embed(keys, texts, self._encode_texts, desc="embedding texts")[0]
+
+    def _encode_texts(self, pairs) -> dict[str, np.ndarray]:
+        tokens = self.tokenizer([text for _, text in pairs]).to(self.device)
+        vectors = self.model.encode_text(tokens, normalize=True)
+        return dict(zip([key for key, _ in pairs], vectors.float().cpu().numpy()))
+
+    # -- images
+
+    def images(self, items, errors: str = "skip") -> np.ndarray:
+        """Embed images: an (N, dim) float32 array, one unit row per image that could be read.
+
+        items: PIL images, file paths and folders (expanded recursively to their image
+        files, sorted; see `expand`), or a single one of these. Unreadable items are skipped with a warning naming how many;
+        use `embed_images` to learn which row belongs to which item and why items
+        were skipped. errors="raise" raises KitError naming an unreadable item instead.
+        """
+        result = self.embed_images(items, errors=errors)
+        if result.errors:
+            item, reason = result.errors[0]
+            warnings.warn(f"skipped {len(result.errors)} of {len(result.items) + len(result.errors)} images "
+                          f"that could not be read (first: {item}: {reason}); "
+                          "embed_images() lists them all", stacklevel=2)
+        return result.vectors
+
+    def embed_images(self, items, errors: str = "skip") -> ImageEmbeddings:
+        """Embed images and report: vectors, the item of each row, and (item, reason) for each skipped one.
+
+        Takes what `images` takes. Files are keyed by a hash of their bytes, so a
+        cached file is neither decoded nor run through the model.
+        """
+        if errors not in ("skip", "raise"):
+            raise KitError(f"errors must be 'skip' or 'raise', got {errors!r}")
+        items = expand(items)
+        keys, reasons = [], {}  # reasons: why an item could not even be hashed, by position
+        for index, item in enumerate(items):
+            try:
+                keys.append(self._image_key(item))
+            except _Unreadable as err:
+                if errors == "raise":
+                    raise KitError(f"cannot read image {item}: {err}") from None
+                keys.append(None)
+                reasons[index] = str(err)
+        failed = {}  # why an image could not be decoded, by key
+
+        def encode(pairs):
+            import torch
+
+            tensors, ok = [], []
+            for key, item in pairs:
+                try:
+                    tensors.append(self.preprocess(self._read(item)))
+                    ok.append(key)
+                except _Unreadable as err:
+                    if errors == "raise":
+                        raise KitError(f"cannot read image {item}: {err}") from None
+                    failed[key] = str(err)
+            if not tensors:
+                return {}
+            vectors = self.model.encode_image(torch.stack(tensors).to(self.device), normalize=True)
+            return dict(zip(ok, vectors.float().cpu().numpy()))
+
+        readable = [index for index, key in enumerate(keys) if key is not None]
+        vectors, found = self._embed([keys[i] for i in readable], [items[i] for i in readable],
+                                     encode, desc="embedding images")
+        rows, kept, skipped = [], [], []
+        row = 0
+        for index, item in enumerate(items):
+            if keys[index] is None:
+                skipped.append((item, reasons[index]))
+                continue
+            if found[row]:
+                rows.append(row)
+                kept.append(item)
+            else:
+                skipped.append((item, failed[keys[index]]))
+            row += 1
+        return ImageEmbeddings(vectors[rows], kept, skipped)
+
+    def _image_key(self, item) -> str:
+        """The content hash of an image: its file's bytes, or a PIL image's mode, size and pixels."""
+        if isinstance(item, Image.Image):
+            try:
+                pixels = item.tobytes()
+            except (OSError, ValueError) as err:
+                raise _Unreadable(f"PIL image cannot be loaded ({err})") from None
+            header = f"{item.mode} {item.size[0]} {item.size[1]}".encode()
+            return _hash(b"pil", header + b"\0" + pixels)
+        try:
+            with open(item, "rb") as file:  # one read: cheaper than chunked hashing for typical images
+                digest = hashlib.sha256(file.read()).hexdigest()
+        except FileNotFoundError:
+            raise _Unreadable("no such file or folder") from None
+        except OSError as err:
+            raise _Unreadable(f"cannot open the file ({type(err).__name__}: {err.strerror or err})") from None
+        return _hash(b"file", digest.encode())
+
+    def _read(self, item) -> Image.Image:
+        if isinstance(item, Image.Image):
+            return to_rgb(item)
+        try:
+            data = Path(item).read_bytes()
+        except OSError as err:
+            raise _Unreadable(f"cannot open the file ({type(err).__name__}: {err.strerror or err})") from None
+        return decode_image(data, self.max_pixels)
+
+    # -- the shared loop: cache look-up, batched forward passes, cache write
+
+    def _embed(self, keys, inputs, encode, desc):
+        """(vectors, found) for `inputs` in order: from the cache where it has them, else from `encode`.
+
+        `encode` takes a batch of (key, input) pairs and returns {key: vector} for
+        those it could embed; rows it left out stay zero with found False.
+        Each batch is one cache query, one forward pass and one cache write.
+        """
+        import torch
+
+        dim = self.dim
+        out = np.zeros((len(inputs), dim), dtype=np.float32)
+        found = np.zeros(len(inputs), dtype=bool)
+        filled: dict[str, int] = {}  # key -> a row that holds its vector: repeats are embedded once
+        batches = range(0, len(inputs), self.batch_size)
+        bar = None
+        if len(batches) > 1:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(inputs), desc=desc, unit="item")
+        try:
+            for start in batches:
+                batch = range(start, min(start + self.batch_size, len(inputs)))
+                wanted = [keys[i] for i in batch if keys[i] not in filled]
+                cached = self.cache.get(self.model_id, wanted, dim) if self.cache else {}
+                todo = {keys[i]: inputs[i] for i in batch if keys[i] not in filled and keys[i] not in cached}
+                new = {}
+                if todo:
+                    with torch.inference_mode():
+                        new = encode(list(todo.items()))
+                    if self.cache:
+                        self.cache.put(self.model_id, new)
+                for i in batch:
+                    key = keys[i]
+                    if key in filled:
+                        out[i] = out[filled[key]]
+                    elif key in cached or key in new:
+                        out[i] = cached[key] if key in cached else new[key]
+                        filled[key] = i
+                    else:
+                        continue
+                    found[i] = True
+                if bar is not None:
+                    bar.update(len(batch))
+        finally:
+            if bar is not None:
+                bar.close()
+        return out, found
+
+
+def _hash(kind: bytes, content: bytes) -> str:
+    return hashlib.sha256(_KEY_VERSION + b"\0" + kind + b"\0" + content).hexdigest()
