@@ -37,7 +37,7 @@ class StyleMap(Panel):
 
         self.color_by = W.Dropdown(options=list(COLOR_BY), value="region", description="Colour by")
         self.figure = go.FigureWidget(atlas.figure("region"))
-        self.figure.update_layout(height=560, dragmode="lasso")
+        self.figure.update_layout(width=760, height=560, dragmode="lasso")
         self.card = W.HTML(value="<i>Click a point to read about it.</i>", layout=W.Layout(width="24em"))
         self.thumbnail = W.Image(format="png", layout=W.Layout(max_width="160px", display="none"))
         self.to_studio = W.Button(description="Use in studio", icon="paint-brush", disabled=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import nbformat
 import pytest
 
@@ -114,6 +116,47 @@ def test_errors_are_reported(page, lab_server):
     assert notebook_state(page)["prompts"] == ["[1]:", "[2]:", "[ ]:"]
 
 
+def check_prompt_studio(page):
+    """01: the PromptStudio rendered; pressing Generate adds a thumbnail to its gallery."""
+    thumbnails = page.locator(".widget-button", has_text=re.compile(r"^seed \d+$"))
+    expect(thumbnails.first).to_be_visible()
+    before = thumbnails.count()
+    page.locator(".widget-button", has_text="Generate").last.click()
+    expect(thumbnails).to_have_count(before + 1, timeout=120_000)
+
+
+def check_walk_explorer(page):
+    """02: moving the WalkExplorer's frame slider shows another frame."""
+    slider = page.locator(".widget-slider", has_text="Frame").last
+    viewer = page.locator(".widget-vbox", has=slider).last
+    image = viewer.locator("img").first
+    expect(image).to_have_attribute("src", re.compile("."))
+    before = image.get_attribute("src")
+    handle = slider.locator(".noUi-handle")
+    handle.focus()
+    handle.press("ArrowRight")
+    expect(image).not_to_have_attribute("src", before)
+
+
+def check_style_map(page):
+    """04: the StyleMap shows every atlas point; an image made in the studio lands on it."""
+    import kit
+
+    expected = len(kit.styles.catalogue()) + 6  # the catalogue, 3 placed images, a folder of 3
+    style_map = page.locator(".js-plotly-plot").last
+    points = style_map.locator(".scatterlayer path.point")
+    expect(points).to_have_count(expected)
+    page.locator(".widget-button", has_text="Generate").last.click()
+    expect(points).to_have_count(expected + 1, timeout=120_000)
+
+
+WIDGET_CHECKS = {
+    "01_prompting": check_prompt_studio,
+    "02_latent_walks": check_walk_explorer,
+    "04_style_map": check_style_map,
+}
+
+
 @pytest.mark.parametrize("notebook", CURATED, ids=[path.stem for path in CURATED])
 def test_curated_notebook_runs_clean(page, lab_server, notebook):
     relpath = notebook.relative_to(REPO_ROOT).as_posix()
@@ -121,5 +164,9 @@ def test_curated_notebook_runs_clean(page, lab_server, notebook):
     try:
         run_all(page)
         assert cell_errors(page) == [], f"{relpath} shows errors in the browser"
+        check = WIDGET_CHECKS.get(notebook.stem)
+        if check is not None:
+            check(page)
+            assert cell_errors(page) == [], f"{relpath}: the widgets showed errors"
     finally:
         screenshot(page, notebook.stem)
