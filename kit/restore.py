@@ -359,7 +359,7 @@ def _paint(studio, record: Record, source: Image.Image, region: np.ndarray, on_s
             bar.update(1)
         if on_step is not None:
             on_step(i + 1, total)
-        if studio._stop.is_set():
+        if studio.stopping:
             pipe_._interrupt = True
         return kwargs
 
@@ -382,7 +382,7 @@ def _paint(studio, record: Record, source: Image.Image, region: np.ndarray, on_s
     finally:
         if bar is not None:
             bar.close()
-    if studio._stop.is_set():
+    if studio.stopping:
         raise KitError("the restoration was stopped before it finished")
     if painted.size != source.size:
         painted = painted.resize(source.size, Image.LANCZOS)

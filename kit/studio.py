@@ -295,6 +295,11 @@ class Studio:
         """Ask a running generation to stop after the current diffusion step."""
         self._stop.set()
 
+    @property
+    def stopping(self) -> bool:
+        """True once `stop()` was called, until the next run starts."""
+        return self._stop.is_set()
+
     def _progress(self, total):
         if not self.progress_bar or total <= 1:
             return None

@@ -1,0 +1,255 @@
+"""`WalkExplorer`: keyframes in, a latent walk out; scrub it, play it, see its pacing, export it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import ipywidgets as W
+
+from .. import styles
+from ..errors import KitError
+from ..latents import MAX_FRAMES
+from ..provenance import default_folder
+from ..walks import METHODS
+from .common import Panel, png_bytes
+
+FPS = 12
+NO_STYLE = ("(no style)", None)
+
+
+class KeyframeRow:
+    """One keyframe's controls: prompt, style, seed and a remove button."""
+
+    def __init__(self, prompt: str = "", seed: int = 0, style: str | None = None):
+        self.prompt = W.Text(value=prompt, placeholder="portrait of an elder", layout=W.Layout(width="22em"))
+        self.style = W.Dropdown(options=[NO_STYLE] + sorted((s.name, s.id) for s in styles.catalogue()),
+                                value=style, layout=W.Layout(width="14em"))
+        self.seed = W.IntText(value=seed, layout=W.Layout(width="9em"))
+        self.remove = W.Button(icon="trash", tooltip="remove this keyframe", layout=W.Layout(width="3em"))
+        self.box = W.HBox([self.prompt, self.style, W.Label("seed"), self.seed, self.remove])
+
+    @property
+    def value(self) -> tuple:
+        return self.prompt.value, self.seed.value, self.style.value
+
+
+class WalkExplorer(Panel):
+    """Walk between keyframes (prompt, style, seed), then scrub the frames with a slider or play them.
+
+    >>> ui = kit.widgets.WalkExplorer(studio); ui
+
+    Frames are kept as PNG bytes once made, so moving the slider only swaps the image.
+    A new walk over the same keyframes and settings reuses the frames already made.
+    Exports (GIF, MP4, each with a JSON sidecar of every frame's record) go to `folder`.
+    """
+
+    def __init__(self, studio, folder=None):
+        super().__init__()
+        self.studio = studio
+        if folder is None:
+            folder = studio.gallery.folder if studio.gallery is not None else default_folder()
+        self.walk = None          # the last kit.walks.Walk shown
+        self.frame_png: list[bytes] = []  # PNG bytes of each frame of self.walk
+        self.exported = None      # the path of the last export
+
+        self.rows: list[KeyframeRow] = []
+        self.rows_box = W.VBox()
+        self.add_button = W.Button(description="keyframe", icon="plus", tooltip="add a keyframe")
+        self.frames = W.BoundedIntText(value=8, min=2, max=MAX_FRAMES, description="Frames",
+                                       layout=W.Layout(width="10em"))
+        self.method = W.Dropdown(options=list(METHODS), value="slerp", description="Method",
+                                 layout=W.Layout(width="12em"))
+        self.loop = W.Checkbox(value=False, description="loop back to the first", indent=False)
+        self.even = W.Checkbox(value=False, description="even pacing", indent=False)
+        self.preview = W.Checkbox(value=False, description="fast preview (TAESD)", indent=False)
+        preset = studio.preset
+        sizes = list(range(preset.min_size, preset.max_size + 1, 64))
+        self.size = W.Dropdown(options=sizes, value=preset.size if preset.size in sizes else sizes[0],
+                               description="Size", layout=W.Layout(width="12em"))
+        self.generate_button = W.Button(description="Generate", button_style="primary", icon="film")
+        self.stop_button = W.Button(description="Stop", button_style="warning", icon="stop")
+
+        self.slider = W.IntSlider(value=0, min=0, max=0, description="Frame", disabled=True,
+                                  layout=W.Layout(width="24em"))
+        self.play = W.Play(value=0, min=0, max=0, interval=round(1000 / FPS), disabled=True)
+        W.jslink((self.play, "value"), (self.slider, "value"))
+        self.image = W.Image(format="png", layout=W.Layout(width="320px", height="320px", object_fit="contain"))
+        self.caption = W.HTML()
+
+        self.folder = W.Text(value=str(folder), description="Folder", layout=W.Layout(width="28em"))
+        self.fps = W.BoundedIntText(value=FPS, min=1, max=50, description="fps", layout=W.Layout(width="8em"))
+        self.gif_button = W.Button(description="GIF", icon="download", tooltip="save the walk as an animated GIF")
+        self.mp4_button = W.Button(description="MP4", icon="download", tooltip="save the walk as an MP4 video")
+        self.plot = _step_plot()
+
+        self.add_button.on_click(lambda _: self.add_row())
+        self.generate_button.on_click(lambda _: self.run())
+        self.stop_button.on_click(lambda _: self.studio.stop())
+        self.gif_button.on_click(lambda _: self.export("gif"))
+        self.mp4_button.on_click(lambda _: self.export("mp4"))
+        self.slider.observe(self._on_slider, names="value")
+        self.set_keyframes([("portrait of an elder, soft window light", 1),
+                            ("portrait of an elder, soft window light", 2)])
+
+        controls = W.VBox([
+            self.rows_box, self.add_button,
+            W.HBox([self.frames, self.method, self.size, self.loop, self.even, self.preview]),
+            W.HBox([self.generate_button, self.stop_button, self.progress, self.status]),
+        ])
+        viewer = W.VBox([self.image, W.HBox([self.play, self.slider]), self.caption])
+        export = W.HBox([self.folder, self.fps, self.gif_button, self.mp4_button])
+        self.widget = W.VBox([controls, W.HBox([viewer, self.plot]), export, self.out])
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+    # ------------------------------------------------------------ keyframes
+
+    def add_row(self, prompt: str = "", seed: int | None = None, style: str | None = None) -> KeyframeRow:
+        """Add a keyframe row (the seed defaults to the last row's plus one)."""
+        if seed is None:
+            seed = self.rows[-1].seed.value + 1 if self.rows else 0
+        row = KeyframeRow(prompt, seed, style)
+        row.remove.on_click(lambda _: self.remove_row(row))
+        self.rows.append(row)
+        self.rows_box.children = [r.box for r in self.rows]
+        return row
+
+    def remove_row(self, row: KeyframeRow):
+        self.rows.remove(row)
+        self.rows_box.children = [r.box for r in self.rows]
+
+    def set_keyframes(self, keyframes):
+        """Replace the rows with (prompt, seed) or (prompt, seed, style) keyframes."""
+        self.rows = []
+        for keyframe in keyframes:
+            self.add_row(*keyframe)
+
+    def keyframes(self) -> list[tuple]:
+        """(prompt, seed, style) of each row, as typed (the engine checks them)."""
+        return [row.value for row in self.rows]
+
+    # ------------------------------------------------------------ making the walk
+
+    def request(self) -> dict:
+        """The walk options the controls describe."""
+        return dict(frames=self.frames.value, method=self.method.value, loop=self.loop.value,
+                    even=self.even.value, size=self.size.value, preview=self.preview.value)
+
+    def run(self):
+        """Make the walk in the background; bad input is shown and the widget stays usable."""
+        keyframes, request, previous = self.keyframes(), self.request(), self.walk
+        self.say("walking…")
+
+        def work():
+            walk = self.studio.walk(keyframes, **request, reuse=previous, on_step=self.on_step)
+            walk.step_sizes  # noqa: B018  (measured here, in the background, for the plot)
+            return walk, self._encode(walk, previous)
+
+        return self.run_in_background(work, done=self._show_walk, buttons=[self.generate_button])
+
+    def _encode(self, walk, previous) -> list[bytes]:
+        """PNG bytes of every frame, taken from the previous walk where the pixels are the same."""
+        known = {} if previous is None else {a.record.sha256: png for a, png in zip(previous, self.frame_png)}
+        return [known.get(art.record.sha256) or png_bytes(art.image) for art in walk]
+
+    def _show_walk(self, result):
+        walk, frames_png = result
+        self.walk, self.frame_png = walk, frames_png
+        last = max(len(walk) - 1, 0)
+        self.slider.value = self.play.value = 0
+        self.slider.max = self.play.max = last
+        self.slider.disabled = self.play.disabled = last == 0
+        self.show_frame(0)
+        self._plot(walk)
+        made = f"{len(walk)} frames" if walk.complete else f"stopped: {len(walk)} of {self.frames.value} frames"
+        self.say(f"{made}; drag the slider or press play")
+
+    # ------------------------------------------------------------ viewing
+
+    def _on_slider(self, change):
+        try:
+            self.show_frame(change["new"])
+        except Exception as err:  # shown, never lost
+            self.show_error(err)
+
+    def show_frame(self, index: int):
+        """Show one frame from the cache: only the image's bytes change."""
+        if not self.frame_png:
+            return
+        self.image.value = self.frame_png[index]
+        w = self.walk[index].record.walk
+        kf = self.walk.keyframes
+        end = (w["segment"] + 1) % len(kf)
+        self.caption.value = (f"frame {index + 1} of {len(self.walk)} · {w['t']:.2f} of the way from "
+                              f"keyframe {w['segment'] + 1} (seed {kf[w['segment']].seed}) "
+                              f"to keyframe {end + 1} (seed {kf[end].seed})")
+
+    def _plot(self, walk):
+        before, after = self.plot.data
+        space = walk.pacing_space
+        label = "CLIP angle (radians)" if space == "clip" else "RMS pixel change (0..1)"
+        with self.plot.batch_update():
+            after.x = list(range(1, len(walk.step_sizes) + 1))
+            after.y = walk.step_sizes.tolist()
+            after.name = "even pacing" if walk.even else "frames"
+            before.visible = walk.first_pass is not None
+            if walk.first_pass is not None:
+                steps = walk.first_pass[1]
+                before.x, before.y = list(range(1, len(steps) + 1)), steps.tolist()
+            self.plot.layout.yaxis.title.text = label
+            self.plot.layout.title.text = f"step sizes, measured in {space} space"
+
+    # ------------------------------------------------------------ export
+
+    def export(self, kind: str = "gif") -> Path | None:
+        """Save the walk as a GIF or MP4 (plus its JSON sidecar) in the folder; returns the path."""
+        try:
+            if kind not in ("gif", "mp4"):
+                raise KitError(f"kind must be 'gif' or 'mp4', got {kind!r}")
+            if self.walk is None or not len(self.walk):
+                raise KitError("there is no walk to save yet: press Generate first")
+            folder = Path(self.folder.value.strip() or default_folder()).expanduser()
+            path = _free_name(folder, self._stem(), f".{kind}")
+            if kind == "gif":
+                path = self.walk.save_gif(path, fps=self.fps.value, loop=True)
+            else:
+                path = self.walk.save_mp4(path, fps=self.fps.value)
+        except Exception as err:
+            self.show_error(err)
+            return None
+        self.exported = path
+        self.error = ""
+        self.say(f"saved {path} (and its records in {path.name}.json)")
+        return path
+
+    def _stem(self) -> str:
+        seeds = "-".join(str(k.seed) for k in self.walk.keyframes)
+        return f"walk-{datetime.now().strftime('%Y%m%d-%H%M%S')}-seeds{seeds}"[:120]
+
+
+def _free_name(folder: Path, stem: str, suffix: str) -> Path:
+    """``folder/stem.suffix``, or ``stem-1.suffix`` ... when taken."""
+    for n in range(10_000):
+        path = folder / (f"{stem}{suffix}" if n == 0 else f"{stem}-{n}{suffix}")
+        if not path.exists():
+            return path
+    raise KitError(f"too many files named {stem!r} in {str(folder)!r}")
+
+
+def _step_plot():
+    """A small bar chart of step sizes: the first pass (when re-timed) next to the frames shown."""
+    import plotly.graph_objects as go
+
+    figure = go.FigureWidget(layout=dict(
+        height=260, width=420, margin=dict(l=50, r=10, t=40, b=40), barmode="group",
+        title=dict(text="step sizes", font=dict(size=13)), legend=dict(orientation="h", y=-0.25),
+        xaxis=dict(title=dict(text="step (frame i to i + 1)")), yaxis=dict(title=dict(text="distance")),
+    ))
+    figure.add_bar(name="before re-timing", visible=False, marker_color="#bbbbbb")
+    figure.add_bar(name="frames", marker_color="#3f6fb5")
+    return figure
+
