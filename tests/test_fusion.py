@@ -11,13 +11,6 @@ from kit.errors import KitError
 SUBJECT = "portrait of an elder"
 
 
-@pytest.fixture(scope="module")
-def studio():
-    s = kit.Studio(preset="tiny")
-    s.progress_bar = False
-    return s
-
-
 def pixels(art):
     return np.asarray(art.image)
 

@@ -6,13 +6,6 @@ import kit
 from kit.widgets import FusionMixer
 
 
-@pytest.fixture(scope="module")
-def studio():
-    s = kit.Studio(preset="tiny")
-    s.progress_bar = False
-    return s
-
-
 @pytest.fixture
 def fuse_calls(studio, monkeypatch):
     """Every studio.fuse call's keyword arguments, in order."""

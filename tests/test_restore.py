@@ -31,13 +31,6 @@ def _box_mask(size=(64, 64), box=(20, 20, 40, 36)) -> Image.Image:
 
 
 @pytest.fixture(scope="module")
-def studio():
-    studio = kit.Studio(preset="tiny")
-    studio.progress_bar = False
-    return studio
-
-
-@pytest.fixture(scope="module")
 def restored(studio, tmp_path_factory):
     damaged, mask = R.damage(_picture(), "holes", seed=4, amount=0.08)
     source = tmp_path_factory.mktemp("scan") / "damaged.png"

@@ -8,13 +8,6 @@ from kit import presets
 from kit.errors import KitError
 
 
-@pytest.fixture(scope="module")
-def studio():
-    s = kit.Studio(preset="tiny")
-    s.progress_bar = False
-    return s
-
-
 def pixels(art):
     return np.asarray(art.image)
 

@@ -11,13 +11,6 @@ STYLES = ["ukiyo-e", "art-deco", "mughal-miniature", "byzantine-icon", "madhuban
 
 
 @pytest.fixture(scope="module")
-def studio():
-    s = kit.Studio(preset="tiny")
-    s.progress_bar = False
-    return s
-
-
-@pytest.fixture(scope="module")
 def atlas():
     atlas = kit.StyleAtlas(kit.Embedder(preset="tiny", cache=False), seed=1)
     atlas.add_styles(STYLES)

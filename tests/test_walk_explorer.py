@@ -14,13 +14,6 @@ PROMPT = "portrait of a weaver"
 
 
 @pytest.fixture(scope="module")
-def studio():
-    s = kit.Studio(preset="tiny")
-    s.progress_bar = False
-    return s
-
-
-@pytest.fixture(scope="module")
 def ui(studio, tmp_path_factory):
     explorer = kit.widgets.WalkExplorer(studio, folder=tmp_path_factory.mktemp("exports"))
     explorer.set_keyframes([(PROMPT, 3), (PROMPT, 4, "ukiyo-e")])

@@ -18,13 +18,6 @@ KEYFRAMES = [(ELDER, 1), (ELDER, 2, "ukiyo-e")]
 
 
 @pytest.fixture(scope="module")
-def studio():
-    s = kit.Studio(preset="tiny")
-    s.progress_bar = False
-    return s
-
-
-@pytest.fixture(scope="module")
 def five(studio):
     """A five-frame slerp walk from a plain keyframe to a styled one."""
     return studio.walk(KEYFRAMES, frames=5)
