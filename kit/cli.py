@@ -17,7 +17,7 @@ def notebooks_folder(folder: str | None = None) -> Path:
     for candidate in candidates:
         if candidate.is_dir():
             return candidate.resolve()
-    raise KitError(f"no notebooks folder at {', '.join(map(str, candidates))}: pass one, e.g. `kit lab path/to/notebooks`")
+    raise KitError(f"no notebooks folder at {', '.join(map(str, candidates))}: pass one, e.g. `kit lab --notebooks DIR`")
 
 
 def lab(args) -> int:
@@ -26,6 +26,8 @@ def lab(args) -> int:
     if args.preset:
         env["KIT_PRESET"] = args.preset
     command = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={folder}", *args.lab_args]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")  # containers and cloud notebooks often run as root
     print(f"JupyterLab on {folder} (preset: {env.get('KIT_PRESET', 'sd-turbo')})", flush=True)
     return subprocess.call(command, env=env)
 
@@ -77,10 +79,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="kit", description="Explore AI portraits and the world's art styles.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    p = commands.add_parser("lab", help="open JupyterLab on the curated notebooks")
-    p.add_argument("folder", nargs="?", help="notebooks folder (default: ./notebooks)")
+    p = commands.add_parser("lab", help="open JupyterLab on the curated notebooks (other options go to jupyter lab)")
+    p.add_argument("--notebooks", dest="folder", metavar="DIR", help="notebooks folder (default: ./notebooks)")
     p.add_argument("--preset", help="model preset for the notebooks (sets KIT_PRESET), e.g. tiny")
-    p.add_argument("lab_args", nargs=argparse.REMAINDER, help="further arguments for jupyter lab, after --")
     p.set_defaults(run=lab)
 
     p = commands.add_parser("doctor", help="device, versions, cached presets, what the default will do")
@@ -111,9 +112,10 @@ def main(argv=None) -> int:
     p.add_argument("--chunk-size", type=int, default=5_000, help="points placed per task (default 5,000)")
     p.set_defaults(run=map_)
 
-    args = parser.parse_args(argv)
-    if getattr(args, "lab_args", None) and args.lab_args[0] == "--":
-        args.lab_args = args.lab_args[1:]
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "lab":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.lab_args = extra  # e.g. `kit lab --port 8899 --no-browser`
     try:
         return args.run(args)
     except KitError as err:

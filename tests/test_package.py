@@ -49,7 +49,8 @@ def test_cli_doctor_and_a_clear_error():
 
 
 def test_cli_lab_refuses_a_missing_folder():
-    out = subprocess.run([sys.executable, "-m", "kit.cli", "lab", "/no/such/folder"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "kit.cli", "lab", "--notebooks", "/no/such/folder", "--port", "8899"],
+                         capture_output=True, text=True)
     assert out.returncode == 2 and "no notebooks folder" in out.stderr
 
 
