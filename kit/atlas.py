@@ -26,8 +26,8 @@ same trustworthiness (k=10) within 0.001.
 - numba's on-disk cache is switched on for umap and pynndescent, which otherwise compile
   their code again in every new Python process: 15-30 s of CPU before the first small fit,
   about a minute more for the large-map path, a fraction of a second once cached.
-- `place` gives umap's transform exact cosine distances to the fitted points instead of
-  letting it query its approximate NN-descent index (see `_transform`).
+- `place` puts new points where their nearest fitted neighbours are (`kit.projection.Placer`):
+  deterministic, exact cosine distances, no second optimisation, the fitted map never moves.
 
 Determinism: with a seed (default 42) umap optimises on one thread and the same points give
 the same map every time. ``seed=None`` lets umap use every core, and the map then differs a
@@ -54,6 +54,7 @@ import numpy as np
 
 from . import styles as kit_styles
 from .errors import KitError
+from .projection import Placer
 
 __all__ = ["StyleAtlas", "KINDS", "COLOR_BY", "ERA_BINS", "MEDIUM_FAMILIES",
            "style_texts", "era_bin", "medium_family", "thumbnail_uri"]
@@ -254,7 +255,7 @@ class StyleAtlas:
         self.dim = None                  # 2 or 3 once fitted
         self._index: dict[str, int] = {}
         self._matrix_cache = None
-        self._fitted_rows = None         # the fitted space's rows (after PCA), unit length
+        self.placer = None               # kit.projection.Placer for the fitted map
 
     def __len__(self) -> int:
         return len(self.points)
@@ -365,7 +366,7 @@ class StyleAtlas:
             warnings.filterwarnings("ignore", message="Graph is not fully connected")
             coords = np.asarray(model.fit_transform(data), dtype=np.float32)
         self.model, self.pca, self.dim = model, reducer, dim
-        self._fitted_rows = _normalised(data)   # for place(): exact cosine distances to these
+        self.placer = Placer(data, coords, k=model.n_neighbors, pca=reducer)
         for row, point in zip(coords, self.points):
             point["xy"] = row
         return coords
@@ -398,40 +399,11 @@ class StyleAtlas:
         if len(vectors) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         self._check_dim(vectors)
-        data = _unit_rows(vectors, "items")
-        if self.pca is not None:
-            data = self.pca.transform(data).astype(np.float32)
-        coords = self._transform(data)
+        coords = self.placer.place(_unit_rows(vectors, "items"))
         ids = self._add(vectors, rows)
         for point_id, row in zip(ids, coords):
             self.points[self._index[point_id]]["xy"] = row
         return coords
-
-    def _transform(self, data: np.ndarray) -> np.ndarray:
-        """UMAP's own transform of rows of the fitted space, given exact cosine distances.
-
-        On maps of 4,096 points or more umap would find the new points' neighbours with its
-        NN-descent index: approximate, and the first query in a process without numba's
-        cache compiles pynndescent's search code (79 s of CPU measured here). Exact cosine
-        distances to the fitted points cost milliseconds for a handful of points, and umap's
-        transform takes them as a precomputed distance matrix (metric "precomputed"), then
-        builds the same fuzzy neighbourhoods and runs the same optimisation.
-        """
-        model = self.model
-        if model.metric != "cosine":   # another metric chosen in fit(): umap's own neighbour search
-            return np.asarray(model.transform(data), dtype=np.float32)
-        step = max(1, 20_000_000 // len(self._fitted_rows))   # rows per block: <= 80 MB of distances
-        blocks = []
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Transforming new data with precomputed metric")
-            model.metric = "precomputed"
-            try:
-                for start in range(0, len(data), step):
-                    similarity = _normalised(data[start:start + step]) @ self._fitted_rows.T
-                    blocks.append(model.transform(np.clip(1.0 - similarity, 0.0, 2.0)))
-            finally:
-                model.metric = "cosine"
-        return np.concatenate(blocks).astype(np.float32)
 
     def neighbours(self, point, k: int = 5) -> list[tuple[str, str, float]]:
         """The k points nearest to `point` by cosine similarity in the embedding space.
@@ -650,12 +622,6 @@ def _unit_rows(vectors: np.ndarray, what: str) -> np.ndarray:
     if (norms == 0).any():
         raise KitError(f"{what} contain an all-zero row, which has no direction to compare")
     return (vectors / norms).astype(np.float32)
-
-
-def _normalised(rows: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (all-zero rows stay zero)."""
-    norms = np.linalg.norm(rows, axis=1, keepdims=True)
-    return (rows / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
 def _meta_rows(meta, n: int) -> list[dict]:

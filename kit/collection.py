@@ -630,68 +630,8 @@ def load_errors(dataset) -> list[tuple[str, str]]:
 # ---------------------------------------------------------------- maps at scale
 
 
-class _Placer:
-    """A fitted map reduced to what placing new vectors needs; small enough for Ray's object store.
-
-    StyleAtlas.place's recipe: unit rows, the atlas's PCA, then umap's own transform given
-    exact cosine distances to the fitted points. Only each row's nearest `n_neighbors`
-    distances are handed over (a sparse matrix), which is all umap reads of them: the same
-    neighbours and coordinates as the full distance matrix (up to ties), without umap
-    sorting every full row (1.5x faster at 20,000 fitted points).
-    """
-
-    def __init__(self, atlas):
-        self.model, self.pca = atlas.model, atlas.pca
-        # The atlas's own fitted rows, not the PCA's transform of the sample again: the two differ by
-        # ~1e-6, enough to move placed points among near-duplicate embeddings.
-        self.fitted_rows = atlas._fitted_rows
-
-    def prepare(self, vectors: np.ndarray) -> np.ndarray:
-        """Vectors as the fitted space holds them: unit rows, reduced by the PCA when there is one."""
-        data = _unit(np.asarray(vectors, dtype=np.float32))
-        return data if self.pca is None else self.pca.transform(data).astype(np.float32)
-
-    def transform(self, data: np.ndarray) -> np.ndarray:
-        """Coordinates of prepared rows on the fitted map."""
-        import scipy.sparse
-        from threadpoolctl import threadpool_limits
-
-        from .atlas import _import_umap
-
-        _import_umap()  # numba's on-disk cache: a Ray worker loads umap's compiled code instead of compiling it
-        model = self.model
-        if model.metric != "cosine":
-            return np.asarray(model.transform(data), dtype=np.float32)
-        fitted = len(self.fitted_rows)
-        k = min(model.n_neighbors, fitted)
-        step = max(1, 20_000_000 // fitted)  # rows per block: <= 80 MB of distances
-        blocks = []
-        # One BLAS thread, as in a one-CPU Ray task: the distances then agree to the last bit on both
-        # engines. (Threads change them by ~1e-7, enough to swap near-tied neighbours; one changed
-        # neighbour shifts the random draws of umap's optimisation for the rest of the chunk.)
-        with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
-            warnings.filterwarnings("ignore", message="Transforming new data with precomputed metric")
-            model.metric = "precomputed"
-            try:
-                for start in range(0, len(data), step):
-                    distance = np.clip(1.0 - _unit(data[start:start + step]) @ self.fitted_rows.T, 0.0, 2.0)
-                    near = np.argpartition(distance, k - 1, axis=1)[:, :k]
-                    nearest = scipy.sparse.csr_matrix(
-                        (np.take_along_axis(distance, near, axis=1).ravel(), near.ravel(),
-                         np.arange(0, len(near) * k + 1, k)), shape=distance.shape)
-                    blocks.append(model.transform(nearest))
-            finally:
-                model.metric = "cosine"
-        return np.concatenate(blocks).astype(np.float32)
-
-
-def _place_chunk(placer: _Placer, data: np.ndarray) -> np.ndarray:
+def _place_chunk(placer, data: np.ndarray) -> np.ndarray:
     return placer.transform(data)
-
-
-def _unit(rows: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(rows, axis=1, keepdims=True)
-    return (rows / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
 @dataclass
@@ -728,7 +668,7 @@ class CollectionMap:
               chunk_size: int = 5_000, progress: bool = True) -> np.ndarray:
         """Coordinates of new vectors on this map (the map itself does not change).
 
-        Chunks of `chunk_size` rows go through the fitted model's transform, in this process
+        Chunks of `chunk_size` rows go through the atlas's placer (`kit.projection`), in this process
         (engine="local") or as Ray tasks sharing one copy of the model (engine="ray", at most
         `workers` at a time, default every CPU). Same chunks, same coordinates, either way.
         """
@@ -740,7 +680,7 @@ class CollectionMap:
         dim = len(self.atlas.points[0]["vector"])
         if vectors.ndim != 2 or vectors.shape[1] != dim:
             raise KitError(f"vectors must be an (n, {dim}) array like the map's embeddings, got shape {vectors.shape}")
-        placer = _Placer(self.atlas)
+        placer = self.atlas.placer
         data = placer.prepare(vectors)
         chunks = [data[start:start + chunk_size] for start in range(0, len(data), chunk_size)]
         if not chunks:
@@ -868,7 +808,7 @@ def map_vectors(vectors, columns: dict | None = None, *, sample: int = 20_000, d
     return cmap
 
 
-def _place_ray(placer: _Placer, chunks: list, address, workers, bar) -> list:
+def _place_ray(placer, chunks: list, address, workers, bar) -> list:
     """Transform chunks as Ray tasks, at most `workers` (default: the cluster's CPUs) at a time."""
     with ray_session(address, workers) as ray:
         model = ray.put(placer)  # one copy in the object store, shared by every task
