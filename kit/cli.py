@@ -4,32 +4,92 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
-from pathlib import Path
 
 from .errors import KitError
 
 
-def notebooks_folder(folder: str | None = None) -> Path:
-    """The curated notebooks: the folder given, ./notebooks, or the ones beside the kit's source checkout."""
-    candidates = [Path(folder)] if folder else [Path.cwd() / "notebooks", Path(__file__).resolve().parent.parent / "notebooks"]
-    for candidate in candidates:
-        if candidate.is_dir():
-            return candidate.resolve()
-    raise KitError(f"no notebooks folder at {', '.join(map(str, candidates))}: pass one, e.g. `kit lab --notebooks DIR`")
-
-
 def lab(args) -> int:
-    folder = notebooks_folder(args.folder)
-    env = dict(os.environ)
-    if args.preset:
-        env["KIT_PRESET"] = args.preset
-    command = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={folder}", *args.lab_args]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
+    """Copy the lessons into the user's folder, say whether the preset can run, serve the folder."""
+    from . import lessons, presets
+
+    preset = presets.get(args.preset)
+    report = lessons.install(args.folder, reset=args.reset)
+    folder = lessons.user_folder(args.folder)
+    print(f"kit: lessons in {folder} ({_lesson_summary(report)})", flush=True)
+    if report["kept"]:
+        print(f"kit: kept your edited {', '.join(report['kept'])}; `kit lab --reset` puts the shipped "
+              "version back and keeps yours as a .bak file", flush=True)
+    problem = presets.startup_problem(preset)
+    if problem:
+        print(f"kit: {problem}", file=sys.stderr, flush=True)
+    env = dict(os.environ, KIT_PRESET=preset.name)
+    command = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={folder}"]
+    if args.port is not None:
+        command.append(f"--ServerApp.port={args.port}")
+    if args.no_browser:
+        command.append("--no-browser")
+    command += args.lab_args
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in command:
         command.append("--allow-root")  # containers and cloud notebooks often run as root
-    print(f"JupyterLab on {folder} (preset: {env.get('KIT_PRESET', 'sd-turbo')})", flush=True)
-    return subprocess.call(command, env=env)
+    print(f"kit: JupyterLab with preset {preset.name}; press Ctrl-C to stop it and its kernels", flush=True)
+    return _run_until_stopped(command, env)
+
+
+def _lesson_summary(report: dict) -> str:
+    parts = [f"{len(names)} {action}" for action, names in report.items() if names]
+    return ", ".join(parts) or "none shipped"
+
+
+def _run_until_stopped(command: list[str], env: dict) -> int:
+    """Run JupyterLab; Ctrl-C, SIGTERM or SIGHUP shut it down with its kernels, and it dies with us.
+
+    The server runs in its own session, so a Ctrl-C in the terminal reaches only this process
+    (JupyterLab would otherwise stop to ask "Shutdown this Jupyter server?"); this process then
+    sends the server SIGTERM, which makes it shut its kernels down and free the port.
+    """
+    server = subprocess.Popen(command, env=env, start_new_session=True, preexec_fn=_die_with_parent)
+
+    def stop(signum, frame):
+        raise _Stop(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in _STOP_SIGNALS}
+    try:
+        return server.wait()
+    except _Stop:
+        print("\nkit: stopping JupyterLab and its kernels ...", file=sys.stderr, flush=True)
+        for sig in _STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class _Stop(Exception):
+    pass
+
+
+_STOP_SIGNALS = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+
+
+def _die_with_parent():
+    """Linux: the server gets SIGTERM if this process dies without cleaning up (kill -9)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
 
 
 def doctor(args) -> int:
@@ -76,12 +136,23 @@ def _engine_options(p) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="kit", description="Explore AI portraits and the world's art styles.")
+    parser = argparse.ArgumentParser(prog="kit", description="Explore AI portraits and the world's art styles.",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    p = commands.add_parser("lab", help="open JupyterLab on the curated notebooks (other options go to jupyter lab)")
-    p.add_argument("--notebooks", dest="folder", metavar="DIR", help="notebooks folder (default: ./notebooks)")
-    p.add_argument("--preset", help="model preset for the notebooks (sets KIT_PRESET), e.g. tiny")
+    p = commands.add_parser(
+        "lab", help="open JupyterLab on your copy of the lessons",
+        description="Copy the shipped lessons into your lessons folder (once; your edits are kept) and open "
+                    "JupyterLab there. JupyterLab's own options go after --, e.g. `kit lab -- --ServerApp.ip=0.0.0.0`.",
+        epilog=_presets_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", help="model preset for the lessons (sets KIT_PRESET): "
+                                    "tiny (offline), sd-turbo (default), sdxl-turbo, a repo id or a folder")
+    p.add_argument("--lessons", "--notebooks", dest="folder", metavar="DIR",
+                   help="your lessons folder (default: $KIT_LESSONS or ~/kit-lessons)")
+    p.add_argument("--reset", action="store_true",
+                   help="put the shipped lessons back; your edited copies are kept as .bak files")
+    p.add_argument("--port", type=int, help="port for JupyterLab (default: its own choice, 8888 or the next free)")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser window")
     p.set_defaults(run=lab)
 
     p = commands.add_parser("doctor", help="device, versions, cached presets, what the default will do")
@@ -112,15 +183,26 @@ def main(argv=None) -> int:
     p.add_argument("--chunk-size", type=int, default=5_000, help="points placed per task (default 5,000)")
     p.set_defaults(run=map_)
 
-    args, extra = parser.parse_known_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = []
+    if "--" in argv:  # JupyterLab's own options, for `kit lab` only
+        argv, extra = argv[:argv.index("--")], argv[argv.index("--") + 1:]
+    args = parser.parse_args(argv)
     if extra and args.command != "lab":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    args.lab_args = extra  # e.g. `kit lab --port 8899 --no-browser`
+    args.lab_args = extra
     try:
         return args.run(args)
     except KitError as err:
         print(f"kit: {err}", file=sys.stderr)
         return 2
+
+
+def _presets_help() -> str:
+    from .presets import PRESETS
+
+    lines = [f"  {name:<11} {preset.description}" for name, preset in PRESETS.items()]
+    return "presets:\n" + "\n".join(lines) + "\n  org/model   any diffusers text-to-image repo on the Hub, or a local folder"
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ def _pyarrow():
         import pyarrow
         import pyarrow.parquet  # noqa: F401 - the submodule is used as pyarrow.parquet
     except ImportError:
-        raise KitError("collections are stored as Parquet and need pyarrow: pip install pyarrow (or 'kit[ray]')") from None
+        raise KitError("collections are stored as Parquet and need pyarrow: pip install pyarrow (or 'kit-portraits[ray]')") from None
     return pyarrow
 
 
@@ -550,11 +550,12 @@ def ray_session(address: str | None = None, workers: int | None = None):
     try:
         import ray
     except ImportError:
-        raise KitError("engine='ray' needs Ray: pip install 'kit[ray]' (or use engine='local')") from None
+        raise KitError("engine='ray' needs Ray: pip install 'kit-portraits[ray]' (or use engine='local')") from None
     started = False
     if not ray.is_initialized():
         if address:
-            ray.init(address=address)
+            # ship this kit's own code to the cluster's workers, so they run the same version as this process
+            ray.init(address=address, runtime_env={"py_modules": [str(Path(__file__).resolve().parent)]})
         else:
             ray.init(num_cpus=max(workers or 1, os.cpu_count() or 1), include_dashboard=False)
         started = True

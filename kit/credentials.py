@@ -1,6 +1,6 @@
 """Content credentials (C2PA): a signed, tamper-evident statement in the PNG that a model made it.
 
-Optional: needs the ``c2pa`` extra (``pip install "kit[c2pa]"``, the c2pa-python package) and
+Optional: needs the ``c2pa`` extra (``pip install "kit-portraits[c2pa]"``, the c2pa-python package) and
 a signing certificate chain with its private key (PEM). The kit never ships a key.
 
     path = art.save("gallery/")
@@ -28,7 +28,7 @@ from .errors import KitError
 TRAINED = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 COMPOSITE = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
 ALGORITHMS = ("es256", "es384", "es512", "ps256", "ps384", "ps512", "ed25519")
-INSTALL = 'content credentials need the c2pa-python package: pip install "kit[c2pa]"'
+INSTALL = 'content credentials need the c2pa-python package: pip install "kit-portraits[c2pa]"'
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _C2PA_CHUNK = b"caBX"  # the PNG chunk that holds a C2PA manifest store
 

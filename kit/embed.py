@@ -114,7 +114,7 @@ def load_clip(preset=None, device: str | None = None):
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained)
         except (RuntimeError, OSError) as err:  # open_clip wraps failed downloads in RuntimeError
-            raise presets.not_available(preset, "clip", err) from err
+            raise presets.not_available(preset, "clip", err) from None
 
     model = model.to(device).eval().requires_grad_(False)
     return model, preprocess, open_clip.get_tokenizer(name)

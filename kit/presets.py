@@ -20,6 +20,7 @@ from pathlib import Path
 from .errors import KitError
 
 DEFAULT_PRESET = "sd-turbo"
+DEFAULT_MODEL = "stabilityai/sd-turbo"
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,42 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
 
+def hub_reachable(timeout: float = 3.0) -> tuple[bool, str]:
+    """(reachable, why): whether the Hugging Face Hub answers now, asked once with a short timeout.
+
+    Any HTTP answer counts as reachable; HF_HUB_OFFLINE=1 means "not reachable" without asking.
+    """
+    if hub_offline():
+        return False, "offline (HF_HUB_OFFLINE is set)"
+    import urllib.error
+    import urllib.request
+
+    from huggingface_hub.constants import ENDPOINT
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(f"{ENDPOINT}/api/models/{DEFAULT_MODEL}", method="HEAD"),
+                                    timeout=timeout):
+            pass
+    except urllib.error.HTTPError:
+        pass  # the Hub answered, if only to say no
+    except (OSError, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        return False, f"not reachable at {ENDPOINT} ({reason})"
+    return True, f"reachable at {ENDPOINT}"
+
+
+def startup_problem(preset: Preset, reachable=None) -> str | None:
+    """What will stop the lessons' first image with `preset`, in words a teacher can act on; None if nothing."""
+    if preset.offline or cached(preset)["pipeline"]:
+        return None
+    ok, why = hub_reachable() if reachable is None else reachable
+    if ok:
+        return None
+    return (f"preset {preset.name!r} is not on this machine and the Hugging Face Hub is {why}, so the lessons "
+            "cannot make images with it. Stop with Ctrl-C and restart with `kit lab --preset tiny` (works offline), "
+            f"or run `kit download {preset.name}` once on a machine with internet access.")
+
+
 def _cached_file(repo: str, filename: str) -> str | None:
     """Path of `filename` of `repo` in the local Hugging Face cache, or None."""
     from huggingface_hub import try_to_load_from_cache
@@ -212,13 +249,14 @@ def cached(preset: Preset) -> dict[str, bool]:
 
 
 def not_available(preset: Preset, part: str = "pipeline", cause: Exception | None = None) -> KitError:
-    """The one error for a real preset that is neither cached nor downloadable."""
-    why = f" ({type(cause).__name__}: {cause})" if cause else ""
-    return KitError(
-        f"the {part} of preset {preset.name!r} is not in the Hugging Face cache and cannot be downloaded now{why}. "
-        f"Fetch it once with `kit download {preset.name}` on a machine with internet access, "
-        "or use the offline preset: set KIT_PRESET=tiny (or Studio(preset='tiny'))."
+    """The one error for a real preset that is neither cached nor downloadable (the cause kept as `.cause`)."""
+    error = KitError(
+        f"the {part} of preset {preset.name!r} is not on this machine and cannot be downloaded now. "
+        f"In JupyterLab: stop `kit lab` and restart it with `kit lab --preset tiny` (works offline); in code: "
+        f"kit.Studio(preset='tiny'). To use {preset.name}, run `kit download {preset.name}` once with internet access."
     )
+    error.cause = cause
+    return error
 
 
 def require(preset: Preset, part: str = "pipeline") -> None:
@@ -242,15 +280,21 @@ def download(name: str | None = None, inpaint: bool = False) -> dict[str, str]:
     if hub_offline():
         raise KitError("HF_HUB_OFFLINE is set: unset it to download")
     out = {}
-    if not Path(preset.model).is_dir():
-        out["pipeline"] = snapshot_download(preset.model, allow_patterns=["*.json", "*.txt", "*.safetensors"])
-    if preset.preview:
-        out["preview"] = snapshot_download(preset.preview, allow_patterns=["*.json", "*.safetensors"])
-    if inpaint and preset.inpaint:
-        out["inpaint"] = snapshot_download(preset.inpaint, allow_patterns=["*.json", "*.txt", "*.safetensors"])
-    clip = clip_source(preset)
-    if clip:
-        out["clip"] = hf_hub_download(*clip)
+    try:
+        if not Path(preset.model).is_dir():
+            out["pipeline"] = snapshot_download(preset.model, allow_patterns=["*.json", "*.txt", "*.safetensors"])
+        if preset.preview:
+            out["preview"] = snapshot_download(preset.preview, allow_patterns=["*.json", "*.safetensors"])
+        if inpaint and preset.inpaint:
+            out["inpaint"] = snapshot_download(preset.inpaint, allow_patterns=["*.json", "*.txt", "*.safetensors"])
+        clip = clip_source(preset)
+        if clip:
+            out["clip"] = hf_hub_download(*clip)
+    except Exception as err:  # the Hub's many network and HTTP errors: one short message, the cause kept
+        error = KitError(f"could not download {preset.name} from the Hugging Face Hub ({type(err).__name__}). "
+                         "Check the network (kit doctor says whether the Hub answers), or use `--preset tiny` offline.")
+        error.cause = err
+        raise error from None
     return out
 
 
@@ -314,7 +358,7 @@ def doctor() -> DoctorReport:
         device=device + (f" ({torch.cuda.get_device_name(0)})" if device.startswith("cuda") else ""),
         dtype=str(pick_dtype(device)).replace("torch.", ""),
         threads=torch.get_num_threads(),
-        hub="offline (HF_HUB_OFFLINE)" if hub_offline() else "online when needed",
+        hub=hub_reachable()[1],
         cache=HF_HUB_CACHE,
     )
     report["presets"] = {name: _readiness(cached(p)) for name, p in PRESETS.items()}

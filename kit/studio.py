@@ -91,7 +91,7 @@ class Studio:
             with _quiet_loading():
                 return cls.from_pretrained(self._source(part), **{_dtype_argument(): self.dtype}, **kwargs)
         except OSError as err:
-            raise presets.not_available(self.preset, part, err) from err
+            raise presets.not_available(self.preset, part, err) from None
 
     @property
     def pipe(self):
@@ -209,6 +209,8 @@ class Studio:
         """
         records = self.plan(prompt, style=style, negative=negative, seed=seed, n=n, steps=steps,
                             guidance=guidance, size=size, preview=preview)
+        if self._pipe is None:
+            presets.require(self.preset)  # a missing model: one short error here, not from deep inside loading
         return self.render_many(records, on_step=on_step)
 
     def render(self, record: Record) -> Artwork:

@@ -65,7 +65,7 @@ def test_missing_c2pa_is_a_clear_error(tmp_path, monkeypatch):
 
 def _missing() -> str:
     if not credentials.available():
-        return "c2pa-python is not installed (pip install 'kit[c2pa]')"
+        return "c2pa-python is not installed (pip install 'kit-portraits[c2pa]')"
     try:
         import cryptography  # noqa: F401
     except ImportError:
