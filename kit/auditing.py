@@ -2,7 +2,10 @@
 
     report = kit.audit(studio, "a portrait of a {term} elder", ["Yoruba", "Sami", "Quechua"],
                        seeds=range(8), probes={"attire": ["traditional dress", "western suit"]})
-    report.table()                 # term, measure, value, low, high (95% bootstrap CI)
+    report                         # in a notebook: one rounded table, value and 95% interval per cell
+    report.table()                 # rounded, one row per term and measure (probe shares in %)
+    report.differences("diversity")  # every pair of terms: paired difference and its interval
+    report.rows()                  # the raw numbers (also what to_csv writes)
     report.figure("diversity")     # plotly bars with error bars
     report.contact_sheet("Sami")   # what the numbers are about
 
@@ -32,12 +35,14 @@ from __future__ import annotations
 
 import csv
 import html
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .errors import KitError
+from .files import write_atomic
 
 ROUNDS = 1000  # bootstrap rounds
 BOOTSTRAP_SEED = 0
@@ -51,6 +56,14 @@ MEASURES = {  # measure -> what its number means (axis titles and the report)
     "prompt_distance": "mean 1 - cosine(image, its prompt's text)",
     "cluster_entropy": "entropy (bits) of the term's images over the k-means clusters",
 }
+
+AXES = {  # measure -> a short y-axis title (the long meaning goes in the chart's title)
+    "diversity": "cosine distance",
+    "prompt_distance": "1 - cosine similarity",
+    "cluster_entropy": "entropy (bits)",
+}
+UNITS = {"diversity": "cosine distance", "prompt_distance": "1 - cosine", "cluster_entropy": "bits"}
+SHARE_UNIT = "% of CLIP probability"
 
 CAVEATS = """\
 What these numbers can and cannot show.
@@ -382,52 +395,104 @@ class AuditReport:
         return [{"term": term, "measure": name, **self.value(term, name)}
                 for term in self.terms for name in self.measures]
 
-    def table(self):
-        """The rows as a pandas DataFrame when pandas is installed, else a list of dicts."""
-        try:
-            import pandas as pd
-        except ImportError:
-            return self.rows()
-        return pd.DataFrame(self.rows(), columns=["term", "measure", "value", "low", "high"])
+    def is_share(self, measure: str) -> bool:
+        """Whether `measure` is a probe share (a probability from 0 to 1, shown in %)."""
+        return measure not in MEASURES
 
-    def to_csv(self, path) -> Path:
-        """Write the table as CSV; returns the path."""
-        path = Path(path).expanduser()
-        with open(path, "w", newline="", encoding="utf-8") as out:
-            writer = csv.DictWriter(out, fieldnames=["term", "measure", "value", "low", "high"])
-            writer.writeheader()
-            writer.writerows(self.rows())
-        return path
+    def _interval_name(self, end: str) -> str:
+        return f"{self.settings['level']:.0%} interval: {end}"
+
+    def table(self, digits: int = 3):
+        """A table to read: one row per term and measure, numbers rounded.
+
+        Columns: term, measure, value, "95% interval: low", "95% interval: high", unit. Probe
+        shares are in percent (one decimal), the other measures rounded to `digits` decimals.
+        A pandas DataFrame when pandas is installed, else a list of dicts with the same
+        columns. The raw numbers are in `rows()` and `to_csv`.
+        """
+        low, high = self._interval_name("low"), self._interval_name("high")
+        rows = []
+        for row in self.rows():
+            share = self.is_share(row["measure"])
+            scale, places = (100.0, 1) if share else (1.0, digits)
+            rows.append({"term": row["term"], "measure": row["measure"],
+                         "value": _rounded(row["value"] * scale, places),
+                         low: _rounded(row["low"] * scale, places), high: _rounded(row["high"] * scale, places),
+                         "unit": SHARE_UNIT if share else UNITS[row["measure"]]})
+        return _frame(rows, ["term", "measure", "value", low, high, "unit"])
+
+    def differences(self, measure: str, digits: int = 3):
+        """Every pair of terms on `measure`: the paired difference A - B and its interval, rounded.
+
+        Columns: term A, term B, "A - B", "95% interval: low", "95% interval: high", unit,
+        "seeds show a difference" (True when the interval excludes 0). Probe shares are in
+        percentage points. A DataFrame when pandas is installed, else a list of dicts.
+        """
+        self._check(measure)
+        share = self.is_share(measure)
+        scale, places = (100.0, 1) if share else (1.0, digits)
+        low, high = self._interval_name("low"), self._interval_name("high")
+        rows = []
+        for i, a in enumerate(self.terms):
+            for b in self.terms[i + 1:]:
+                d = self.difference(measure, a, b)
+                rows.append({"term A": a, "term B": b, "A - B": _rounded(d["value"] * scale, places),
+                             low: _rounded(d["low"] * scale, places), high: _rounded(d["high"] * scale, places),
+                             "unit": "% points" if share else UNITS[measure],
+                             "seeds show a difference": bool(d["low"] > 0 or d["high"] < 0)})
+        return _frame(rows, ["term A", "term B", "A - B", low, high, "unit", "seeds show a difference"])
+
+    def to_csv(self, path, *, overwrite: bool = False) -> Path:
+        """Write the table as CSV (atomically); returns the path. An existing file is an error unless `overwrite`."""
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=["term", "measure", "value", "low", "high"])
+        writer.writeheader()
+        writer.writerows(self.rows())
+        return write_atomic(Path(path).expanduser(), text.getvalue().encode("utf-8"),
+                            exist="replace" if overwrite else "error")
 
     def figure(self, measure: str = "diversity"):
         """A plotly figure: one bar per term with its 95% interval (a probe group: bars per label)."""
         import plotly.graph_objects as go
 
+        s = self.settings
         if measure in self.probes:
             labels = self.probes[measure]
             fig = go.Figure([self._bars(f"{measure}: {label}", name=label) for label in labels])
-            fig.update_layout(barmode="group", yaxis_title=f"mean CLIP probability ({measure})",
-                              yaxis_range=[0, 1], legend_title_text=measure)
+            fig.update_layout(barmode="group", legend_title_text=html.escape(measure))
+            fig.update_yaxes(title_text="share of CLIP probability", tickformat=".0%", range=[0, 1.05])
+            meaning = "CLIP probe: mean probability of each label (they add up to 100% per term)"
         else:
             self._check(measure)
             fig = go.Figure([self._bars(measure, name=measure)])
-            fig.update_layout(yaxis_title=MEASURES.get(measure, f"mean CLIP probability ({measure})"),
-                              showlegend=False)
-        seeds = len(self.seeds)
-        fig.update_layout(title=f"{measure}: '{self.settings['template']}', {seeds} paired seeds, "
-                                f"{self.settings['level']:.0%} bootstrap intervals",
-                          xaxis_title="term", template="plotly_white", height=420)
+            fig.update_layout(showlegend=False)
+            fig.update_yaxes(title_text=AXES.get(measure, "share of CLIP probability"), rangemode="tozero")
+            meaning = MEASURES.get(measure, "CLIP probe: mean probability of this label")
+            if self.is_share(measure):
+                fig.update_yaxes(tickformat=".0%")
+        # Title lines, then the plot well below them: the title never runs into the axis titles,
+        # the legend or the plotly toolbar at the top right.
+        lines = [f"<b>{html.escape(measure)}</b>: {html.escape(meaning)}",
+                 f"<sup>{html.escape(repr(s['template']))}, {len(self.seeds)} paired seeds, "
+                 f"bars show {s['level']:.0%} bootstrap intervals</sup>"]
+        if s.get("preset") == "tiny":
+            lines.append("<sup>tiny preset: random weights, so these numbers mean nothing</sup>")
+        fig.update_layout(title=dict(text="<br>".join(lines), x=0, xref="paper", xanchor="left",
+                                     y=1, yref="container", yanchor="top", pad=dict(t=34), font=dict(size=15)),
+                          margin=dict(t=50 + 22 * len(lines), l=70, r=30, b=60), xaxis_title="term",
+                          template="plotly_white", height=400 + 22 * len(lines))
         return fig
 
     def _bars(self, measure, name):
         import plotly.graph_objects as go
 
         values = [self.value(term, measure) for term in self.terms]
-        return go.Bar(x=self.terms, y=[v["value"] for v in values], name=name,
+        number = "%{y:.0%}" if self.is_share(measure) else "%{y:.3f}"
+        return go.Bar(x=self.terms, y=[v["value"] for v in values], name=html.escape(name),
                       error_y=dict(type="data", symmetric=False,
                                    array=[v["high"] - v["value"] for v in values],
                                    arrayminus=[v["value"] - v["low"] for v in values]),
-                      hovertemplate="%{x}: %{y:.3f}<extra>" + html.escape(name) + "</extra>")
+                      hovertemplate="%{x}: " + number + "<extra>" + html.escape(name) + "</extra>")
 
     def contact_sheet(self, term: str, cell: int = 128):
         """The term's images in seed order, labelled with their seeds and k-means clusters."""
@@ -449,19 +514,82 @@ class AuditReport:
                 f"preset={s['preset']!r}, {len(self.measures)} measures)")
 
     def _repr_html_(self) -> str:
-        s = self.settings
-        head = "".join(f"<th>{html.escape(name)}</th>" for name in self.measures)
+        """One table to read: a row per term, a column per measure, each cell the value and its interval."""
+        s, esc = self.settings, html.escape
+        plain = [name for name in self.measures if not self.is_share(name)]
+        two_rows = bool(self.probes)
+        span = " rowspan='2'" if two_rows else ""
+        head = [f"<th{span} style='text-align:left'>term</th>"]
+        head += [f"<th{span}>{esc(name)}<br><small>{esc(UNITS[name])}</small></th>" for name in plain]
+        head += [f"<th colspan='{len(labels)}'>{esc(group)}<br><small>{esc(SHARE_UNIT)}</small></th>"
+                 for group, labels in self.probes.items()]
+        header = f"<tr>{''.join(head)}</tr>"
+        if two_rows:
+            header += "<tr>" + "".join(f"<th>{esc(label)}</th>" for labels in self.probes.values()
+                                       for label in labels) + "</tr>"
         body = []
         for term in self.terms:
             cells = []
             for name in self.measures:
                 v = self.value(term, name)
-                cells.append(f"<td>{v['value']:.3f}<br><small>[{v['low']:.3f}, {v['high']:.3f}]</small></td>")
-            body.append(f"<tr><th>{html.escape(term)}</th>{''.join(cells)}</tr>")
-        settings = (f"preset <code>{html.escape(s['preset'])}</code>, CLIP <code>{html.escape(s['clip'])}</code>, "
+                show = _percent if self.is_share(name) else _decimal
+                cells.append(f"<td style='text-align:right;white-space:nowrap'>{show(v['value'])}<br>"
+                             f"<small>{show(v['low'])} &ndash; {show(v['high'])}</small></td>")
+            body.append(f"<tr><th style='text-align:left'>{esc(term)}</th>{''.join(cells)}</tr>")
+        settings = (f"preset <code>{esc(str(s['preset']))}</code>, CLIP <code>{esc(str(s['clip']))}</code>, "
                     f"{len(self.seeds)} paired seeds, {s['steps']} steps, {s['size'][0]}x{s['size'][1]} px, "
                     f"{s['rounds']} bootstrap rounds")
-        return (f"<div><b>Audit</b> of <code>{html.escape(s['template'])}</code>: {settings}"
-                f"<table style='font-size:small'><tr><th>term</th>{head}</tr>{''.join(body)}</table>"
-                f"<small>value [{s['level']:.0%} interval]</small>"
-                f"<details><summary>Caveats</summary><pre>{html.escape(self.caveats)}</pre></details></div>")
+        note = ""
+        if s.get("preset") == "tiny":
+            note = (f"<p style='border-left:4px solid #e0a000;padding:4px 8px;margin:4px 0'>"
+                    f"{esc(TINY_NOTE)}</p>")
+        return (f"<div class='kit-audit'>{note}<p><b>Audit</b> of <code>{esc(s['template'])}</code>: {settings}</p>"
+                f"<table><thead>{header}</thead><tbody>{''.join(body)}</tbody></table>"
+                f"<p><small>Each cell: the value for the term's images, and below it its {s['level']:.0%} "
+                f"bootstrap interval over seeds. Probe shares add up to 100% within a group for each "
+                f"term.</small></p>"
+                f"<details><summary>Caveats: what these numbers can and cannot show</summary>"
+                f"<pre style='white-space:pre-wrap'>{esc(self.caveats)}</pre></details></div>")
+
+
+# ---------------------------------------------------------------- showing numbers
+
+
+def _finite(x) -> bool:
+    return x is not None and bool(np.isfinite(x))
+
+
+def _rounded(x, places: int):
+    """x rounded for a table (NaN stays NaN; never -0.0)."""
+    if not _finite(x):
+        return float("nan")
+    return round(float(x), places) + 0.0
+
+
+def _decimal(x, places: int = 3) -> str:
+    """'0.541'; '-' for a missing number; never scientific notation or '-0.000'."""
+    if not _finite(x):
+        return "-"
+    text = f"{float(x):.{places}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
+def _percent(x) -> str:
+    """A share as a whole percent: 0.5407 -> '54%'; '<1%' for a share that rounds to 0 but is not 0."""
+    if not _finite(x):
+        return "-"
+    value = 100 * float(x)
+    if 0 < value < 0.5:
+        return "&lt;1%"
+    if 99.5 <= value < 100:
+        return "&gt;99%"
+    return f"{value:.0f}%"
+
+
+def _frame(rows: list[dict], columns: list[str]):
+    """A pandas DataFrame of the rows when pandas is installed, else the rows themselves."""
+    try:
+        import pandas as pd
+    except ImportError:
+        return rows
+    return pd.DataFrame(rows, columns=columns)

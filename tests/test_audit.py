@@ -112,6 +112,132 @@ def test_entropy_bounds():
         assert (replicates[t, "cluster_entropy"] <= math.log2(4) + 1e-9).all()
 
 
+# ---------------------------------------------------------------- what a reader sees (no models)
+
+
+def _report(terms=("Sami", "<b>Yoruba</b>"), probes=None, preset="sd-turbo", values=None, spread=0.01):
+    """An AuditReport built from chosen numbers: values[(term, measure)] -> estimate; its
+    bootstrap replicates scatter around it by `spread` (shares by a tenth of their size)."""
+    probes = {"attire": ["dress", "suit"], "<i>setting</i>": ["field", "street", "studio"]} if probes is None else probes
+    settings = {"template": "a portrait of a {term} <u>elder</u>", "terms": list(terms), "seeds": [0, 1, 2, 3],
+                "probes": probes, "preset": preset, "clip": "ViT-B-32", "steps": 1, "size": [512, 512],
+                "rounds": 200, "level": 0.95}
+    measures = ["diversity", "prompt_distance", "cluster_entropy"]
+    measures += [f"{group}: {label}" for group, labels in probes.items() for label in labels]
+    rng = np.random.default_rng(0)
+    estimates, replicates = {}, {}
+    for t, term in enumerate(terms):
+        for m, name in enumerate(measures):
+            value = (values or {}).get((term, name), 0.1 + 0.05 * m + 0.01 * t)
+            scale = value / 10 if name not in A.MEASURES else spread
+            estimates[term, name] = value
+            replicates[term, name] = value + scale * rng.normal(size=200)
+    return A.AuditReport(settings=settings, prompts={t: settings["template"].replace("{term}", t) for t in terms},
+                         artworks={t: [] for t in terms}, vectors=np.zeros((len(terms), 4, 8)),
+                         estimates=estimates, replicates=replicates)
+
+
+SMALL = {("Sami", "attire: dress"): 1.380418e-04, ("Sami", "attire: suit"): 1 - 1.380418e-04,
+         ("Sami", "diversity"): 0.01087933, ("Sami", "<i>setting</i>: field"): 7.69295e-07,
+         ("Sami", "<i>setting</i>: street"): 0.5407026, ("Sami", "<i>setting</i>: studio"): 0.4592966}
+
+
+def test_report_html_is_rounded_labelled_and_escaped():
+    report = _report(values=SMALL)
+    html = report._repr_html_()
+    assert "e-0" not in html and "e+0" not in html  # no scientific notation anywhere
+    assert "<b>Yoruba" not in html and "&lt;b&gt;Yoruba&lt;/b&gt;" in html  # a term is text, not markup
+    assert "<i>setting" not in html and "&lt;i&gt;setting" in html
+    assert "<u>elder" not in html and "&lt;u&gt;elder" in html
+    # probe shares as whole percentages; a share too small to round up is "<1%", never 0.000138
+    assert ">54%<" in html and ">46%<" in html and "&lt;1%" in html and "&gt;99%" in html
+    assert "0.000138" not in html and "0.5407" not in html
+    assert "0.011<" in html and "0.01087" not in html  # other measures: three decimals
+    assert html.count("<tr>") == 2 + len(report.terms)  # two header rows (groups, labels), one row per term
+    assert "colspan='3'" in html and "95%" in html and "Caveats" in html
+    assert A.TINY_NOTE not in html
+    assert A.TINY_NOTE in _report(preset="tiny")._repr_html_()
+
+
+def test_number_formats():
+    assert A._decimal(1.5e-07) == "0.000" and A._decimal(-1e-9) == "0.000" and A._decimal(-0.0123) == "-0.012"
+    assert A._decimal(float("nan")) == "-" and A._percent(float("nan")) == "-"
+    assert A._percent(0.5407) == "54%" and A._percent(0.0) == "0%" and A._percent(1.0) == "100%"
+    assert A._percent(3e-6) == "&lt;1%" and A._percent(0.99999) == "&gt;99%"
+
+
+def test_table_is_rounded_with_named_columns_and_shares_in_percent():
+    report = _report(values=SMALL)
+    table = report.table()
+    assert list(table.columns) == ["term", "measure", "value", "95% interval: low", "95% interval: high", "unit"]
+    assert "e-0" not in table.to_string() and "e-0" not in table.to_html()
+    raw = {(row["term"], row["measure"]): row for row in report.rows()}
+    for row in table.to_dict("records"):
+        share = row["measure"] not in A.MEASURES
+        original = raw[row["term"], row["measure"]]
+        if share:
+            assert row["unit"] == "% of CLIP probability"
+            assert row["value"] == round(100 * original["value"], 1)
+        else:
+            assert row["unit"] == A.UNITS[row["measure"]]
+            assert row["value"] == round(original["value"], 3)
+        assert row["95% interval: low"] <= row["value"] <= row["95% interval: high"]
+    sami = table[table["term"] == "Sami"].set_index("measure")["value"]
+    assert sami["<i>setting</i>: street"] == 54.1 and sami["<i>setting</i>: field"] == 0.0
+    assert sami["diversity"] == 0.011
+
+
+def test_table_without_pandas_is_the_same_rows(monkeypatch):
+    import sys
+
+    report = _report()
+    expected = report.table().to_dict("records")
+    monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas now fails
+    rows = report.table()
+    assert isinstance(rows, list) and rows == expected
+
+
+def test_differences_cover_every_pair_and_say_whether_the_seeds_show_one():
+    terms = ["Sami", "Yoruba", "Quechua"]
+    values = {("Quechua", "diversity"): 0.5, ("Sami", "diversity"): 0.1, ("Yoruba", "diversity"): 0.1}
+    report = _report(terms=terms, values=values, spread=0.001)
+    table = report.differences("diversity")
+    assert list(table.columns) == ["term A", "term B", "A - B", "95% interval: low", "95% interval: high", "unit",
+                                   "seeds show a difference"]
+    assert [(a, b) for a, b in zip(table["term A"], table["term B"])] == [
+        ("Sami", "Yoruba"), ("Sami", "Quechua"), ("Yoruba", "Quechua")]
+    for row in table.to_dict("records"):
+        d = report.difference("diversity", row["term A"], row["term B"])
+        assert row["A - B"] == round(d["value"], 3)
+        assert row["seeds show a difference"] == (d["low"] > 0 or d["high"] < 0)
+    assert table["seeds show a difference"].tolist() == [False, True, True]  # Quechua differs, the others do not
+    shares = report.differences("attire: dress")
+    assert set(shares["unit"]) == {"% points"}
+    d = report.difference("attire: dress", "Sami", "Yoruba")
+    assert shares["A - B"].iloc[0] == round(100 * d["value"], 1)
+    with pytest.raises(KitError, match="measure"):
+        report.differences("beauty")
+
+
+def test_figure_titles_leave_room_and_escape_user_text():
+    for preset in ("sd-turbo", "tiny"):
+        report = _report(preset=preset)
+        for name in report.figure_names:
+            fig = report.figure(name)
+            layout = fig.layout
+            lines = layout.title.text.count("<br>") + 1
+            # the title hangs from the top, below the toolbar, and the plot starts below its last line
+            assert layout.title.yref == "container" and layout.title.yanchor == "top"
+            assert layout.margin.t >= layout.title.pad.t + 18 * lines
+            # the y-axis title fits along the plot, so it cannot run up into the chart title
+            plot_height = layout.height - layout.margin.t - layout.margin.b
+            assert len(layout.yaxis.title.text) * 8 < plot_height, (name, layout.yaxis.title.text)
+            assert "<u>" not in layout.title.text and "&lt;u&gt;elder" in layout.title.text
+            assert ("random weights" in layout.title.text) == (preset == "tiny")
+    assert report.figure("attire").layout.yaxis.tickformat == ".0%"
+    assert "<i>" not in report.figure("<i>setting</i>").layout.title.text
+
+
 # ---------------------------------------------------------------- bad input, before any model work
 
 
@@ -200,7 +326,8 @@ def test_table_csv_and_settings(report, tmp_path):
     for row in rows:
         assert row["low"] <= row["high"]
     table = report.table()
-    assert list(table.columns) == ["term", "measure", "value", "low", "high"]
+    assert list(table.columns) == ["term", "measure", "value", "95% interval: low", "95% interval: high", "unit"]
+    assert len(table) == len(rows)
     text = report.to_csv(tmp_path / "audit.csv").read_text().splitlines()
     assert text[0] == "term,measure,value,low,high" and len(text) == len(rows) + 1
     assert report.settings["preset"] == "tiny" and report.settings["seeds"] == [5, 9, 2]
@@ -210,7 +337,7 @@ def test_table_csv_and_settings(report, tmp_path):
         shares = [report.value(term, f"age: {label}")["value"] for label in PROBES["age"]]
         assert sum(shares) == pytest.approx(1.0)
     html = report._repr_html_()
-    assert "Sami" in html and "Caveats" in html
+    assert "Sami" in html and "Caveats" in html and A.TINY_NOTE in html
 
 
 def test_figures_and_contact_sheets(report):
@@ -222,7 +349,7 @@ def test_figures_and_contact_sheets(report):
     with pytest.raises(KitError, match="measure"):
         report.figure("beauty")
     sheet = report.contact_sheet("Yoruba")
-    assert sheet.mode == "RGB" and sheet.width == 3 * 128
+    assert sheet.mode in ("RGB", "RGBA") and sheet.width == 3 * 128  # kit.sheet decides the background
     with pytest.raises(KitError, match="term"):
         report.contact_sheet("Inuit")
     diff = report.difference("prompt_distance", "Sami", "Yoruba")
