@@ -105,6 +105,7 @@ _SYMBOLS_2D = {"style": "circle", "image": "square", "generated": "star"}
 _SYMBOLS_3D = {"style": "circle", "image": "square", "generated": "diamond"}  # scatter3d has no star
 _SIZES = {"style": 9, "image": 8, "generated": 13}
 _WEBGL_ABOVE = 5000     # points: SVG scatter gets sluggish in the browser beyond this
+_TEXT_GREY = "#8c8c8c"  # figure text that reads on a white and on a near-black page
 
 
 # ------------------------------------------------------------------ small pure helpers
@@ -486,9 +487,15 @@ class StyleAtlas:
                 scatter = go.Scattergl if len(mapped) > _WEBGL_ABOVE else go.Scatter
                 fig.add_trace(scatter(x=xy[:, 0], y=xy[:, 1], marker=marker, **common))
         hidden = {"showticklabels": False, "showgrid": False, "zeroline": False, "title": ""}
-        fig.update_layout(template="plotly_white", legend_title_text=_escape(color_by), hovermode="closest",
-                          margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                          title=_escape(f"Style atlas: {len(mapped)} points, UMAP of {self._model_name()}"))
+        # Readable on a light and a dark notebook: no background of its own, grey text, and the
+        # legend under the map (beside it, a long legend squeezes the map into a strip).
+        fig.update_layout(template="plotly_white", paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
+                          font_color=_TEXT_GREY, hovermode="closest", height=640,
+                          legend={"title_text": _escape(color_by), "orientation": "h", "x": 0, "xanchor": "left",
+                                  "y": -0.02, "yanchor": "top"},
+                          margin={"l": 10, "r": 10, "t": 50, "b": 10},
+                          title={"text": _escape(f"Style atlas: {len(mapped)} points, UMAP of {self._model_name()}"),
+                                 "x": 0.01, "xanchor": "left"})  # left: the toolbar is on the right
         if self.dim == 3:
             fig.update_layout(scene={"xaxis": hidden, "yaxis": hidden, "zaxis": hidden})
         else:
