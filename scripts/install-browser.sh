@@ -1,20 +1,28 @@
 #!/usr/bin/env bash
-# Install the headless browser the JupyterLab browser tests drive (tests/browser/).
-# Idempotent: does nothing when /usr/bin/chromium is already there. Run as root (CI does).
+# Install the headless browser the JupyterLab browser tests drive (tests/browser/), and the fonts
+# that draw the style catalogue's names in every script (Tā moko, Đông Hồ, 浮世絵, मधुबनी, ...) in
+# screenshots and in the kit's contact sheets (kit/sheet.py looks for Noto Sans).
+# Idempotent: installs only what is missing. Run as root (CI does).
 # Playwright's own `playwright install` cannot download here; the tests point Playwright at
 # Debian's Chromium instead.
 set -euo pipefail
 
-if [ ! -x /usr/bin/chromium ]; then
+# chromium brings its own libraries; the fonts make text (and emoji) render in screenshots.
+packages=(chromium fonts-liberation fonts-dejavu-core fonts-noto-core fonts-noto-cjk
+          fonts-noto-color-emoji ca-certificates)
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
-        echo "install-browser.sh: /usr/bin/chromium is missing; run this script as root" >&2
+        echo "install-browser.sh: missing ${missing[*]}; run this script as root" >&2
         exit 1
     fi
     export DEBIAN_FRONTEND=noninteractive
     apt-get update
-    # chromium brings its own libraries; the fonts make text (and emoji) render in screenshots.
-    apt-get install -y --no-install-recommends \
-        chromium fonts-liberation fonts-dejavu-core fonts-noto-color-emoji ca-certificates
+    apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
 /usr/bin/chromium --version
