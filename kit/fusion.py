@@ -330,3 +330,33 @@ def fusion_grid(studio, styles, subject, seed=None, steps=5, *, negative=None, g
     labels = [label(weights) if weights is not None else "" for weights in cells]
     title = f"{' : '.join(keys)} | {records[0].subject} | seed {records[0].seed}"
     return contact_sheet(images, labels, columns=columns, cell=cell, title=title), arts
+
+
+def weights_table(artworks):
+    """The blend of each fused artwork as a table: image (numbered from 1), one column per
+    component with its normalised weight in percent (rounded to 0.1), and the seed.
+
+    Components appear in the order first met, so a fusion grid's sweep reads left to right.
+    A pandas DataFrame when pandas is installed, else a list of dicts.
+    """
+    arts = list(artworks) if isinstance(artworks, (list, tuple)) else [artworks]
+    keys: dict[str, None] = {}
+    for i, art in enumerate(arts):
+        record = getattr(art, "record", None)
+        if not getattr(record, "fusion", None):
+            raise KitError(f"artworks[{i}] is not a fused image (its record has no fusion weights)")
+        keys.update(dict.fromkeys(record.fusion))
+    columns = ["image", *(f"{key} (%)" for key in keys), "seed"]
+    rows = []
+    for i, art in enumerate(arts):
+        weights = art.record.fusion
+        total = sum(weights.values())
+        row = {"image": i + 1}
+        row.update({f"{key} (%)": round(100 * weights.get(key, 0) / total, 1) + 0.0 for key in keys})
+        row["seed"] = art.record.seed
+        rows.append(row)
+    try:
+        import pandas as pd
+    except ImportError:
+        return rows
+    return pd.DataFrame(rows, columns=columns)

@@ -220,6 +220,62 @@ class Walk(list):
                                               (", stopped early", not self.complete)) if on)
         return f"Walk({len(self)} frames, {self.method}{flags}: {path})"
 
+    # ------------------------------------------------------------ showing
+
+    def table(self, steps: bool = False):
+        """One row per frame, rounded: frame, from keyframe, to keyframe (numbered from 1), t and,
+        once measured (or with ``steps=True``, which measures), the step to the next frame.
+
+        A pandas DataFrame when pandas is installed, else a list of dicts.
+        """
+        rows, columns = self._rows(steps)
+        try:
+            import pandas as pd
+        except ImportError:
+            return rows
+        return pd.DataFrame(rows, columns=columns)
+
+    def _rows(self, steps: bool = False) -> tuple[list[dict], list[str]]:
+        measured = bool(steps) or self._steps is not None
+        sizes = self.step_sizes if measured else np.zeros(0)
+        columns = ["frame", "from keyframe", "to keyframe", "t"]
+        if measured:
+            columns.append("step to next (CLIP angle, radians)" if self.pacing_space == "clip"
+                           else "step to next (RMS pixel change, 0 to 1)")
+        n = len(self.keyframes)
+        rows = []
+        for i, (segment, t) in enumerate(self.keys[:len(self)]):
+            row = {"frame": i, "from keyframe": segment + 1, "to keyframe": (segment + 1) % n + 1,
+                   "t": round(float(t), 3)}
+            if measured:
+                row[columns[-1]] = round(float(sizes[i]), 4) if i < len(sizes) else float("nan")
+            rows.append(row)
+        return rows, columns
+
+    def _repr_html_(self) -> str:
+        """The walk's keyframes and its frames as a small table (the images: a contact sheet)."""
+        from html import escape
+
+        flags = [name for name, on in (("loop", self.loop), ("even pacing", self.even),
+                                       ("stopped early", not self.complete)) if on]
+        keyframes = "".join(
+            f"<li>{escape(k.prompt)} <small>(seed {k.seed}{', style ' + escape(k.style) if k.style else ''})"
+            f"</small></li>" for k in self.keyframes)
+        rows, columns = self._rows()
+
+        def cell(value, column):
+            if isinstance(value, float):  # fixed decimals, never scientific notation
+                return "&ndash;" if math.isnan(value) else f"{value:.4f}" if column.startswith("step") else f"{value:.3f}"
+            return escape(str(value))
+
+        head = "".join(f"<th>{escape(c)}</th>" for c in columns)
+        body = "".join("<tr>" + "".join(f"<td style='text-align:right'>{cell(row[c], c)}</td>" for c in columns)
+                       + "</tr>" for row in rows)
+        return (f"<div class='kit-walk'><p><b>Walk</b>: {len(self)} frames, {escape(self.method)}"
+                f"{''.join(', ' + f for f in flags)}, through {len(self.keyframes)} keyframes:</p>"
+                f"<ol>{keyframes}</ol><details><summary>Frames</summary>"
+                f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></details></div>")
+
     # ------------------------------------------------------------ records
 
     def frame_record(self, segment: int, t: float, frame: int, frames: int) -> Record:

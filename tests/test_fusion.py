@@ -132,8 +132,9 @@ def test_three_style_grid_is_a_triangle(studio):
     assert sheet.size == (3 * 80, 22 + 3 * (80 + 16))
     assert arts[0].record.fusion == {"ukiyo-e": 1, "art-deco": 0, "madhubani": 0}
     assert arts[-1].record.fusion == {"ukiyo-e": 0, "art-deco": 0, "madhubani": 1}
-    # a blank cell stays white
-    assert sheet.getpixel((80 + 40, 22 + 40)) == (255, 255, 255)
+    # a blank cell stays empty: the sheet's background (transparent, or white on an opaque sheet)
+    blank = sheet.convert("RGBA").getpixel((80 + 40, 22 + 40))
+    assert blank[3] == 0 or blank == (255, 255, 255, 255)
 
 
 @pytest.mark.parametrize(
@@ -199,3 +200,29 @@ def test_a_tampered_record_is_refused_before_any_model_work(studio):
     with pytest.raises(KitError, match="positive"):
         s.render(record)
     assert s._pipe is None
+
+
+# ---------------------------------------------------------------- tables a reader can read (no models)
+
+
+def test_weights_table_shows_each_blend_in_percent(studio, monkeypatch):
+    from types import SimpleNamespace
+
+    blends = [{"ukiyo-e": 1, "art-deco": 0}, {"ukiyo-e": 2, "art-deco": 1}, {"ukiyo-e": 1, "art-deco": -0.5},
+              {"madhubani": 1, "ukiyo-e": 3}]
+    arts = [SimpleNamespace(record=fusion.plan(studio, w, SUBJECT, seed=2)) for w in blends]  # no model work
+    table = fusion.weights_table(arts)
+    assert list(table.columns) == ["image", "ukiyo-e (%)", "art-deco (%)", "madhubani (%)", "seed"]
+    assert table["image"].tolist() == [1, 2, 3, 4] and set(table["seed"]) == {2}
+    assert table[["ukiyo-e (%)", "art-deco (%)", "madhubani (%)"]].values.tolist() == [
+        [100.0, 0.0, 0.0], [66.7, 33.3, 0.0], [200.0, -100.0, 0.0], [75.0, 0.0, 25.0]]
+    assert "e+0" not in table.to_string() and "e-0" not in table.to_string()
+    one = fusion.weights_table(arts[1])  # a single artwork is a one-row table
+    assert len(one) == 1 and one["art-deco (%)"].tolist() == [33.3]
+    plain = SimpleNamespace(record=studio.plan(SUBJECT, seed=2)[0])
+    with pytest.raises(KitError, match=r"artworks\[1\] is not a fused image"):
+        fusion.weights_table([arts[0], plain])
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pandas", None)  # without pandas: the same rows as dicts
+    assert fusion.weights_table(arts) == table.to_dict("records")

@@ -284,3 +284,31 @@ def test_reuse_across_settings_is_never_mixed(studio, five):
     assert other._cache is not five._cache
     same = walks.Walk(studio, KEYFRAMES, reuse=five)
     assert same._cache is five._cache
+
+
+# ---------------------------------------------------------------- what a reader sees
+
+
+def test_walk_table_is_rounded_and_measures_only_when_asked(studio, five):
+    walk = studio.walk(KEYFRAMES, frames=3, reuse=five)  # frames already made: nothing rendered
+    table = walk.table()
+    assert list(table.columns) == ["frame", "from keyframe", "to keyframe", "t"]
+    assert walk._steps is None  # a table does not run CLIP unless asked
+    assert table["t"].tolist() == [0.0, 0.5, 1.0]
+    assert table["from keyframe"].tolist() == [1, 1, 1] and table["to keyframe"].tolist() == [2, 2, 2]
+    measured = walk.table(steps=True)
+    column = measured.columns[-1]
+    assert column.startswith("step to next") and walk._steps is not None
+    assert measured[column].tolist()[:2] == [round(float(x), 4) for x in walk.step_sizes]
+    assert np.isnan(measured[column].tolist()[-1])  # the last frame has no next frame
+
+
+def test_walk_html_names_its_keyframes_escaped_and_rounds_numbers(studio):
+    walk = studio.walk([("<b>elder</b> at dusk", 1), (ELDER, 2, "ukiyo-e")], frames=2)
+    html = walk._repr_html_()
+    assert "<b>elder</b>" not in html and "&lt;b&gt;elder&lt;/b&gt; at dusk" in html
+    assert "2 frames" in html and "slerp" in html and "style ukiyo-e" in html and "seed 2" in html
+    walk.step_sizes  # noqa: B018  (measured: the step column appears)
+    html = walk._repr_html_()
+    assert "step to next" in html and "e-0" not in html and "&ndash;" in html
+    assert f"{walk.step_sizes[0]:.4f}" in html
