@@ -112,7 +112,7 @@ def embed(args) -> int:
 
     summary = embed_collection(args.source, args.out, engine=args.engine, address=args.address, workers=args.workers,
                                preset=args.preset, batch_size=args.batch_size, shard_size=args.shard_size,
-                               device=args.device)
+                               device=args.device, new_source=args.new_source)
     print(summary)
     return 0 if summary.ok else 1
 
@@ -122,7 +122,7 @@ def map_(args) -> int:
 
     cmap = map_collection(args.dataset, sample=args.sample, dim=args.dim, engine=args.engine, seed=args.seed,
                           address=args.address, workers=args.workers, chunk_size=args.chunk_size)
-    path = cmap.export_coordinates(args.out)
+    path = cmap.export_coordinates(args.out, overwrite=args.overwrite)
     print(f"mapped {len(cmap):,} images in {args.dim}D: UMAP fitted on {int(cmap.fitted.sum()):,} "
           f"in {cmap.seconds['fit']:.1f} s, the rest placed in {cmap.seconds['place']:.1f} s -> {path}")
     return 0
@@ -171,6 +171,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     p.add_argument("--shard-size", type=int, default=1000, help="images per Parquet shard (default 1000)")
     p.add_argument("--device", help="cpu or cuda (default: the best there is)")
+    p.add_argument("--new-source", action="store_true",
+                   help="the dataset in --out was made from another source folder or list: update it from this one")
     p.set_defaults(run=embed)
 
     p = commands.add_parser("map", help="UMAP coordinates of an embedded collection, exported to Parquet")
@@ -181,6 +183,7 @@ def main(argv=None) -> int:
     p.add_argument("--dim", type=int, choices=[2, 3], default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--chunk-size", type=int, default=5_000, help="points placed per task (default 5,000)")
+    p.add_argument("--overwrite", action="store_true", help="replace the --out file if it exists")
     p.set_defaults(run=map_)
 
     argv = list(sys.argv[1:] if argv is None else argv)

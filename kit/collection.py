@@ -46,6 +46,7 @@ import numpy as np
 from . import presets
 from .embed import IMAGE_SUFFIXES, MAX_PIXELS, _Unreadable, decode_image, expand, model_id as clip_model_id
 from .errors import KitError
+from .files import clean_temp_files, write_atomic
 
 __all__ = ["embed_collection", "Summary", "ImageEncoder", "load_embeddings", "load_errors",
            "map_collection", "map_vectors", "CollectionMap", "thin", "indices_of"]
@@ -179,19 +180,6 @@ def _read_manifest(dataset: Path) -> dict | None:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise KitError(f"{path} is not a kit embeddings manifest ({FORMAT}): use another output folder")
     return manifest
-
-
-def _write_atomic(path: Path, write) -> None:
-    """Write a file through a temp file beside it and a rename: readers see the old file or the whole new one."""
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(temp, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def _shard_info(path: Path) -> dict | None:
@@ -372,7 +360,7 @@ class _Run:
             columns[name] = meta.column(name)
         info = {"format": FORMAT, "model_id": self.model, "shard": shard.index, "hash": shard.hash, "rows": shard.size}
         table = pa.table(columns).replace_schema_metadata({"kit": json.dumps(info)})
-        _write_atomic(self.dataset / shard.file, lambda file: pa.parquet.write_table(table, file))
+        write_atomic(self.dataset / shard.file, lambda file: pa.parquet.write_table(table, file))
         errors = [(key, row[3]) for key, row in zip(keys, ordered) if row[3] is not None]
         self.summary.shards_written += 1
         self.summary.failed += len(errors)
@@ -391,14 +379,17 @@ class _Run:
 
 def embed_collection(source, out, engine: str = "local", address: str | None = None, workers: int | None = None,
                      preset=None, batch_size: int = 64, shard_size: int = 1000, *, device: str | None = None,
-                     max_pixels: int = MAX_PIXELS, on_shard=None, progress: bool = True) -> Summary:
+                     max_pixels: int = MAX_PIXELS, on_shard=None, progress: bool = True,
+                     new_source: bool = False) -> Summary:
     """Embed every image of `source` into Parquet shards under `out`; returns a `Summary`.
 
     source: a folder tree of images, or a .csv/.parquet list with a ``path`` column.
     engine: "local" (this process, no Ray) or "ray" (Ray Data actors: ``address`` of a
     cluster, e.g. "auto", or a local Ray with every core). workers: Ray actors (default: one
     per GPU, else one). device: "cpu"/"cuda" (default: the best there is). A rerun skips the
-    complete shards; a different model or shard size in `out` raises KitError.
+    complete shards; a different model or shard size in `out` raises KitError, and so does
+    another source unless `new_source` (the collection moved: its shards are kept where the
+    paths under the new source are the same).
     on_shard(index, path) is called after each shard is written.
     """
     started = time.perf_counter()
@@ -422,6 +413,14 @@ def embed_collection(source, out, engine: str = "local", address: str | None = N
     if dataset.exists() and not dataset.is_dir():
         raise KitError(f"out {dataset} is a file: give a folder for the dataset")
     old = _read_manifest(dataset) if dataset.is_dir() else None
+    if old is None and dataset.is_dir() and any(dataset.iterdir()):
+        example = sorted(p.name for p in dataset.iterdir())[0]
+        raise KitError(f"out {dataset} already holds files that are not a kit embeddings dataset (e.g. {example!r}) "
+                       "and the kit never writes into someone else's folder: give a new or empty folder")
+    if old is not None and not new_source and (old.get("source"), old.get("root")) != (src.description, str(src.root)):
+        raise KitError(f"{dataset} holds the embeddings of {old.get('source')!r}, and this run embeds "
+                       f"{src.description!r}: give another output folder, or, if the collection moved there, "
+                       "pass new_source=True (`kit embed --new-source`)")
     if old is not None and old.get("model_id") != model:
         raise KitError(f"{dataset} holds embeddings of {old.get('model_id')}, and this run uses {model}: "
                        "embeddings of two models don't mix. Use another output folder, or delete this one.")
@@ -482,17 +481,19 @@ def _clip_dim(preset) -> int:
 
 def _write_manifest(dataset: Path, manifest: dict) -> None:
     text = json.dumps(manifest, indent=1).encode("utf-8")
-    _write_atomic(dataset / MANIFEST, lambda file: file.write(text))
+    write_atomic(dataset / MANIFEST, text)
 
 
 def _remove_stale(dataset: Path, count: int) -> None:
-    """Delete shard files past the planned count (a source that shrank) and temp files of crashed runs."""
+    """Delete the kit's own shard files past the planned count (a source that shrank) and temp files of crashed runs.
+
+    A file is removed only when it proves the kit wrote it: a shard carries the kit's metadata.
+    """
     for path in dataset.glob("shard-*.parquet"):
         number = path.name[len("shard-"):-len(".parquet")]
-        if number.isdigit() and int(number) >= count:
+        if number.isdigit() and int(number) >= count and (_shard_info(path) or {}).get("format") == FORMAT:
             path.unlink()
-    for path in dataset.glob(".*.tmp-*"):
-        path.unlink(missing_ok=True)
+    clean_temp_files(dataset)
 
 
 def _records(src: _Source, shard: _Shard) -> list[dict]:
@@ -705,11 +706,13 @@ class CollectionMap:
                 bar.close()
         return np.concatenate(placed)
 
-    def export_coordinates(self, path) -> Path:
-        """Write id, x, y (and z), fitted, and the metadata columns to a Parquet file (atomically)."""
+    def export_coordinates(self, path, *, overwrite: bool = False) -> Path:
+        """Write id, x, y (and z), fitted, and the metadata columns to a Parquet file (atomically).
+
+        An existing file is an error unless `overwrite`.
+        """
         pa = _pyarrow()
         path = Path(path).expanduser()
-        path.parent.mkdir(parents=True, exist_ok=True)
         columns = {"id": pa.array(self.columns["id"], pa.string())}
         for axis, values in zip("xyz", self.coords.T):
             columns[axis] = pa.array(values, pa.float32())
@@ -718,8 +721,8 @@ class CollectionMap:
             if name != "id":
                 columns[name] = pa.array(values)
         table = pa.table(columns)
-        _write_atomic(path, lambda file: pa.parquet.write_table(table, file))
-        return path
+        return write_atomic(path, lambda file: pa.parquet.write_table(table, file),
+                            exist="replace" if overwrite else "error")
 
     def figure(self, color_by: str | None = None, max_points: int = 20_000, seed: int = 0):
         """A plotly scatter of at most `max_points` points, every value of `color_by` kept

@@ -19,11 +19,11 @@ import io
 import json
 import os
 import struct
-import tempfile
 from pathlib import Path
 
 from . import __version__
 from .errors import KitError
+from .files import write_atomic
 
 TRAINED = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 COMPOSITE = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
@@ -160,7 +160,8 @@ def sign(path, cert_chain, private_key, *, original=None, out=None, alg: str = "
         raise KitError(f"signing failed: {err}. The certificate must be an X.509 v3 end-entity certificate "
                        "with digitalSignature key usage and an emailProtection or documentSigning extended "
                        "key usage, issued by a CA in the chain") from err
-    _write_atomic(target, signed.getvalue())
+    # signing in place replaces the file, as asked; signing into `out` never overwrites another file
+    write_atomic(target, signed.getvalue(), exist="replace" if target == path else "error")
     return target
 
 
@@ -174,19 +175,6 @@ def _ingredient_bytes(original) -> bytes:
         image.save(buffer, format="PNG")
         return buffer.getvalue()
     return _png(original, "original").read_bytes()
-
-
-def _write_atomic(target: Path, data: bytes):
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".kit-", suffix=".png.tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read(path, trust_anchors=None) -> dict | None:

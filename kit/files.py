@@ -36,7 +36,7 @@ def write_atomic(path, data: bytes | Callable, *, exist: str = "replace", mode: 
     folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)
+        fd, temp = tempfile.mkstemp(dir=folder, prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=TEMP_SUFFIX)
     except OSError as err:
         raise KitError(f"cannot write in the folder {str(folder)!r}: {err.strerror or err}") from None
     try:
@@ -80,6 +80,34 @@ def _put(temp: str, path: Path, exist: str) -> Path:
     if exist == "error":
         raise KitError(f"{str(path)!r} already exists: choose another name or remove it first")
     raise KitError(f"too many files named {path.stem!r} in {str(path.parent)!r}")
+
+
+def clean_temp_files(folder) -> list[Path]:
+    """Remove the temp files that crashed writers of the kit left in `folder`; returns what was removed.
+
+    Only files named like this module names them (``.kit-<pid>-*.tmp``) and only when the
+    process that wrote them is gone: another process's write in progress is never touched.
+    """
+    removed = []
+    for temp in Path(folder).glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}"):
+        pid = temp.name[len(TEMP_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)) or not temp.is_file() or temp.is_symlink():
+            continue
+        temp.unlink(missing_ok=True)
+        removed.append(temp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
 
 
 def fsync_folder(folder) -> None:

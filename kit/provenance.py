@@ -22,7 +22,6 @@ import operator
 import os
 import re
 import sqlite3
-import tempfile
 import warnings
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from PIL import Image, PngImagePlugin
 
 from . import __version__
 from .errors import KitError
+from .files import write_atomic
 
 __all__ = [
     "Record", "Artwork", "ReplayResult", "Gallery",
@@ -375,23 +375,14 @@ class Artwork:
             raise KitError(f"Artwork.image must be a PIL image, got {type(self.image).__name__}")
         folder = _writable_folder(folder)
         stem = _file_stem(name) if name is not None else None
-        fd, tmp = _temp_file(folder)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                image = self.image if self.image.mode in _PNG_MODES else self.image.convert("RGB")
-                if not self.record.sha256:
-                    self.record.sha256 = pixel_hash(image)
-                info = PngImagePlugin.PngInfo()
-                info.add_text("parameters", self.record.parameters())  # tEXt, or iTXt when not latin-1
-                info.add_itxt("kit", self.record.to_json())
-                image.save(out, format="PNG", pnginfo=info)
-                out.flush()
-                os.fsync(out.fileno())
-            path = _place(tmp, folder, stem or _default_stem(self.record))
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_folder(folder)
+        image = self.image if self.image.mode in _PNG_MODES else self.image.convert("RGB")
+        if not self.record.sha256:
+            self.record.sha256 = pixel_hash(image)
+        info = PngImagePlugin.PngInfo()
+        info.add_text("parameters", self.record.parameters())  # tEXt, or iTXt when not latin-1
+        info.add_itxt("kit", self.record.to_json())
+        target = folder / f"{stem or _default_stem(self.record)}.png"
+        path = write_atomic(target, lambda out: image.save(out, format="PNG", pnginfo=info), exist="number")
         self.path = path
         return path
 
@@ -435,14 +426,6 @@ def _writable_folder(folder) -> Path:
     return folder
 
 
-def _temp_file(folder: Path) -> tuple[int, str]:
-    # Hidden and not ending in .png, so gallery scans never pick up a half-written file.
-    try:
-        return tempfile.mkstemp(dir=folder, prefix=".kit-", suffix=".png.tmp")
-    except OSError as err:
-        raise KitError(f"the folder {str(folder)!r} is not writable: {err.strerror or err}") from err
-
-
 def _file_stem(name: str) -> str:
     stem = str(name).removesuffix(".png").removesuffix(".PNG").strip()
     if not stem or "/" in stem or "\\" in stem or stem.startswith("."):
@@ -456,38 +439,6 @@ def _default_stem(record: Record) -> str:
     except ValueError:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     return f"{stamp}-seed{record.seed}-{record.sha256[:8]}"
-
-
-def _place(tmp: str, folder: Path, stem: str) -> Path:
-    """Move the finished temp file to ``stem.png`` (or ``stem-1.png`` ...) without overwriting."""
-    for n in range(10_000):
-        path = folder / (f"{stem}.png" if n == 0 else f"{stem}-{n}.png")
-        if path.exists():
-            continue
-        try:
-            os.link(tmp, path)  # fails if the name was taken meanwhile (another kernel)
-        except FileExistsError:
-            continue
-        except OSError:
-            os.replace(tmp, path)  # file systems without hard links
-            return path
-        os.unlink(tmp)
-        return path
-    raise KitError(f"too many files named {stem!r} in {str(folder)!r}")
-
-
-def _fsync_folder(folder: Path):
-    # Make the rename itself durable; not possible on every platform, so best effort.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def load(path) -> Artwork:

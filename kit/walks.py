@@ -27,8 +27,7 @@ import dataclasses
 import json
 import math
 import numbers
-import os
-import secrets
+import tempfile
 import warnings
 from pathlib import Path
 from typing import NamedTuple
@@ -38,6 +37,7 @@ import torch
 
 from . import latents, styles
 from .errors import KitError
+from .files import write_atomic
 from .provenance import Artwork, Record
 
 METHODS = ("slerp", "lerp")
@@ -406,11 +406,14 @@ class Walk(list):
 
     # ------------------------------------------------------------ export
 
-    def save_gif(self, path, fps: float = 12, loop: bool = True) -> Path:
-        """Write the frames as an animated GIF (``loop``: repeat forever) and ``<path>.json`` with every record."""
+    def save_gif(self, path, fps: float = 12, loop: bool = True, *, overwrite: bool = False) -> Path:
+        """Write the frames as an animated GIF (``loop``: repeat forever) and ``<path>.json`` with every record.
+
+        An existing file of either name is an error unless `overwrite`.
+        """
         fps = _check_fps(fps, 50)  # GIF frame delays are whole hundredths of a second
         loop = _check_flag("loop", loop)
-        path = self._target(path, ".gif")
+        path = self._target(path, ".gif", overwrite)
 
         def write(tmp):
             import imageio.v3 as iio
@@ -418,12 +421,15 @@ class Walk(list):
             extra = {"loop": 0} if loop else {}
             iio.imwrite(tmp, self._pixels(), extension=".gif", duration=1000 / fps, **extra)
 
-        return self._export(path, write, {"format": "gif", "fps": fps, "loop": loop})
+        return self._export(path, write, {"format": "gif", "fps": fps, "loop": loop}, overwrite)
 
-    def save_mp4(self, path, fps: float = 24) -> Path:
-        """Write the frames as an H.264 MP4 (needs ffmpeg, from imageio-ffmpeg) and ``<path>.json``."""
+    def save_mp4(self, path, fps: float = 24, *, overwrite: bool = False) -> Path:
+        """Write the frames as an H.264 MP4 (needs ffmpeg, from imageio-ffmpeg) and ``<path>.json``.
+
+        An existing file of either name is an error unless `overwrite`.
+        """
         fps = _check_fps(fps, MAX_FPS)
-        path = self._target(path, ".mp4")
+        path = self._target(path, ".mp4", overwrite)
         try:
             import imageio_ffmpeg
 
@@ -443,9 +449,9 @@ class Walk(list):
             finally:
                 writer.close()
 
-        return self._export(path, write, {"format": "mp4", "fps": fps})
+        return self._export(path, write, {"format": "mp4", "fps": fps}, overwrite)
 
-    def _target(self, path, suffix) -> Path:
+    def _target(self, path, suffix, overwrite: bool) -> Path:
         if len(self) == 0:
             raise KitError("this walk has no frames to save (it was stopped before the first frame)")
         path = Path(path).expanduser()
@@ -453,6 +459,9 @@ class Walk(list):
             path = path.with_name(path.name + suffix)
         if path.is_dir():
             raise KitError(f"{str(path)!r} is a folder: give a file name such as 'walk{suffix}'")
+        for existing in (path, path.with_name(path.name + ".json")):
+            if existing.exists() and not overwrite:
+                raise KitError(f"{str(existing)!r} already exists: choose another name, or pass overwrite=True")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -462,8 +471,8 @@ class Walk(list):
     def _pixels(self) -> list[np.ndarray]:
         return [np.asarray(art.image.convert("RGB")) for art in self]
 
-    def _export(self, path: Path, write, animation: dict) -> Path:
-        """Write the animation and its JSON sidecar to temp files, then rename them into place."""
+    def _export(self, path: Path, write, animation: dict, overwrite: bool) -> Path:
+        """Write the animation and its JSON sidecar, each atomically (`kit.files.write_atomic`)."""
         sidecar = path.with_name(path.name + ".json")
         info = {
             "animation": {"file": path.name, "frames": len(self), **animation},
@@ -473,22 +482,17 @@ class Walk(list):
         }
         if self._steps is not None:
             info["walk"].update(pacing_space=self._space_used, step_sizes=self._steps.tolist())
-        temps = []
-        try:
-            for suffix in (path.suffix, ".json"):
-                tmp = path.parent / f".kit-{secrets.token_hex(8)}{suffix}"  # hidden, same folder: rename is atomic
-                tmp.touch(exist_ok=False)
-                temps.append(tmp)
-            write(temps[0])
-            temps[1].write_text(json.dumps(info, ensure_ascii=False, indent=1), encoding="utf-8")
-            os.replace(temps[1], sidecar)  # the sidecar first: an animation never appears without it
-            os.replace(temps[0], path)
-        except OSError as err:
-            raise KitError(f"cannot write {str(path)!r}: {err.strerror or err}") from err
-        finally:
-            for tmp in temps:
-                tmp.unlink(missing_ok=True)
-        return path
+        exist = "replace" if overwrite else "error"
+        with tempfile.TemporaryDirectory(prefix="kit-export-") as scratch:
+            animation_file = Path(scratch) / f"walk{path.suffix}"  # the encoders write to a named file
+            try:
+                write(animation_file)
+                data = animation_file.read_bytes()
+            except OSError as err:
+                raise KitError(f"cannot write {str(path)!r}: {err.strerror or err}") from None
+        # the sidecar first: an animation never appears without its records
+        write_atomic(sidecar, json.dumps(info, ensure_ascii=False, indent=1).encode("utf-8"), exist=exist)
+        return write_atomic(path, data, exist=exist)
 
 
 def _check_fps(fps, high) -> float:

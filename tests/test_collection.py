@@ -160,12 +160,16 @@ def test_damaged_and_missing_shards_are_redone_the_rest_kept(local, source, tmp_
     damaged = (out / "shard-00001.parquet").read_bytes()
     (out / "shard-00001.parquet").write_bytes(damaged[: len(damaged) // 2])
     (out / "shard-00003.parquet").unlink()
-    (out / ".shard-00003.parquet.tmp-999").write_bytes(b"half a shard")  # left by a killed run
-    (out / "shard-00009.parquet").write_bytes(b"from a larger collection")
+    (out / ".kit-999999999-x1.tmp").write_bytes(b"half a shard")  # left by a killed run (no such process)
+    shutil.copy(out / "shard-00004.parquet", out / "shard-00009.parquet")  # the kit's, from a larger collection
+    (out / "shard-00010.parquet").write_bytes(b"someone else's file")  # not provably the kit's: kept
+    (out / ".notes.tmp-1").write_bytes(b"someone else's temp file")
 
     summary = embed_collection(source, out, shard_size=SHARD, batch_size=32, progress=False)
     assert (summary.shards_written, summary.shards_skipped, summary.skipped) == (2, 3, 143)
-    assert shards(out) == [f"shard-{i:05d}.parquet" for i in range(5)] and not list(out.glob(".*tmp*"))
+    assert shards(out) == [f"shard-{i:05d}.parquet" for i in range(5)] + ["shard-00010.parquet"]
+    assert [p.name for p in out.glob(".*tmp*")] == [".notes.tmp-1"]
+    (out / "shard-00010.parquet").unlink()  # the test helper below reads every shard file in the folder
     assert {name: (out / name).stat().st_mtime_ns for name in kept} == kept
     assert_same_rows(out, local[0])
 
@@ -176,7 +180,9 @@ def test_a_new_image_redoes_only_the_shards_whose_paths_changed(local, source, t
     noise(999).save(copy / "c" / "zzz_new.png")  # sorts after every c/ image: into the last shard
     out = tmp_path / "dataset"
     shutil.copytree(local[0], out)
-    summary = embed_collection(copy, out, shard_size=SHARD, batch_size=32, progress=False)
+    with pytest.raises(KitError, match="new_source=True"):  # another source is never mixed in silently
+        embed_collection(copy, out, shard_size=SHARD, batch_size=32, progress=False)
+    summary = embed_collection(copy, out, shard_size=SHARD, batch_size=32, progress=False, new_source=True)
     assert (summary.total, summary.shards_skipped, summary.shards_written) == (GOOD + 4, 4, 1)
     assert "c/zzz_new.png" in table(out).column("path").to_pylist()
 
@@ -262,6 +268,18 @@ def test_cli_embed_and_map(source, tmp_path, capsys):
 
     assert cli.main(["embed", str(small), "--out", str(tmp_path / "ds"), "--shard-size", "64"]) == 2
     assert "shard_size=10" in capsys.readouterr().err
+    # never destroy what the user did not ask to destroy
+    before = (tmp_path / "map.parquet").read_bytes()
+    assert cli.main(["map", str(tmp_path / "ds"), "--out", str(tmp_path / "map.parquet"), "--sample", "15"]) == 2
+    assert "already exists" in capsys.readouterr().err and (tmp_path / "map.parquet").read_bytes() == before
+    assert cli.main(["map", str(tmp_path / "ds"), "--out", str(tmp_path / "map.parquet"), "--sample", "15",
+                     "--overwrite"]) == 0
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "shard-00000.parquet").write_bytes(b"someone's data")
+    assert cli.main(["embed", str(small), "--out", str(theirs)]) == 2
+    assert "not a kit embeddings dataset" in capsys.readouterr().err
+    assert (theirs / "shard-00000.parquet").read_bytes() == b"someone's data"
 
 
 # ---------------------------------------------------------------- thinning

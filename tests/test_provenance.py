@@ -297,17 +297,17 @@ def test_read_only_folder_fails_before_writing(tmp_path):
         folder.chmod(0o700)
 
 
-def test_refused_temp_file_fails_before_any_work(tmp_path, monkeypatch):
+def test_refused_temp_file_is_a_clear_error_and_writes_nothing(tmp_path, monkeypatch):
     # The same refusal as a read-only folder, simulated so it also runs as root.
     def refuse(**kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("kit.provenance.tempfile.mkstemp", refuse)
+    monkeypatch.setattr("kit.files.tempfile.mkstemp", refuse)
     art = make_artwork()
-    with pytest.raises(KitError, match="not writable") as caught:
+    with pytest.raises(KitError, match="cannot write in the folder") as caught:
         art.save(tmp_path)
     assert str(tmp_path) in str(caught.value)
-    assert art.record.sha256 == "" and list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_png_with_only_web_ui_parameters_loads_as_imported(tmp_path):

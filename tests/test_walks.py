@@ -219,6 +219,13 @@ def test_export_gif_and_mp4_with_a_json_sidecar(five, tmp_path):
         assert reader.count_frames() == 5
     assert (tmp_path / "elder.mp4.json").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".kit-")]  # no temp files left
+    # an export never overwrites silently
+    before = gif.read_bytes()
+    with pytest.raises(KitError, match="already exists"):
+        five.save_gif(tmp_path / "elder.gif", fps=5)
+    assert gif.read_bytes() == before and json.loads((tmp_path / "elder.gif.json").read_text())["animation"]["fps"] == 10
+    five.save_gif(tmp_path / "elder.gif", fps=5, overwrite=True)
+    assert json.loads((tmp_path / "elder.gif.json").read_text())["animation"]["fps"] == 5
 
 
 def test_mp4_without_ffmpeg_names_the_fix(five, tmp_path, monkeypatch):
