@@ -1,9 +1,12 @@
 """FusionMixer state without a browser: sliders follow the styles, one preview per burst, errors stay visible."""
 
+import ipywidgets as W
 import pytest
 
 import kit
+from kit import fusion
 from kit.widgets import FusionMixer
+from kit.widgets.common import SEED_MAX
 
 
 @pytest.fixture
@@ -32,7 +35,9 @@ def test_choosing_styles_builds_one_slider_each_and_shows_sensitive_notes(ui):
     ui.live.value = False
     ui.styles.value = ["ukiyo-e", "art-deco"]
     assert list(ui.sliders) == ["ukiyo-e", "art-deco"]
-    assert list(ui.slider_box.children) == list(ui.sliders.values())
+    rows = ui.slider_box.children   # one row per style: its whole name, then its slider
+    assert [row.children[1] for row in rows] == list(ui.sliders.values())
+    assert kit.styles.get("ukiyo-e").name in rows[0].children[0].value
     ui.sliders["ukiyo-e"].value = 0.9
     ui.add("thangka")
     assert list(ui.sliders) == ["ukiyo-e", "art-deco", "thangka"]
@@ -40,6 +45,7 @@ def test_choosing_styles_builds_one_slider_each_and_shows_sensitive_notes(ui):
     assert kit.styles.get("thangka").note in ui.notes.value
     ui.styles.value = ["art-deco", "thangka"]
     assert list(ui.sliders) == ["art-deco", "thangka"] and len(ui.slider_box.children) == 2
+    assert "Please read first" in ui.notes.value
     ui.styles.value = ["art-deco", "ukiyo-e"]
     assert ui.notes.value == ""
     ui.sliders["art-deco"].value = 0.25
@@ -122,3 +128,19 @@ def test_bad_input_is_shown_and_the_mixer_stays_usable(ui, fuse_calls):
     assert ui.error == "" and len(ui.artworks) == 1
     assert ui.artwork.record.subject == "portrait of a weaver"
     assert not ui.render_button.disabled and not ui.busy
+
+
+def test_a_container_with_observable_traits_and_the_engines_limits(ui):
+    assert isinstance(ui, W.VBox) and W.Accordion(children=[ui]).children == (ui,)
+    assert ui.seed.max == SEED_MAX and ui.grid_steps.max == fusion.MAX_GRID_STEPS
+    assert "(no style)" not in [label for label, _ in ui.picker.options]   # the picker adds a style
+    assert ui.image.layout.display == "none" and ui.image.value == b""   # no broken-image icon yet
+    assert "tiny" in ui.note.value
+    kept = []
+    ui.observe(lambda change: kept.append(len(change["new"])), names="artworks")
+    ui.live.value = False
+    ui.styles.value = ["ukiyo-e", "art-deco"]
+    ui.render_button.click()
+    ui.wait()
+    assert ui.error == "" and kept == [1]
+    assert ui.image.layout.display == "" and ui.image.layout.object_fit == "contain"

@@ -1,11 +1,15 @@
 """PromptStudio's state, without a browser: generate, thumbnails, errors, stop, the gallery."""
 
 import threading
+import warnings
 
+import ipywidgets as W
 import pytest
 
 import kit
+from kit import studio as engine
 from kit.widgets import PromptStudio
+from kit.widgets.common import SEED_MAX
 
 
 @pytest.fixture
@@ -62,7 +66,7 @@ def test_a_failed_run_keeps_the_images_already_made(ui):
     ui.prompt.value = "a fisherman"
     ui.run()
     ui.wait()
-    ui.style.value = None
+    ui.style.value = ""
     ui.prompt.value = "x" * 6000
     ui.run()
     ui.wait()
@@ -111,3 +115,82 @@ def test_stop_interrupts_and_the_widget_stays_usable(ui):
     ui.run()
     ui.wait()
     assert ui.error == "" and ui.artworks[-1].record.prompt == "a dancer"
+
+
+def test_it_is_a_container_with_observable_traits(ui):
+    assert isinstance(ui, W.VBox)
+    tabs = W.Tab(children=[ui])  # fits in a Tab (or an HBox, an Accordion) like any container
+    assert tabs.children == (ui,)
+    seen = []
+    ui.observe(lambda change: seen.append(len(change["new"])), names="artworks")
+    ui.prompt.value = "a potter"
+    ui.run()
+    ui.wait()
+    assert seen == [1] and ui.selected == 0
+
+
+def test_the_style_dropdown_says_no_style_instead_of_showing_a_blank(ui):
+    assert (ui.style.index, ui.style.label) == (0, "(no style)")
+    assert ui.request()["style"] is None
+    ui.style.value = "ukiyo-e"
+    ui.style.value = ""
+    assert ui.style.label == "(no style)" and ui.style_note.value == ""
+    names = [label for label, _ in ui.style.options]
+    assert {"Tā moko", "İznik pottery", "Đông Hồ painting"} <= set(names)
+
+
+def test_limits_are_the_engines(ui):
+    assert ui.steps.max == engine.MAX_STEPS
+    assert ui.guidance.max == engine.MAX_GUIDANCE
+    assert ui.count.max == engine.MAX_BATCH
+    assert ui.seed.max == SEED_MAX >= 2**32 - 1
+    sizes = list(ui.size.options)
+    assert sizes[0] == ui.studio.preset.min_size and sizes[-1] <= ui.studio.preset.max_size
+
+
+def test_empty_image_slots_are_hidden_and_the_whole_seed_is_shown(ui):
+    assert ui.large.layout.display == "none" and ui.large.value == b""   # no broken-image icon
+    assert ui.large.layout.object_fit == "contain" and ui.large.layout.height == "auto"  # keeps its shape
+    ui.prompt.value = "a potter"
+    ui.seed.value = 2**32 - 1
+    ui.run()
+    ui.wait()
+    assert ui.error == "" and ui.large.layout.display == "" and ui.large.value
+    button = ui.thumbnails.children[0].children[1]
+    assert button.description == f"seed {2**32 - 1}"
+    assert button.layout.width == "auto"   # grows with its text: never cut off
+    assert ui.seed.style.description_width == "initial"   # the label takes only its own width
+
+
+def test_the_tiny_preset_says_what_its_pictures_are(ui, tmp_path):
+    assert "tiny" in ui.note.value and ui.note.layout.display != "none"
+    real = PromptStudio(kit.Studio(preset="sd-turbo"), gallery=tmp_path)  # nothing is loaded yet
+    assert real.note.value == "" and real.note.layout.display == "none"
+
+
+def test_warnings_of_a_run_are_shown_without_touching_the_process_warning_state(ui, monkeypatch):
+    elsewhere = []  # what the process's own warning display shows
+    monkeypatch.setattr(warnings, "showwarning", lambda message, *args, **kwargs: elsewhere.append(str(message)))
+    ui.prompt.value = "a potter"
+    ui.run()   # a first run imports what the engine needs (some imports add warning filters of their own)
+    ui.wait()
+    filters_before = list(warnings.filters)
+    during = []
+    original = ui.on_step
+
+    def step(done, total):
+        during.append(list(warnings.filters))
+        original(done, total)
+
+    ui.on_step = step
+    ui.negative.value = "blurry"  # has no effect at guidance 0: the engine warns
+    ui.run()
+    ui.wait()
+    ui.on_step = original
+    assert ui.error == ""
+    assert any("negative prompt has no effect" in o.get("text", "") for o in ui.out.outputs)
+    assert during and all(filters == filters_before for filters in during)
+    assert list(warnings.filters) == filters_before
+    assert elsewhere == []                       # the run's warning went to the panel only
+    warnings.showwarning("a warning of the main thread", UserWarning, __file__, 1)
+    assert elsewhere == ["a warning of the main thread"]   # other threads' warnings go on as before

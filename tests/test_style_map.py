@@ -1,13 +1,17 @@
 """StyleMap's state, without a browser: the figure, cards, sending styles on, lasso fusion, placing images."""
 
+import ipywidgets as W
 import numpy as np
 import pytest
+from PIL import Image
 
 import kit
+from kit.fusion import MAX_STYLES
 from kit.widgets import FusionMixer, PromptStudio, StyleMap
 
 STYLES = ["ukiyo-e", "art-deco", "mughal-miniature", "byzantine-icon", "madhubani", "cubism",
-          "fayum-portraits", "thangka", "mexican-muralism", "impressionism", "gongbi", "tingatinga"]
+          "fayum-portraits", "thangka", "mexican-muralism", "impressionism", "gongbi", "tingatinga",
+          "ta-moko", "dong-ho-painting", "iznik-pottery"]
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +82,40 @@ def test_images_made_in_the_watched_studio_appear_on_the_map(ui, atlas):
 def test_one_style_cannot_be_fused(ui):
     ui.lasso(["ukiyo-e"])
     assert ui.fuse_button.disabled
+
+
+def test_a_container_whose_map_takes_the_width_it_is_given(ui):
+    assert isinstance(ui, W.VBox) and W.HBox(children=[ui]).children == (ui,)
+    layout = ui.figure.layout
+    assert layout.width is None and layout.height                 # the width follows the panel
+    assert layout.legend.orientation == "h"                        # a long legend goes under the map
+    assert layout.paper_bgcolor == "rgba(0,0,0,0)" and layout.plot_bgcolor == "rgba(0,0,0,0)"
+    assert not layout.title.text and "Style atlas" in ui.title.value   # the title is clear of the toolbar
+    for button in (ui.to_studio, ui.to_mixer, ui.fuse_button):
+        assert button.layout.width == "auto"                       # never cut off
+    assert ui.thumbnail.layout.display == "none" and ui.result.layout.display == "none"
+
+
+def test_cards_show_names_in_every_script(ui):
+    for style_id in ("ta-moko", "dong-ho-painting", "iznik-pottery"):
+        ui.select(style_id)
+        assert ui.selected == style_id and kit.styles.get(style_id).name in ui.card.value
+
+
+def test_the_map_observes_the_studios_artworks_trait(ui, atlas):
+    before = len(atlas)
+    art = kit.Artwork(Image.new("RGB", (64, 64), "teal"), kit.Record(prompt="a teal square", seed=5))
+    ui.prompt_studio.artworks = [*ui.prompt_studio.artworks, art]   # any change of the trait, not only Generate
+    assert len(atlas) == before + 1 and ui.point_count == len(atlas)
+    assert atlas.points[-1]["label"] == "a teal square"
+
+
+def test_a_lasso_of_many_styles_fuses_as_many_as_the_engine_allows(ui, studio, monkeypatch):
+    asked = []
+    monkeypatch.setattr(studio, "fuse", lambda weights, subject, **options: asked.append(weights))
+    ui.lasso(STYLES[:MAX_STYLES + 2])
+    assert ui.lassoed == STYLES[:MAX_STYLES + 2] and not ui.fuse_button.disabled
+    ui.fuse_button.click()
+    ui.wait()
+    assert list(asked[0]) == STYLES[:MAX_STYLES]
+    assert f"first {MAX_STYLES} of {MAX_STYLES + 2}" in ui.status.value

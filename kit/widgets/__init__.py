@@ -1,7 +1,8 @@
 """The kit's JupyterLab widgets: thin ipywidgets UIs over the engine.
 
-Each widget holds its state in ipywidgets traits (tests read them without a
-browser) and shows errors in its own output area.
+Each panel is an ipywidgets container (a VBox: it can sit in an HBox, a Tab or an
+Accordion), holds its state in typed traits (tests read them without a browser, other
+widgets observe them) and shows errors in its own output area.
 """
 
 from importlib import import_module

@@ -6,7 +6,7 @@ from html import escape
 
 import ipywidgets as W
 
-from .common import Panel, png_bytes
+from .common import Panel, image_slot, png_bytes, show_png, theme_figure
 
 
 class AuditView(Panel):
@@ -16,31 +16,25 @@ class AuditView(Panel):
     >>> kit.widgets.AuditView(report)
     """
 
-    def __init__(self, report):
-        super().__init__()
+    def __init__(self, report, **kwargs):
+        super().__init__(**kwargs)
         self.report = report
-        self.measure = W.Dropdown(options=report.figure_names, value=report.figure_names[0], description="Measure")
-        self.term = W.Dropdown(options=report.terms, value=report.terms[0], description="Term")
+        wide = {"description_width": "initial"}
+        self.measure = W.Dropdown(options=report.figure_names, value=report.figure_names[0], description="Measure",
+                                  style=wide)
+        self.term = W.Dropdown(options=report.terms, value=report.terms[0], description="Term", style=wide)
         self.figure = None  # the plotly FigureWidget on show
-        self.plot = W.Box(layout=W.Layout(width="100%"))
-        self.sheet = W.Image(format="png", layout=W.Layout(max_width="100%"))
-        self.caveats = W.HTML(f"<details><summary>What these numbers can and cannot show</summary>"
-                              f"<pre style='font-size:11px;white-space:pre-wrap'>{escape(report.caveats)}</pre>"
-                              f"</details>")
+        self.plot = W.VBox(layout=W.Layout(width="100%"))
+        self.sheet = image_slot(max_width="100%")
+        self.caveats = W.HTML(f"<details class='kit-text'><summary>What these numbers can and cannot show</summary>"
+                              f"<pre>{escape(report.caveats)}</pre></details>")
 
         self.measure.observe(lambda change: self.show_measure(change["new"]), names="value")
         self.term.observe(lambda change: self.show_term(change["new"]), names="value")
         self.show_measure(self.measure.value)
         self.show_term(self.term.value)
-        self.widget = W.VBox([
-            W.HBox([self.measure, self.status]), self.plot,
-            self.term, self.sheet, self.caveats, self.out,
-        ])
-
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)
+        self.show_parts(W.HBox([self.measure, self.status], layout=W.Layout(flex_flow="row wrap")), self.plot,
+                        self.term, self.sheet, self.caveats, self.out)
 
     def show_measure(self, name: str):
         """Draw one measure (or probe group) for every term."""
@@ -51,12 +45,16 @@ class AuditView(Panel):
         except Exception as err:  # shown in the widget, which stays usable
             self.show_error(err)
             return
+        theme_figure(self.figure)
         self.plot.children = (self.figure,)
         self.say(f"{name}: {len(self.report.seeds)} paired seeds per term")
 
     def show_term(self, term: str):
         """Show the term's images, one per seed."""
         try:
-            self.sheet.value = png_bytes(self.report.contact_sheet(term))
+            sheet = self.report.contact_sheet(term)
         except Exception as err:
             self.show_error(err)
+            return
+        self.sheet.layout.width = f"{sheet.width}px"
+        show_png(self.sheet, png_bytes(sheet))

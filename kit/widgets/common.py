@@ -1,9 +1,13 @@
-"""What every kit widget shares: one output area, a status line, background work that can be stopped.
+"""What every kit panel shares: the container, its traits, background work, and repeated controls.
 
-Widgets only hold state and call the engine. Long work runs in a worker
-thread so the Stop button's click reaches the kernel while a model runs;
-its errors and messages go into the widget's one `Output` area (a bare
-print from a thread or callback would be lost in JupyterLab).
+A panel is an ipywidgets `VBox`, so it can sit in an HBox, a Tab or an Accordion. Its state is
+in typed traits (`error`, and each panel's own: `artworks`, `selected`, ...) that tests read
+without a browser and other widgets can `observe`.
+
+Widgets only hold state and call the engine. Long work runs in a worker thread so the Stop
+button's click reaches the kernel while a model runs; its errors, warnings and messages go
+into the panel's one `Output` area (a bare print from a thread or callback would be lost in
+JupyterLab).
 """
 
 from __future__ import annotations
@@ -15,19 +19,53 @@ import warnings
 from html import escape
 
 import ipywidgets as W
+import traitlets as T
 
+from .. import styles
 from ..errors import KitError
+from ..latents import SEED_LIMIT
+
+NO_STYLE = ""  # the style dropdowns' value for "(no style)": a None value would show a blank dropdown
+# Seed fields hold whole seeds; a browser keeps integers exact only below 2**53.
+SEED_MAX = min(SEED_LIMIT, 2**53) - 1
+
+# Colours from JupyterLab's theme variables, so a panel reads well in the light and the dark theme.
+# Plotly draws its text with inline colours: inside a panel they follow the theme too.
+THEME_CSS = """<style>
+.kit-panel .kit-error { color: var(--jp-error-color1, #b00020); }
+.kit-panel .kit-warn { color: var(--jp-warn-color1, #8a4b00); }
+.kit-panel .kit-note { color: var(--jp-ui-font-color1); background: var(--jp-layout-color2);
+  border-left: 4px solid var(--jp-warn-color1, #e0a000); padding: 4px 10px; margin: 2px 0;
+  line-height: 1.4; white-space: normal; }
+.kit-panel .kit-text { white-space: normal; overflow-wrap: break-word; word-break: normal;
+  line-height: 1.4; }
+.kit-panel .kit-text pre { white-space: pre-wrap; overflow-wrap: break-word; word-break: normal;
+  font-size: 12px; margin: 0; }
+.kit-panel .kit-text a { color: var(--jp-content-link-color, #1976d2); }
+.kit-panel .js-plotly-plot .infolayer text,
+.kit-panel .js-plotly-plot .xaxislayer-above text,
+.kit-panel .js-plotly-plot .yaxislayer-above text { fill: var(--jp-ui-font-color1) !important; }
+.kit-panel .widget-button { overflow: visible; }
+</style>"""
 
 
-class Panel:
-    """Base of the kit's widgets: `.out`, `.status`, `.progress` and `run_in_background`."""
+class Panel(W.VBox):
+    """Base of the kit's panels: `.out`, `.status`, `.progress`, the `error` trait and `run_in_background`."""
 
-    def __init__(self):
+    error = T.Unicode("", help="the last error shown; empty once something succeeds")
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.add_class("kit-panel")
         self.out = W.Output(layout=W.Layout(max_height="12em", overflow="auto"))
         self.status = W.HTML(value="")
         self.progress = W.IntProgress(value=0, min=0, max=1, layout=W.Layout(width="14em", visibility="hidden"))
-        self.error = ""  # the last error message shown, for tests and notebooks
+        self._theme = W.HTML(THEME_CSS, layout=W.Layout(display="none"))
         self._worker: threading.Thread | None = None
+
+    def show_parts(self, *parts):
+        """Lay the panel out: its parts top to bottom."""
+        self.children = (self._theme, *parts)
 
     # ------------------------------------------------------------ messages
 
@@ -43,13 +81,12 @@ class Panel:
             message = f"{type(err).__name__}: {err}"
             self.out.append_stderr("".join(traceback.format_exception(err)))
         self.error = message
-        self.status.value = f"<span class='kit-error' style='color:#b00020'>⚠ {escape(message)}</span>"
+        self.status.value = f"<span class='kit-error'>⚠ {escape(message)}</span>"
 
-    def _show_warnings(self, caught):
-        for warning in caught:
-            if issubclass(warning.category, (DeprecationWarning, FutureWarning)):
-                continue  # the libraries' notices to developers, not to the class
-            self.out.append_stderr(f"{warning.category.__name__}: {warning.message}\n")
+    def show_warning(self, category: type[Warning], message) -> None:
+        if issubclass(category, (DeprecationWarning, FutureWarning)):
+            return  # the libraries' notices to developers, not to the class
+        self.out.append_stderr(f"{category.__name__}: {message}\n")
 
     # ------------------------------------------------------------ background work
 
@@ -60,7 +97,8 @@ class Panel:
     def run_in_background(self, work, *, done=None, buttons=()):
         """Run `work()` in a thread; `done(result)` afterwards; `buttons` are disabled meanwhile.
 
-        Errors (bad input included) are shown, never raised into the void.
+        Errors (bad input included) are shown, never raised into the void; warnings raised
+        in the thread are shown in this panel's output area.
         """
         if self.busy:
             self.say("still working: press Stop or wait")
@@ -68,18 +106,18 @@ class Panel:
         self.error = ""
         for button in buttons:
             button.disabled = True
+        _route_warnings()
 
         def target():
+            _panels[threading.get_ident()] = self
             try:
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    result = work()
-                self._show_warnings(caught)
+                result = work()
                 if done is not None:
                     done(result)
             except Exception as err:  # shown to the user, who can fix the input and try again
                 self.show_error(err)
             finally:
+                _panels.pop(threading.get_ident(), None)
                 self.progress.layout.visibility = "hidden"
                 for button in buttons:
                     button.disabled = False
@@ -101,6 +139,101 @@ class Panel:
         self.progress.layout.visibility = "visible"
 
 
+# ---------------------------------------------------------------- warnings from worker threads
+
+_panels: dict[int, Panel] = {}  # worker thread id -> the panel it works for
+
+
+def _route_warnings():
+    """Send warnings raised in a panel's worker thread to that panel; others go on as before.
+
+    `warnings.catch_warnings` swaps process-wide state and is not thread-safe, so a worker
+    cannot use it. Instead `warnings.showwarning` (the hook Python provides for this) is
+    wrapped once; it is checked before each run because a `catch_warnings` block elsewhere
+    (pytest wraps every test in one) restores the hook it found when it ends.
+    """
+    if getattr(warnings.showwarning, "kit_route", False):
+        return
+    previous = warnings.showwarning
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        panel = _panels.get(threading.get_ident())
+        if panel is None:
+            return previous(message, category, filename, lineno, file, line)
+        panel.show_warning(category, message)
+
+    showwarning.kit_route = True
+    warnings.showwarning = showwarning
+
+
+# ---------------------------------------------------------------- shared controls
+
+
+def style_dropdown(value: str | None = None, *, none: str | None = "(no style)", **kwargs) -> W.Dropdown:
+    """The catalogue's styles by name, after an explicit `none` entry (value NO_STYLE) unless `none=None`.
+
+    `.value or None` is the chosen style id.
+    """
+    by_name = sorted(styles.catalogue(), key=lambda s: styles._fold(s.name))
+    options = ([(none, NO_STYLE)] if none else []) + [(s.name, s.id) for s in by_name]
+    return W.Dropdown(options=options, value=value or options[0][1], **kwargs)
+
+
+def style_note(style_id: str | None, describe: bool = True) -> str:
+    """HTML about a style: its care note when it is sensitive, else (when `describe`) its description."""
+    if not style_id:
+        return ""
+    style = styles.get(style_id)
+    if style.sensitive:
+        return (f"<div class='kit-text kit-warn'><b>Please read first ({escape(style.name)}):</b> "
+                f"{escape(style.note)}</div>")
+    return f"<div class='kit-text'><i>{escape(style.description)}</i></div>" if describe else ""
+
+
+def seed_field(value: int = 0, **kwargs) -> W.BoundedIntText:
+    """A seed field wide enough for every seed it accepts."""
+    kwargs.setdefault("layout", W.Layout(width="19em"))
+    kwargs.setdefault("style", {"description_width": "initial"})
+    return W.BoundedIntText(value=value, min=0, max=SEED_MAX, **kwargs)
+
+
+def size_dropdown(preset, **kwargs) -> W.Dropdown:
+    """The image sizes a preset allows, in 64 px steps, starting at its default size."""
+    sizes = list(range(preset.min_size, preset.max_size + 1, 64))
+    value = preset.size if preset.size in sizes else sizes[0]
+    kwargs.setdefault("layout", W.Layout(width="10em"))
+    kwargs.setdefault("style", {"description_width": "initial"})
+    return W.Dropdown(options=sizes, value=value, description="Size", **kwargs)
+
+
+def preset_note(preset) -> W.HTML:
+    """A plain word on the offline `tiny` preset: what its images are. Hidden for real models."""
+    if preset.name != "tiny":
+        return W.HTML("", layout=W.Layout(display="none"))
+    return W.HTML(
+        f"<div class='kit-note'><b>Practice models (preset <code>tiny</code>):</b> "
+        f"{escape(preset.description)}. Black, grey or noisy pictures are expected here: they show "
+        f"what the controls do, not what a real model draws. For real portraits run "
+        f"<code>kit download</code> and use <code>kit.Studio(preset=\"sd-turbo\")</code>.</div>"
+    )
+
+
+def image_slot(**layout) -> W.Image:
+    """An Image widget hidden until it has a picture (an empty one shows a broken-image icon).
+
+    Pictures keep their aspect ratio (`object_fit: contain`) whatever size the slot is given.
+    """
+    layout.setdefault("object_fit", "contain")
+    layout.setdefault("height", "auto")
+    return W.Image(format="png", layout=W.Layout(display="none", **layout))
+
+
+def show_png(slot: W.Image, data: bytes | None) -> None:
+    """Put PNG bytes into an image slot; no bytes hide it."""
+    slot.value = data or b""
+    slot.layout.display = "" if data else "none"
+
+
 def png_bytes(image, size: int | None = None) -> bytes:
     """PNG bytes of a PIL image, optionally shrunk to fit `size` px."""
     if size is not None:
@@ -109,3 +242,14 @@ def png_bytes(image, size: int | None = None) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
+
+
+GREY = "#8c8c8c"                 # text that reads on a white and on a near-black background
+GRID = "rgba(128,128,128,0.3)"
+
+
+def theme_figure(figure) -> None:
+    """Let a plotly figure sit on the notebook's own background, light or dark (in place)."""
+    figure.update_layout(paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)", font_color=GREY)
+    figure.update_xaxes(gridcolor=GRID, zerolinecolor=GRID, linecolor=GRID)
+    figure.update_yaxes(gridcolor=GRID, zerolinecolor=GRID, linecolor=GRID)

@@ -6,12 +6,17 @@ import threading
 from html import escape
 
 import ipywidgets as W
+import traitlets as T
 
 from .. import fusion, styles
 from ..errors import KitError
 from ..latents import random_seed
 from ..provenance import Gallery, default_folder
-from .common import Panel, png_bytes
+from .common import (Panel, image_slot, png_bytes, preset_note, seed_field, show_png, style_dropdown,
+                     style_note)
+
+VIEW = 384          # px, the width of a rendered image
+SHEET_WIDTH = 720   # px, the widest a grid is shown
 
 
 class FusionMixer(Panel):
@@ -24,22 +29,26 @@ class FusionMixer(Panel):
     **Render** makes the full-size image, **Grid** a sweep (2 styles) or a
     triangle (3 styles); both are saved to the gallery. Previews are not saved:
     press Render to keep one.
+
+    Traits: `artworks` (renders and grid images, oldest first, all saved), `artwork` (the
+    image shown last, a preview or a render), `sheet` (the last grid) and `error`.
     """
 
     debounce = 0.4  # seconds a control must rest before the preview is redrawn
+    artworks = T.List(help="full renders and grid images, oldest first (all saved)")
+    artwork = T.Any(None, allow_none=True, help="the image shown last (a preview or a render)")
+    sheet = T.Any(None, allow_none=True, help="the last grid's contact sheet (a PIL image)")
 
-    def __init__(self, studio, gallery=None, subject="portrait of an elder", seed=0):
-        super().__init__()
+    def __init__(self, studio, gallery=None, subject="portrait of an elder", seed=0, **kwargs):
+        super().__init__(**kwargs)
         self.studio = studio
         if gallery is None:
             gallery = studio.gallery if studio.gallery is not None else default_folder()
         self.gallery = gallery if isinstance(gallery, Gallery) else Gallery(gallery)
-        self.artworks = []       # full renders and grid images, oldest first (all saved)
-        self.artwork = None      # the image shown last (a preview or a render)
-        self.sheet = None        # the last grid's contact sheet
         self._timer: threading.Timer | None = None
 
-        self.picker = W.Dropdown(options=sorted((s.name, s.id) for s in styles.catalogue()), description="Style")
+        self.note = preset_note(studio.preset)
+        self.picker = style_dropdown(none=None, description="Style", layout=W.Layout(width="28em"))
         self.add_button = W.Button(description="Add", icon="plus", layout=W.Layout(width="6em"))
         self.styles = W.TagsInput(value=[], allowed_tags=styles.ids(), allow_duplicates=False,
                                   layout=W.Layout(width="100%"))
@@ -48,18 +57,17 @@ class FusionMixer(Panel):
         self.slider_box = W.VBox()
         self.mix = W.HTML()
         self.subject = W.Text(value=subject, description="Subject", layout=W.Layout(width="28em"))
-        self.seed = W.BoundedIntText(value=seed, min=0, max=2**32 - 1, description="Seed",
-                                     layout=W.Layout(width="14em"))
+        self.seed = seed_field(seed, description="Seed")
         self.dice = W.Button(description="", icon="dice", tooltip="a new random seed", layout=W.Layout(width="3em"))
         self.live = W.Checkbox(value=True, description="live preview", indent=False)
         self.render_button = W.Button(description="Render", button_style="primary", icon="paint-brush",
                                       tooltip="the full-size image, saved to the gallery")
         self.grid_button = W.Button(description="Grid", icon="th", tooltip="a sweep (2 styles) or triangle (3)")
         self.grid_steps = W.BoundedIntText(value=5, min=2, max=fusion.MAX_GRID_STEPS, description="Grid points",
-                                           layout=W.Layout(width="11em"))
+                                           style={"description_width": "initial"}, layout=W.Layout(width="9em"))
         self.stop_button = W.Button(description="Stop", button_style="warning", icon="stop")
-        self.image = W.Image(format="png", layout=W.Layout(max_width="640px"))
-        self.caption = W.HTML()
+        self.image = image_slot(width=f"{VIEW}px")
+        self.caption = W.HTML(layout=W.Layout(flex="1 1 14em"))
 
         self.add_button.on_click(lambda _: self.add(self.picker.value))
         self.dice.on_click(lambda _: self.roll_seed())
@@ -70,19 +78,17 @@ class FusionMixer(Panel):
         for control in (self.subject, self.seed, self.live):
             control.observe(lambda _: self.schedule(), names="value")
 
-        controls = W.VBox([
-            W.HBox([self.picker, self.add_button]),
+        wrap = W.Layout(flex_flow="row wrap", align_items="center")
+        self.show_parts(
+            self.note,
+            W.HBox([self.picker, self.add_button], layout=wrap),
             self.styles, self.notes, self.slider_box, self.mix,
-            W.HBox([self.subject, self.seed, self.dice, self.live]),
+            W.HBox([self.subject, self.seed, self.dice, self.live], layout=wrap),
             W.HBox([self.render_button, self.grid_button, self.grid_steps, self.stop_button,
-                    self.progress, self.status]),
-        ])
-        self.widget = W.VBox([controls, W.HBox([self.image, self.caption]), self.out])
-
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)
+                    self.progress, self.status], layout=wrap),
+            W.HBox([self.image, self.caption], layout=W.Layout(flex_flow="row wrap", align_items="flex-start")),
+            self.out,
+        )
 
     # ------------------------------------------------------------ choosing styles and weights
 
@@ -107,19 +113,19 @@ class FusionMixer(Panel):
         old = self.sliders
         self.sliders = {}
         for key in chosen:
-            slider = old.get(key) or W.FloatSlider(value=0.5, min=-1.0, max=1.0, step=0.05, description=key,
-                                                   readout_format=".2f", style={"description_width": "12em"},
-                                                   layout=W.Layout(width="32em"))
+            slider = old.get(key) or W.FloatSlider(value=0.5, min=-1.0, max=1.0, step=0.05, readout_format=".2f",
+                                                   tooltip=key, layout=W.Layout(width="22em"))
             if key not in old:
                 slider.observe(self._on_weight, names="value")
             self.sliders[key] = slider
         for key, slider in old.items():
             if key not in self.sliders:
                 slider.unobserve(self._on_weight, names="value")
-        self.slider_box.children = tuple(self.sliders.values())
-        picked = [styles.get(key) for key in chosen]
-        self.notes.value = "".join(f"<p><b>Please read first ({escape(s.name)}):</b> {escape(s.note)}</p>"
-                                   for s in picked if s.sensitive)
+        self.slider_box.children = tuple(
+            W.HBox([W.HTML(f"<div class='kit-text'>{escape(styles.get(key).name)}</div>",
+                           layout=W.Layout(width="16em")), slider], layout=W.Layout(align_items="center"))
+            for key, slider in self.sliders.items())
+        self.notes.value = "".join(style_note(key, describe=False) for key in chosen)
         self._show_mix()
         self.schedule()
 
@@ -134,7 +140,7 @@ class FusionMixer(Panel):
         try:
             self.mix.value = f"mix: <b>{escape(fusion.describe(self.weights()))}</b> (weights divided by their sum)"
         except KitError as err:
-            self.mix.value = f"<span style='color:#b00020'>{escape(str(err))}</span>"
+            self.mix.value = f"<span class='kit-error'>{escape(str(err))}</span>"
 
     def roll_seed(self):
         self.seed.value = random_seed()
@@ -221,16 +227,17 @@ class FusionMixer(Panel):
     # ------------------------------------------------------------ showing results
 
     def _show(self, art):
+        self.image.layout.width = f"{VIEW}px"
+        show_png(self.image, png_bytes(art.image))
+        self.caption.value = (f"<div class='kit-text'>{escape(art.record.prompt)}<br>seed {art.record.seed}, "
+                              f"{art.image.width}×{art.image.height}, {art.record.decoder}</div>")
         self.artwork = art
-        self.image.value = png_bytes(art.image)
-        self.caption.value = f"<p>{escape(art.record.prompt)}<br>seed {art.record.seed}, " \
-                             f"{art.image.width}×{art.image.height}, {art.record.decoder}</p>"
 
     def _keep(self, arts):
         for art in arts:
             if self.studio.gallery is None:  # a studio with its own gallery has saved it already
                 self.gallery.add(art)
-            self.artworks.append(art)
+        self.artworks = [*self.artworks, *arts]
 
     def _show_preview(self, art):
         if art is None:
@@ -250,7 +257,8 @@ class FusionMixer(Panel):
     def _show_grid(self, result):
         sheet, arts = result
         self._keep(arts)
+        self.image.layout.width = f"{min(sheet.width, SHEET_WIDTH)}px"
+        show_png(self.image, png_bytes(sheet))
+        self.caption.value = f"<div class='kit-text'>{len(arts)} blends, seed {self.seed.value}</div>"
         self.sheet = sheet
-        self.image.value = png_bytes(sheet)
-        self.caption.value = f"<p>{len(arts)} blends, seed {self.seed.value}</p>"
         self.say(f"grid of {len(arts)} images saved to {self.gallery.folder}")

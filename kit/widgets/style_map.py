@@ -11,9 +11,13 @@ import base64
 from html import escape
 
 import ipywidgets as W
+import traitlets as T
 
 from ..atlas import COLOR_BY
-from .common import Panel, png_bytes
+from ..fusion import MAX_STYLES
+from .common import Panel, image_slot, png_bytes, preset_note, show_png, theme_figure
+
+MAP_HEIGHT = 640  # px, the figure's height (its width follows the space the panel has)
 
 
 class StyleMap(Panel):
@@ -21,48 +25,61 @@ class StyleMap(Panel):
 
     >>> atlas = kit.StyleAtlas(kit.Embedder()); atlas.add_styles(); atlas.fit()
     >>> kit.widgets.StyleMap(atlas, studio=studio)
+
+    The map takes the width it is given; the card sits beside it when there is room and
+    below it when there is not. Traits: `selected` (id of the clicked point), `lassoed`
+    (ids of the styles in the last lasso or box selection) and `error`. Images made in a
+    watched PromptStudio (its `artworks` trait) are placed on the map as they appear.
     """
 
-    def __init__(self, atlas, studio=None, prompt_studio=None, fusion_mixer=None, subject="portrait of an elder"):
+    selected = T.Unicode(None, allow_none=True, help="id of the clicked point")
+    lassoed = T.List(T.Unicode(), help="ids of the styles in the last lasso/box selection")
+
+    def __init__(self, atlas, studio=None, prompt_studio=None, fusion_mixer=None, subject="portrait of an elder",
+                 **kwargs):
         import plotly.graph_objects as go
 
-        super().__init__()
+        super().__init__(**kwargs)
         self.atlas = atlas
         self.studio = studio
         self.prompt_studio = prompt_studio
         self.fusion_mixer = fusion_mixer
-        self.selected = None  # id of the clicked point
-        self.lassoed: list[str] = []  # ids of the styles in the last lasso/box selection
         self._placed = 0  # how many of the watched PromptStudio's images are on the map
 
-        self.color_by = W.Dropdown(options=list(COLOR_BY), value="region", description="Colour by")
-        self.figure = go.FigureWidget(atlas.figure("region"))
-        self.figure.update_layout(width=760, height=560, dragmode="lasso")
-        self.card = W.HTML(value="<i>Click a point to read about it.</i>", layout=W.Layout(width="24em"))
-        self.thumbnail = W.Image(format="png", layout=W.Layout(max_width="160px", display="none"))
-        self.to_studio = W.Button(description="Use in studio", icon="paint-brush", disabled=True)
-        self.to_mixer = W.Button(description="Add to mixer", icon="sliders", disabled=True)
-        self.subject = W.Text(value=subject, description="Subject")
-        self.fuse_button = W.Button(description="Fuse lassoed styles", icon="object-group", disabled=True)
-        self.result = W.Image(format="png", layout=W.Layout(max_width="256px"))
+        self.note = preset_note(studio.preset) if studio is not None else W.HTML(layout=W.Layout(display="none"))
+        self.color_by = W.Dropdown(options=list(COLOR_BY), value="region", description="Colour by",
+                                   style={"description_width": "initial"})
+        self.title = W.HTML()
+        self.figure = go.FigureWidget()
+        self.figure.update_layout(height=MAP_HEIGHT, dragmode="lasso")
+        theme_figure(self.figure)
+        self.card = W.HTML(value="<i>Click a point to read about it.</i>", layout=W.Layout(width="100%"))
+        self.thumbnail = image_slot(width="160px")
+        auto = W.Layout(width="auto")
+        self.to_studio = W.Button(description="Use in studio", icon="paint-brush", disabled=True, layout=auto)
+        self.to_mixer = W.Button(description="Add to mixer", icon="sliders", disabled=True, layout=auto)
+        self.subject = W.Text(value=subject, description="Subject", layout=W.Layout(width="100%"))
+        self.fuse_button = W.Button(description="Fuse lassoed styles", icon="object-group", disabled=True,
+                                    layout=auto)
+        self.result = image_slot(width="256px")
 
         self.color_by.observe(lambda change: self.recolour(change["new"]), names="value")
         self.to_studio.on_click(lambda _: self.send_to_studio())
         self.to_mixer.on_click(lambda _: self.send_to_mixer())
         self.fuse_button.on_click(lambda _: self.fuse_lassoed())
-        self._connect()
+        self.recolour("region")
         if prompt_studio is not None:
             self._placed = len(prompt_studio.artworks)
-            prompt_studio.thumbnails.observe(lambda _: self.place_new(), names="children")
+            prompt_studio.observe(lambda _: self.place_new(), names="artworks")
 
-        side = W.VBox([self.card, self.thumbnail, W.HBox([self.to_studio, self.to_mixer]),
-                       self.subject, self.fuse_button, self.result, W.HBox([self.progress, self.status])])
-        self.widget = W.VBox([self.color_by, W.HBox([self.figure, side]), self.out])
-
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)
+        wrap = W.Layout(flex_flow="row wrap", align_items="center")
+        side = W.VBox([self.card, self.thumbnail, W.HBox([self.to_studio, self.to_mixer], layout=wrap),
+                       self.subject, self.fuse_button, self.result, W.HBox([self.progress, self.status])],
+                      layout=W.Layout(flex="1 1 18em", min_width="16em", max_width="36em", padding="0 0 0 12px"))
+        plot = W.VBox([self.title, self.figure], layout=W.Layout(flex="3 1 480px", min_width="320px"))
+        self.show_parts(self.note, self.color_by,
+                        W.HBox([plot, side], layout=W.Layout(flex_flow="row wrap", align_items="flex-start")),
+                        self.out)
 
     # ------------------------------------------------------------ the figure
 
@@ -73,7 +90,10 @@ class StyleMap(Panel):
             trace.on_selection(self._on_selection)
 
     def recolour(self, color_by: str | None = None):
-        """Redraw the map (after a colour change or new points), keeping the view's settings."""
+        """Redraw the map (after a colour change or new points), keeping the view's settings.
+
+        The title is shown above the figure, where the plot's toolbar cannot cover it.
+        """
         try:
             fresh = self.atlas.figure(color_by or self.color_by.value)
         except Exception as err:  # shown in the output area; the old map stays
@@ -82,8 +102,11 @@ class StyleMap(Panel):
         with self.figure.batch_update():
             self.figure.data = []
             self.figure.add_traces(list(fresh.data))
-            self.figure.layout.title = fresh.layout.title
-            self.figure.layout.legend.title.text = fresh.layout.legend.title.text
+            self.figure.layout.legend = fresh.layout.legend
+            self.figure.layout.xaxis = fresh.layout.xaxis
+            self.figure.layout.yaxis = fresh.layout.yaxis
+            self.figure.layout.margin = dict(fresh.layout.margin.to_plotly_json(), t=36)  # room for the toolbar
+        self.title.value = f"<b>{fresh.layout.title.text}</b>"  # plotly's title text is HTML already
         self._connect()
 
     @property
@@ -107,7 +130,7 @@ class StyleMap(Panel):
         """Show the card of a point (what a click does)."""
         p = self.atlas.point(point_id)
         self.selected = point_id
-        rows = [f"<h4 style='margin:0'>{escape(str(p.get('name') or p.get('label') or point_id))}</h4>"]
+        rows = [f"<h4 style='margin:0 0 4px'>{escape(str(p.get('name') or p.get('label') or point_id))}</h4>"]
         for key in ("region", "place", "era", "medium"):
             if p.get(key):
                 rows.append(f"<b>{key}:</b> {escape(str(p[key]))}")
@@ -119,14 +142,10 @@ class StyleMap(Panel):
             style = styles.get(point_id)
             rows.append(f"<a href='{escape(style.url)}' target='_blank'>{escape(style.reference)}</a>")
             if style.sensitive:
-                rows.append(f"<p style='color:#8a4b00'><b>Please read first:</b> {escape(style.note)}</p>")
-        self.card.value = "<br>".join(rows)
+                rows.append(f"<p class='kit-warn'><b>Please read first:</b> {escape(style.note)}</p>")
+        self.card.value = "<div class='kit-text'>" + "<br>".join(rows) + "</div>"
         thumbnail = p.get("thumbnail")  # a data: URI the atlas made for image points
-        if thumbnail:
-            self.thumbnail.value = base64.b64decode(thumbnail.split(",", 1)[1])
-            self.thumbnail.layout.display = ""
-        else:
-            self.thumbnail.layout.display = "none"
+        show_png(self.thumbnail, base64.b64decode(thumbnail.split(",", 1)[1]) if thumbnail else None)
         is_style = p["kind"] == "style"
         self.to_studio.disabled = not (is_style and self.prompt_studio is not None)
         self.to_mixer.disabled = not (is_style and self.fusion_mixer is not None)
@@ -153,10 +172,9 @@ class StyleMap(Panel):
 
     def fuse_lassoed(self):
         """Fuse the lassoed styles with equal weights, show the image and place it on the map."""
-        if len(self.lassoed) > 5:
-            self.say(f"{len(self.lassoed)} styles lassoed: fusing the first 5")
-        weights = {style_id: 1.0 for style_id in self.lassoed[:5]}
-        self.say("fusing…")
+        weights = {style_id: 1.0 for style_id in self.lassoed[:MAX_STYLES]}
+        extra = len(self.lassoed) - len(weights)
+        self.say(f"fusing the first {MAX_STYLES} of {len(self.lassoed)} lassoed styles…" if extra else "fusing…")
 
         def work():
             return self.studio.fuse(weights, self.subject.value, on_step=self.on_step)
@@ -164,7 +182,7 @@ class StyleMap(Panel):
         def done(art):
             if art is None:
                 return
-            self.result.value = png_bytes(art.image, 256)
+            show_png(self.result, png_bytes(art.image, 256))
             self.place([art], label=art.record.prompt)
             self.say(f"fused {', '.join(weights)}: the star on the map shows where it landed")
 

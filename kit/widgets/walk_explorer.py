@@ -6,32 +6,37 @@ from datetime import datetime
 from pathlib import Path
 
 import ipywidgets as W
+import traitlets as T
 
-from .. import styles
 from ..errors import KitError
 from ..latents import MAX_FRAMES
 from ..provenance import default_folder
-from ..walks import METHODS
-from .common import Panel, png_bytes
+from ..walks import MAX_FPS, METHODS
+from .common import (Panel, image_slot, png_bytes, preset_note, seed_field, show_png, size_dropdown,
+                     style_dropdown, theme_figure)
 
 FPS = 12
-NO_STYLE = ("(no style)", None)
+VIEW = 320  # px, the side of the frame viewer
 
 
 class KeyframeRow:
-    """One keyframe's controls: prompt, style, seed and a remove button."""
+    """One keyframe's controls: its number (from 1), prompt, style, seed and a remove button."""
 
     def __init__(self, prompt: str = "", seed: int = 0, style: str | None = None):
+        self.label = W.HTML(layout=W.Layout(width="6.5em"))
         self.prompt = W.Text(value=prompt, placeholder="portrait of an elder", layout=W.Layout(width="22em"))
-        self.style = W.Dropdown(options=[NO_STYLE] + sorted((s.name, s.id) for s in styles.catalogue()),
-                                value=style, layout=W.Layout(width="14em"))
-        self.seed = W.IntText(value=seed, layout=W.Layout(width="9em"))
+        self.style = style_dropdown(style, layout=W.Layout(width="16em"))
+        self.seed = seed_field(seed, description="seed")
         self.remove = W.Button(icon="trash", tooltip="remove this keyframe", layout=W.Layout(width="3em"))
-        self.box = W.HBox([self.prompt, self.style, W.Label("seed"), self.seed, self.remove])
+        self.box = W.HBox([self.label, self.prompt, self.style, self.seed, self.remove],
+                          layout=W.Layout(flex_flow="row wrap", align_items="center"))
+
+    def number(self, n: int):
+        self.label.value = f"<b>Keyframe {n}</b>"
 
     @property
     def value(self) -> tuple:
-        return self.prompt.value, self.seed.value, self.style.value
+        return self.prompt.value, self.seed.value, self.style.value or None
 
 
 class WalkExplorer(Panel):
@@ -39,46 +44,52 @@ class WalkExplorer(Panel):
 
     >>> ui = kit.widgets.WalkExplorer(studio); ui
 
+    Keyframes and frames are numbered from 1, on the slider as in the caption.
     Frames are kept as PNG bytes once made, so moving the slider only swaps the image.
     A new walk over the same keyframes and settings reuses the frames already made.
     Exports (GIF, MP4, each with a JSON sidecar of every frame's record) go to `folder`.
+
+    Traits: `walk` (the kit.walks.Walk shown), `exported` (the last export's path), `error`.
     """
 
-    def __init__(self, studio, folder=None):
-        super().__init__()
+    walk = T.Any(None, allow_none=True, help="the last kit.walks.Walk shown")
+    exported = T.Any(None, allow_none=True, help="the path of the last export")
+
+    def __init__(self, studio, folder=None, **kwargs):
+        super().__init__(**kwargs)
         self.studio = studio
         if folder is None:
             folder = studio.gallery.folder if studio.gallery is not None else default_folder()
-        self.walk = None          # the last kit.walks.Walk shown
         self.frame_png: list[bytes] = []  # PNG bytes of each frame of self.walk
-        self.exported = None      # the path of the last export
+        narrow = {"description_width": "initial"}
 
+        self.note = preset_note(studio.preset)
         self.rows: list[KeyframeRow] = []
         self.rows_box = W.VBox()
         self.add_button = W.Button(description="keyframe", icon="plus", tooltip="add a keyframe")
-        self.frames = W.BoundedIntText(value=8, min=2, max=MAX_FRAMES, description="Frames",
+        self.frames = W.BoundedIntText(value=8, min=2, max=MAX_FRAMES, description="Frames", style=narrow,
                                        layout=W.Layout(width="10em"))
-        self.method = W.Dropdown(options=list(METHODS), value="slerp", description="Method",
-                                 layout=W.Layout(width="12em"))
-        self.loop = W.Checkbox(value=False, description="loop back to the first", indent=False)
-        self.even = W.Checkbox(value=False, description="even pacing", indent=False)
-        self.preview = W.Checkbox(value=False, description="fast preview (TAESD)", indent=False)
-        preset = studio.preset
-        sizes = list(range(preset.min_size, preset.max_size + 1, 64))
-        self.size = W.Dropdown(options=sizes, value=preset.size if preset.size in sizes else sizes[0],
-                               description="Size", layout=W.Layout(width="12em"))
+        self.method = W.Dropdown(options=list(METHODS), value="slerp", description="Method", style=narrow,
+                                 layout=W.Layout(width="11em"))
+        self.loop = W.Checkbox(value=False, description="loop back to the first", indent=False,
+                               layout=W.Layout(width="auto"))
+        self.even = W.Checkbox(value=False, description="even pacing", indent=False, layout=W.Layout(width="auto"))
+        self.preview = W.Checkbox(value=False, description="fast preview (TAESD)", indent=False,
+                                  layout=W.Layout(width="auto"))
+        self.size = size_dropdown(studio.preset)
         self.generate_button = W.Button(description="Generate", button_style="primary", icon="film")
         self.stop_button = W.Button(description="Stop", button_style="warning", icon="stop")
 
-        self.slider = W.IntSlider(value=0, min=0, max=0, description="Frame", disabled=True,
+        self.slider = W.IntSlider(value=1, min=1, max=1, description="Frame", disabled=True,
                                   layout=W.Layout(width="24em"))
-        self.play = W.Play(value=0, min=0, max=0, interval=round(1000 / FPS), disabled=True)
+        self.play = W.Play(value=1, min=1, max=1, interval=round(1000 / FPS), disabled=True)
         W.jslink((self.play, "value"), (self.slider, "value"))
-        self.image = W.Image(format="png", layout=W.Layout(width="320px", height="320px", object_fit="contain"))
-        self.caption = W.HTML()
+        self.image = image_slot(width=f"{VIEW}px")
+        self.caption = W.HTML(layout=W.Layout(width=f"{VIEW + 120}px"))
 
         self.folder = W.Text(value=str(folder), description="Folder", layout=W.Layout(width="28em"))
-        self.fps = W.BoundedIntText(value=FPS, min=1, max=50, description="fps", layout=W.Layout(width="8em"))
+        self.fps = W.BoundedIntText(value=FPS, min=1, max=MAX_FPS, description="fps", style=narrow,
+                                    layout=W.Layout(width="7em"))
         self.gif_button = W.Button(description="GIF", icon="download", tooltip="save the walk as an animated GIF")
         self.mp4_button = W.Button(description="MP4", icon="download", tooltip="save the walk as an MP4 video")
         self.plot = _step_plot()
@@ -92,19 +103,16 @@ class WalkExplorer(Panel):
         self.set_keyframes([("portrait of an elder, soft window light", 1),
                             ("portrait of an elder, soft window light", 2)])
 
-        controls = W.VBox([
-            self.rows_box, self.add_button,
-            W.HBox([self.frames, self.method, self.size, self.loop, self.even, self.preview]),
-            W.HBox([self.generate_button, self.stop_button, self.progress, self.status]),
-        ])
+        wrap = W.Layout(flex_flow="row wrap", align_items="center")
         viewer = W.VBox([self.image, W.HBox([self.play, self.slider]), self.caption])
-        export = W.HBox([self.folder, self.fps, self.gif_button, self.mp4_button])
-        self.widget = W.VBox([controls, W.HBox([viewer, self.plot]), export, self.out])
-
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)
+        self.show_parts(
+            self.note, self.rows_box, self.add_button,
+            W.HBox([self.frames, self.method, self.size, self.loop, self.even, self.preview], layout=wrap),
+            W.HBox([self.generate_button, self.stop_button, self.progress, self.status], layout=wrap),
+            W.HBox([viewer, self.plot], layout=W.Layout(flex_flow="row wrap", align_items="flex-start")),
+            W.HBox([self.folder, self.fps, self.gif_button, self.mp4_button], layout=wrap),
+            self.out,
+        )
 
     # ------------------------------------------------------------ keyframes
 
@@ -115,11 +123,16 @@ class WalkExplorer(Panel):
         row = KeyframeRow(prompt, seed, style)
         row.remove.on_click(lambda _: self.remove_row(row))
         self.rows.append(row)
-        self.rows_box.children = [r.box for r in self.rows]
+        self._show_rows()
         return row
 
     def remove_row(self, row: KeyframeRow):
         self.rows.remove(row)
+        self._show_rows()
+
+    def _show_rows(self):
+        for n, row in enumerate(self.rows, start=1):
+            row.number(n)
         self.rows_box.children = [r.box for r in self.rows]
 
     def set_keyframes(self, keyframes):
@@ -158,12 +171,13 @@ class WalkExplorer(Panel):
 
     def _show_walk(self, result):
         walk, frames_png = result
-        self.walk, self.frame_png = walk, frames_png
-        last = max(len(walk) - 1, 0)
-        self.slider.value = self.play.value = 0
-        self.slider.max = self.play.max = last
-        self.slider.disabled = self.play.disabled = last == 0
-        self.show_frame(0)
+        self.frame_png = frames_png
+        self.walk = walk
+        count = max(len(walk), 1)
+        self.slider.value = self.play.value = 1
+        self.slider.max = self.play.max = count
+        self.slider.disabled = self.play.disabled = count == 1
+        self.show_frame(1)
         self._plot(walk)
         made = f"{len(walk)} frames" if walk.complete else f"stopped: {len(walk)} of {self.frames.value} frames"
         self.say(f"{made}; drag the slider or press play")
@@ -176,17 +190,18 @@ class WalkExplorer(Panel):
         except Exception as err:  # shown, never lost
             self.show_error(err)
 
-    def show_frame(self, index: int):
-        """Show one frame from the cache: only the image's bytes change."""
+    def show_frame(self, number: int):
+        """Show frame `number` (counted from 1, as on the slider) from the cache: only the image's bytes change."""
         if not self.frame_png:
             return
-        self.image.value = self.frame_png[index]
+        index = number - 1
+        show_png(self.image, self.frame_png[index])
         w = self.walk[index].record.walk
         kf = self.walk.keyframes
         end = (w["segment"] + 1) % len(kf)
-        self.caption.value = (f"frame {index + 1} of {len(self.walk)} · {w['t']:.2f} of the way from "
-                              f"keyframe {w['segment'] + 1} (seed {kf[w['segment']].seed}) "
-                              f"to keyframe {end + 1} (seed {kf[end].seed})")
+        self.caption.value = (f"<div class='kit-text'><b>frame {number} of {len(self.walk)}</b> · "
+                              f"{w['t']:.2f} of the way from keyframe {w['segment'] + 1} "
+                              f"(seed {kf[w['segment']].seed}) to keyframe {end + 1} (seed {kf[end].seed})</div>")
 
     def _plot(self, walk):
         before, after = self.plot.data
@@ -221,8 +236,8 @@ class WalkExplorer(Panel):
         except Exception as err:
             self.show_error(err)
             return None
-        self.exported = path
         self.error = ""
+        self.exported = path
         self.say(f"saved {path} (and its records in {path.name}.json)")
         return path
 
@@ -245,10 +260,13 @@ def _step_plot():
     import plotly.graph_objects as go
 
     figure = go.FigureWidget(layout=dict(
-        height=260, width=420, margin=dict(l=50, r=10, t=40, b=40), barmode="group",
-        title=dict(text="step sizes", font=dict(size=13)), legend=dict(orientation="h", y=-0.25),
-        xaxis=dict(title=dict(text="step (frame i to i + 1)")), yaxis=dict(title=dict(text="distance")),
+        height=280, width=440, margin=dict(l=50, r=10, t=60, b=40), barmode="group",
+        title=dict(text="step sizes", font=dict(size=13), x=0, xanchor="left", y=0.97, yanchor="top"),
+        legend=dict(orientation="h", y=-0.25),
+        xaxis=dict(title=dict(text="step (frame i to i + 1)"), dtick=1),
+        yaxis=dict(title=dict(text="distance")),
     ))
+    theme_figure(figure)
     figure.add_bar(name="before re-timing", visible=False, marker_color="#bbbbbb")
     figure.add_bar(name="frames", marker_color="#3f6fb5")
     return figure
