@@ -24,9 +24,11 @@ _LAZY = {
     "StyleAtlas": "kit.atlas",
     "audit": "kit.auditing",
     "AuditReport": "kit.auditing",
+    "Run": "kit.runs",
+    "Stopped": "kit.runs",
 }
 _SUBMODULES = {"styles", "widgets", "presets", "latents", "walks", "fusion", "provenance", "embed", "atlas", "auditing",
-               "restore", "credentials", "sheet", "tiny"}
+               "restore", "credentials", "sheet", "tiny", "collection", "files", "lessons", "projection", "runs"}
 
 __all__ = ["KitError", "__version__", *_LAZY, *sorted(_SUBMODULES)]
 

@@ -262,13 +262,15 @@ def measure(vectors: np.ndarray, prompt_vectors: np.ndarray, probes: dict | None
 
 
 def audit(studio, template, terms, seeds=range(8), probes=None, embedder=None, *, rounds: int = ROUNDS,
-          **options) -> AuditReport:
+          run=None, on_step=None, **options) -> AuditReport:
     """Generate `template` filled with each term, with the same seeds for every term, and measure.
 
     probes: optional {group: [labels]} for zero-shot CLIP probes, e.g.
     {"attire": ["traditional dress", "western suit"]}. embedder: a `kit.Embedder`
     (default: the studio preset's CLIP). options: generate settings for every image
     (style, negative, steps, guidance, size, preview). All input is checked before any model work.
+    run / on_step: a `kit.Run` that can stop the audit (it then raises `kit.Stopped` with the
+    images made), or a progress callback.
     """
     template = check_template(template)
     terms = check_terms(terms)
@@ -292,9 +294,7 @@ def audit(studio, template, terms, seeds=range(8), probes=None, embedder=None, *
         from .embed import Embedder
 
         embedder = Embedder(preset=studio.preset, device=studio.device)
-    artworks = studio.render_many(records)
-    if len(artworks) != len(records):
-        raise KitError(f"the audit was stopped: {len(artworks)} of {len(records)} images were made")
+    artworks = studio.render_many(records, on_step=on_step, run=run)
     vectors = np.asarray(embedder.images([art.image for art in artworks]), dtype=np.float32)
     if len(vectors) != len(records):
         raise KitError(f"CLIP could embed only {len(vectors)} of {len(records)} images")

@@ -41,6 +41,7 @@ import math
 import numbers
 import re
 import threading
+import warnings
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, replace
@@ -51,6 +52,7 @@ from . import styles as style_catalogue
 from .errors import KitError
 from .latents import random_seed
 from .sheet import contact_sheet
+from .studio import INPUTS
 
 MAX_STYLES = 5          # components in one blend (and styles in the mixer)
 MAX_WEIGHT = 100.0      # |weight| as given, before normalising
@@ -215,7 +217,7 @@ def conditioning(studio, weights, subject: str, negative: str = "", guidance: fl
 
 
 def inputs(studio, records) -> tuple[dict, torch.Tensor]:
-    """(conditioning, initial latents) for a batch of "fuse" records: what `Studio.inputs` calls."""
+    """(conditioning, initial latents) for a batch of "fuse" records: registered with the Studio below."""
     first = records[0]
     conds = []
     for record in records:
@@ -249,19 +251,18 @@ def _fused(record, weights, subject: str):
 
 
 def fuse(studio, weights, subject, *, seed=None, negative=None, steps=None, guidance=None, size=None,
-         preview=False, on_step=None):
+         preview=False, on_step=None, run=None):
     """One image of `subject` in a weighted blend of styles or prompts (see the module notes).
 
     >>> art = studio.fuse({"ukiyo-e": 0.6, "art-deco": 0.4}, subject="portrait of an elder", seed=3)
 
     The record has kind "fuse", `fusion` = the weights as given (canonical keys),
     `prompt` = a readable mix such as "0.6 ukiyo-e + 0.4 art-deco: portrait of an elder"
-    and `style` None. Returns None when `studio.stop()` ended the run first.
+    and `style` None. A stopped `run` raises `kit.Stopped`.
     """
     record = plan(studio, weights, subject, seed=seed, negative=negative, steps=steps, guidance=guidance,
                   size=size, preview=preview)
-    arts = studio.render_many([record], on_step=on_step)
-    return arts[0] if arts else None
+    return studio.render_many([record], on_step=on_step, run=run)[0]
 
 
 def check_styles(keys, low: int = 2, high: int = MAX_STYLES, field: str = "styles") -> list[str]:
@@ -279,18 +280,18 @@ def check_styles(keys, low: int = 2, high: int = MAX_STYLES, field: str = "style
     return names
 
 
-def grid_cells(keys: list[str], steps: int) -> tuple[list[dict | None], int]:
+def grid_cells(keys: list[str], points: int) -> tuple[list[dict | None], int]:
     """The weights of every cell of a fusion grid (None: a blank cell) and its number of columns.
 
-    Two styles: a row of `steps` blends from all A to all B. Three styles: a
+    Two styles: a row of `points` blends from all A to all B. Three styles: a
     triangle with A at the top, B bottom left, C bottom right; row r, column c
-    (c <= r) has weights ((n - r)/n, (r - c)/n, c/n) with n = steps - 1, so
+    (c <= r) has weights ((n - r)/n, (r - c)/n, c/n) with n = points - 1, so
     each edge is a two-style sweep and the inside mixes all three.
     """
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 2 <= steps <= MAX_GRID_STEPS:
-        raise KitError(f"steps (grid points along each edge) must be a whole number from 2 to {MAX_GRID_STEPS}, "
-                       f"got {steps!r}")
-    n = int(steps) - 1
+    if isinstance(points, bool) or not isinstance(points, numbers.Integral) or not 2 <= points <= MAX_GRID_STEPS:
+        raise KitError(f"points (grid points along each edge) must be a whole number from 2 to {MAX_GRID_STEPS}, "
+                       f"got {points!r}")
+    n = int(points) - 1
     if len(keys) == 2:
         a, b = keys
         return [{a: (n - i) / n, b: i / n} for i in range(n + 1)], n + 1
@@ -307,26 +308,38 @@ def label(weights: dict) -> str:
     return " : ".join(f"{w:.2g}" for w in weights.values())
 
 
-def fusion_grid(studio, styles, subject, seed=None, steps=5, *, negative=None, guidance=None, size=None,
-                preview=False, diffusion_steps=None, cell=160, on_step=None):
+def fusion_grid(studio, styles, subject, seed=None, points=None, *, steps=None, negative=None, guidance=None,
+                size=None, preview=False, diffusion_steps=None, cell=160, on_step=None, run=None):
     """A contact sheet of blends: a sweep for 2 styles, a barycentric triangle for 3.
 
-    `steps` is the number of grid points along each edge (2 styles: `steps`
-    images; 3 styles: steps * (steps + 1) / 2 images); `diffusion_steps` is the
-    sampler's step count. Every cell uses the same seed, so only the blend
-    changes. Returns (sheet, artworks), the artworks in reading order; a
-    stopped run keeps the finished ones and leaves the rest of the sheet blank.
+    `points` is the number of grid points along each edge (2 styles: `points`
+    images; 3 styles: points * (points + 1) / 2 images; default 5); `steps` is the
+    sampler's step count, as everywhere else. Every cell uses the same seed, so only
+    the blend changes. Returns (sheet, artworks), the artworks in reading order.
+    A stopped `run` raises `kit.Stopped` with the finished artworks.
+
+    Old calls: `steps` without `points` still counts grid points, and `diffusion_steps`
+    the sampler's steps, each with a FutureWarning (use `studio.fusion_grid(..., points=, steps=)`).
     """
+    if points is None and steps is not None:
+        warnings.warn("fusion_grid(steps=N) counted grid points; use points=N (steps will mean diffusion steps, "
+                      "as everywhere else)", FutureWarning, stacklevel=2)
+        points, steps = steps, None
+    if diffusion_steps is not None:
+        warnings.warn("fusion_grid(diffusion_steps=N) is now steps=N (with points= for the grid)",
+                      FutureWarning, stacklevel=2)
+        steps = diffusion_steps
+    points = 5 if points is None else points
     keys = check_styles(styles, 2, 3)
-    cells, columns = grid_cells(keys, steps)
+    cells, columns = grid_cells(keys, points)
     seed = random_seed() if seed is None else seed
-    points = [weights for weights in cells if weights is not None]
-    first = plan(studio, points[0], subject, seed=seed, negative=negative, steps=diffusion_steps,
+    blends = [weights for weights in cells if weights is not None]
+    first = plan(studio, blends[0], subject, seed=seed, negative=negative, steps=steps,
                  guidance=guidance, size=size, preview=preview)  # checks every key and the settings once
-    records = [first] + [_fused(first, weights, first.subject) for weights in points[1:]]
-    arts = studio.render_many(records, on_step=on_step)
+    records = [first] + [_fused(first, weights, first.subject) for weights in blends[1:]]
+    arts = studio.render_many(records, on_step=on_step, run=run)
     finished = iter(arts)
-    images = [next(finished, None) if weights is not None else None for weights in cells]
+    images = [next(finished) if weights is not None else None for weights in cells]
     labels = [label(weights) if weights is not None else "" for weights in cells]
     title = f"{' : '.join(keys)} | {records[0].subject} | seed {records[0].seed}"
     return contact_sheet(images, labels, columns=columns, cell=cell, title=title), arts
@@ -360,3 +373,6 @@ def weights_table(artworks):
     except ImportError:
         return rows
     return pd.DataFrame(rows, columns=columns)
+
+
+INPUTS["fuse"] = inputs  # the Studio renders and replays "fuse" records with these inputs

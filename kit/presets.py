@@ -253,7 +253,7 @@ def not_available(preset: Preset, part: str = "pipeline", cause: Exception | Non
     error = KitError(
         f"the {part} of preset {preset.name!r} is not on this machine and cannot be downloaded now. "
         f"In JupyterLab: stop `kit lab` and restart it with `kit lab --preset tiny` (works offline); in code: "
-        f"kit.Studio(preset='tiny'). To use {preset.name}, run `kit download {preset.name}` once with internet access."
+        f"kit.Studio(preset='tiny') or KIT_PRESET=tiny. To use {preset.name}, run `kit download {preset.name}` once with internet access."
     )
     error.cause = cause
     return error

@@ -29,7 +29,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .errors import KitError
+from .files import read_image
 from .provenance import Artwork, Record, pixel_hash, sampler_name
+from .runs import Stopped
+from .studio import RENDERERS
 
 TINT = (255, 0, 255)  # magenta: rare in paintings and photographs, easy to see
 TINT_ALPHA = 0.35
@@ -75,29 +78,12 @@ class Restoration(Artwork):
 
 
 def check_image(image, field: str = "image") -> Image.Image:
-    """An RGB copy of `image` (PIL image, Artwork, numpy array or file path); KitError otherwise."""
-    if isinstance(image, Artwork):
-        image = image.image
-    if isinstance(image, (str, os.PathLike)):
-        path = Path(image).expanduser()
-        try:
-            with Image.open(path) as opened:
-                opened.load()
-                image = opened.copy()
-        except (OSError, ValueError) as err:
-            raise KitError(f"{field}: cannot read an image from {str(path)!r} ({err})") from None
-    elif isinstance(image, np.ndarray):
-        try:
-            image = Image.fromarray(image)
-        except (TypeError, ValueError) as err:
-            raise KitError(f"{field}: a {image.dtype} array of shape {image.shape} is not an image "
-                           "(use H x W x 3 uint8)") from err
-    if not isinstance(image, Image.Image):
-        raise KitError(f"{field} must be a PIL image, an Artwork, an array or a file path, got {type(image).__name__}")
-    try:
-        rgb = image.convert("RGB")
-    except (ValueError, OSError) as err:
-        raise KitError(f"{field}: colour mode {image.mode} cannot be converted to RGB ({err})") from None
+    """An RGB copy of `image` (PIL image, Artwork, numpy array, bytes or file path); KitError otherwise.
+
+    Read by `kit.files.read_image`, the kit's one reader: upright, transparency on white,
+    16-bit scaled to 8 bits, files capped in size.
+    """
+    rgb = read_image(image, field=field)
     if min(rgb.size) < MIN_SIDE:
         raise KitError(f"{field} is {rgb.width}x{rgb.height} px: each side must be at least {MIN_SIDE} px")
     return rgb
@@ -225,7 +211,7 @@ def plan(studio, image, mask, prompt=None, seed=None, *, negative=None, steps=No
     source = check_image(image)
     region = check_mask(mask, source.size)
     preset = studio.preset
-    if not preset.offline and not preset.inpaint:
+    if not studio.has("inpaint"):
         raise KitError(f"preset {preset.name!r} has no inpainting model: restore with the sd-turbo, "
                        "sdxl-turbo or tiny preset")
     text = studio.check_prompt(prompt, allow_empty=True)
@@ -242,8 +228,8 @@ def plan(studio, image, mask, prompt=None, seed=None, *, negative=None, steps=No
         raise KitError(f"steps x strength must be at least 1 (the model runs that many steps), "
                        f"got {steps} x {strength}")
     width, height = work_size(source.size, preset)
-    record = studio._record(prompt=text, negative=negative, seed=seed, steps=steps, guidance=guidance,
-                            width=source.width, height=source.height, decoder="vae")
+    record = studio.record(prompt=text, negative=negative, seed=seed, steps=steps, guidance=guidance,
+                           width=source.width, height=source.height, decoder="vae")
     record.kind = "restore"
     record.model = preset.inpaint or "kit-tiny-inpaint"
     record.restore = {
@@ -275,21 +261,23 @@ def work_size(size: tuple[int, int], preset) -> tuple[int, int]:
 
 
 def restore(studio, image, mask, prompt=None, seed=None, *, negative=None, steps=None, guidance=None,
-            strength: float = 1.0, on_step=None) -> Restoration:
-    """Inpaint the masked (damaged) pixels of `image`; everything else is returned unchanged.
+            strength: float = 1.0, on_step=None, run=None) -> Restoration:
+    """Inpaint the masked region of a damaged image; returns a Restoration (an Artwork).
 
     mask: white (255) / True / 1 where the image is damaged. prompt: what belongs there (may be
     empty: the model then continues what surrounds the hole). strength: 1.0 paints the masked
     region from fresh noise; lower keeps more of what is there. steps and guidance default to
     the preset's for tiny, and to 25 steps at guidance 7.5 for the Hub inpainting models.
     The same seed gives the same pixels. The result's `overlay` shows which pixels the model made.
+    A stopped `run` raises `kit.Stopped`.
     """
     record, source, region = plan(studio, image, mask, prompt, seed, negative=negative, steps=steps,
                                   guidance=guidance, strength=strength)
-    return _paint(studio, record, source, region, on_step)
+    with studio.running(run, on_step) as run:
+        return _paint(studio, record, source, region, run)
 
 
-def render(studio, record: Record, image=None, mask=None) -> Restoration:
+def render(studio, record: Record, run=None, image=None, mask=None) -> Restoration:
     """Redo the restoration a record describes (what a replay of a "restore" record needs).
 
     `image` is the damaged source; by default the file at `record.restore["source_path"]`.
@@ -309,81 +297,39 @@ def render(studio, record: Record, image=None, mask=None) -> Restoration:
     if mask_hash(region) != info.get("mask_sha256"):
         raise KitError("mask is not the one this restoration used (its hash differs)")
     again = Record.from_dict(record.to_dict())
-    return _paint(studio, again, source, region, None)
+    with studio.running(run) as run:
+        return _paint(studio, again, source, region, run)
 
 
-def inpaint_pipeline(studio):
-    """The preset's inpainting pipeline, loaded on first use and kept on the studio."""
-    pipe = getattr(studio, "_inpaint", None)
-    if pipe is None:
-        from diffusers import DiffusionPipeline
-
-        pipe = studio._from_pretrained(DiffusionPipeline, "inpaint")
-        pipe.set_progress_bar_config(disable=True)
-        pipe.to(studio.device)
-        studio._inpaint = pipe
-        studio._inpaint_revision = _revision(studio)
-    return pipe
-
-
-def _revision(studio) -> str | None:
-    """The commit (or tiny build) the inpainting weights come from, when known."""
-    from . import presets
-
-    source = studio._source("inpaint")
-    if studio.preset.offline:
-        return Path(source).parent.name
-    if Path(source).is_dir():
-        return None
-    cached = presets._cached_file(source, "model_index.json")
-    return Path(cached).parent.name if cached else None
-
-
-def _paint(studio, record: Record, source: Image.Image, region: np.ndarray, on_step) -> Restoration:
+def _paint(studio, record: Record, source: Image.Image, region: np.ndarray, run) -> Restoration:
     """Run the inpainting model at the work size and put the source back outside the mask."""
     import torch
 
-    pipe = inpaint_pipeline(studio)
+    pipe = studio.load("inpaint")
     width, height = record.restore["work_size"]
     strength = record.restore["strength"]
     work_image, work_mask = source, mask_image(region)
     if (width, height) != source.size:
         work_image = source.resize((width, height), Image.LANCZOS)
         work_mask = work_mask.resize((width, height), Image.NEAREST)
-    total = int(record.steps * strength)
-    bar = studio._progress(total)
-    studio._stop.clear()
-
-    def step_end(pipe_, i, t, kwargs):
-        if bar is not None:
-            bar.update(1)
-        if on_step is not None:
-            on_step(i + 1, total)
-        if studio.stopping:
-            pipe_._interrupt = True
-        return kwargs
-
+    run.expect(int(record.steps * strength))
     try:
-        with studio._lock, torch.inference_mode():
-            painted = pipe(
-                prompt=record.prompt,
-                negative_prompt=record.negative or None,
-                image=work_image,
-                mask_image=work_mask,
-                width=width,
-                height=height,
-                strength=strength,
-                num_inference_steps=record.steps,
-                guidance_scale=record.guidance,
-                generator=torch.Generator("cpu").manual_seed(record.seed),
-                output_type="pil",
-                callback_on_step_end=step_end,
-            ).images[0]
-    finally:
-        if bar is not None:
-            bar.close()
-    if studio.stopping:
-        raise KitError("the restoration was stopped before it finished")
+        painted, = studio.denoise(
+            pipe, run,
+            prompt=record.prompt,
+            negative_prompt=record.negative or None,
+            image=work_image,
+            mask_image=work_mask,
+            width=width,
+            height=height,
+            strength=strength,
+            num_inference_steps=record.steps,
+            guidance_scale=record.guidance,
+            generator=torch.Generator("cpu").manual_seed(record.seed),
+            output_type="pil",
+        )
+    except Stopped:
+        raise Stopped("the restoration", [], 1) from None
     if painted.size != source.size:
         painted = painted.resize(source.size, Image.LANCZOS)
     pixels = np.where(region[:, :, None], np.asarray(painted.convert("RGB")), np.asarray(source))
@@ -391,12 +337,15 @@ def _paint(studio, record: Record, source: Image.Image, region: np.ndarray, on_s
 
     record.scheduler = type(pipe.scheduler).__name__
     record.sampler = sampler_name(record.scheduler)
-    record.revision = studio._inpaint_revision
+    record.revision = studio.revision("inpaint")
     record.sha256 = pixel_hash(restored)
     art = Restoration(restored, record, overlay=disclose(restored, region), mask=mask_image(region), source=source)
     if studio.gallery is not None:
         studio.gallery.add(art)
     return art
+
+
+RENDERERS["restore"] = render  # the Studio replays "restore" records with this
 
 
 # ---------------------------------------------------------------- practice damage

@@ -14,7 +14,6 @@ import threading
 import warnings
 from contextlib import contextmanager
 from dataclasses import replace as _replace
-from importlib import import_module
 from pathlib import Path
 from typing import Callable
 
@@ -24,17 +23,20 @@ from . import latents as latent_math
 from . import presets, styles
 from .errors import KitError
 from .provenance import Artwork, Gallery, Record, pixel_hash, sampler_name
+from .runs import Run, Stopped, as_run
 
 MAX_PROMPT_CHARS = 5000
 MAX_STEPS = 150
 MAX_BATCH = 64
 MAX_GUIDANCE = 30.0
 
-# record kind -> (module, function) that builds a batch's conditioning and latents
-INPUTS = {
-    "walk": ("kit.walks", "inputs"),
-    "fuse": ("kit.fusion", "inputs"),
-}
+# What features register when imported (see `_import_features`):
+# record kind -> function(studio, records) -> (conditioning, initial latents), for kinds the text-to-image path renders
+INPUTS: dict[str, Callable] = {}
+# record kind -> function(studio, record, run) -> Artwork, for kinds with a pipeline of their own (restore)
+RENDERERS: dict[str, Callable] = {}
+# the parts a preset can have, and where the tiny preset keeps each
+PARTS = {"pipeline": "pipeline", "preview": "taesd", "inpaint": "inpaint"}
 # the record fields that may differ between the images of one batch
 BATCH_FIELDS = ("seed", "prompt", "subject", "walk", "fusion")
 
@@ -61,68 +63,89 @@ class Studio:
         self.batch_size = batch_size or (8 if self.device.startswith("cuda") else 4)
         self.gallery = gallery if isinstance(gallery, Gallery) or gallery is None else Gallery(gallery)
         self.progress_bar = True
-        self._pipe = None
-        self._revision = None
-        self._preview_vae = None
-        self._inpaint = None  # the inpainting pipeline, loaded by kit.restore on first use
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
+        self._parts: dict = {}           # loaded parts by name: "pipeline", "preview", "inpaint"
+        self._revisions: dict = {}       # the commit (or tiny build) each loaded part comes from
+        self._loading = threading.Lock()  # parts load once, even when two widgets ask at the same time
+        self._lock = threading.Lock()    # one pipeline call (and prompt encoding) at a time
+        self._runs: set[Run] = set()     # runs in progress, for stop()
+        self._runs_lock = threading.Lock()
 
     def __repr__(self):
-        loaded = "loaded" if self._pipe is not None else "not loaded yet"
+        loaded = "loaded" if "pipeline" in self._parts else "not loaded yet"
         return f"Studio(preset={self.preset.name!r}, device={self.device!r}, dtype={str(self.dtype)[6:]}, {loaded})"
 
     # ------------------------------------------------------------ loading
 
     def _source(self, part: str) -> str:
-        """Where `part` ("pipeline", "taesd", "inpaint") is loaded from."""
+        """Where `part` ("pipeline", "preview", "inpaint") is loaded from."""
         if self.preset.offline:
             from . import tiny
 
-            return str(tiny.ensure_saved() / part)
-        return {"pipeline": self.preset.model, "taesd": self.preset.preview, "inpaint": self.preset.inpaint}[part]
+            return str(tiny.ensure_saved() / PARTS[part])
+        return {"pipeline": self.preset.model, "preview": self.preset.preview, "inpaint": self.preset.inpaint}[part]
 
-    def _from_pretrained(self, cls, part: str, **kwargs):
-        """Load `part` with diffusers' `from_pretrained`, the same call for the tiny preset and the Hub."""
-        presets.require(self.preset, {"taesd": "preview", "inpaint": "inpaint"}.get(part, "pipeline"))
-        if self.preset.variant and self.dtype == torch.float16 and part != "taesd":
+    def has(self, part: str) -> bool:
+        """True when the preset has `part` ("pipeline", "preview" or "inpaint")."""
+        if part not in PARTS:
+            raise KitError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
+        return self.preset.offline or part == "pipeline" or bool(self._source(part))
+
+    def load(self, part: str = "pipeline"):
+        """A part of the preset, loaded on first use and kept: the text-to-image pipeline, the TAESD
+        "preview" decoder or the "inpaint" pipeline. Thread-safe: a part is loaded once."""
+        if not self.has(part):
+            raise KitError(f"preset {self.preset.name!r} has no {part} model")
+        with self._loading:
+            if part not in self._parts:
+                self._parts[part] = self._load(part)
+                self._revisions[part] = self._weights_revision(part)
+            return self._parts[part]
+
+    @property
+    def loaded(self) -> tuple[str, ...]:
+        """The parts loaded so far (nothing is loaded until an image is asked for)."""
+        return tuple(self._parts)
+
+    def revision(self, part: str = "pipeline") -> str | None:
+        """The commit (or tiny build) a loaded part's weights come from, when known."""
+        return self._revisions.get(part)
+
+    def _load(self, part: str):
+        from diffusers import AutoencoderTiny, DiffusionPipeline
+
+        presets.require(self.preset, {"preview": "preview", "inpaint": "inpaint"}.get(part, "pipeline"))
+        kwargs = {_dtype_argument(): self.dtype}
+        if self.preset.variant and self.dtype == torch.float16 and part != "preview":
             kwargs["variant"] = self.preset.variant
+        cls = AutoencoderTiny if part == "preview" else DiffusionPipeline
         try:
             with _quiet_loading():
-                return cls.from_pretrained(self._source(part), **{_dtype_argument(): self.dtype}, **kwargs)
+                model = cls.from_pretrained(self._source(part), **kwargs)
         except OSError as err:
             raise presets.not_available(self.preset, part, err) from None
+        if part != "preview":
+            model.set_progress_bar_config(disable=True)
+        model.to(self.device)
+        if part == "pipeline" and self.compile:
+            model.unet = torch.compile(model.unet, mode="reduce-overhead", fullgraph=True)
+        return model
 
     @property
     def pipe(self):
         """The text-to-image pipeline, loaded on first use."""
-        if self._pipe is None:
-            from diffusers import DiffusionPipeline
-
-            pipe = self._from_pretrained(DiffusionPipeline, "pipeline")
-            pipe.set_progress_bar_config(disable=True)
-            pipe.to(self.device)
-            if self.compile:
-                pipe.unet = torch.compile(pipe.unet, mode="reduce-overhead", fullgraph=True)
-            self._pipe = pipe
-            self._revision = self._weights_revision()
-        return self._pipe
+        return self.load("pipeline")
 
     @property
     def preview_vae(self):
         """The TAESD preview decoder, or None when the preset has none."""
-        if self._preview_vae is None and (self.preset.offline or self.preset.preview):
-            from diffusers import AutoencoderTiny
+        return self.load("preview") if self.has("preview") else None
 
-            self._preview_vae = self._from_pretrained(AutoencoderTiny, "taesd").to(self.device)
-        return self._preview_vae
-
-    def _weights_revision(self) -> str | None:
-        """The commit (or tiny build) the pipeline weights come from, when known."""
-        source = Path(self._source("pipeline"))
+    def _weights_revision(self, part: str) -> str | None:
+        """The commit (or tiny build) the part's weights come from, when known."""
+        source = Path(self._source(part))
         if source.is_dir():
             return source.parent.name if self.preset.offline else None
-        cached = presets._cached_file(self.preset.model, "model_index.json")
+        cached = presets._cached_file(str(self._source(part)), "model_index.json")
         return Path(cached).parent.name if cached else None
 
     # ------------------------------------------------------------ checking requests
@@ -181,76 +204,82 @@ class Studio:
         latent_math.check_seed(seed + n - 1)
         steps, guidance = self.check_settings(steps, guidance)
         width, height = self.check_size(size)
-        decoder = "taesd" if preview and (self.preset.offline or self.preset.preview) else "vae"
+        decoder = "taesd" if preview and self.has("preview") else "vae"
         if preview and decoder == "vae":
             warnings.warn(f"preset {self.preset.name!r} has no preview decoder: decoding with the full VAE", stacklevel=3)
         if negative and guidance <= 1:
             warnings.warn("the negative prompt has no effect when guidance <= 1 (sd-turbo's default is 0)", stacklevel=3)
         return [
-            self._record(prompt=text, subject=subject if style else None, style=style, negative=negative,
+            self.record(prompt=text, subject=subject if style else None, style=style, negative=negative,
                          seed=seed + i, steps=steps, guidance=guidance, width=width, height=height,
                          decoder=decoder)
             for i in range(n)
         ]
 
-    def _record(self, **fields) -> Record:
+    def record(self, **fields) -> Record:
+        """A Record of this studio's preset, model, device and dtype, with `fields` filled in."""
         return Record(preset=self.preset.name, model=self.preset.model or "kit-tiny", device=self.device,
                       dtype=str(self.dtype).replace("torch.", ""), **fields)
 
     # ------------------------------------------------------------ making images
 
     def generate(self, prompt, *, style=None, negative=None, seed=None, n=1, steps=None, guidance=None,
-                 size=None, preview=False, on_step: Callable[[int, int], None] | None = None) -> list[Artwork]:
+                 size=None, preview=False, on_step: Callable[[int, int], None] | None = None,
+                 run: Run | None = None) -> list[Artwork]:
         """Make `n` images of `prompt` (seeds seed, seed+1, ...); `preview=True` decodes with TAESD.
 
         `style` is a catalogue id (see `kit.styles.catalogue()`); its template wraps the prompt.
-        `on_step(done, total)` is called after every diffusion step; `stop()` ends the run between
-        steps and returns the images already finished.
+        `on_step(done, total)` is called after every diffusion step. A `kit.Run` passed as `run`
+        can stop the work from another thread: it then raises `kit.Stopped`, whose `done` holds
+        the images already finished.
         """
         records = self.plan(prompt, style=style, negative=negative, seed=seed, n=n, steps=steps,
                             guidance=guidance, size=size, preview=preview)
-        if self._pipe is None:
+        if "pipeline" not in self._parts:
             presets.require(self.preset)  # a missing model: one short error here, not from deep inside loading
-        return self.render_many(records, on_step=on_step)
+        return self.render_many(records, on_step=on_step, run=run)
 
-    def render(self, record: Record) -> Artwork:
+    def render(self, record: Record, *, run: Run | None = None) -> Artwork:
         """Make the image a Record describes (what `kit.replay` calls).
 
         A record made in a batch names its batch-mates; they are rendered
         together again, because a batch's arithmetic can differ from a single
         image's in the last bit, and a replay must give the same pixels.
         """
-        if record.kind == "restore":
-            from .restore import render as restore_again
-
-            return restore_again(self, record)
+        _import_features()
+        if record.kind in RENDERERS:
+            with self.running(run) as run:
+                return RENDERERS[record.kind](self, record, run)
         batch = (record.extra or {}).get("batch")
         if not batch:
-            return self.render_many([record])[0]
+            return self.render_many([record], run=run)[0]
         mates = [_replace(record, **member) for member in batch["members"]]
-        return self.render_many(mates, batch_size=len(mates))[batch["index"]]
+        return self.render_many(mates, batch_size=len(mates), run=run)[batch["index"]]
 
-    def render_many(self, records: list[Record], on_step=None, batch_size: int | None = None) -> list[Artwork]:
-        """Render records of the same kind and settings in batches: the work of every public method."""
-        self._stop.clear()
+    def render_many(self, records: list[Record], on_step=None, batch_size: int | None = None, *,
+                    run: Run | None = None) -> list[Artwork]:
+        """Render records of the same kind and settings in batches: the work of every public method.
+
+        Raises `kit.Stopped` (with the finished images as `done`) when the run is stopped.
+        """
         batch_size = batch_size or self.batch_size
         done: list[Artwork] = []
         steps = records[0].steps
-        total = math.ceil(len(records) / batch_size) * steps
-        bar = self._progress(total)
-        try:
+        with self.running(run, on_step) as run:
+            run.expect(math.ceil(len(records) / batch_size) * steps)
             for start in range(0, len(records), batch_size):
                 batch = records[start:start + batch_size]
-                cond, latents = self.inputs(batch)
-                images = self._run(cond, latents, batch, bar, on_step, start // batch_size * steps, total)
-                if images is None:
-                    warnings.warn(f"stopped: {len(done)} of {len(records)} images finished", stacklevel=2)
-                    break
+                try:
+                    cond, latents = self.inputs(batch)
+                    images = self.decode(self.denoise(self.pipe, run, **self._call(cond, latents, batch)),
+                                         preview=batch[0].decoder == "taesd")
+                except Stopped:
+                    raise Stopped("the run", done, len(records)) from None
                 members = [_member(r) for r in batch]
                 for i, (image, record) in enumerate(zip(images, batch)):
                     record.scheduler = type(self.pipe.scheduler).__name__
                     record.sampler = sampler_name(record.scheduler)
-                    record.revision = self._revision
+                    record.revision = self.revision("pipeline")
                     record.extra = {k: v for k, v in (record.extra or {}).items() if k != "batch"}
                     if len(batch) > 1:
                         record.extra["batch"] = {"index": i, "members": members}
@@ -259,9 +288,6 @@ class Studio:
                     if self.gallery is not None:
                         self.gallery.add(art)
                     done.append(art)
-        finally:
-            if bar is not None:
-                bar.close()
         return done
 
     def inputs(self, records: list[Record]) -> tuple[dict, torch.Tensor]:
@@ -270,9 +296,9 @@ class Studio:
         if kind == "generate":
             cond = self.encode([r.prompt for r in records], records[0].negative, records[0].guidance)
             return cond, self.noise([r.seed for r in records], records[0].width, records[0].height)
+        _import_features()
         if kind in INPUTS:
-            module, name = INPUTS[kind]
-            return getattr(import_module(module), name)(self, records)
+            return INPUTS[kind](self, records)
         raise KitError(f"this studio cannot render records of kind {kind!r}")
 
     def walk(self, keyframes, frames: int = 24, method: str = "slerp", loop: bool = False, **options):
@@ -287,27 +313,40 @@ class Studio:
 
         return fuse(self, weights, subject=subject, seed=seed, **options)
 
+    def fusion_grid(self, styles, subject: str, *, seed=None, points: int = 5, **options):
+        """A contact sheet of fusions between 2 or 3 styles, `points` per edge: see `kit.fusion.fusion_grid`."""
+        from .fusion import fusion_grid
+
+        return fusion_grid(self, styles, subject, seed=seed, points=points, **options)
+
     def restore(self, image, mask, prompt=None, seed=None, **options) -> Artwork:
         """Inpaint the masked region of a damaged image, disclosing it: see `kit.restore.restore`."""
         from .restore import restore
 
         return restore(self, image, mask, prompt=prompt, seed=seed, **options)
 
+    # ------------------------------------------------------------ runs
+
+    @contextmanager
+    def running(self, run: Run | None = None, on_step=None):
+        """The run for a piece of work (the one given, else a new one), known to `stop()` while it lasts."""
+        run = as_run(run, on_step, progress_bar=self.progress_bar, description=self.preset.name)
+        with self._runs_lock:
+            nested = run in self._runs
+            self._runs.add(run)
+        try:
+            yield run
+        finally:
+            if not nested:
+                with self._runs_lock:
+                    self._runs.discard(run)
+                run.close()
+
     def stop(self):
-        """Ask a running generation to stop after the current diffusion step."""
-        self._stop.set()
-
-    @property
-    def stopping(self) -> bool:
-        """True once `stop()` was called, until the next run starts."""
-        return self._stop.is_set()
-
-    def _progress(self, total):
-        if not self.progress_bar or total <= 1:
-            return None
-        from tqdm.auto import tqdm
-
-        return tqdm(total=total, desc=self.preset.name, unit="step", leave=False)
+        """Stop every run in progress on this studio after its current step (a widget's Stop stops only its own)."""
+        with self._runs_lock:
+            for run in self._runs:
+                run.stop()
 
     # ------------------------------------------------------------ the pipeline
 
@@ -316,7 +355,7 @@ class Studio:
         pipe = self.pipe
         cfg = guidance > 1
         self._warn_if_truncated(prompts)
-        with torch.inference_mode():
+        with self._lock, torch.inference_mode():
             if self.preset.family == "sdxl":
                 out = pipe.encode_prompt(prompts, device=self.device, num_images_per_prompt=1,
                                          do_classifier_free_guidance=cfg, negative_prompt=[negative] * len(prompts))
@@ -343,36 +382,37 @@ class Studio:
         shape = (pipe.unet.config.in_channels, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
         return torch.stack([latent_math.noise(seed, shape) for seed in seeds])
 
-    def _run(self, cond, latents, batch: list[Record], bar, on_step, offset, total):
-        """Denoise a batch and decode it; None when stopped."""
-        pipe = self.pipe
+    def _call(self, cond: dict, latents: torch.Tensor, batch: list[Record]) -> dict:
+        """The text-to-image pipeline's arguments for a batch, to latents."""
         settings = batch[0]
-        generators = [torch.Generator("cpu").manual_seed(r.seed) for r in batch]
+        return dict(**cond, latents=latents.to(self.device, self.dtype),
+                    generator=[torch.Generator("cpu").manual_seed(r.seed) for r in batch],
+                    num_inference_steps=settings.steps, guidance_scale=settings.guidance,
+                    height=settings.height, width=settings.width, output_type="latent")
+
+    def denoise(self, pipe, run: Run, **call):
+        """Call a pipeline of this studio (`load(...)`) under its lock, one `run.step()` per diffusion
+        step; returns the output's images (latents or pictures, as `output_type` asks).
+
+        Raises `kit.Stopped` when the run is stopped, before or during the call.
+        """
+        interrupted = []
 
         def step_end(pipe_, i, t, kwargs):
-            if bar is not None:
-                bar.update(1)
-            if on_step is not None:
-                on_step(offset + i + 1, total)
-            if self._stop.is_set():
+            run.step()
+            last = i + 1 >= getattr(pipe_, "num_timesteps", i + 2)
+            if run.stopped and not last:  # a Stop at the last step lets the finished images through
                 pipe_._interrupt = True
+                interrupted.append(i)
             return kwargs
 
+        if run.stopped:
+            raise Stopped()
         with self._lock, torch.inference_mode():
-            out = pipe(
-                **cond,
-                latents=latents.to(self.device, self.dtype),
-                generator=generators,
-                num_inference_steps=settings.steps,
-                guidance_scale=settings.guidance,
-                height=settings.height,
-                width=settings.width,
-                output_type="latent",
-                callback_on_step_end=step_end,
-            ).images
-            if self._stop.is_set():
-                return None
-            return self.decode(out, preview=settings.decoder == "taesd")
+            out = pipe(**call, callback_on_step_end=step_end).images
+        if interrupted:
+            raise Stopped()
+        return out
 
     def decode(self, latents: torch.Tensor, preview: bool = False) -> list:
         """Latents to PIL images with the full VAE, or with TAESD when `preview`."""
@@ -384,6 +424,11 @@ class Studio:
             else:
                 pixels = pipe.vae.decode(latents.to(pipe.vae.dtype) / pipe.vae.config.scaling_factor).sample
         return pipe.image_processor.postprocess(pixels, output_type="pil")
+
+
+def _import_features() -> None:
+    """The features register their record kinds (INPUTS, RENDERERS) when imported."""
+    from . import fusion, restore, walks  # noqa: F401
 
 
 def _dtype_argument() -> str:

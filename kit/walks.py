@@ -39,6 +39,8 @@ from . import latents, styles
 from .errors import KitError
 from .files import write_atomic
 from .provenance import Artwork, Record
+from .runs import Stopped
+from .studio import INPUTS
 
 METHODS = ("slerp", "lerp")
 SPACES = ("auto", "clip", "pixels")
@@ -132,7 +134,7 @@ def _check_batch_size(batch_size, default) -> int:
 def walk(studio, keyframes, frames: int = 24, method: str = "slerp", loop: bool = False, *,
          even: bool = False, space: str = "auto", refine: int = 1, batch_size: int | None = None,
          reuse: Walk | None = None, on_step=None, negative=None, steps=None, guidance=None,
-         size=None, preview: bool = False) -> Walk:
+         size=None, preview: bool = False, run=None) -> Walk:
     """Render a walk through ``keyframes`` and return it as a ``Walk`` (a list of Artworks).
 
     frames: how many frames (2 to latents.MAX_FRAMES); loop: walk back to the first keyframe.
@@ -144,7 +146,8 @@ def walk(studio, keyframes, frames: int = 24, method: str = "slerp", loop: bool 
     go alone. reuse: an earlier Walk over the same keyframes and settings whose frames
     are taken instead of rendered again. on_step(done, total): progress.
     negative, steps, guidance, size, preview: as for ``studio.generate``.
-    ``studio.stop()`` ends the walk early (with a warning); ``walk.complete`` is then False.
+    run: a `kit.Run` that can stop the walk; a stopped walk raises `kit.Stopped` whose `done`
+    is the Walk of the frames finished (``complete`` False), which `reuse` can continue.
     """
     frames = check_frames(frames)
     if isinstance(refine, bool) or not isinstance(refine, numbers.Integral) or not 0 <= refine <= 4:
@@ -158,10 +161,16 @@ def walk(studio, keyframes, frames: int = 24, method: str = "slerp", loop: bool 
     plan = latents.plan_walk(len(result.keyframes), frames, loop=result.loop)
     keys = [(segment, t) for segment, _end, t in plan]
     positions = latents.walk_positions(plan)
-    arts = result._render(keys, on_step)
-    if even and all(a is not None for a in arts):
-        keys, positions, arts = result._even_pacing(keys, positions, arts, frames, refine, on_step)
-        result.even = True
+    with studio.running(run, on_step) as run:
+        try:
+            arts = result._render(keys, run)
+            if even:
+                keys, positions, arts = result._even_pacing(keys, positions, arts, frames, refine, run)
+                result.even = True
+        except Stopped:
+            result.complete = False
+            result._show(keys, positions, [result._cache.get(key) for key in keys])
+            raise Stopped("the walk", result, len(keys)) from None
     result._show(keys, positions, arts)
     return result
 
@@ -212,7 +221,6 @@ class Walk(list):
         self.first_pass: tuple[np.ndarray, np.ndarray] | None = None
         self._steps: np.ndarray | None = None
         self._space_used: str | None = None
-        self._started = False  # set once this walk has rendered something (a stop after that ends it)
 
     def __repr__(self):
         path = " -> ".join(f"{k.prompt!r}/{k.seed}" + (f"/{k.style}" if k.style else "") for k in self.keyframes)
@@ -299,31 +307,27 @@ class Walk(list):
 
     # ------------------------------------------------------------ rendering
 
-    def _render(self, keys, on_step=None) -> list[Artwork | None]:
-        """Artworks for (segment, t) keys, from the cache or rendered; None where a stop cut it short."""
+    def _render(self, keys, run) -> list[Artwork]:
+        """Artworks for (segment, t) keys, from the cache or rendered (raises kit.Stopped, keeping what was made)."""
         missing = [key for key in dict.fromkeys(keys) if key not in self._cache]
         records = [self.frame_record(segment, t, i, len(keys)) for i, (segment, t) in enumerate(missing)]
         alone = [r for r in records if r.walk["t"] in (0.0, 1.0)]
         batched = [r for r in records if r.walk["t"] not in (0.0, 1.0)]
-        total = len(records) * (records[0].steps if records else 1)
-        done = 0
+        if records:
+            run.expect(len(alone) * records[0].steps + math.ceil(len(batched) / self.batch_size) * records[0].steps)
         for group, size in ((alone, 1), (batched, self.batch_size)):
             if not group:
                 continue
-            if self._started and self.studio.stopping:  # Stop pressed between two renders
-                warnings.warn("stopped before the walk was finished", stacklevel=3)
-                self.complete = False
-                break
-            progress = None if on_step is None else (lambda d, _t, base=done: on_step(base + d, total))
-            arts = self.studio.render_many(group, on_step=progress, batch_size=size)
-            self._started = True
-            for art in arts:
-                self._cache[(art.record.walk["segment"], art.record.walk["t"])] = art
-            done += len(group) * group[0].steps
-            if len(arts) < len(group):
-                self.complete = False
-                break
-        return [self._cache.get(key) for key in keys]
+            try:
+                self._keep(self.studio.render_many(group, batch_size=size, run=run))
+            except Stopped as stopped:
+                self._keep(stopped.done)
+                raise
+        return [self._cache[key] for key in keys]
+
+    def _keep(self, arts):
+        for art in arts:
+            self._cache[(art.record.walk["segment"], art.record.walk["t"])] = art
 
     def _show(self, keys, positions, arts):
         """Make the list hold the rendered frames, each record numbered within this walk."""
@@ -336,7 +340,7 @@ class Walk(list):
         self.positions = np.array([p for _k, p, _a in kept], dtype=np.float64)
         self._steps = None
 
-    def _even_pacing(self, keys, positions, arts, frames, refine, on_step):
+    def _even_pacing(self, keys, positions, arts, frames, refine, run):
         """Measure the rendered walk, add frames where it jumps, and re-time it to equal steps."""
         steps = self._measure(arts)
         self.first_pass = (positions.copy(), steps)
@@ -346,15 +350,13 @@ class Walk(list):
             if len(more) == len(positions):
                 break
             keys = [known.get(p) or self._key_at(p) for p in more.tolist()]
-            arts = self._render(keys, on_step)
-            if not self.complete:
-                return keys, more, arts
+            arts = self._render(keys, run)
             positions = more
             known.update(zip(positions.tolist(), keys))
             steps = self._measure(arts)
         timed = latents.even_pacing(positions, steps, frames=frames)
         keys = [known.get(p) or self._key_at(p) for p in timed.tolist()]
-        return keys, timed, self._render(keys, on_step)
+        return keys, timed, self._render(keys, run)
 
     def _key_at(self, position: float) -> tuple[int, float]:
         (segment, _end, t), = latents.plan_at([position], len(self.keyframes), loop=self.loop)
@@ -569,3 +571,6 @@ def _walk_fields(record: Record) -> dict:
         raise KitError("this walk record is incomplete or damaged: record.walk needs keyframes, prompts, "
                        f"method ('slerp' or 'lerp'), segment and t in [0, 1]; got {w!r}")
     return w
+
+
+INPUTS["walk"] = inputs  # the Studio renders and replays "walk" records with these inputs

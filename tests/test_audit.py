@@ -248,7 +248,7 @@ def no_models(monkeypatch):
     def fail(*args, **kwargs):
         pytest.fail("a model was loaded for bad input")
 
-    monkeypatch.setattr(studio, "_from_pretrained", fail)
+    monkeypatch.setattr(studio, "_load", fail)
     monkeypatch.setattr(studio, "render_many", fail)
     return studio
 

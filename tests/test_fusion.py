@@ -115,7 +115,7 @@ def test_grid_cells_sweep_and_triangle():
 
 
 def test_two_style_grid_is_a_sweep(studio, tmp_path):
-    sheet, arts = fusion.fusion_grid(studio, ["ukiyo-e", "art-deco"], SUBJECT, seed=2, steps=3, cell=80)
+    sheet, arts = studio.fusion_grid(["ukiyo-e", "art-deco"], SUBJECT, seed=2, points=3, cell=80)
     assert [a.record.fusion for a in arts] == [{"ukiyo-e": 1, "art-deco": 0}, {"ukiyo-e": 0.5, "art-deco": 0.5},
                                               {"ukiyo-e": 0, "art-deco": 1}]
     assert {a.record.seed for a in arts} == {2}
@@ -126,8 +126,7 @@ def test_two_style_grid_is_a_sweep(studio, tmp_path):
 
 
 def test_three_style_grid_is_a_triangle(studio):
-    sheet, arts = fusion.fusion_grid(studio, ["ukiyo-e", "art-deco", "madhubani"], SUBJECT, seed=2, steps=3,
-                                     cell=80)
+    sheet, arts = studio.fusion_grid(["ukiyo-e", "art-deco", "madhubani"], SUBJECT, seed=2, points=3, cell=80)
     assert len(arts) == 6
     assert sheet.size == (3 * 80, 22 + 3 * (80 + 16))
     assert arts[0].record.fusion == {"ukiyo-e": 1, "art-deco": 0, "madhubani": 0}
@@ -168,7 +167,7 @@ def test_bad_fuse_input_is_refused_before_any_model_work(weights, subject, optio
     s = kit.Studio(preset="tiny")
     with pytest.raises(KitError, match=field):
         s.fuse(weights, subject, seed=options.pop("seed", 1), **options)
-    assert s._pipe is None
+    assert s.loaded == ()
 
 
 @pytest.mark.parametrize(
@@ -180,8 +179,9 @@ def test_bad_fuse_input_is_refused_before_any_model_work(weights, subject, optio
         ("ukiyo-e", {}, "styles must be a list"),
         (["ukiyo-e", "UKIYO-E"], {}, "styles names 'ukiyo-e' twice"),
         (["ukiyo-e", "art-decoo"], {}, "unknown style id 'art-decoo'"),
-        (["ukiyo-e", "art-deco"], {"steps": 1}, "steps .* from 2 to 11"),
-        (["ukiyo-e", "art-deco"], {"steps": 50}, "steps .* from 2 to 11"),
+        (["ukiyo-e", "art-deco"], {"points": 1}, "points .* from 2 to 11"),
+        (["ukiyo-e", "art-deco"], {"points": 50}, "points .* from 2 to 11"),
+        (["ukiyo-e", "art-deco"], {"steps": 0}, "steps must be a whole number from 1"),
         (["ukiyo-e", "art-deco"], {"subject": " "}, "subject is empty"),
         (["ukiyo-e", "art-deco"], {"seed": "seven"}, "seed"),
     ],
@@ -189,8 +189,17 @@ def test_bad_fuse_input_is_refused_before_any_model_work(weights, subject, optio
 def test_bad_grid_input_is_refused_before_any_model_work(styles, options, field):
     s = kit.Studio(preset="tiny")
     with pytest.raises(KitError, match=field):
-        fusion.fusion_grid(s, styles, options.pop("subject", SUBJECT), **options)
-    assert s._pipe is None
+        s.fusion_grid(styles, options.pop("subject", SUBJECT), **options)
+    assert s.loaded == ()
+
+
+def test_the_old_grid_arguments_still_work_with_a_warning(studio):
+    with pytest.warns(FutureWarning, match="use points=N"):
+        sheet, arts = fusion.fusion_grid(studio, ["ukiyo-e", "art-deco"], SUBJECT, seed=2, steps=3, cell=80)
+    assert len(arts) == 3 and {a.record.steps for a in arts} == {studio.preset.steps}
+    with pytest.warns(FutureWarning, match="now steps=N"):
+        _, arts = fusion.fusion_grid(studio, ["ukiyo-e", "art-deco"], SUBJECT, seed=2, points=2, diffusion_steps=1)
+    assert len(arts) == 2 and {a.record.steps for a in arts} == {1}
 
 
 def test_a_tampered_record_is_refused_before_any_model_work(studio):
@@ -199,7 +208,7 @@ def test_a_tampered_record_is_refused_before_any_model_work(studio):
     s = kit.Studio(preset="tiny")
     with pytest.raises(KitError, match="positive"):
         s.render(record)
-    assert s._pipe is None
+    assert s.loaded == ()
 
 
 # ---------------------------------------------------------------- tables a reader can read (no models)

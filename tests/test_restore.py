@@ -46,8 +46,7 @@ def no_models(monkeypatch):
     def fail(*args, **kwargs):
         pytest.fail("a model was loaded for bad input")
 
-    monkeypatch.setattr(studio, "_from_pretrained", fail)
-    monkeypatch.setattr(R, "inpaint_pipeline", fail)
+    monkeypatch.setattr(studio, "_load", fail)
     return studio
 
 

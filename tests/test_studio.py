@@ -91,14 +91,12 @@ def test_gallery_studio_saves_every_image(tmp_path):
     assert [a.record.sha256 for a in gallery] == [a.record.sha256 for a in arts]
 
 
-def test_stop_returns_what_is_finished_and_the_studio_stays_usable(studio):
-    def stop_in_second_batch(done, total):
-        if done > studio.preset.steps:  # a step of the second batch
-            studio.stop()
-
-    with pytest.warns(UserWarning, match="stopped"):
-        arts = studio.generate("a dancer", seed=1, n=studio.batch_size * 2, on_step=stop_in_second_batch)
-    assert len(arts) == studio.batch_size
+def test_a_stopped_run_raises_stopped_with_what_is_finished_and_the_studio_stays_usable(studio):
+    run = kit.Run(on_step=lambda done, total: run.stop() if done > studio.preset.steps else None)  # in batch 2
+    with pytest.raises(kit.Stopped) as caught:
+        studio.generate("a dancer", seed=1, n=studio.batch_size * 2, run=run)
+    arts = caught.value.done
+    assert len(arts) == studio.batch_size and caught.value.total == studio.batch_size * 2
     again = studio.render(arts[0].record)
     assert np.array_equal(pixels(again), pixels(arts[0]))
 
@@ -139,7 +137,7 @@ def test_bad_input_is_refused_before_any_model_work(kwargs, field):
     args = {"prompt": "portrait", **kwargs}
     with pytest.raises(KitError, match=field):
         s.generate(args.pop("prompt"), **args)
-    assert s._pipe is None  # nothing was loaded
+    assert s.loaded == ()  # nothing was loaded
 
 
 def test_unknown_preset_and_device_are_clear_errors():

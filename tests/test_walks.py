@@ -191,13 +191,14 @@ def test_a_loop_returns_to_the_first_keyframe(studio):
     assert loop[3].record.walk["loop"] is True and loop[3].record.seed == 4
 
 
-def test_stop_ends_the_walk_early_with_a_warning(studio):
+def test_stop_ends_the_walk_early_and_keeps_the_frames_made(studio):
     def stop_soon(done, total):
         if done >= studio.preset.steps * 3:
             studio.stop()
 
-    with pytest.warns(UserWarning, match="stopped"):
-        cut = studio.walk([("a drummer", 8), ("a singer", 9)], frames=8, batch_size=2, on_step=stop_soon)
+    with pytest.raises(kit.Stopped, match="the walk was stopped") as caught:
+        studio.walk([("a drummer", 8), ("a singer", 9)], frames=8, batch_size=2, on_step=stop_soon)
+    cut = caught.value.done
     assert not cut.complete and 2 <= len(cut) < 8
     whole = studio.walk([("a drummer", 8), ("a singer", 9)], frames=3, reuse=cut)   # the studio still works
     assert len(whole) == 3 and whole.complete
@@ -275,7 +276,7 @@ def test_bad_input_is_refused_before_any_model_work(keyframes, options, field):
     s = kit.Studio(preset="tiny")
     with pytest.raises(KitError, match=field):
         s.walk(keyframes, **options)
-    assert s._pipe is None
+    assert s.loaded == ()
 
 
 def test_keyframes_may_be_dicts_with_styles(studio):
