@@ -23,6 +23,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import KitError
+from .provenance import load
 from .files import write_atomic
 
 TRAINED = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
@@ -129,8 +130,6 @@ def sign(path, cert_chain, private_key, *, original=None, out=None, alg: str = "
     out: where to write (default: replace `path`, atomically). timestamp_url: an RFC 3161
     time-stamp authority (network), none by default.
     """
-    from .provenance import load
-
     path = _png(path, "path")
     c2pa = _c2pa()
     if alg not in ALGORITHMS:

@@ -33,7 +33,7 @@ from PIL import Image, PngImagePlugin
 
 from . import __version__
 from .errors import KitError
-from .files import write_atomic
+from .files import has_alpha, to_rgb, write_atomic
 
 __all__ = [
     "Record", "Artwork", "ReplayResult", "Gallery",
@@ -343,7 +343,7 @@ def pixel_hash(image: Image.Image) -> str:
     return digest.hexdigest()
 
 
-# Modes a PNG stores as they are; anything else is saved as RGB.
+# Modes a PNG stores as they are; anything else is saved as 8-bit RGB (RGBA if it has alpha).
 _PNG_MODES = {"1", "L", "LA", "P", "RGB", "RGBA"}
 
 
@@ -353,16 +353,14 @@ class Artwork:
 
     ``verified`` is set by ``load``: True when the stored hash matches the pixels,
     False when it does not (or no hash was stored), None for a fresh image.
-    ``path`` is where it was last saved or loaded from. ``credentials`` is set
-    by ``load``: None when the file carries no C2PA manifest, else what
-    ``kit.credentials.status`` found (whether it validates).
+    ``path`` is where it was last saved or loaded from. Content credentials (C2PA)
+    are read on request only: ``kit.credentials.status(art.path)``.
     """
 
     image: Image.Image
     record: Record = field(default_factory=Record)
     verified: bool | None = None
     path: Path | None = None
-    credentials: dict | None = None
 
     def save(self, folder, name: str | None = None) -> Path:
         """Write the image and its record as a PNG in ``folder``; returns the path.
@@ -375,7 +373,9 @@ class Artwork:
             raise KitError(f"Artwork.image must be a PIL image, got {type(self.image).__name__}")
         folder = _writable_folder(folder)
         stem = _file_stem(name) if name is not None else None
-        image = self.image if self.image.mode in _PNG_MODES else self.image.convert("RGB")
+        image = self.image
+        if image.mode not in _PNG_MODES:  # 16-bit and float greys scaled, not clipped; alpha kept
+            image = to_rgb(image, alpha=has_alpha(image), field="Artwork.image")
         if not self.record.sha256:
             self.record.sha256 = pixel_hash(image)
         info = PngImagePlugin.PngInfo()
@@ -475,9 +475,7 @@ def load(path) -> Artwork:
     else:
         record = Record(kind="imported", kit_version="")
     verified = bool(record.sha256) and record.sha256 == pixel_hash(image)
-    from .credentials import status
-
-    return Artwork(image=image, record=record, verified=verified, path=path, credentials=status(path))
+    return Artwork(image=image, record=record, verified=verified, path=path)
 
 
 # ---------------------------------------------------------------------------

@@ -64,3 +64,16 @@ def test_notebooks_are_committed_without_outputs_and_use_the_public_api(path):
     source = "\n".join("".join(c["source"]) for c in code)
     assert "KIT_PRESET=" not in source and 'preset="' not in source, "notebooks read $KIT_PRESET, never fix a preset"
     assert "kit._" not in source and "._pipe" not in source, "notebooks use the public API only"
+
+
+def test_provenance_is_a_leaf_that_credentials_builds_on():
+    """No import cycle: provenance imports neither credentials nor any feature, and loading a PNG never scans it for C2PA."""
+    import ast
+
+    for leaf in ("provenance", "errors", "files", "runs", "projection", "styles", "latents"):
+        tree = ast.parse((ROOT / "kit" / f"{leaf}.py").read_text(encoding="utf-8"))
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level}
+        imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level
+                     and node.module is None for alias in node.names}
+        features = {"credentials", "studio", "walks", "fusion", "restore", "auditing", "atlas", "collection", "widgets"}
+        assert not imported & features, (leaf, imported & features)
