@@ -3,11 +3,15 @@
 Readers see the old file or the whole new one, never half of it; a crash leaves at most a
 hidden ``.kit-*.tmp`` file, which only the kit's own clean-up removes. New files get the
 usual modes (0644 less the umask), so others sharing a gallery can read them.
+
+Also the one image reader, `read_image`: regular files only, size caps, EXIF orientation,
+transparency on one background, palette, CMYK and 16-bit images scaled to 8-bit RGB.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -122,3 +126,258 @@ def fsync_folder(folder) -> None:
         pass
     finally:
         os.close(fd)
+
+
+# ---------------------------------------------------------------- the one image reader
+#
+# Every image the kit reads from a user comes through `read_image`, so the embedder, the
+# collections, restoration, the atlas's thumbnails and saved artworks see the same pixels.
+
+MAX_PIXELS = 64_000_000  # an 8000 x 8000 image; more is refused as a possible decompression bomb
+MAX_BYTES = 512 * 2**20  # 512 MiB: larger files are refused before a byte is read
+BACKGROUND = (255, 255, 255)  # the one colour transparent pixels are composited onto
+# Formats an image may be in; others (EPS runs Ghostscript, WMF, FITS ...) are refused unread.
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "TIFF", "BMP", "DIB", "PPM", "JPEG2000", "AVIF", "HEIF", "QOI")
+_HIGH_BIT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
+
+
+class ReadError(KitError):
+    """A file or image that cannot be read. ``reason`` is why, in a few words (what error rows
+    store); the message names the field and where it came from."""
+
+    def __init__(self, field: str, where: str, reason: str):
+        self.field, self.where, self.reason = field, where, reason
+        super().__init__(f"{field}: cannot read an image from {where}: {reason}")
+
+    def __reduce__(self):  # survives pickling between processes (Ray workers)
+        return type(self), (self.field, self.where, self.reason)
+
+
+def read_file(path, *, field: str = "file", max_bytes: int = MAX_BYTES) -> bytes:
+    """The bytes of a regular file, at most `max_bytes` of them; ReadError otherwise.
+
+    A folder, a device (``/dev/zero``), a FIFO or a socket, or a symlink to one, is refused by
+    its type (``os.stat``) before it is opened, so nothing waits on a pipe or reads forever.
+    """
+    path = Path(os.fspath(path)).expanduser()
+    where = repr(str(path))
+    try:
+        info = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise ReadError(field, where, "no such file") from None
+    except OSError as err:
+        raise ReadError(field, where, f"cannot open the file ({err.strerror or err})") from None
+    _check_regular(info.st_mode, field, where)
+    if info.st_size > max_bytes:
+        raise ReadError(field, where, f"too large: {info.st_size:,} bytes is over the limit of {max_bytes:,}")
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)  # O_NONBLOCK: a file swapped for a FIFO since the stat still cannot block
+    except OSError as err:
+        raise ReadError(field, where, f"cannot open the file ({err.strerror or err})") from None
+    try:
+        _check_regular(os.fstat(fd).st_mode, field, where)
+        chunks, total, want = [], 0, min(info.st_size, max_bytes) + 1
+        while chunk := os.read(fd, want):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:
+                raise ReadError(field, where, f"too large: over the limit of {max_bytes:,} bytes")
+            want = 1 << 20  # the file grew since the stat: read on in steps, still capped
+    except OSError as err:
+        raise ReadError(field, where, f"cannot read the file ({err.strerror or err})") from None
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
+def _check_regular(mode: int, field: str, where: str) -> None:
+    if stat.S_ISREG(mode):
+        return
+    kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "not a file")
+    raise ReadError(field, where, f"{kind}, not a regular file")
+
+
+def read_image(source, *, field: str = "image", alpha: bool = False, max_pixels: int = MAX_PIXELS,
+               max_bytes: int = MAX_BYTES, draft: tuple[int, int] | None = None):
+    """The one image reader: a new 8-bit RGB PIL image (RGBA with ``alpha=True``), upright.
+
+    source: a file path, bytes, a binary file object, a PIL image, a numpy array, or an
+    object with an ``.image`` (an Artwork). The rules, the same for every source:
+
+    - files: regular files only (see `read_file`), at most `max_bytes`, in one of
+      `IMAGE_FORMATS`; an empty, forged (a text file named .png) or truncated file is refused;
+    - at most `max_pixels` pixels, checked from the header before decoding; PIL's own
+      decompression-bomb limit applies too;
+    - EXIF orientation is applied (``ImageOps.exif_transpose``);
+    - animated images (GIF, APNG, WebP, multi-page TIFF): the first frame only;
+    - colours as `to_rgb` converts them: transparency composited onto `BACKGROUND` (white),
+      16-bit and float greys scaled to 8 bits, never clipped.
+
+    draft: (width, height) for JPEG files, decode at a reduced scale no smaller than this
+    (fast thumbnails); other formats ignore it.
+    Anything unreadable raises `ReadError` (a KitError) naming `field` and where the image came from.
+    """
+    import numpy as np
+    from PIL import Image
+
+    for name, value in (("max_pixels", max_pixels), ("max_bytes", max_bytes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise KitError(f"{name} must be a whole number >= 1, got {value!r}")
+    if not isinstance(source, (str, bytes, bytearray, memoryview, os.PathLike, np.ndarray, Image.Image)) \
+            and not hasattr(source, "read") and isinstance(getattr(source, "image", None), Image.Image):
+        source = source.image  # an Artwork, or anything else that carries its image
+    if isinstance(source, np.ndarray):
+        try:
+            source = Image.fromarray(source)
+        except (TypeError, ValueError):
+            raise KitError(f"{field}: a {source.dtype} array of shape {source.shape} is not an image "
+                           "(use H x W x 3 uint8, H x W uint8/uint16, or H x W float in 0..1)") from None
+    if isinstance(source, Image.Image):
+        where = "the PIL image given"
+        _check_pixels(source.size, max_pixels, field, where)
+        image = _first_frame(source, field, where)
+    else:
+        if isinstance(source, (str, os.PathLike)):
+            where = repr(str(Path(os.fspath(source)).expanduser()))
+            data = read_file(source, field=field, max_bytes=max_bytes)
+        elif isinstance(source, (bytes, bytearray, memoryview)):
+            where, data = "the bytes given", bytes(source)
+            if len(data) > max_bytes:
+                raise ReadError(field, where, f"too large: {len(data):,} bytes is over the limit of {max_bytes:,}")
+        elif hasattr(source, "read"):
+            where = repr(str(getattr(source, "name", "the file object given")))
+            data = _read_stream(source, field, where, max_bytes)
+        else:
+            raise KitError(f"{field} must be a PIL image, an Artwork, a numpy array, bytes, a file object or "
+                           f"a file path, got {type(source).__name__}")
+        image = _decode(data, field, where, max_pixels, draft)
+    return to_rgb(_upright(image), alpha=alpha, field=field, where=where)
+
+
+def _check_pixels(size, max_pixels: int, field: str, where: str) -> None:
+    width, height = size
+    if width * height > max_pixels:
+        raise ReadError(field, where, f"too large: {width} x {height} pixels is over the limit of {max_pixels:,}")
+
+
+def _read_stream(file, field: str, where: str, max_bytes: int) -> bytes:
+    chunks, total = [], 0
+    try:
+        while chunk := file.read(min(1 << 20, max_bytes + 1 - total)):
+            if isinstance(chunk, str):
+                raise KitError(f"{field}: the file {where} is open in text mode: open it with 'rb'")
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:
+                raise ReadError(field, where, f"too large: over the limit of {max_bytes:,} bytes")
+    except OSError as err:
+        raise ReadError(field, where, f"cannot read the file ({err.strerror or err})") from None
+    return b"".join(chunks)
+
+
+def _formats() -> list[str]:
+    from PIL import Image
+
+    Image.init()  # registers the plugins, including ones a package added (pillow-heif)
+    return [name for name in IMAGE_FORMATS if name in Image.OPEN]
+
+
+def _decode(data: bytes, field: str, where: str, max_pixels: int, draft):
+    """The first frame of the image in `data`, loaded; ReadError with the reason otherwise."""
+    import io
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        raise ReadError(field, where, "empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=_formats())
+            _check_pixels(image.size, max_pixels, field, where)
+            if draft:
+                image.draft(None, tuple(draft))  # JPEG: decode at 1/2, 1/4 or 1/8 scale
+            image.load()  # the first frame: open() leaves an animation there
+    except ReadError:
+        raise
+    except UnidentifiedImageError:
+        known = ", ".join(_formats())
+        raise ReadError(field, where, f"not an image file in a format the kit reads ({known})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ReadError(field, where, f"too large: a possible decompression bomb ({err})") from None
+    except Exception as err:  # PIL's errors for truncated, corrupt or forged data are many kinds
+        raise ReadError(field, where, f"truncated or corrupt image ({type(err).__name__}: {err})") from None
+    return image
+
+
+def _first_frame(image, field: str, where: str):
+    """A loaded copy of a PIL image's first frame; the caller's image keeps its frame."""
+    frame = image.tell() if getattr(image, "n_frames", 1) > 1 else 0
+    try:
+        if frame:
+            image.seek(0)
+        try:
+            return image.copy()
+        finally:
+            if frame:
+                image.seek(frame)
+    except Exception as err:  # a lazily opened file that turns out truncated
+        raise ReadError(field, where, f"truncated or corrupt image ({type(err).__name__}: {err})") from None
+
+
+def _upright(image):
+    from PIL import ImageOps
+
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # a broken EXIF block: keep the pixels as stored
+        return image
+
+
+def has_alpha(image) -> bool:
+    """Whether a PIL image has transparency: an alpha band, an alpha palette or a transparent colour."""
+    if image.mode in ("RGBA", "RGBa", "LA", "La", "PA"):
+        return True
+    if image.mode in _HIGH_BIT_MODES or image.mode == "F":
+        return False  # their transparency key is not used: they are scaled to 8 bits first
+    if "transparency" in image.info:
+        return True
+    return image.mode == "P" and image.palette is not None and image.palette.mode == "RGBA"
+
+
+def to_rgb(image, *, alpha: bool = False, field: str = "image", where: str = "the PIL image given"):
+    """A new 8-bit RGB image of `image` (RGBA with ``alpha=True``), whatever its mode.
+
+    - transparency (alpha bands, transparent palette entries and colours) is composited onto
+      `BACKGROUND` (white); with ``alpha=True`` it is kept as an alpha band instead;
+    - 16- and 32-bit integer greys ("I;16", "I;16B", "I") are 0..65535 and are scaled:
+      v / 257, rounded (32768 -> 128); float greys ("F") are 0..1 and become v * 255, rounded;
+      values outside those ranges are clipped;
+    - palette, CMYK, grey, 1-bit and YCbCr images are converted by PIL.
+    """
+    import numpy as np
+    from PIL import Image
+
+    mode, rgba = image.mode, None
+    if mode in _HIGH_BIT_MODES or mode == "F":
+        values = np.asarray(image).astype(np.float64)
+        values = np.nan_to_num(values * 255.0 if mode == "F" else values / 257.0)
+        rgb = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8)).convert("RGB")
+    else:
+        try:
+            if has_alpha(image):
+                rgba = (image.convert("LA") if mode == "La" else image).convert("RGBA")  # PIL: no La -> RGBA
+            else:
+                rgb = image.convert("RGB")  # a new image, even from RGB
+        except (ValueError, OSError) as err:
+            raise ReadError(field, where, f"colour mode {mode} cannot be converted to RGB ({err})") from None
+    if alpha:
+        return rgba if rgba is not None else rgb.convert("RGBA")
+    if rgba is None:
+        return rgb
+    background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
+    return Image.alpha_composite(background, rgba).convert("RGB")

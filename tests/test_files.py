@@ -56,3 +56,23 @@ def test_only_temp_files_of_dead_kit_writers_are_cleaned(tmp_path):
         path.write_bytes(b"x")
     assert clean_temp_files(tmp_path) == [leftovers]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, theirs.name])
+
+
+# ---------------------------------------------------------------- the one reader's file access
+
+
+def test_read_file_reads_regular_files_only(tmp_path):
+    from kit.files import ReadError, read_file
+
+    (tmp_path / "a.bin").write_bytes(b"abc")
+    assert read_file(tmp_path / "a.bin") == b"abc"
+    os.symlink(tmp_path / "a.bin", tmp_path / "link.bin")
+    assert read_file(tmp_path / "link.bin") == b"abc"  # a symlink to a regular file is fine
+    os.mkfifo(tmp_path / "pipe")  # no writer: opening it would block; it is refused by its type
+    for path, reason in [(tmp_path, "a folder"), (tmp_path / "pipe", "a FIFO"), ("/dev/null", "a device"),
+                         (tmp_path / "nope", "no such file"), (tmp_path / "a.bin" / "x", "no such file")]:
+        with pytest.raises(ReadError, match=f"^list: cannot read an image from .*: {reason}") as caught:
+            read_file(path, field="list")
+        assert caught.value.__cause__ is None
+    with pytest.raises(ReadError, match="too large: 3 bytes is over the limit of 2"):
+        read_file(tmp_path / "a.bin", max_bytes=2)
