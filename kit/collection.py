@@ -44,9 +44,9 @@ from pathlib import Path
 import numpy as np
 
 from . import presets
-from .embed import IMAGE_SUFFIXES, MAX_PIXELS, _Unreadable, decode_image, expand, model_id as clip_model_id
+from .embed import IMAGE_SUFFIXES, expand, model_id as clip_model_id
 from .errors import KitError
-from .files import clean_temp_files, write_atomic
+from .files import MAX_PIXELS, ReadError, clean_temp_files, read_image, write_atomic
 
 __all__ = ["embed_collection", "Summary", "ImageEncoder", "load_embeddings", "load_errors",
            "map_collection", "map_vectors", "CollectionMap", "thin", "indices_of"]
@@ -240,10 +240,10 @@ class ImageEncoder:
         tensors, readable = [], []
         for i, file in enumerate(files):
             try:
-                image = decode_image(_read_bytes(file), self.max_pixels)
+                image = read_image(file, max_pixels=self.max_pixels)  # the kit's one reader
                 tensors.append(self.preprocess(image))
-            except _Unreadable as err:
-                errors[i] = str(err)
+            except ReadError as err:
+                errors[i] = err.reason
                 continue
             except Exception as err:  # a decoder or transform bug on one odd file: record it, go on
                 errors[i] = f"cannot prepare the image ({type(err).__name__}: {err})"
@@ -258,16 +258,6 @@ class ImageEncoder:
         out = {key: np.asarray(value) for key, value in batch.items() if key != "file"}
         out.update(embedding=embedding, width=width, height=height, error=np.array(errors, dtype=object))
         return out
-
-
-def _read_bytes(file) -> bytes:
-    try:
-        with open(file, "rb") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        raise _Unreadable("no such file") from None
-    except OSError as err:
-        raise _Unreadable(f"cannot open the file ({type(err).__name__}: {err.strerror or err})") from None
 
 
 # ---------------------------------------------------------------- a run: collecting rows, writing shards

@@ -18,7 +18,6 @@ call a real preset takes. torch and open_clip are imported only when needed.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
@@ -30,10 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from . import presets
 from .errors import KitError
+from .files import MAX_PIXELS, ReadError, read_file, read_image
 
 TINY_CLIP = "kit-tiny-clip"
 # A real open_clip CLIP, shrunk: a 64 px ViT with 16 px patches (16 tokens + class token),
@@ -46,8 +46,7 @@ TINY_CLIP_CONFIG = {
 TINY_SEED = 0
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
-MAX_PIXELS = 64_000_000  # an 8000 x 8000 image; larger files are skipped as possible decompression bombs
-_KEY_VERSION = b"kit-embed-v1"  # bump when the reading or preprocessing of inputs changes
+_KEY_VERSION = b"kit-embed-v2"  # bump when the reading or preprocessing of inputs changes
 
 
 # ---------------------------------------------------------------- loading open_clip
@@ -142,67 +141,9 @@ def _short_hash(text: str) -> str:
 
 
 # ---------------------------------------------------------------- reading images
-
-
-class _Unreadable(Exception):
-    """An input that is skipped and reported; the message is the reason."""
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """An 8-bit RGB copy of `image`, whatever its mode.
-
-    Transparency is composited on white; 16- and 32-bit greyscale is scaled down
-    (not clipped) to 8 bits; CMYK, palette, greyscale and YCbCr go through PIL.
-    """
-    mode = image.mode
-    if mode == "RGB":
-        return image
-    if mode in ("RGBA", "RGBa", "LA", "La", "PA") or (mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    if mode.startswith("I"):  # I;16 variants and I: 16-bit data, often 0..65535
-        pixels = np.asarray(image).astype(np.float64)
-        if mode.startswith("I;16") or pixels.max(initial=0) > 255:
-            pixels = pixels / 257.0
-        return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8)).convert("RGB")
-    if mode == "F":  # float images: 0..1 when they fit there, else 0..255
-        pixels = np.asarray(image).astype(np.float64)
-        if pixels.max(initial=0) <= 1.0:
-            pixels = pixels * 255.0
-        return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8)).convert("RGB")
-    try:
-        return image.convert("RGB")
-    except ValueError as err:
-        raise _Unreadable(f"cannot convert colour mode {mode} to RGB ({err})") from err
-
-
-def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """The RGB image in a file's bytes, upright (EXIF orientation applied).
-
-    Raises `_Unreadable` with the reason for empty, non-image, truncated or oversized data.
-    """
-    if not data:
-        raise _Unreadable("empty file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > max_pixels:
-                raise _Unreadable(f"too large: {width} x {height} pixels is over the limit of {max_pixels:,}")
-            image.load()
-    except UnidentifiedImageError:
-        raise _Unreadable("not an image file PIL can read") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise _Unreadable(f"too large: {err}") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as err:  # PIL's errors for truncated or corrupt data
-        raise _Unreadable(f"truncated or corrupt image ({err})") from None
-    try:
-        image = ImageOps.exif_transpose(image)
-    except Exception:  # a broken EXIF block: keep the pixels as stored
-        pass
-    return to_rgb(image)
+#
+# Images are read by kit.files.read_image, the kit's one reader (size caps, regular files
+# only, EXIF orientation, transparency on white, 16-bit scaled); this module adds folders.
 
 
 def expand(items) -> list:
@@ -458,11 +399,11 @@ class Embedder:
         for index, item in enumerate(items):
             try:
                 keys.append(self._image_key(item))
-            except _Unreadable as err:
+            except ReadError as err:
                 if errors == "raise":
-                    raise KitError(f"cannot read image {item}: {err}") from None
+                    raise
                 keys.append(None)
-                reasons[index] = str(err)
+                reasons[index] = err.reason
         failed = {}  # why an image could not be decoded, by key
 
         def encode(pairs):
@@ -473,10 +414,10 @@ class Embedder:
                 try:
                     tensors.append(self.preprocess(self._read(item)))
                     ok.append(key)
-                except _Unreadable as err:
+                except ReadError as err:
                     if errors == "raise":
-                        raise KitError(f"cannot read image {item}: {err}") from None
-                    failed[key] = str(err)
+                        raise
+                    failed[key] = err.reason
             if not tensors:
                 return {}
             vectors = self.model.encode_image(torch.stack(tensors).to(self.device), normalize=True)
@@ -505,26 +446,16 @@ class Embedder:
             try:
                 pixels = item.tobytes()
             except (OSError, ValueError) as err:
-                raise _Unreadable(f"PIL image cannot be loaded ({err})") from None
+                raise ReadError("image", "the PIL image given", f"PIL image cannot be loaded ({err})") from None
             header = f"{item.mode} {item.size[0]} {item.size[1]}".encode()
             return _hash(b"pil", header + b"\0" + pixels)
-        try:
-            with open(item, "rb") as file:  # one read: cheaper than chunked hashing for typical images
-                digest = hashlib.sha256(file.read()).hexdigest()
-        except FileNotFoundError:
-            raise _Unreadable("no such file or folder") from None
-        except OSError as err:
-            raise _Unreadable(f"cannot open the file ({type(err).__name__}: {err.strerror or err})") from None
+        # one read: cheaper than chunked hashing for typical images; regular files only, capped
+        digest = hashlib.sha256(read_file(item, field="image")).hexdigest()
         return _hash(b"file", digest.encode())
 
     def _read(self, item) -> Image.Image:
-        if isinstance(item, Image.Image):
-            return to_rgb(item)
-        try:
-            data = Path(item).read_bytes()
-        except OSError as err:
-            raise _Unreadable(f"cannot open the file ({type(err).__name__}: {err.strerror or err})") from None
-        return decode_image(data, self.max_pixels)
+        """The RGB image the model sees: `kit.files.read_image`, the kit's one reader."""
+        return read_image(item, max_pixels=self.max_pixels)
 
     # -- the shared loop: cache look-up, batched forward passes, cache write
 
