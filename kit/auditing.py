@@ -405,10 +405,10 @@ class AuditReport:
     def table(self, digits: int = 3):
         """A table to read: one row per term and measure, numbers rounded.
 
-        Columns: term, measure, value, "95% interval: low", "95% interval: high", unit. Probe
-        shares are in percent (one decimal), the other measures rounded to `digits` decimals.
-        A pandas DataFrame when pandas is installed, else a list of dicts with the same
-        columns. The raw numbers are in `rows()` and `to_csv`.
+        Columns: term, measure (the DataFrame's index), value, "95% interval: low",
+        "95% interval: high", unit. Probe shares are in percent (one decimal), the other
+        measures rounded to `digits` decimals. A pandas DataFrame when pandas is installed,
+        else a list of dicts with the same keys. The raw numbers are in `rows()` and `to_csv`.
         """
         low, high = self._interval_name("low"), self._interval_name("high")
         rows = []
@@ -419,12 +419,12 @@ class AuditReport:
                          "value": _rounded(row["value"] * scale, places),
                          low: _rounded(row["low"] * scale, places), high: _rounded(row["high"] * scale, places),
                          "unit": SHARE_UNIT if share else UNITS[row["measure"]]})
-        return _frame(rows, ["term", "measure", "value", low, high, "unit"])
+        return _frame(rows, ["term", "measure", "value", low, high, "unit"], index=["term", "measure"])
 
     def differences(self, measure: str, digits: int = 3):
         """Every pair of terms on `measure`: the paired difference A - B and its interval, rounded.
 
-        Columns: term A, term B, "A - B", "95% interval: low", "95% interval: high", unit,
+        Columns: term A, term B (the DataFrame's index), "A - B", "95% interval: low", "95% interval: high", unit,
         "seeds show a difference" (True when the interval excludes 0). Probe shares are in
         percentage points. A DataFrame when pandas is installed, else a list of dicts.
         """
@@ -440,7 +440,8 @@ class AuditReport:
                              low: _rounded(d["low"] * scale, places), high: _rounded(d["high"] * scale, places),
                              "unit": "% points" if share else UNITS[measure],
                              "seeds show a difference": bool(d["low"] > 0 or d["high"] < 0)})
-        return _frame(rows, ["term A", "term B", "A - B", low, high, "unit", "seeds show a difference"])
+        return _frame(rows, ["term A", "term B", "A - B", low, high, "unit", "seeds show a difference"],
+                      index=["term A", "term B"])
 
     def to_csv(self, path, *, overwrite: bool = False) -> Path:
         """Write the table as CSV (atomically); returns the path. An existing file is an error unless `overwrite`."""
@@ -586,10 +587,11 @@ def _percent(x) -> str:
     return f"{value:.0f}%"
 
 
-def _frame(rows: list[dict], columns: list[str]):
-    """A pandas DataFrame of the rows when pandas is installed, else the rows themselves."""
+def _frame(rows: list[dict], columns: list[str], index: list[str]):
+    """A pandas DataFrame of the rows, indexed by `index` (so no 0, 1, 2 ... column shows), when
+    pandas is installed; else the rows themselves."""
     try:
         import pandas as pd
     except ImportError:
         return rows
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=columns).set_index(index)

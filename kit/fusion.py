@@ -350,7 +350,7 @@ def weights_table(artworks):
     component with its normalised weight in percent (rounded to 0.1), and the seed.
 
     Components appear in the order first met, so a fusion grid's sweep reads left to right.
-    A pandas DataFrame when pandas is installed, else a list of dicts.
+    A pandas DataFrame indexed by image when pandas is installed, else a list of dicts.
     """
     arts = list(artworks) if isinstance(artworks, (list, tuple)) else [artworks]
     keys: dict[str, None] = {}
@@ -372,7 +372,7 @@ def weights_table(artworks):
         import pandas as pd
     except ImportError:
         return rows
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=columns).set_index("image")
 
 
 INPUTS["fuse"] = inputs  # the Studio renders and replays "fuse" records with these inputs

@@ -231,17 +231,18 @@ class Walk(list):
     # ------------------------------------------------------------ showing
 
     def table(self, steps: bool = False):
-        """One row per frame, rounded: frame, from keyframe, to keyframe (numbered from 1), t and,
-        once measured (or with ``steps=True``, which measures), the step to the next frame.
+        """One row per frame, rounded: frame, from keyframe, to keyframe, t and, once measured
+        (or with ``steps=True``, which measures), the step to the next frame. Frames and
+        keyframes are numbered from 1, as in the WalkExplorer: frame 1 is ``walk[0]``.
 
-        A pandas DataFrame when pandas is installed, else a list of dicts.
+        A pandas DataFrame indexed by frame when pandas is installed, else a list of dicts.
         """
         rows, columns = self._rows(steps)
         try:
             import pandas as pd
         except ImportError:
             return rows
-        return pd.DataFrame(rows, columns=columns)
+        return pd.DataFrame(rows, columns=columns).set_index("frame")
 
     def _rows(self, steps: bool = False) -> tuple[list[dict], list[str]]:
         measured = bool(steps) or self._steps is not None
@@ -253,7 +254,7 @@ class Walk(list):
         n = len(self.keyframes)
         rows = []
         for i, (segment, t) in enumerate(self.keys[:len(self)]):
-            row = {"frame": i, "from keyframe": segment + 1, "to keyframe": (segment + 1) % n + 1,
+            row = {"frame": i + 1, "from keyframe": segment + 1, "to keyframe": (segment + 1) % n + 1,
                    "t": round(float(t), 3)}
             if measured:
                 row[columns[-1]] = round(float(sizes[i]), 4) if i < len(sizes) else float("nan")

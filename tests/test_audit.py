@@ -169,6 +169,8 @@ def test_number_formats():
 def test_table_is_rounded_with_named_columns_and_shares_in_percent():
     report = _report(values=SMALL)
     table = report.table()
+    assert table.index.names == ["term", "measure"]  # no meaningless 0, 1, 2 ... column
+    table = table.reset_index()
     assert list(table.columns) == ["term", "measure", "value", "95% interval: low", "95% interval: high", "unit"]
     assert "e-0" not in table.to_string() and "e-0" not in table.to_html()
     raw = {(row["term"], row["measure"]): row for row in report.rows()}
@@ -191,7 +193,7 @@ def test_table_without_pandas_is_the_same_rows(monkeypatch):
     import sys
 
     report = _report()
-    expected = report.table().to_dict("records")
+    expected = report.table().reset_index().to_dict("records")
     monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas now fails
     rows = report.table()
     assert isinstance(rows, list) and rows == expected
@@ -202,6 +204,8 @@ def test_differences_cover_every_pair_and_say_whether_the_seeds_show_one():
     values = {("Quechua", "diversity"): 0.5, ("Sami", "diversity"): 0.1, ("Yoruba", "diversity"): 0.1}
     report = _report(terms=terms, values=values, spread=0.001)
     table = report.differences("diversity")
+    assert table.index.names == ["term A", "term B"]
+    table = table.reset_index()
     assert list(table.columns) == ["term A", "term B", "A - B", "95% interval: low", "95% interval: high", "unit",
                                    "seeds show a difference"]
     assert [(a, b) for a, b in zip(table["term A"], table["term B"])] == [
@@ -211,7 +215,7 @@ def test_differences_cover_every_pair_and_say_whether_the_seeds_show_one():
         assert row["A - B"] == round(d["value"], 3)
         assert row["seeds show a difference"] == (d["low"] > 0 or d["high"] < 0)
     assert table["seeds show a difference"].tolist() == [False, True, True]  # Quechua differs, the others do not
-    shares = report.differences("attire: dress")
+    shares = report.differences("attire: dress").reset_index()
     assert set(shares["unit"]) == {"% points"}
     d = report.difference("attire: dress", "Sami", "Yoruba")
     assert shares["A - B"].iloc[0] == round(100 * d["value"], 1)
@@ -325,7 +329,7 @@ def test_table_csv_and_settings(report, tmp_path):
     assert len(rows) == 2 * len(report.measures) == 2 * (3 + 5)
     for row in rows:
         assert row["low"] <= row["high"]
-    table = report.table()
+    table = report.table().reset_index()
     assert list(table.columns) == ["term", "measure", "value", "95% interval: low", "95% interval: high", "unit"]
     assert len(table) == len(rows)
     text = report.to_csv(tmp_path / "audit.csv").read_text().splitlines()

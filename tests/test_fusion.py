@@ -221,6 +221,8 @@ def test_weights_table_shows_each_blend_in_percent(studio, monkeypatch):
               {"madhubani": 1, "ukiyo-e": 3}]
     arts = [SimpleNamespace(record=fusion.plan(studio, w, SUBJECT, seed=2)) for w in blends]  # no model work
     table = fusion.weights_table(arts)
+    assert table.index.name == "image"
+    table = table.reset_index()
     assert list(table.columns) == ["image", "ukiyo-e (%)", "art-deco (%)", "madhubani (%)", "seed"]
     assert table["image"].tolist() == [1, 2, 3, 4] and set(table["seed"]) == {2}
     assert table[["ukiyo-e (%)", "art-deco (%)", "madhubani (%)"]].values.tolist() == [

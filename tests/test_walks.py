@@ -300,9 +300,11 @@ def test_reuse_across_settings_is_never_mixed(studio, five):
 def test_walk_table_is_rounded_and_measures_only_when_asked(studio, five):
     walk = studio.walk(KEYFRAMES, frames=3, reuse=five)  # frames already made: nothing rendered
     table = walk.table()
+    assert table.index.name == "frame"
+    table = table.reset_index()
     assert list(table.columns) == ["frame", "from keyframe", "to keyframe", "t"]
     assert walk._steps is None  # a table does not run CLIP unless asked
-    assert table["t"].tolist() == [0.0, 0.5, 1.0]
+    assert table["frame"].tolist() == [1, 2, 3] and table["t"].tolist() == [0.0, 0.5, 1.0]
     assert table["from keyframe"].tolist() == [1, 1, 1] and table["to keyframe"].tolist() == [2, 2, 2]
     measured = walk.table(steps=True)
     column = measured.columns[-1]
