@@ -151,24 +151,20 @@ def medium_family(medium) -> str:
 
 
 def thumbnail_uri(item, size: int = THUMBNAIL_SIZE) -> str | None:
-    """A small PNG of an image (PIL image or file path) as a ``data:`` URI; None if unreadable."""
-    from PIL import Image, ImageOps
+    """A small PNG of an image (PIL image or file path) as a ``data:`` URI; None if unreadable.
+
+    Read by `kit.files.read_image`, like the pixels that are embedded: upright, transparency
+    on white, files capped in size (JPEGs decoded at a reduced scale, much faster).
+    """
+    from .files import read_image
 
     try:
-        if isinstance(item, Image.Image):
-            image = item.copy()
-        else:
-            with Image.open(item) as opened:
-                opened.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, much faster
-                image = ImageOps.exif_transpose(opened)
-                image.load()
-        image.thumbnail((size, size))
-        if image.mode not in ("RGB", "RGBA"):
-            image = image.convert("RGBA")
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG", optimize=True)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        image = read_image(item, field="thumbnail", draft=(size, size))
+    except KitError:
         return None  # a thumbnail is a nicety; the point stays on the map without one
+    image.thumbnail((size, size))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -491,8 +487,8 @@ class StyleAtlas:
         # legend under the map (beside it, a long legend squeezes the map into a strip).
         fig.update_layout(template="plotly_white", paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
                           font_color=_TEXT_GREY, hovermode="closest", height=640,
-                          legend={"title_text": _escape(color_by), "orientation": "h", "x": 0, "xanchor": "left",
-                                  "y": -0.02, "yanchor": "top"},
+                          legend={"title": {"text": _escape(color_by), "side": "top left"}, "orientation": "h",
+                                  "x": 0, "xanchor": "left", "y": -0.02, "yanchor": "top"},
                           margin={"l": 10, "r": 10, "t": 50, "b": 10},
                           title={"text": _escape(f"Style atlas: {len(mapped)} points, UMAP of {self._model_name()}"),
                                  "x": 0.01, "xanchor": "left"})  # left: the toolbar is on the right
