@@ -52,7 +52,7 @@ from . import styles as style_catalogue
 from .errors import KitError
 from .latents import random_seed
 from .sheet import contact_sheet
-from .studio import INPUTS
+from .studio import CHECKS, INPUTS
 
 MAX_STYLES = 5          # components in one blend (and styles in the mixer)
 MAX_WEIGHT = 100.0      # |weight| as given, before normalising
@@ -375,4 +375,12 @@ def weights_table(artworks):
     return pd.DataFrame(rows, columns=columns).set_index("image")
 
 
+def check_record(studio, record) -> None:
+    """A "fuse" record's own fields, checked before any model work."""
+    subject = studio.check_prompt(record.subject, "record.subject")
+    for c in check_weights(record.fusion):
+        studio.check_prompt(c.prompt(subject), f"record.fusion[{c.key!r}] prompt")
+
+
 INPUTS["fuse"] = inputs  # the Studio renders and replays "fuse" records with these inputs
+CHECKS["fuse"] = check_record

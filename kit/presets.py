@@ -250,8 +250,12 @@ def cached(preset: Preset) -> dict[str, bool]:
 
 def not_available(preset: Preset, part: str = "pipeline", cause: Exception | None = None) -> KitError:
     """The one error for a real preset that is neither cached nor downloadable (the cause kept as `.cause`)."""
+    why = ""
+    if cause is not None:  # one line of the cause, the rest kept in .cause for whoever digs
+        first = (str(cause).strip().splitlines() or [""])[0]
+        why = f" ({type(cause).__name__}: {first[:200]})"
     error = KitError(
-        f"the {part} of preset {preset.name!r} is not on this machine and cannot be downloaded now. "
+        f"the {part} of preset {preset.name!r} is not on this machine and cannot be downloaded now{why}. "
         f"In JupyterLab: stop `kit lab` and restart it with `kit lab --preset tiny` (works offline); in code: "
         f"kit.Studio(preset='tiny') or KIT_PRESET=tiny. To use {preset.name}, run `kit download {preset.name}` once with internet access."
     )

@@ -484,28 +484,49 @@ def load(path) -> Artwork:
 
 @dataclass(eq=False)
 class ReplayResult:
-    """A regenerated artwork next to the original, and whether their pixels agree."""
+    """A regenerated artwork next to the original, and whether their pixels agree.
+
+    `differences` names what differs between the record's model and the studio's (preset,
+    model, weights revision, device, dtype): pixels made by another model confirm nothing,
+    so `match` is False whenever the model differs.
+    """
 
     artwork: Artwork
     original: Artwork
     match: bool
     max_abs_diff: int  # largest per-channel difference, 0..255 (255 when sizes differ)
+    differences: dict = field(default_factory=dict)  # field -> (recorded, this studio's)
 
     def __repr__(self) -> str:
         verdict = "pixels match" if self.match else f"pixels differ (max abs diff {self.max_abs_diff})"
+        if self.differences:
+            verdict += "; made with another " + ", ".join(self.differences)
         return f"ReplayResult({verdict}, seed={self.original.record.seed}, prompt={self.original.record.prompt!r})"
 
 
+# what must agree for a replay to confirm a record (device and dtype change the last bits, not the model)
+_SAME_MODEL = ("preset", "model", "revision")
+
+
 def replay(path_or_artwork, studio) -> ReplayResult:
-    """Regenerate an image from its record with ``studio.render(record)`` and compare pixels."""
+    """Regenerate an image from its record with ``studio.render(record)`` and compare pixels.
+
+    The record is checked like a typed request before any model work; a record made with
+    another preset, model or weights revision is rendered but never reported as a match.
+    """
     original = path_or_artwork if isinstance(path_or_artwork, Artwork) else load(path_or_artwork)
     if not callable(getattr(studio, "render", None)):
         raise KitError(f"studio must have a render(record) method, got {type(studio).__name__}")
     artwork = studio.render(dataclasses.replace(original.record))
     if not isinstance(getattr(artwork, "image", None), Image.Image):
         raise KitError("studio.render(record) must return an Artwork")
+    differences = {name: (getattr(original.record, name), getattr(artwork.record, name))
+                   for name in (*_SAME_MODEL, "device", "dtype")
+                   if getattr(original.record, name) != getattr(artwork.record, name)}
     diff = _max_abs_diff(original.image, artwork.image)
-    return ReplayResult(artwork=artwork, original=original, match=diff == 0, max_abs_diff=diff)
+    same_model = not set(differences) & set(_SAME_MODEL)
+    return ReplayResult(artwork=artwork, original=original, match=diff == 0 and same_model, max_abs_diff=diff,
+                        differences=differences)
 
 
 def _max_abs_diff(a: Image.Image, b: Image.Image) -> int:

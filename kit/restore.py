@@ -32,7 +32,7 @@ from .errors import KitError
 from .files import read_image
 from .provenance import Artwork, Record, pixel_hash, sampler_name
 from .runs import Stopped
-from .studio import RENDERERS
+from .studio import CHECKS, MAX_RECORD_SIDE, RENDERERS
 
 TINT = (255, 0, 255)  # magenta: rare in paintings and photographs, easy to see
 TINT_ALPHA = 0.35
@@ -168,8 +168,15 @@ def mask_of(record_or_artwork) -> Image.Image:
     info = getattr(record, "restore", None) or {}
     if "mask_png" not in info:
         raise KitError("no restoration mask here: pass mask=, or a restored Artwork whose record holds one")
-    with Image.open(io.BytesIO(base64.b64decode(info["mask_png"]))) as stored:
-        mask = stored.convert("L")
+    try:
+        with Image.open(io.BytesIO(base64.b64decode(info["mask_png"], validate=True))) as stored:
+            if stored.size[0] * stored.size[1] > MAX_RECORD_SIDE ** 2:
+                raise KitError("record.restore.mask_png is larger than any image the kit restores")
+            mask = stored.convert("L")
+    except KitError:
+        raise
+    except Exception:  # not base64, not a PNG, truncated: a forged or damaged record
+        raise KitError("record.restore.mask_png is not a readable PNG: the record was altered or damaged") from None
     if "mask_sha256" in info and mask_hash(np.asarray(mask) == 255) != info["mask_sha256"]:
         raise KitError("the stored restoration mask does not match its hash: the record was altered")
     return mask
@@ -345,7 +352,28 @@ def _paint(studio, record: Record, source: Image.Image, region: np.ndarray, run)
     return art
 
 
+def check_record(studio, record) -> None:
+    """A "restore" record's own fields, checked before any model work."""
+    info = record.restore
+    if not isinstance(info, dict) or not isinstance(info.get("source_sha256"), str):
+        raise KitError("record.restore must be an object naming the source image (source_sha256)")
+    size = info.get("work_size")
+    def side(v):
+        return isinstance(v, int) and not isinstance(v, bool) and 8 <= v <= studio.preset.max_size and v % 8 == 0
+
+    if not (isinstance(size, list) and len(size) == 2 and all(side(v) for v in size)):
+        raise KitError(f"record.restore.work_size must be [width, height], multiples of 8 up to "
+                       f"{studio.preset.max_size} px, got {size!r}")
+    strength = info.get("strength")
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 < strength <= 1:
+        raise KitError(f"record.restore.strength must be a number above 0 and at most 1, got {strength!r}")
+    if int(record.steps * strength) < 1:
+        raise KitError("record: steps x strength must be at least 1")
+    mask_of(record)  # decodes and checks the stored mask
+
+
 RENDERERS["restore"] = render  # the Studio replays "restore" records with this
+CHECKS["restore"] = check_record
 
 
 # ---------------------------------------------------------------- practice damage

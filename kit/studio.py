@@ -35,6 +35,9 @@ MAX_GUIDANCE = 30.0
 INPUTS: dict[str, Callable] = {}
 # record kind -> function(studio, record, run) -> Artwork, for kinds with a pipeline of their own (restore)
 RENDERERS: dict[str, Callable] = {}
+# record kind -> function(studio, record) that checks the kind's own fields (raises KitError), before model work
+CHECKS: dict[str, Callable] = {}
+MAX_RECORD_SIDE = 8192  # a restoration record keeps its source's size; the image reader caps what it reads
 # the parts a preset can have, and where the tiny preset keeps each
 PARTS = {"pipeline": "pipeline", "preview": "taesd", "inpaint": "inpaint"}
 # the record fields that may differ between the images of one batch
@@ -216,6 +219,46 @@ class Studio:
             for i in range(n)
         ]
 
+    def check_record(self, record: Record) -> Record:
+        """Check a record (read from a file, say) with the same limits as a typed request, before any
+        model work: a file is data, never a command. Returns the record; raises KitError naming the field."""
+        if not isinstance(record, Record):
+            raise KitError(f"record must be a kit.Record, got {type(record).__name__}")
+        _import_features()
+        kind = record.kind
+        if kind != "generate" and kind not in INPUTS and kind not in RENDERERS:
+            raise KitError(f"record.kind {kind!r} cannot be rendered: this kit renders "
+                           f"{', '.join(['generate', *INPUTS, *RENDERERS])}")
+        self.check_prompt(record.prompt, "record.prompt", allow_empty=kind in RENDERERS)
+        self.check_prompt(record.negative, "record.negative", allow_empty=True)
+        _check_field("record.seed", latent_math.check_seed, record.seed)
+        _check_field("record", self.check_settings, record.steps, record.guidance)
+        if kind in RENDERERS:
+            for name in ("width", "height"):
+                value = getattr(record, name)
+                if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_RECORD_SIDE:
+                    raise KitError(f"record.{name} must be a whole number of pixels from 1 to {MAX_RECORD_SIDE}, "
+                                   f"got {value!r}")
+        else:
+            _check_field("record", self.check_size, (record.width, record.height))
+        if record.decoder not in ("vae", "taesd"):
+            raise KitError(f"record.decoder must be 'vae' or 'taesd', got {record.decoder!r}")
+        if not isinstance(record.extra, dict):
+            raise KitError(f"record.extra must be a JSON object, got {type(record.extra).__name__}")
+        members = [record]
+        batch = record.extra.get("batch")
+        if batch is not None:
+            members = [_check_field("record.extra.batch", _replace, record, **member) for member in _check_batch(batch)]
+            for member in members:
+                self.check_prompt(member.prompt, "record.extra.batch prompt", allow_empty=kind in RENDERERS)
+                _check_field("record.extra.batch seed", latent_math.check_seed, member.seed)
+                if member.subject is not None:
+                    self.check_prompt(member.subject, "record.extra.batch subject")
+        if kind in CHECKS:
+            for member in members:
+                CHECKS[kind](self, member)
+        return record
+
     def record(self, **fields) -> Record:
         """A Record of this studio's preset, model, device and dtype, with `fields` filled in."""
         return Record(preset=self.preset.name, model=self.preset.model or "kit-tiny", device=self.device,
@@ -246,7 +289,10 @@ class Studio:
         together again, because a batch's arithmetic can differ from a single
         image's in the last bit, and a replay must give the same pixels.
         """
-        _import_features()
+        record = self.check_record(record)
+        mine = self.record()  # the image is made by this studio: its record says so (replay compares)
+        record = _replace(record, preset=mine.preset, device=mine.device, dtype=mine.dtype,
+                          model=record.model if record.kind in RENDERERS else mine.model)
         if record.kind in RENDERERS:
             with self.running(run) as run:
                 return RENDERERS[record.kind](self, record, run)
@@ -424,6 +470,29 @@ class Studio:
             else:
                 pixels = pipe.vae.decode(latents.to(pipe.vae.dtype) / pipe.vae.config.scaling_factor).sample
         return pipe.image_processor.postprocess(pixels, output_type="pil")
+
+
+def _check_field(field: str, check, *values, **named):
+    """Run a check and name the record's field in its error."""
+    try:
+        return check(*values, **named)
+    except KitError as err:
+        raise KitError(f"{field}: {err}") from None
+
+
+def _check_batch(batch) -> list[dict]:
+    """The members of a record's batch, checked: at most MAX_BATCH dicts of the batch fields, a valid index."""
+    if not isinstance(batch, dict) or not isinstance(batch.get("members"), list):
+        raise KitError("record.extra.batch must be an object with a list of members")
+    members, index = batch["members"], batch.get("index")
+    if not 1 <= len(members) <= MAX_BATCH:
+        raise KitError(f"record.extra.batch has {len(members)} members; a batch has 1 to {MAX_BATCH}")
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(members):
+        raise KitError(f"record.extra.batch.index must be a whole number from 0 to {len(members) - 1}, got {index!r}")
+    for member in members:
+        if not isinstance(member, dict) or not set(member) <= set(BATCH_FIELDS):
+            raise KitError(f"record.extra.batch members must be objects with the fields {', '.join(BATCH_FIELDS)}")
+    return members
 
 
 def _import_features() -> None:

@@ -40,7 +40,7 @@ from .errors import KitError
 from .files import write_atomic
 from .provenance import Artwork, Record
 from .runs import Stopped
-from .studio import INPUTS
+from .studio import CHECKS, INPUTS, MAX_PROMPT_CHARS
 
 METHODS = ("slerp", "lerp")
 SPACES = ("auto", "clip", "pixels")
@@ -561,17 +561,19 @@ def _walk_fields(record: Record) -> dict:
     w = record.walk
     try:
         keyframes, prompts = w["keyframes"], w["prompts"]
-        ok = (len(keyframes) >= 2 and len(prompts) == len(keyframes)
-              and all(isinstance(p, str) and p for p in prompts)
+        ok = (2 <= len(keyframes) <= latents.MAX_FRAMES and len(prompts) == len(keyframes)
+              and all(isinstance(p, str) and 0 < len(p) <= MAX_PROMPT_CHARS for p in prompts)
               and w["method"] in METHODS and 0 <= w["segment"] < len(keyframes) and 0 <= w["t"] <= 1)
         for k in keyframes:
             latents.check_seed(k[1])
     except (KeyError, TypeError, IndexError, KitError):
         ok = False
     if not ok:
+        shown = repr(w) if len(repr(w)) <= 300 else repr(w)[:300] + "..."
         raise KitError("this walk record is incomplete or damaged: record.walk needs keyframes, prompts, "
-                       f"method ('slerp' or 'lerp'), segment and t in [0, 1]; got {w!r}")
+                       f"method ('slerp' or 'lerp'), segment and t in [0, 1]; got {shown}")
     return w
 
 
 INPUTS["walk"] = inputs  # the Studio renders and replays "walk" records with these inputs
+CHECKS["walk"] = lambda studio, record: _walk_fields(record)
