@@ -522,7 +522,8 @@ class AuditReport:
         span = " rowspan='2'" if two_rows else ""
         head = [f"<th{span} style='text-align:left'>term</th>"]
         head += [f"<th{span}>{esc(name)}<br><small>{esc(UNITS[name])}</small></th>" for name in plain]
-        head += [f"<th colspan='{len(labels)}'>{esc(group)}<br><small>{esc(SHARE_UNIT)}</small></th>"
+        head += [f"<th colspan='{len(labels)}' style='text-align:center'>{esc(group)}<br>"
+                 f"<small>{esc(SHARE_UNIT)}</small></th>"
                  for group, labels in self.probes.items()]
         header = f"<tr>{''.join(head)}</tr>"
         if two_rows:
