@@ -97,11 +97,7 @@ def check_mask(mask, size: tuple[int, int], field: str = "mask") -> np.ndarray:
     and masks with grey values.
     """
     if isinstance(mask, (str, os.PathLike)):
-        try:
-            with Image.open(Path(mask).expanduser()) as opened:
-                mask = opened.copy()
-        except (OSError, ValueError) as err:
-            raise KitError(f"{field}: cannot read an image from {str(mask)!r} ({err})") from None
+        mask = read_image(mask, field=field)  # the one reader: regular files only, capped
     if isinstance(mask, Image.Image):
         if mask.mode == "1":
             values = np.asarray(mask, dtype=bool)

@@ -126,3 +126,14 @@ def test_render_checks_records_made_in_code_too(made):
     record = dataclasses.replace(studio.plan("a weaver", seed=1)[0], steps=10 ** 6)
     with pytest.raises(KitError, match="steps"):
         studio.render(record)
+
+
+def test_a_mask_path_that_is_a_fifo_or_device_is_refused_unread(made, tmp_path):
+    import os
+
+    studio, paths = made
+    fifo = tmp_path / "mask.png"
+    os.mkfifo(fifo)
+    for mask in (fifo, "/dev/zero"):
+        with pytest.raises(KitError, match="mask: cannot read an image"):
+            studio.restore(paths["generate"], mask, seed=1)
