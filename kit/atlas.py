@@ -463,7 +463,7 @@ class StyleAtlas:
         for p in mapped:
             groups.setdefault(_group(p, color_by), []).append(p)
         names = sorted(groups, key=lambda g: _group_order(color_by, g))
-        palette = qualitative.Plotly if len(names) <= 10 else qualitative.Dark24 + qualitative.Light24
+        palette = _mid_tones(qualitative.Plotly if len(names) <= 10 else qualitative.Dark24 + qualitative.Light24)
         symbols = _SYMBOLS_2D if self.dim == 2 else _SYMBOLS_3D
         fig = go.Figure()
         for number, name in enumerate(names):
@@ -483,12 +483,13 @@ class StyleAtlas:
                 scatter = go.Scattergl if len(mapped) > _WEBGL_ABOVE else go.Scatter
                 fig.add_trace(scatter(x=xy[:, 0], y=xy[:, 1], marker=marker, **common))
         hidden = {"showticklabels": False, "showgrid": False, "zeroline": False, "title": ""}
-        # Readable on a light and a dark notebook: no background of its own, grey text, and the
-        # legend under the map (beside it, a long legend squeezes the map into a strip).
+        # Readable on a light and a dark notebook: no background of its own, grey text. The legend
+        # goes under the map (beside it, a long legend squeezes the map into a strip) and scrolls
+        # past 30% of the height, so on a narrow page the map keeps most of it.
         fig.update_layout(template="plotly_white", paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
                           font_color=_TEXT_GREY, hovermode="closest", height=640,
                           legend={"title": {"text": _escape(color_by), "side": "top left"}, "orientation": "h",
-                                  "x": 0, "xanchor": "left", "y": -0.02, "yanchor": "top"},
+                                  "x": 0, "xanchor": "left", "y": -0.02, "yanchor": "top", "maxheight": 0.3},
                           margin={"l": 10, "r": 10, "t": 50, "b": 10},
                           title={"text": _escape(f"Style atlas: {len(mapped)} points, UMAP of {self._model_name()}"),
                                  "x": 0.01, "xanchor": "left"})  # left: the toolbar is on the right
@@ -657,6 +658,16 @@ def _group_order(color_by: str, name: str):
     if name in known:
         return (0, known.index(name), "")
     return (1, 0, name.lower())
+
+
+def _mid_tones(colours: list[str]) -> list[str]:
+    """The colours that show on a white and on a near-black page (relative luminance 0.1 to 0.6)."""
+    def luminance(colour: str) -> float:
+        r, g, b = (int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5))
+        r, g, b = (v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4 for v in (r, g, b))
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    return [c for c in colours if 0.1 < luminance(c) < 0.6]
 
 
 def _hover(point: dict) -> str:
