@@ -36,6 +36,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -473,14 +474,22 @@ class AuditReport:
                 fig.update_yaxes(tickformat=".0%")
         # Title lines, then the plot well below them: the title never runs into the axis titles,
         # the legend or the plotly toolbar at the top right.
-        lines = [f"<b>{html.escape(measure)}</b>: {html.escape(meaning)}",
-                 f"<sup>{html.escape(repr(s['template']))}, {len(self.seeds)} paired seeds, "
-                 f"bars show {s['level']:.0%} bootstrap intervals</sup>"]
+        # terms are text, not markup: the tick labels show them escaped (plotly renders some HTML tags)
+        fig.update_xaxes(title_text="term", tickmode="array", tickvals=self.terms,
+                         ticktext=[html.escape(term) for term in self.terms])
+        # Plotly does not wrap titles: long user text (a template, a group name) is wrapped here.
+        head = [f"<b>{html.escape(measure)}</b>: {html.escape(meaning)}"]
+        if len(measure) + len(meaning) > 80:
+            head = [f"<b>{html.escape(part)}</b>" for part in textwrap.wrap(measure, 80)]
+            head += [f"<sup>{html.escape(part)}</sup>" for part in textwrap.wrap(meaning, 100)]
+        about = (f"{s['template']!r}, {len(self.seeds)} paired seeds, "
+                 f"bars show {s['level']:.0%} bootstrap intervals")
+        lines = head + [f"<sup>{html.escape(part)}</sup>" for part in textwrap.wrap(about, 100)]
         if s.get("preset") == "tiny":
             lines.append("<sup>tiny preset: random weights, so these numbers mean nothing</sup>")
         fig.update_layout(title=dict(text="<br>".join(lines), x=0, xref="paper", xanchor="left",
                                      y=1, yref="container", yanchor="top", pad=dict(t=34), font=dict(size=15)),
-                          margin=dict(t=50 + 22 * len(lines), l=70, r=30, b=60), xaxis_title="term",
+                          margin=dict(t=50 + 22 * len(lines), l=70, r=30, b=60),
                           template="plotly_white", height=400 + 22 * len(lines))
         return fig
 
@@ -493,7 +502,8 @@ class AuditReport:
                       error_y=dict(type="data", symmetric=False,
                                    array=[v["high"] - v["value"] for v in values],
                                    arrayminus=[v["value"] - v["low"] for v in values]),
-                      hovertemplate="%{x}: " + number + "<extra>" + html.escape(name) + "</extra>")
+                      customdata=[html.escape(term) for term in self.terms],
+                      hovertemplate="%{customdata}: " + number + "<extra>" + html.escape(name) + "</extra>")
 
     def contact_sheet(self, term: str, cell: int = 128):
         """The term's images in seed order, labelled with their seeds and k-means clusters."""

@@ -240,6 +240,17 @@ def test_figure_titles_leave_room_and_escape_user_text():
             assert ("random weights" in layout.title.text) == (preset == "tiny")
     assert report.figure("attire").layout.yaxis.tickformat == ".0%"
     assert "<i>" not in report.figure("<i>setting</i>").layout.title.text
+    bars = report.figure("diversity")
+    assert list(bars.data[0].x) == report.terms  # the data keep the terms as given ...
+    assert list(bars.layout.xaxis.ticktext) == ["Sami", "&lt;b&gt;Yoruba&lt;/b&gt;"]  # ... shown as text
+    assert list(bars.data[0].customdata) == ["Sami", "&lt;b&gt;Yoruba&lt;/b&gt;"]
+    # plotly does not wrap titles: a long template is broken into lines, and the plot moves down for them
+    long = _report()
+    long.settings["template"] = "a formal studio portrait of a {term} elder " + "in soft north light, " * 8
+    fig, short = long.figure("diversity"), report.figure("diversity")
+    lines = fig.layout.title.text.split("<br>")
+    assert len(lines) > 3 and all(len(line) < 130 for line in lines)
+    assert fig.layout.margin.t > short.layout.margin.t
 
 
 # ---------------------------------------------------------------- bad input, before any model work
