@@ -22,7 +22,7 @@ import unicodedata
 import warnings
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from .errors import KitError
 
@@ -79,9 +79,10 @@ def contact_sheet(images, labels=None, columns: int | None = None, cell: int = 1
         _label(draw, str(title), (2, 2), sheet.width - 4, top - 4, TITLE_FONT_PX, missing)
     for i, (image, label) in enumerate(zip(images, labels)):
         x, y = (i % columns) * cell, top + (i // columns) * (cell + label_h)
-        if image is not None:
-            thumb = image.convert("RGB")
-            thumb.thumbnail((cell - 4, cell - 4))
+        if image is not None:  # fitted to the cell; images enlarged 2x or more keep sharp pixels
+            small = 2 * max(image.size) <= cell - 4
+            thumb = ImageOps.contain(image.convert("RGB"), (cell - 4, cell - 4),
+                                     Image.Resampling.NEAREST if small else Image.Resampling.LANCZOS)
             sheet.paste(thumb, (x + (cell - thumb.width) // 2, y + (cell - thumb.height) // 2))
         if label:
             _label(draw, str(label), (x + 2, y + cell), cell - 4, label_h - 1, LABEL_FONT_PX, missing)

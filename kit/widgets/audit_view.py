@@ -6,7 +6,7 @@ from html import escape
 
 import ipywidgets as W
 
-from .common import Panel, image_slot, png_bytes, show_png, theme_figure
+from .common import Panel, fit_to_width, image_slot, png_bytes, show_png, theme_figure
 
 
 class AuditView(Panel):
@@ -24,7 +24,7 @@ class AuditView(Panel):
                                   style=wide)
         self.term = W.Dropdown(options=report.terms, value=report.terms[0], description="Term", style=wide)
         self.figure = None  # the plotly FigureWidget on show
-        self.plot = W.VBox(layout=W.Layout(width="100%"))
+        self.plot = W.VBox()
         self.sheet = image_slot(max_width="100%")
         self.caveats = W.HTML(f"<details class='kit-text'><summary>What these numbers can and cannot show</summary>"
                               f"<pre>{escape(report.caveats)}</pre></details>")
@@ -46,6 +46,7 @@ class AuditView(Panel):
             self.show_error(err)
             return
         theme_figure(self.figure)
+        fit_to_width(self.figure)
         self.plot.children = (self.figure,)
         self.say(f"{name}: {len(self.report.seeds)} paired seeds per term")
 

@@ -57,9 +57,10 @@ class Panel(W.VBox):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.add_class("kit-panel")
+        self.add_class(f"kit-{type(self).__name__}")  # e.g. kit-PromptStudio: for styles and browser tests
         self.out = W.Output(layout=W.Layout(max_height="12em", overflow="auto"))
         self.status = W.HTML(value="")
-        self.progress = W.IntProgress(value=0, min=0, max=1, layout=W.Layout(width="14em", visibility="hidden"))
+        self.progress = W.IntProgress(value=0, min=0, max=1, layout=W.Layout(width="14em", display="none"))
         self._theme = W.HTML(THEME_CSS, layout=W.Layout(display="none"))
         self._worker: threading.Thread | None = None
 
@@ -118,7 +119,7 @@ class Panel(W.VBox):
                 self.show_error(err)
             finally:
                 _panels.pop(threading.get_ident(), None)
-                self.progress.layout.visibility = "hidden"
+                self.progress.layout.display = "none"
                 for button in buttons:
                     button.disabled = False
 
@@ -136,7 +137,7 @@ class Panel(W.VBox):
         """A progress callback for the engine."""
         self.progress.max = max(total, 1)
         self.progress.value = done
-        self.progress.layout.visibility = "visible"
+        self.progress.layout.display = ""
 
 
 # ---------------------------------------------------------------- warnings from worker threads
@@ -246,6 +247,23 @@ def png_bytes(image, size: int | None = None) -> bytes:
 
 GREY = "#8c8c8c"                 # text that reads on a white and on a near-black background
 GRID = "rgba(128,128,128,0.3)"
+
+
+def fit_to_width(figure) -> None:
+    """Make a plotly FigureWidget (without a fixed width) take the width of the space it is shown in.
+
+    The browser draws the figure before it is placed on the page, so plotly cannot measure its
+    container then and falls back to 700 px. Each time a view of it appears (its `_view_count`
+    grows) plotly is asked to measure again: autosize off, then on, sends the change it acts on.
+    `responsive` makes it measure again when the window is resized too.
+    """
+    def on_views(change):
+        if (change["new"] or 0) > (change["old"] or 0):
+            figure.layout.autosize = False
+            figure.layout.autosize = True
+
+    figure.observe(on_views, names="_view_count")
+    figure._config = {**figure._config, "responsive": True}  # FigureWidget has no public config yet
 
 
 def theme_figure(figure) -> None:

@@ -51,7 +51,7 @@ class FusionMixer(Panel):
         self.picker = style_dropdown(none=None, description="Style", layout=W.Layout(width="28em"))
         self.add_button = W.Button(description="Add", icon="plus", layout=W.Layout(width="6em"))
         self.styles = W.TagsInput(value=[], allowed_tags=styles.ids(), allow_duplicates=False,
-                                  layout=W.Layout(width="100%"))
+                                  layout=W.Layout(width="auto"))
         self.notes = W.HTML()
         self.sliders: dict[str, W.FloatSlider] = {}
         self.slider_box = W.VBox()

@@ -41,11 +41,11 @@ class PromptStudio(Panel):
 
         self.note = preset_note(preset)
         self.prompt = W.Textarea(placeholder="portrait of an elder, soft window light", description="Prompt",
-                                 layout=W.Layout(width="100%", height="4em"))
+                                 layout=W.Layout(width="auto", height="4em"))
         self.negative = W.Text(placeholder="what to avoid (works when guidance > 1)", description="Negative",
-                               layout=W.Layout(width="100%"))
+                               layout=W.Layout(width="auto"))
         self.style = style_dropdown(description="Style", layout=W.Layout(width="24em"))
-        self.style_note = W.HTML(layout=W.Layout(width="100%"))
+        self.style_note = W.HTML()
         self.seed = seed_field(description="Seed")
         self.dice = W.Button(description="", icon="dice", tooltip="a new random seed", layout=W.Layout(width="3em"))
         self.steps = W.BoundedIntText(value=preset.steps, min=1, max=MAX_STEPS, description="Steps", style=narrow,
@@ -60,7 +60,7 @@ class PromptStudio(Panel):
         self.stop_button = W.Button(description="Stop", button_style="warning", icon="stop")
         self.thumbnails = W.HBox(layout=W.Layout(flex_flow="row wrap"))
         self.large = image_slot(width=f"{LARGE}px")
-        self.details = W.HTML(layout=W.Layout(flex="1 1 20em", min_width="16em"))
+        self.details = W.HTML(layout=W.Layout(flex="1 1 20em", min_width="16em", margin="0 0 0 12px"))
 
         self.dice.on_click(lambda _: self.roll_seed())
         self.generate_button.on_click(lambda _: self.run())

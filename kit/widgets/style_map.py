@@ -15,7 +15,7 @@ import traitlets as T
 
 from ..atlas import COLOR_BY
 from ..fusion import MAX_STYLES
-from .common import Panel, image_slot, png_bytes, preset_note, show_png, theme_figure
+from .common import Panel, fit_to_width, image_slot, png_bytes, preset_note, show_png, theme_figure
 
 MAP_HEIGHT = 640  # px, the figure's height (its width follows the space the panel has)
 
@@ -53,12 +53,13 @@ class StyleMap(Panel):
         self.figure = go.FigureWidget()
         self.figure.update_layout(height=MAP_HEIGHT, dragmode="lasso")
         theme_figure(self.figure)
-        self.card = W.HTML(value="<i>Click a point to read about it.</i>", layout=W.Layout(width="100%"))
+        fit_to_width(self.figure)
+        self.card = W.HTML(value="<i>Click a point to read about it.</i>", layout=W.Layout(width="auto"))
         self.thumbnail = image_slot(width="160px")
         auto = W.Layout(width="auto")
         self.to_studio = W.Button(description="Use in studio", icon="paint-brush", disabled=True, layout=auto)
         self.to_mixer = W.Button(description="Add to mixer", icon="sliders", disabled=True, layout=auto)
-        self.subject = W.Text(value=subject, description="Subject", layout=W.Layout(width="100%"))
+        self.subject = W.Text(value=subject, description="Subject", layout=W.Layout(width="auto"))
         self.fuse_button = W.Button(description="Fuse lassoed styles", icon="object-group", disabled=True,
                                     layout=auto)
         self.result = image_slot(width="256px")
@@ -75,7 +76,7 @@ class StyleMap(Panel):
         wrap = W.Layout(flex_flow="row wrap", align_items="center")
         side = W.VBox([self.card, self.thumbnail, W.HBox([self.to_studio, self.to_mixer], layout=wrap),
                        self.subject, self.fuse_button, self.result, W.HBox([self.progress, self.status])],
-                      layout=W.Layout(flex="1 1 18em", min_width="16em", max_width="36em", padding="0 0 0 12px"))
+                      layout=W.Layout(flex="1 1 18em", min_width="16em", max_width="36em", margin="0 0 0 12px"))
         plot = W.VBox([self.title, self.figure], layout=W.Layout(flex="3 1 480px", min_width="320px"))
         self.show_parts(self.note, self.color_by,
                         W.HBox([plot, side], layout=W.Layout(flex_flow="row wrap", align_items="flex-start")),

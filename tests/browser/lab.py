@@ -7,6 +7,7 @@ use the page helpers:
     run_all(page)                                            # Run > Run All Cells, waits for the end
     assert cell_errors(page) == []                           # tracebacks and broken widgets
     screenshot(page, "01-prompting")                         # artifacts/screenshots/01-prompting.png
+    set_theme(page, "dark")                                  # JupyterLab Dark, in place
 """
 
 from __future__ import annotations
@@ -183,6 +184,7 @@ def start_lab(root: Path, home: Path, env: dict | None = None) -> Lab:
         # Checkpoints (written when a notebook opens) go to `home`, not next to the notebook.
         f"--FileCheckpoints.checkpoint_dir={dirs['checkpoints']}",
         "--LabApp.extension_manager=readonly",  # no package-index queries from the lab
+        "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: tests run commands (set_theme)
     ]  # fmt: skip
     if os.geteuid() == 0:  # CI containers run as root
         command.append("--allow-root")
@@ -530,3 +532,15 @@ def screenshot(page, name: str, whole_notebook: bool = True) -> Path:
     log = console_log(page)
     (SCREENSHOTS / f"{safe}.console.log").write_text("\n".join(log.lines) + "\n")
     return path
+
+
+THEMES = {"light": "JupyterLab Light", "dark": "JupyterLab Dark"}
+
+
+def set_theme(page, theme: str) -> None:
+    """Switch JupyterLab to its "light" or "dark" theme in place (outputs and widgets stay)."""
+    page.evaluate("name => window.jupyterapp.commands.execute('apputils:change-theme', {theme: name})",
+                  THEMES[theme])
+    page.wait_for_function("light => document.body.dataset.jpThemeLight === light",
+                           arg="true" if theme == "light" else "false")
+    page.wait_for_timeout(500)  # the theme's stylesheet is applied and the page repainted
