@@ -14,11 +14,11 @@ __version__ = "0.1.0"
 _LAZY = {
     "doctor": "kit.presets",
     "Studio": "kit.studio",
-    "Artwork": "kit.provenance",
-    "Record": "kit.provenance",
-    "Gallery": "kit.provenance",
-    "load": "kit.provenance",
-    "replay": "kit.provenance",
+    "Artwork": "kit.artwork",
+    "Record": "kit.record",
+    "Gallery": "kit.gallery",
+    "load": "kit.artwork",
+    "replay": "kit.artwork",
     "Style": "kit.styles",
     "Embedder": "kit.embed",
     "StyleAtlas": "kit.atlas",
@@ -28,7 +28,8 @@ _LAZY = {
     "Stopped": "kit.runs",
 }
 _SUBMODULES = {"styles", "widgets", "presets", "latents", "walks", "fusion", "provenance", "embed", "atlas", "auditing",
-               "restore", "credentials", "sheet", "tiny", "collection", "files", "lessons", "projection", "runs"}
+               "restore", "credentials", "sheet", "tiny", "collection", "files", "lessons", "projection", "runs",
+               "record", "artwork", "gallery"}
 
 __all__ = ["KitError", "__version__", *_LAZY, *sorted(_SUBMODULES)]
 

@@ -1,0 +1,462 @@
+"""The gallery: an append-only folder of the kit's PNGs with a small SQLite index, and lineage.
+
+The PNGs are the truth; the index (``gallery.sqlite``) only makes listing and searching
+fast, and can always be rebuilt from them. Recoverable by design:
+
+- a PNG is renamed into place whole (the one safe writer), then indexed. A crash between
+  the two steps leaves a PNG the index does not know: opening the gallery compares the
+  folder with the index by name, size and mtime (one directory listing) and indexes it;
+- temp files of killed writers are removed on open, never another process's file in progress;
+- a full disk ends a save with a KitError that says so; what was saved before stays saved
+  and indexed, and the index (rollback journal, not WAL) can still be read on a full disk;
+- a damaged index is a KitError that names ``Gallery.repair(folder)``, which sets the
+  damaged file aside and rebuilds the index from the PNGs (no PNG is ever deleted);
+- a PNG deleted by hand is left out of ``len()`` and iteration alike; its row stays in the
+  index, so ``lineage`` still knows how its descendants were made.
+
+Light on purpose: stdlib, PIL and numpy only (no torch, no diffusers).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import sqlite3
+import warnings
+from contextlib import closing
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .artwork import Artwork, _writable_folder, load
+from .errors import KitError
+from .files import clean_temp_files, fsync_folder
+from .record import Record
+
+__all__ = ["Gallery", "Lineage", "default_folder"]
+
+
+def default_folder() -> Path:
+    """``$KIT_GALLERY`` if set, else ``~/kit-gallery``."""
+    return Path(os.environ.get("KIT_GALLERY") or "~/kit-gallery").expanduser()
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS artworks (
+    id INTEGER PRIMARY KEY,
+    file TEXT NOT NULL UNIQUE,
+    created TEXT,
+    kind TEXT,
+    prompt TEXT,
+    style TEXT,
+    seed INTEGER,
+    preset TEXT,
+    sha256 TEXT,
+    record_json TEXT
+);
+CREATE TABLE IF NOT EXISTS unindexed (  -- PNGs left out, with why: looked at again only when they change
+    file TEXT PRIMARY KEY,
+    size INTEGER,
+    mtime_ns INTEGER,
+    reason TEXT
+);
+"""
+# Columns added after the first release: an older index gets them on open.
+_ADDED = {"size": "INTEGER", "mtime_ns": "INTEGER", "parents": "TEXT"}
+_SHA256 = re.compile(r"[0-9a-f]{8,64}")
+
+
+class Gallery:
+    """An append-only folder of PNGs with an sqlite index (``gallery.sqlite``).
+
+    Opening a gallery recovers what a crash can leave: PNGs saved but not indexed are
+    indexed, temp files of dead writers are removed. Several Gallery objects (several
+    kernels, several processes) can share one folder.
+    """
+
+    INDEX = "gallery.sqlite"
+
+    def __init__(self, folder=None):
+        self.folder = _writable_folder(default_folder() if folder is None else folder)
+        self.index = self.folder / self.INDEX
+        try:
+            clean_temp_files(self.folder)  # only files of dead kit writers
+        except OSError as err:
+            warnings.warn(f"could not clean temp files in {str(self.folder)!r}: {err}", stacklevel=2)
+        self._open()
+        self.rebuild_index()
+
+    # -- the index ----------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        # One short-lived connection per operation: safe across threads, kernels and processes.
+        # Autocommit; writes take the lock up front (BEGIN IMMEDIATE), so two writers never deadlock.
+        return sqlite3.connect(self.index, timeout=30, isolation_level=None)
+
+    def _open(self) -> None:
+        """Check the index, create or upgrade its tables; KitError naming the fix when it is damaged."""
+        try:
+            with closing(self._connect()) as db:
+                problems = [row[0] for row in db.execute("PRAGMA quick_check")]
+                if problems != ["ok"]:
+                    raise self._damaged("; ".join(problems[:3]))
+                if db.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                    # A rollback journal, not WAL: it can be read on a full disk and in network folders.
+                    # An index another process holds open stays in WAL until it is free: no waiting here.
+                    db.execute("PRAGMA busy_timeout = 100")
+                    try:
+                        db.execute("PRAGMA journal_mode = DELETE")
+                    except sqlite3.OperationalError:
+                        pass
+                    db.execute("PRAGMA busy_timeout = 30000")
+                tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                columns = {row[1] for row in db.execute("PRAGMA table_info(artworks)")}
+                if {"artworks", "unindexed"} <= tables and set(_ADDED) <= columns:
+                    return
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
+                    columns = {row[1] for row in db.execute("PRAGMA table_info(artworks)")}
+                    for name, kind in _ADDED.items():
+                        if name not in columns:
+                            db.execute(f"ALTER TABLE artworks ADD COLUMN {name} {kind}")
+                    self._fill_parents(db)
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as err:
+            raise self._error(err, "open") from err
+
+    def _damaged(self, detail) -> KitError:
+        return KitError(
+            f"the gallery index {str(self.index)!r} is damaged ({detail}). The PNGs are the truth and are "
+            f"untouched: kit.Gallery.repair({str(self.folder)!r}) sets the damaged index aside and rebuilds "
+            f"it from them (no image is deleted).")
+
+    def _error(self, err: sqlite3.Error, doing: str) -> KitError:
+        """A KitError for an sqlite error: a damaged index names the repair, a full disk says so."""
+        name = getattr(err, "sqlite_errorname", "")
+        if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in str(err) \
+                or "not a database" in str(err):
+            return self._damaged(err)
+        if _is_disk_full(err):
+            return KitError(f"the disk holding {str(self.folder)!r} is full: could not {doing} the gallery index "
+                            f"({err}). Free some space and try again; no image was lost.")
+        return KitError(f"cannot {doing} the gallery index {str(self.index)!r}: {err}")
+
+    def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
+        try:
+            with closing(self._connect()) as db:
+                return db.execute(sql, args).fetchall()
+        except sqlite3.Error as err:
+            raise self._error(err, "read") from err
+
+    def _write(self, db, sql: str, rows: list[tuple]) -> None:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(sql, rows)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    _COLUMNS = ("file", "created", "kind", "prompt", "style", "seed", "preset", "sha256", "record_json",
+                "size", "mtime_ns", "parents")
+    _INSERT = f"INSERT OR IGNORE INTO artworks ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+    _UPDATE = f"UPDATE artworks SET {', '.join(c + ' = ?' for c in _COLUMNS[1:])} WHERE file = ?"
+
+    @staticmethod
+    def _row(file: str, record: Record, stamp: tuple[int, int]) -> tuple:
+        """The index row of a PNG: values in `_COLUMNS` order. stamp: (size, mtime_ns) of the file."""
+        seed = record.seed if -2**63 <= record.seed < 2**63 else None  # sqlite integers are 64-bit
+        return (file, record.created, record.kind, record.prompt, record.style, seed, record.preset,
+                record.sha256, record.to_json(), *stamp, " ".join(record.parents()))
+
+    # -- adding ----------------------------------------------------------------------
+
+    def add(self, artwork: Artwork) -> Path:
+        """Save the artwork into the gallery folder and index it; returns the PNG path.
+
+        On a full disk: a KitError that says so. Nothing half-written is left, and every
+        image saved before stays saved and indexed (a PNG saved but not indexed is picked
+        up the next time the gallery is opened).
+        """
+        try:
+            path = artwork.save(self.folder)
+        except KitError as err:
+            if _is_disk_full(err):
+                raise KitError(f"the disk holding {str(self.folder)!r} is full: this image was not saved "
+                               "(nothing half-written is left). The images saved before it are kept and "
+                               "indexed; free some space and make it again.") from err
+            raise
+        try:
+            stat = path.stat()
+            row = self._row(path.name, artwork.record, (stat.st_size, stat.st_mtime_ns))
+            with closing(self._connect()) as db:
+                self._write(db, self._INSERT, [row])
+        except (sqlite3.Error, OSError) as err:
+            why = "the disk is full" if _is_disk_full(err) else str(err)
+            raise KitError(f"saved {str(path)!r} but could not index it ({why}); it is indexed the next "
+                           "time the gallery is opened, or now by Gallery.rebuild_index()") from err
+        return path
+
+    # -- recovering ------------------------------------------------------------------
+
+    def _on_disk(self) -> dict[str, tuple[int, int]]:
+        """{file name: (size, mtime_ns)} of the folder's PNGs, from one directory listing."""
+        found = {}
+        with os.scandir(self.folder) as entries:
+            for entry in entries:
+                if entry.name.startswith(".") or not entry.name.lower().endswith(".png"):
+                    continue
+                try:
+                    if entry.is_file():
+                        stat = entry.stat()
+                        found[entry.name] = (stat.st_size, stat.st_mtime_ns)
+                except OSError:  # gone since the listing
+                    continue
+        return found
+
+    def rebuild_index(self) -> int:
+        """Index every PNG in the folder the index is missing; returns how many were added.
+
+        Cheap: the folder is compared with the index by name, size and mtime (one directory
+        listing), and only new or changed files are read. Runs on every open, so a PNG saved
+        but not indexed (a crash between the two steps) is found again without asking.
+        Nothing is removed: entries keep their place and id; a PNG changed in place (signed
+        with content credentials, say) has its row refreshed. A file that cannot be read is
+        warned about once and looked at again only when it changes. On a full disk the new
+        rows wait for the next open, with a warning.
+        """
+        disk = self._on_disk()
+        indexed = {file: (size, mtime) for file, size, mtime in
+                   self._read("SELECT file, size, mtime_ns FROM artworks")}
+        left_out = {file: (size, mtime) for file, size, mtime in
+                    self._read("SELECT file, size, mtime_ns FROM unindexed")}
+        new, changed, skipped, fill = [], [], [], []
+        for file, stamp in disk.items():
+            before = indexed.get(file)
+            if before == stamp or left_out.get(file) == stamp:
+                continue
+            if before == (None, None):  # a row of an older index: note the file as it is now
+                fill.append((*stamp, file))
+                continue
+            try:
+                artwork = load(self.folder / file)
+            except KitError as err:
+                warnings.warn(f"not indexing {file}: {err}", stacklevel=3)
+                skipped.append((file, *stamp, str(err)))
+                continue
+            row = self._row(file, artwork.record, stamp)
+            if before is None:
+                new.append(row)
+            else:
+                changed.append((*row[1:], file))
+        new.sort(key=lambda row: (row[1], row[0]))  # oldest first, as they would have been added
+        try:
+            with closing(self._connect()) as db:
+                for sql, rows in ((self._INSERT, new), (self._UPDATE, changed), (
+                        "INSERT OR REPLACE INTO unindexed (file, size, mtime_ns, reason) VALUES (?, ?, ?, ?)", skipped),
+                        ("UPDATE artworks SET size = ?, mtime_ns = ? WHERE file = ?", fill)):
+                    if rows:
+                        self._write(db, sql, rows)
+        except sqlite3.Error as err:
+            if not _is_disk_full(err):
+                raise self._error(err, "update") from err
+            warnings.warn(f"the disk holding {str(self.folder)!r} is full: {len(new)} PNG(s) are not indexed "
+                          "yet; they will be when the gallery is next opened with some space free", stacklevel=3)
+            return 0
+        return len(new)
+
+    @staticmethod
+    def _fill_parents(db) -> None:
+        """Fill the parents column of rows an older index wrote without it (inside the caller's transaction)."""
+        update = []
+        for row_id, text in db.execute("SELECT id, record_json FROM artworks WHERE parents IS NULL").fetchall():
+            try:
+                parents = Record.from_json(text).parents()
+            except (KitError, TypeError):
+                parents = []
+            update.append((" ".join(parents), row_id))
+        db.executemany("UPDATE artworks SET parents = ? WHERE id = ?", update)
+
+    @classmethod
+    def repair(cls, folder=None) -> Gallery:
+        """Open the gallery in `folder`, rebuilding a damaged index from the PNGs.
+
+        The damaged index is renamed to ``gallery.sqlite.damaged-<time>`` (kept, not deleted,
+        so nothing is lost if it held more than the PNGs do); no PNG is touched.
+        An index that is not damaged is kept as it is.
+        """
+        folder = _writable_folder(default_folder() if folder is None else folder)
+        try:
+            return cls(folder)
+        except KitError as err:
+            if "is damaged" not in str(err):
+                raise
+        index = folder / cls.INDEX
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+        aside = index.with_name(f"{index.name}.damaged-{stamp}")
+        for suffix in ("-wal", "-shm", "-journal", ""):  # the main file last: its companions go with it
+            source = index.with_name(index.name + suffix)
+            if source.exists():
+                os.replace(source, aside.with_name(aside.name + suffix))
+        fsync_folder(folder)
+        warnings.warn(f"the damaged gallery index was set aside as {aside.name}; rebuilding it from the PNGs",
+                      stacklevel=2)
+        return cls(folder)
+
+    # -- reading ---------------------------------------------------------------------
+
+    def _listed(self, where: str = "", args: tuple = (), newest_first: bool = False) -> list[str]:
+        """Names of the indexed PNGs that are in the folder now, in index order.
+
+        ``len()``, iteration, ``latest`` and ``find`` all list through here, so a PNG deleted
+        by hand is left out of every one of them alike (its row stays, for ``lineage``).
+        """
+        order = "id DESC" if newest_first else "id"
+        rows = self._read(f"SELECT file FROM artworks {where} ORDER BY {order}", args)
+        disk = self._on_disk()
+        return [file for file, in rows if file in disk]
+
+    def _load_all(self, files):
+        for name in files:
+            try:
+                yield load(self.folder / name)
+            except KitError as err:
+                warnings.warn(f"skipping a gallery entry: {err}", stacklevel=3)
+
+    def __len__(self) -> int:
+        return len(self._listed())
+
+    def __iter__(self):
+        """Artworks in the order they were added, each loaded when reached."""
+        return self._load_all(self._listed())
+
+    def latest(self, n: int = 8) -> list[Artwork]:
+        """The ``n`` most recently added artworks, newest first."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise KitError(f"n must be a whole number >= 0, got {n!r}")
+        return list(self._load_all(self._listed(newest_first=True)[:n]))
+
+    def find(self, prompt: str | None = None, style: str | None = None,
+             seed: int | None = None, kind: str | None = None) -> list[Artwork]:
+        """Artworks matching every given filter (``prompt``: case-insensitive substring)."""
+        clauses, args = [], []
+        if prompt is not None:
+            clauses.append("instr(lower(prompt), lower(?)) > 0")
+            args.append(prompt)
+        for column, value in (("style", style), ("seed", seed), ("kind", kind)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        where = "WHERE " + " AND ".join(clauses) if clauses else ""
+        return list(self._load_all(self._listed(where, tuple(args))))
+
+    # -- lineage ---------------------------------------------------------------------
+
+    def lineage(self, sha256) -> Lineage:
+        """Ancestors and descendants of an image, by the parent hashes in the records.
+
+        sha256: an image's pixel hash (``art.record.sha256``; a unique prefix of 8 or more
+        hex digits will do), or an Artwork. Ancestors are nearest first (parent, then
+        grandparent ...), descendants likewise. Parents named by a record but not in the
+        gallery are listed in ``unknown``; images whose PNG was deleted still count
+        through the records the index keeps, but are not loaded.
+        """
+        if isinstance(sha256, Artwork):
+            sha256 = sha256.record.sha256
+        if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256.lower()):
+            raise KitError(f"sha256 must be an image's pixel hash (8 to 64 hex digits), got {sha256!r}")
+        sha256 = sha256.lower()
+        rows = self._read("SELECT file, sha256, parents FROM artworks ORDER BY id")
+        parents: dict[str, list[str]] = {}
+        files: dict[str, list[str]] = {}
+        disk = self._on_disk()
+        for file, sha, named in rows:
+            sha = (sha or "").lower()
+            parents.setdefault(sha, [])
+            parents[sha] += [p for p in (named or "").split() if p not in parents[sha]]
+            if file in disk:
+                files.setdefault(sha, []).append(file)
+        known = set(parents) | {p for named in parents.values() for p in named}
+        matches = sorted(h for h in known if h.startswith(sha256))
+        if not matches:
+            raise KitError(f"no image with sha256 {sha256!r} in the gallery {str(self.folder)!r}, "
+                           "nor named as a parent by one")
+        if len(matches) > 1:
+            raise KitError(f"sha256 {sha256!r} matches {len(matches)} images: give more of its digits")
+        target = matches[0]
+        children: dict[str, list[str]] = {}
+        for sha, named in parents.items():
+            for parent in named:
+                children.setdefault(parent, []).append(sha)
+
+        def walk(start, edges):
+            seen, order, frontier = {start}, [], [start]
+            while frontier:
+                nxt = []
+                for node in frontier:
+                    for other in edges.get(node, []):
+                        if other not in seen:
+                            seen.add(other)
+                            order.append(other)
+                            nxt.append(other)
+                frontier = nxt
+            return order
+
+        up, down = walk(target, parents), walk(target, children)
+
+        def artworks(hashes):
+            return [art for h in hashes for art in self._load_all(files.get(h, [])[:1])]
+
+        return Lineage(sha256=target, artworks=artworks([target]), ancestors=artworks(up),
+                       descendants=artworks(down), unknown=[h for h in up if h not in files],
+                       ancestor_hashes=up, descendant_hashes=down)
+
+    def __repr__(self) -> str:
+        return f"Gallery({str(self.folder)!r}, {len(self)} artworks)"
+
+
+@dataclass(eq=False)
+class Lineage:
+    """Where an image came from and what was made from it (see `Gallery.lineage`).
+
+    ``artworks``: the image itself (empty when only named as a parent); ``ancestors`` and
+    ``descendants``: nearest first, one Artwork per image whose PNG is in the gallery;
+    ``ancestor_hashes``/``descendant_hashes``: every hash, PNG or not; ``unknown``: ancestors
+    named by a record whose PNG the gallery does not have.
+    """
+
+    sha256: str
+    artworks: list[Artwork] = field(default_factory=list)
+    ancestors: list[Artwork] = field(default_factory=list)
+    descendants: list[Artwork] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
+    ancestor_hashes: list[str] = field(default_factory=list)
+    descendant_hashes: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return (f"Lineage({self.sha256[:12]}, {len(self.ancestor_hashes)} ancestor(s), "
+                f"{len(self.descendant_hashes)} descendant(s), {len(self.unknown)} not in the gallery)")
+
+
+def _is_disk_full(err: BaseException | None) -> bool:
+    """Whether `err` (or an error it was raised from) says the disk or the quota is full."""
+    seen = 0
+    while err is not None and seen < 8:
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            return True
+        if isinstance(err, sqlite3.Error) and (getattr(err, "sqlite_errorname", "") == "SQLITE_FULL"
+                                               or "disk is full" in str(err)):
+            return True
+        err = err.__cause__ or err.__context__
+        seen += 1
+    return False

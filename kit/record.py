@@ -1,0 +1,340 @@
+"""The record behind every image, and its web-UI ``parameters`` text.
+
+A ``Record`` holds everything needed to explain and regenerate one image (prompt, seed,
+model, sampler, ...). It is JSON-serialisable and checked loosely on creation: what JSON
+and numpy hand over is accepted, what cannot be meant is refused with a KitError naming
+the field. ``Record.parameters()`` writes it in the format the popular Stable Diffusion
+web UIs write and read; ``parse_parameters`` and ``Record.from_parameters`` read it back.
+``Record.parents()`` names the images (by pixel hash) this one was made from.
+
+Light on purpose: stdlib and numpy only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import operator
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+
+from . import __version__
+from .errors import KitError
+
+__all__ = ["Record", "parse_parameters", "sampler_name", "SAMPLER_NAMES"]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+# ---------------------------------------------------------------------------
+# Record
+# ---------------------------------------------------------------------------
+
+# Field groups for the loose type checks in Record.__post_init__.
+_STR = ("kind", "prompt", "negative", "preset", "model", "scheduler", "sampler",
+        "device", "dtype", "decoder", "kit_version", "created", "sha256")
+_OPTIONAL_STR = ("subject", "style", "revision")
+_INT = ("seed", "steps", "width", "height")
+_FLOAT = ("guidance",)
+_OPTIONAL_DICT = ("fusion", "walk", "restore")
+# Keys a record's settings use to name an image it was made from (see Record.parents).
+_PARENT_KEYS = ("source_sha256", "parent_sha256")
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+@dataclass
+class Record:
+    """Everything needed to explain and regenerate one image.
+
+    JSON-serialisable. Every field has a default so records written by older
+    versions still load; keys this version does not know end up in ``extra``.
+    """
+
+    kind: str = "generate"  # "generate" | "walk" | "fuse" | "restore" ("imported" for foreign PNGs)
+    prompt: str = ""  # as sent to the text encoder, after the style template
+    negative: str = ""
+    subject: str | None = None  # the user's text before a style template was applied
+    style: str | None = None  # style id
+    seed: int = 0
+    steps: int = 1
+    guidance: float = 0.0
+    width: int = 512
+    height: int = 512
+    preset: str = ""
+    model: str = ""  # repo id or local folder
+    revision: str | None = None  # weights commit hash when known
+    scheduler: str = ""  # diffusers class name
+    sampler: str = ""  # web-UI sampler name, e.g. "Euler a"
+    device: str = "cpu"
+    dtype: str = "float32"
+    decoder: str = "vae"  # "vae" (full VAE) | "taesd" (preview)
+    fusion: dict[str, float] | None = None  # style id or free prompt -> weight, as the user gave them
+    walk: dict | None = None  # keyframes, method, segment, t, frame, frames
+    restore: dict | None = None  # mask_sha256, mask_area, mask_png, source_sha256, source_path, strength, work_size
+    kit_version: str = __version__
+    created: str = field(default_factory=_now)
+    sha256: str = ""  # pixel_hash() of the image
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        # Loose checks: accept what JSON and numpy hand us, refuse what cannot be meant.
+        for name in _STR:
+            value = getattr(self, name)
+            if value is None:
+                value = ""
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = str(value)
+            elif not isinstance(value, str):
+                raise KitError(f"Record.{name} must be a string, got {value!r}")
+            setattr(self, name, value)
+        for name in _OPTIONAL_STR:
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise KitError(f"Record.{name} must be a string or None, got {value!r}")
+        for name in _INT:
+            setattr(self, name, _as_int(name, getattr(self, name)))
+        for name in _FLOAT:
+            setattr(self, name, _as_float(name, getattr(self, name)))
+        for name in _OPTIONAL_DICT:
+            value = getattr(self, name)
+            if value is not None:
+                if not isinstance(value, dict):
+                    raise KitError(f"Record.{name} must be a dict or None, got {value!r}")
+                setattr(self, name, _json_copy(name, value))
+        if self.fusion is not None:
+            self.fusion = {str(k): _as_float(f"fusion[{k!r}]", v) for k, v in self.fusion.items()}
+        if not isinstance(self.extra, dict):
+            raise KitError(f"Record.extra must be a dict, got {self.extra!r}")
+        self.extra = _json_copy("extra", self.extra)
+
+    # -- JSON ---------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        """A plain dict of JSON types."""
+        return dataclasses.asdict(self)
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, indent=indent)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Record:
+        """Build a Record from a dict; unknown keys are kept in ``extra``."""
+        if not isinstance(data, dict):
+            raise KitError(f"a Record needs a dict (JSON object), got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        known = {k: v for k, v in data.items() if k in names and k != "extra"}
+        extra = data.get("extra") or {}
+        if not isinstance(extra, dict):
+            raise KitError(f"Record.extra must be a dict, got {extra!r}")
+        extra = {**extra, **{k: v for k, v in data.items() if k not in names}}
+        return cls(**known, extra=extra)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Record:
+        try:
+            data = json.loads(text)
+        except (TypeError, ValueError) as err:
+            raise KitError(f"not a valid Record JSON: {err}") from err
+        return cls.from_dict(data)
+
+    # -- web-UI text ----------------------------------------------------------
+
+    def parameters(self) -> str:
+        """The record in the web-UI ``parameters`` format (see ``parse_parameters``)."""
+        settings = {
+            "Steps": self.steps,
+            "Sampler": self.sampler or sampler_name(self.scheduler),
+            "CFG scale": self.guidance,
+            "Seed": self.seed,
+            "Size": f"{self.width}x{self.height}",
+            "Model": self.preset or self.model,
+            "Style": self.style,
+            "Fusion": "; ".join(f"{k} {v:g}" for k, v in self.fusion.items()) if self.fusion else None,
+            "Version": f"kit {self.kit_version}" if self.kit_version else "",
+        }
+        line = ", ".join(f"{key}: {_quote(value)}" for key, value in settings.items()
+                         if value not in (None, ""))
+        lines = [self.prompt] if self.prompt else []
+        if self.negative:
+            lines.append(f"Negative prompt: {self.negative}")
+        lines.append(line)
+        return "\n".join(lines)
+
+    @classmethod
+    def from_parameters(cls, text: str) -> Record:
+        """A Record (kind "imported") from a web-UI ``parameters`` text.
+
+        Values that do not convert are left out; everything parsed is kept in
+        ``extra["parameters"]``.
+        """
+        parsed = parse_parameters(text)
+        values = {"kind": "imported", "prompt": parsed["Prompt"],
+                  "negative": parsed["Negative prompt"], "kit_version": ""}
+        for key, name, convert in (("Steps", "steps", int), ("Seed", "seed", int),
+                                   ("CFG scale", "guidance", float)):
+            try:
+                values[name] = convert(parsed[key])
+            except (KeyError, ValueError):
+                pass
+        size = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", parsed.get("Size", ""))
+        if size:
+            values["width"], values["height"] = int(size[1]), int(size[2])
+        values["sampler"] = parsed.get("Sampler", "")
+        values["model"] = parsed.get("Model", "")
+        values["style"] = parsed.get("Style")
+        version = parsed.get("Version", "")
+        if version.startswith("kit "):
+            values["kit_version"] = version[4:]
+        return cls(**values, extra={"parameters": parsed})
+
+    # -- lineage --------------------------------------------------------------
+
+    def parents(self) -> list[str]:
+        """The pixel hashes of the images this one was made from, in the order found, no repeats.
+
+        A restoration names its source (``restore["source_sha256"]``); any other kind may
+        name its sources the same way in its own settings (``walk``, or a dict in ``extra``), or list them in ``extra["parents"]``. Values that are not sha256
+        hex digests are ignored: a record is data, and a wrong hash names nothing.
+        """
+        found = []
+        for value in (self.restore, self.walk, self.extra,
+                      *(v for v in self.extra.values() if isinstance(v, dict))):
+            if not isinstance(value, dict):
+                continue
+            candidates = value.get("parents")
+            candidates = list(candidates) if isinstance(candidates, list) else []
+            candidates += [value.get(key) for key in _PARENT_KEYS]
+            found += [c.lower() for c in candidates if isinstance(c, str) and _SHA256.fullmatch(c)]
+        return list(dict.fromkeys(found))
+
+
+def _as_int(name, value) -> int:
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        if isinstance(value, str):
+            return int(value.strip())
+        if isinstance(value, (float, np.floating)):
+            if not float(value).is_integer():
+                raise ValueError
+            return int(value)
+        return operator.index(value)  # int and numpy integers
+    except (TypeError, ValueError, OverflowError):
+        raise KitError(f"Record.{name} must be an integer, got {value!r}") from None
+
+
+def _as_float(name, value) -> float:
+    if isinstance(value, bool):
+        raise KitError(f"Record.{name} must be a number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise KitError(f"Record.{name} must be a number, got {value!r}") from None
+
+
+def _json_copy(name, value):
+    """A deep copy through JSON: tuples become lists, so a saved record equals its load."""
+    try:
+        return json.loads(json.dumps(value, ensure_ascii=False))
+    except (TypeError, ValueError) as err:
+        raise KitError(f"Record.{name} must hold only JSON values: {err}") from None
+
+
+# ---------------------------------------------------------------------------
+# The web-UI "parameters" text
+# ---------------------------------------------------------------------------
+#
+#   <prompt>
+#   Negative prompt: <negative>            (line left out when empty)
+#   Steps: 1, Sampler: Euler a, CFG scale: 0.0, Seed: 42, Size: 512x512, Model: sd-turbo, Version: kit 0.1.0
+#
+# The last line is "Key: value" pairs joined by ", ". A value holding a comma, a colon
+# or a newline is written as a JSON string in double quotes, as those web UIs do.
+
+_PAIR = re.compile(r'\s*(\w[\w \-/]*):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
+_NEGATIVE = "Negative prompt:"
+
+
+# diffusers scheduler class -> the sampler name the web UIs show for the same method.
+SAMPLER_NAMES = {
+    "EulerDiscreteScheduler": "Euler",
+    "EulerAncestralDiscreteScheduler": "Euler a",
+    "HeunDiscreteScheduler": "Heun",
+    "LMSDiscreteScheduler": "LMS",
+    "KDPM2DiscreteScheduler": "DPM2",
+    "KDPM2AncestralDiscreteScheduler": "DPM2 a",
+    "DPMSolverMultistepScheduler": "DPM++ 2M",
+    "DDIMScheduler": "DDIM",
+    "PNDMScheduler": "PLMS",
+    "UniPCMultistepScheduler": "UniPC",
+    "LCMScheduler": "LCM",
+}
+
+
+def sampler_name(scheduler: str) -> str:
+    """The web-UI sampler name for a diffusers scheduler class name ("" when there is none)."""
+    return SAMPLER_NAMES.get(scheduler, "")
+
+
+def _quote(value) -> str:
+    text = str(value)
+    if any(c in text for c in ",:\n"):
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
+def _unquote(text: str) -> str:
+    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _settings_line(line: str) -> dict | None:
+    """The key/value pairs of a settings line, or None when the line is prompt text.
+
+    A settings line has at least three pairs and either parses cleanly or carries
+    Steps and Seed (a web-UI line with a key shape this parser does not know).
+    """
+    pairs, junk, pos = {}, 0, 0
+    while pos < len(line):
+        match = _PAIR.match(line, pos)
+        if match:
+            pairs[match[1].strip()] = _unquote(match[2].strip())
+            pos = match.end()
+        else:
+            junk += 1
+            comma = line.find(",", pos)
+            pos = len(line) if comma < 0 else comma + 1
+    if len(pairs) >= 3 and (junk == 0 or {"Steps", "Seed"} <= pairs.keys()):
+        return pairs
+    return None
+
+
+def parse_parameters(text: str) -> dict:
+    """Read a web-UI ``parameters`` text back into a dict of strings.
+
+    Keys: ``"Prompt"``, ``"Negative prompt"`` and every key of the settings line
+    (``"Steps"``, ``"Sampler"``, ``"CFG scale"``, ``"Seed"``, ``"Size"``, ...), with
+    quoted values unquoted. Values stay strings, as the web UIs give them.
+    """
+    if not isinstance(text, str):
+        raise KitError(f"parameters must be a string, got {type(text).__name__}")
+    lines = text.replace("\r\n", "\n").strip("\n").split("\n")
+    settings = _settings_line(lines[-1]) if lines else None
+    if settings is not None:
+        lines = lines[:-1]
+    prompt, negative, in_negative = [], [], False
+    for line in lines:
+        if not in_negative and line.startswith(_NEGATIVE):
+            in_negative = True
+            line = line[len(_NEGATIVE):].removeprefix(" ")
+        (negative if in_negative else prompt).append(line)
+    return {"Prompt": "\n".join(prompt), "Negative prompt": "\n".join(negative), **(settings or {})}
