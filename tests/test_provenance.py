@@ -1,11 +1,13 @@
-"""Tests for kit.provenance: records, PNG metadata, load/replay and the gallery."""
+"""Tests for records (kit.record), PNG metadata and load/replay (kit.artwork), and kit.provenance's re-exports.
+
+The gallery's tests are in test_gallery.py and test_gallery_faults.py.
+"""
 
 import dataclasses
 import json
 import os
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
@@ -13,9 +15,9 @@ from PIL import Image, PngImagePlugin
 
 import kit
 from kit.errors import KitError
-from kit.provenance import (
-    Artwork, Gallery, Record, ReplayResult, default_folder, load, parse_parameters, pixel_hash, replay,
-)
+from kit.artwork import Artwork, ReplayResult, load, pixel_hash, replay
+from kit.gallery import Gallery
+from kit.record import Record, parse_parameters
 
 
 def noise_image(seed=0, size=(32, 24)):
@@ -101,6 +103,16 @@ def test_record_coerces_loose_numbers():
     assert (record.seed, record.steps, record.width, record.guidance) == (5, 3, 64, 1.5)
     assert type(record.seed) is int and type(record.guidance) is float
     json.loads(record.to_json())  # numpy types are gone, so it serialises
+
+
+def test_record_parents_names_the_images_it_was_made_from():
+    a, b, c = "a" * 64, "B" * 64, "c" * 64
+    record = make_record(kind="restore", restore={"source_sha256": a, "strength": 0.5},
+                         extra={"parents": [b.lower(), a, "not a hash", 7], "restyle": {"source_sha256": c}})
+    assert record.parents() == [a, b.lower(), c]  # in the order found, lower case, no repeats
+    assert make_record().parents() == []
+    assert make_record(extra={"parents": "a" * 64}).parents() == []  # only a list of hashes names parents
+    assert make_record(restore={"source_sha256": "a" * 63}).parents() == []
 
 
 # -- the web-UI parameters text ------------------------------------------------
@@ -266,6 +278,15 @@ def test_unreadable_files_raise_kit_error_naming_the_path(tmp_path, damage):
     assert str(bad) in str(caught.value)
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_load_refuses_a_fifo_without_waiting_on_it(tmp_path):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    with pytest.raises(KitError, match="FIFO") as caught:
+        load(fifo)  # read through kit.files: refused by its type, so nothing waits for a writer
+    assert str(fifo) in str(caught.value)
+
+
 def test_folder_under_a_regular_file_fails_before_writing(tmp_path):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file")
@@ -363,78 +384,27 @@ def test_replay_reports_a_changed_pixel(tmp_path):
         replay(path, object())
 
 
-# -- gallery --------------------------------------------------------------------
-
-def test_gallery_survives_reopening(tmp_path):
-    gallery = Gallery(tmp_path / "g")
-    styles = ["ukiyo-e", "art-deco", "ukiyo-e"]
-    paths = [gallery.add(make_artwork(seed=i, style=s, prompt=f"portrait {i} in {s}")) for i, s in enumerate(styles)]
-    assert all(p.parent == tmp_path / "g" for p in paths)
-    assert (tmp_path / "g" / "gallery.sqlite").exists()
-
-    reopened = Gallery(tmp_path / "g")
-    assert len(reopened) == 3
-    arts = list(reopened)
-    assert [a.record.seed for a in arts] == [0, 1, 2] and all(a.verified for a in arts)
-    assert [a.record.seed for a in reopened.latest(2)] == [2, 1]
-    assert [a.record.seed for a in reopened.find(style="ukiyo-e")] == [0, 2]
-    assert [a.record.seed for a in reopened.find(prompt="PORTRAIT 1")] == [1]
-    assert [a.record.seed for a in reopened.find(seed=2, kind="generate")] == [2]
-    assert reopened.find(kind="walk") == []
-    assert "3 artworks" in repr(reopened)
-
-
-def test_two_gallery_objects_share_one_folder(tmp_path):
-    first, second = Gallery(tmp_path), Gallery(tmp_path)
-
-    def add_many(gallery, seeds):
-        for seed in seeds:
-            gallery.add(make_artwork(seed=seed))
-
-    threads = [threading.Thread(target=add_many, args=(first, range(0, 6))),
-               threading.Thread(target=add_many, args=(second, range(100, 106)))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(first) == len(second) == 12
-    assert sorted(a.record.seed for a in second) == [*range(0, 6), *range(100, 106)]
-
-
-def test_rebuild_index_recovers_a_png_that_was_not_indexed(tmp_path):
-    gallery = Gallery(tmp_path)
-    gallery.add(make_artwork(seed=1))
-    gallery.add(make_artwork(seed=2))
-    orphan = make_artwork(seed=3).save(tmp_path)  # a crash between the rename and the index insert
-    (tmp_path / ".kit-half.png.tmp").write_bytes(b"\x89PNG half written")  # ignored: a temp file
-    assert len(gallery) == 2
-
-    assert gallery.rebuild_index() == 1
-    assert [a.record.seed for a in Gallery(tmp_path)] == [1, 2, 3]
-    assert gallery.find(seed=3)[0].path == orphan
-    assert gallery.rebuild_index() == 0  # idempotent
-
-    (tmp_path / "gallery.sqlite").unlink()  # a lost index: the PNGs are the truth
-    for suffix in ("-wal", "-shm"):
-        (tmp_path / f"gallery.sqlite{suffix}").unlink(missing_ok=True)
-    (tmp_path / "broken.png").write_bytes(b"not a png at all")
-    with pytest.warns(UserWarning, match="broken.png"):
-        fresh = Gallery(tmp_path)
-    assert sorted(a.record.seed for a in fresh) == [1, 2, 3]
-
-
-def test_default_folder(monkeypatch, tmp_path):
-    monkeypatch.setenv("KIT_GALLERY", str(tmp_path / "mine"))
-    assert default_folder() == tmp_path / "mine"
-    assert Gallery().folder == tmp_path / "mine"
-    monkeypatch.delenv("KIT_GALLERY")
-    monkeypatch.setenv("HOME", str(tmp_path))
-    assert default_folder() == tmp_path / "kit-gallery"
-
+# -- the module layout --------------------------------------------------------------
 
 def test_public_names_and_light_import():
-    assert kit.Record is Record and kit.load is load and kit.Gallery is Gallery
+    assert kit.Record is Record and kit.load is load and kit.Gallery is Gallery and kit.replay is replay
     assert dataclasses.is_dataclass(Record)
-    code = "import sys, kit.provenance; print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))"
+    code = ("import sys, kit.provenance, kit.record, kit.artwork, kit.gallery; "
+            "print(sorted(m for m in ('torch', 'diffusers', 'transformers', 'open_clip') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_provenance_still_exports_every_public_name_from_its_new_home():
+    import kit.artwork
+    import kit.gallery
+    import kit.provenance
+    import kit.record
+
+    homes = {"Record": kit.record, "parse_parameters": kit.record, "sampler_name": kit.record,
+             "Artwork": kit.artwork, "ReplayResult": kit.artwork, "load": kit.artwork, "replay": kit.artwork,
+             "pixel_hash": kit.artwork, "Gallery": kit.gallery, "Lineage": kit.gallery, "default_folder": kit.gallery}
+    for name, home in homes.items():
+        assert getattr(kit.provenance, name) is getattr(home, name), name
+        assert name in kit.provenance.__all__
+    assert set(kit.provenance.__all__) <= set(dir(kit.provenance))
