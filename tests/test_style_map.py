@@ -91,6 +91,8 @@ def test_a_container_whose_map_takes_the_width_it_is_given(ui):
     assert layout.legend.orientation == "h"                        # a long legend goes under the map
     assert layout.paper_bgcolor == "rgba(0,0,0,0)" and layout.plot_bgcolor == "rgba(0,0,0,0)"
     assert not layout.title.text and "Style atlas" in ui.title.value   # the title is clear of the toolbar
+    ui.figure._view_count = 1          # a browser shows the figure: plotly is asked to measure its space
+    assert layout.autosize is True and layout.width is None
     for button in (ui.to_studio, ui.to_mixer, ui.fuse_button):
         assert button.layout.width == "auto"                       # never cut off
     assert ui.thumbnail.layout.display == "none" and ui.result.layout.display == "none"

@@ -45,7 +45,6 @@ THEME_CSS = """<style>
 .kit-panel .js-plotly-plot .infolayer text,
 .kit-panel .js-plotly-plot .xaxislayer-above text,
 .kit-panel .js-plotly-plot .yaxislayer-above text { fill: var(--jp-ui-font-color1) !important; }
-.kit-panel .widget-button { overflow: visible; }
 </style>"""
 
 
@@ -269,5 +268,6 @@ def fit_to_width(figure) -> None:
 def theme_figure(figure) -> None:
     """Let a plotly figure sit on the notebook's own background, light or dark (in place)."""
     figure.update_layout(paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)", font_color=GREY)
+    figure.update_traces(error_y_color=GREY, selector={"type": "bar"})  # plotly's default is dark blue
     figure.update_xaxes(gridcolor=GRID, zerolinecolor=GRID, linecolor=GRID)
     figure.update_yaxes(gridcolor=GRID, zerolinecolor=GRID, linecolor=GRID)

@@ -193,6 +193,9 @@ def test_panels_look_finished(panels_page, theme):
     for name in ("PromptStudio", "WalkExplorer", "FusionMixer", "StyleMap"):
         expect(page.locator(f".kit-{name} .kit-note")).to_contain_text("preset tiny")
     expect(studio.locator(".widget-button", has_text="seed 4294967295")).to_be_visible()
+    record = studio.locator(".kit-text pre").first   # the record wraps at spaces, not inside words
+    assert record.evaluate("p => [getComputedStyle(p).whiteSpace, getComputedStyle(p).wordBreak]") == [
+        "pre-wrap", "normal"]
 
     # Text follows the theme: light on the dark page, dark on the light one.
     dark = theme == "dark"
