@@ -304,10 +304,13 @@ class Gallery:
         index = folder / cls.INDEX
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
         aside = index.with_name(f"{index.name}.damaged-{stamp}")
-        for suffix in ("-wal", "-shm", "-journal", ""):  # the main file last: its companions go with it
-            source = index.with_name(index.name + suffix)
-            if source.exists():
-                os.replace(source, aside.with_name(aside.name + suffix))
+        try:
+            for suffix in ("-wal", "-shm", "-journal", ""):  # the main file last: its companions go with it
+                source = index.with_name(index.name + suffix)
+                if source.exists():
+                    os.replace(source, aside.with_name(aside.name + suffix))
+        except OSError as err:
+            raise KitError(f"cannot set the damaged gallery index {str(index)!r} aside: {err.strerror or err}") from err
         fsync_folder(folder)
         warnings.warn(f"the damaged gallery index was set aside as {aside.name}; rebuilding it from the PNGs",
                       stacklevel=2)

@@ -198,8 +198,9 @@ class Record:
         """The pixel hashes of the images this one was made from, in the order found, no repeats.
 
         A restoration names its source (``restore["source_sha256"]``); any other kind may
-        name its sources the same way in its own settings (``walk``, or a dict in ``extra``), or list them in ``extra["parents"]``. Values that are not sha256
-        hex digests are ignored: a record is data, and a wrong hash names nothing.
+        name its sources the same way in its own settings (``walk``, or a dict in ``extra``),
+        or list them in ``extra["parents"]``. Values that are not sha256 hex digests are
+        ignored: a record is data, and a wrong hash names nothing.
         """
         found = []
         for value in (self.restore, self.walk, self.extra,
