@@ -22,8 +22,8 @@ import struct
 from pathlib import Path
 
 from . import __version__
+from .artwork import load
 from .errors import KitError
-from .provenance import load
 from .files import write_atomic
 
 TRAINED = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"

@@ -28,9 +28,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .artwork import Artwork, pixel_hash
 from .errors import KitError
 from .files import read_image
-from .provenance import Artwork, Record, pixel_hash, sampler_name
+from .record import Record, sampler_name
 from .runs import Stopped
 from .studio import CHECKS, MAX_RECORD_SIDE, RENDERERS
 
