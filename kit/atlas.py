@@ -52,6 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import checks
 from . import styles as kit_styles
 from .errors import KitError
 from .projection import Placer
@@ -353,7 +354,7 @@ class StyleAtlas:
             params["n_jobs"] = -1
         else:
             params.update(random_state=self.seed, transform_seed=self.seed, n_jobs=1)
-        params.update(umap_kwargs)
+        params.update(_check_umap_options(umap_kwargs, n))
         try:
             model = umap.UMAP(**params)
         except TypeError as err:
@@ -361,7 +362,10 @@ class StyleAtlas:
         with warnings.catch_warnings():
             # Separate clusters (regions, say) make a disconnected graph; umap lays the pieces out itself.
             warnings.filterwarnings("ignore", message="Graph is not fully connected")
-            coords = np.asarray(model.fit_transform(data), dtype=np.float32)
+            try:
+                coords = np.asarray(model.fit_transform(data), dtype=np.float32)
+            except (ValueError, RuntimeError) as err:  # an option umap refuses only once it runs
+                raise KitError(f"UMAP could not fit with the options {umap_kwargs!r}: {err}") from None
         self.model, self.pca, self.dim = model, reducer, dim
         self.placer = Placer(data, coords, k=model.n_neighbors, pca=reducer)
         for row, point in zip(coords, self.points):
@@ -619,6 +623,26 @@ def _as_matrix(vectors, what: str) -> np.ndarray:
     if not np.isfinite(array).all():
         raise KitError(f"{what} contain NaN or infinite values")
     return array
+
+
+# UMAP options a map may change, and their checks; the rest are the kit's recipe (see the module notes)
+_UMAP_METRICS = ("cosine", "euclidean", "manhattan", "correlation", "chebyshev", "minkowski", "hellinger")
+
+
+def _check_umap_options(options: dict, n: int) -> dict:
+    """The UMAP options of fit(), checked with the kit's errors (umap's own are raised deep in its code)."""
+    options = dict(options)
+    if "n_neighbors" in options:
+        options["n_neighbors"] = checks.whole(options["n_neighbors"], "n_neighbors", 2, max(2, n - 1))
+    if "spread" in options:
+        options["spread"] = checks.number(options["spread"], "spread", 0, 100, low_open=True)
+    if "min_dist" in options:
+        options["min_dist"] = checks.number(options["min_dist"], "min_dist", 0, options.get("spread", 1.0))
+    if "n_epochs" in options:
+        options["n_epochs"] = checks.whole(options["n_epochs"], "n_epochs", 1, 10_000)
+    if "metric" in options and options["metric"] not in _UMAP_METRICS:
+        raise KitError(f"metric must be one of {', '.join(_UMAP_METRICS)}, got {options['metric']!r}")
+    return options
 
 
 def _unit_rows(vectors: np.ndarray, what: str) -> np.ndarray:

@@ -99,7 +99,9 @@ def get(name: str | None = None) -> Preset:
     """
     if isinstance(name, Preset):
         return name
-    name = (name or os.environ.get("KIT_PRESET") or DEFAULT_PRESET).strip()
+    if name is not None and not isinstance(name, (str, os.PathLike)):
+        raise KitError(f"preset must be a name such as 'tiny' or 'sd-turbo', a repo id or a folder, got {name!r}")
+    name = (str(name) if name else os.environ.get("KIT_PRESET") or DEFAULT_PRESET).strip()
     if name in PRESETS:
         return PRESETS[name]
     folder = Path(name).expanduser()

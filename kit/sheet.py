@@ -24,7 +24,11 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from . import checks
 from .errors import KitError
+
+MAX_CELL = 1024     # pixels per image on a sheet
+MAX_CELLS = 1024    # images on one sheet
 
 # Tried in this order for each character: the first font that has a glyph for it draws it.
 FONT_FILES = (
@@ -68,7 +72,10 @@ def contact_sheet(images, labels=None, columns: int | None = None, cell: int = 1
     labels = list(labels) if labels is not None else [""] * len(images)
     if len(labels) != len(images):
         raise KitError(f"contact_sheet got {len(images)} images but {len(labels)} labels")
-    columns = columns or math.ceil(math.sqrt(len(images)))
+    if len(images) > MAX_CELLS:
+        raise KitError(f"contact_sheet takes at most {MAX_CELLS} images, got {len(images)}")
+    cell = checks.whole(cell, "cell (pixels per image)", 16, MAX_CELL)
+    columns = math.ceil(math.sqrt(len(images))) if columns is None else checks.whole(columns, "columns", 1, len(images))
     rows = math.ceil(len(images) / columns)
     label_h = 16 if any(labels) else 0
     top = 22 if title else 0

@@ -10,6 +10,7 @@ decoder, and wrap pixels and Record into an Artwork.
 from __future__ import annotations
 
 import math
+import numbers
 import threading
 import warnings
 from contextlib import contextmanager
@@ -19,8 +20,8 @@ from typing import Callable
 
 import torch
 
+from . import checks, presets, styles
 from . import latents as latent_math
-from . import presets, styles
 from .errors import KitError
 from .provenance import Artwork, Gallery, Record, pixel_hash, sampler_name
 from .runs import Run, Stopped, as_run
@@ -62,8 +63,9 @@ class Studio:
         self.preset = presets.get(preset)
         self.device = presets.pick_device(device)
         self.dtype = presets.pick_dtype(self.device, dtype)
-        self.compile = bool(compile)
-        self.batch_size = batch_size or (8 if self.device.startswith("cuda") else 4)
+        self.compile = checks.flag(compile, "compile")
+        default = 8 if self.device.startswith("cuda") else 4
+        self.batch_size = default if batch_size is None else checks.whole(batch_size, "batch_size", 1, MAX_BATCH)
         self.gallery = gallery if isinstance(gallery, Gallery) or gallery is None else Gallery(gallery)
         self.progress_bar = True
         self._parts: dict = {}           # loaded parts by name: "pipeline", "preview", "inpaint"
@@ -154,55 +156,44 @@ class Studio:
     # ------------------------------------------------------------ checking requests
 
     def check_prompt(self, prompt, field="prompt", allow_empty=False) -> str:
-        if prompt is None and allow_empty:
-            return ""
-        if not isinstance(prompt, str):
-            raise KitError(f"{field} must be text, got {type(prompt).__name__}")
-        text = " ".join(prompt.split())
-        if not text and not allow_empty:
-            raise KitError(f"{field} is empty: describe what to draw, e.g. 'portrait of an elder'")
-        if len(text) > MAX_PROMPT_CHARS:
-            raise KitError(f"{field} has {len(text)} characters; at most {MAX_PROMPT_CHARS} are accepted")
-        return text
+        """One line of text of at most MAX_PROMPT_CHARS, whitespace runs made single spaces."""
+        return checks.text(prompt, field, limit=MAX_PROMPT_CHARS, allow_empty=allow_empty)
 
     def check_size(self, size) -> tuple[int, int]:
+        """(width, height) in whole pixels, multiples of 8 within the preset's range (one number: a square)."""
         p = self.preset
         if size is None:
             return p.size, p.size
-        if isinstance(size, (int, float)) and not isinstance(size, bool):
+        if isinstance(size, numbers.Real) and not isinstance(size, bool):
             size = (size, size)
         try:
             width, height = size
         except (TypeError, ValueError):
             raise KitError(f"size must be a number of pixels or a (width, height) pair, got {size!r}") from None
+        sides = []
         for value in (width, height):
-            if isinstance(value, bool) or not isinstance(value, int) and not (isinstance(value, float) and value.is_integer()):
-                raise KitError(f"size must be whole pixels, got {size!r}")
+            value = checks.whole(value, "size", 1, 2 ** 16)
             if not p.min_size <= value <= p.max_size or value % 8:
-                raise KitError(
-                    f"size {int(value)} is not allowed for preset {p.name!r}: "
-                    f"use a multiple of 8 from {p.min_size} to {p.max_size} px"
-                )
-        return int(width), int(height)
+                raise KitError(f"size {value} is not allowed for preset {p.name!r}: "
+                               f"use a multiple of 8 from {p.min_size} to {p.max_size} px")
+            sides.append(value)
+        return sides[0], sides[1]
 
     def check_settings(self, steps, guidance) -> tuple[int, float]:
+        """(steps, guidance), the preset's defaults for None."""
         steps = self.preset.steps if steps is None else steps
         guidance = self.preset.guidance if guidance is None else guidance
-        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
-            raise KitError(f"steps must be a whole number from 1 to {MAX_STEPS}, got {steps!r}")
-        if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance) \
-                or not 0 <= guidance <= MAX_GUIDANCE:
-            raise KitError(f"guidance must be a number from 0 to {MAX_GUIDANCE}, got {guidance!r}")
-        return steps, float(guidance)
+        return checks.whole(steps, "steps", 1, MAX_STEPS), checks.number(guidance, "guidance", 0, MAX_GUIDANCE)
 
     def plan(self, prompt, *, style=None, negative=None, seed=None, n=1, steps=None, guidance=None,
              size=None, preview=False) -> list[Record]:
         """Check a generate request and return one Record per image, without touching a model."""
         subject = self.check_prompt(prompt)
         negative = self.check_prompt(negative, "negative", allow_empty=True)
+        style = styles.get(style).id if style is not None and style != "" else None  # the catalogue's id
         text = styles.get(style).compose(subject) if style else subject
-        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_BATCH:
-            raise KitError(f"n (images) must be a whole number from 1 to {MAX_BATCH}, got {n!r}")
+        n = checks.whole(n, "n (images)", 1, MAX_BATCH)
+        preview = checks.flag(preview, "preview")
         seed = latent_math.random_seed() if seed is None else latent_math.check_seed(seed)
         latent_math.check_seed(seed + n - 1)
         steps, guidance = self.check_settings(steps, guidance)

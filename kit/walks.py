@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import numbers
 import tempfile
 import warnings
 from pathlib import Path
@@ -35,7 +34,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from . import latents, styles
+from . import checks, latents, styles
 from .errors import KitError
 from .files import write_atomic
 from .provenance import Artwork, Record
@@ -102,9 +101,7 @@ def check_keyframes(studio, keyframes) -> list[Keyframe]:
 
 
 def check_frames(frames) -> int:
-    if isinstance(frames, bool) or not isinstance(frames, numbers.Integral) or not 2 <= frames <= latents.MAX_FRAMES:
-        raise KitError(f"frames must be a whole number from 2 to {latents.MAX_FRAMES}, got {frames!r}")
-    return int(frames)
+    return checks.whole(frames, "frames", 2, latents.MAX_FRAMES)
 
 
 def check_method(method) -> str:
@@ -113,18 +110,8 @@ def check_method(method) -> str:
     return method
 
 
-def _check_flag(name, value) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise KitError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
-
-
 def _check_batch_size(batch_size, default) -> int:
-    if batch_size is None:
-        return default
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or not 1 <= batch_size <= MAX_BATCH:
-        raise KitError(f"batch_size must be a whole number from 1 to {MAX_BATCH}, got {batch_size!r}")
-    return int(batch_size)
+    return default if batch_size is None else checks.whole(batch_size, "batch_size", 1, MAX_BATCH)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,11 +137,10 @@ def walk(studio, keyframes, frames: int = 24, method: str = "slerp", loop: bool 
     is the Walk of the frames finished (``complete`` False), which `reuse` can continue.
     """
     frames = check_frames(frames)
-    if isinstance(refine, bool) or not isinstance(refine, numbers.Integral) or not 0 <= refine <= 4:
-        raise KitError(f"refine must be a whole number from 0 to 4, got {refine!r}")
+    refine = checks.whole(refine, "refine", 0, 4)
     if space not in SPACES:
         raise KitError(f"space must be one of {', '.join(map(repr, SPACES))}, got {space!r}")
-    even = _check_flag("even", even)
+    even = checks.flag(even, "even")
     result = Walk(studio, keyframes, method=method, loop=loop, negative=negative, steps=steps,
                   guidance=guidance, size=size, preview=preview, batch_size=batch_size, reuse=reuse)
     result.space = space
@@ -191,7 +177,7 @@ class Walk(list):
         self.studio = studio
         self.keyframes = check_keyframes(studio, keyframes)
         self.method = check_method(method)
-        self.loop = _check_flag("loop", loop)
+        self.loop = checks.flag(loop, "loop")
         self.batch_size = _check_batch_size(batch_size, studio.batch_size)
         if reuse is not None and not isinstance(reuse, Walk):
             raise KitError(f"reuse must be an earlier Walk or None, got {type(reuse).__name__}")
@@ -414,8 +400,8 @@ class Walk(list):
 
         An existing file of either name is an error unless `overwrite`.
         """
-        fps = _check_fps(fps, 50)  # GIF frame delays are whole hundredths of a second
-        loop = _check_flag("loop", loop)
+        fps = checks.number(fps, "fps", 1, 50)  # GIF frame delays are whole hundredths of a second
+        loop = checks.flag(loop, "loop")
         path = self._target(path, ".gif", overwrite)
 
         def write(tmp):
@@ -431,7 +417,7 @@ class Walk(list):
 
         An existing file of either name is an error unless `overwrite`.
         """
-        fps = _check_fps(fps, MAX_FPS)
+        fps = checks.number(fps, "fps", 1, MAX_FPS)
         path = self._target(path, ".mp4", overwrite)
         try:
             import imageio_ffmpeg
@@ -496,12 +482,6 @@ class Walk(list):
         # the sidecar first: an animation never appears without its records
         write_atomic(sidecar, json.dumps(info, ensure_ascii=False, indent=1).encode("utf-8"), exist=exist)
         return write_atomic(path, data, exist=exist)
-
-
-def _check_fps(fps, high) -> float:
-    if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not math.isfinite(fps) or not 1 <= fps <= high:
-        raise KitError(f"fps must be a number from 1 to {high}, got {fps!r}")
-    return float(fps)
 
 
 def _pixel_vector(image) -> np.ndarray:
