@@ -23,6 +23,7 @@ import traitlets as T
 
 from .. import styles
 from ..errors import KitError
+from ..gallery import Gallery, default_folder
 from ..latents import SEED_LIMIT
 
 NO_STYLE = ""  # the style dropdowns' value for "(no style)": a None value would show a blank dropdown
@@ -167,6 +168,13 @@ def _route_warnings():
 
 
 # ---------------------------------------------------------------- shared controls
+
+
+def gallery_for(studio, gallery=None) -> Gallery:
+    """The gallery a panel saves to: `gallery` (a folder or a Gallery), else the studio's, else the default."""
+    if gallery is None:
+        gallery = studio.gallery if studio.gallery is not None else default_folder()
+    return gallery if isinstance(gallery, Gallery) else Gallery(gallery)
 
 
 def style_dropdown(value: str | None = None, *, none: str | None = "(no style)", **kwargs) -> W.Dropdown:

@@ -11,8 +11,7 @@ import traitlets as T
 from .. import fusion, styles
 from ..errors import KitError
 from ..latents import random_seed
-from ..provenance import Gallery, default_folder
-from .common import (Panel, image_slot, png_bytes, preset_note, seed_field, show_png, style_dropdown,
+from .common import (Panel, gallery_for, image_slot, png_bytes, preset_note, seed_field, show_png, style_dropdown,
                      style_note)
 
 VIEW = 384          # px, the width of a rendered image
@@ -42,9 +41,7 @@ class FusionMixer(Panel):
     def __init__(self, studio, gallery=None, subject="portrait of an elder", seed=0, **kwargs):
         super().__init__(**kwargs)
         self.studio = studio
-        if gallery is None:
-            gallery = studio.gallery if studio.gallery is not None else default_folder()
-        self.gallery = gallery if isinstance(gallery, Gallery) else Gallery(gallery)
+        self.gallery = gallery_for(studio, gallery)
         self._timer: threading.Timer | None = None
 
         self.note = preset_note(studio.preset)

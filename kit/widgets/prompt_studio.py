@@ -9,9 +9,8 @@ import ipywidgets as W
 import traitlets as T
 
 from ..latents import random_seed
-from ..provenance import Gallery, default_folder
 from ..studio import MAX_BATCH, MAX_GUIDANCE, MAX_STEPS
-from .common import (Panel, image_slot, png_bytes, preset_note, seed_field, show_png, size_dropdown,
+from .common import (Panel, gallery_for, image_slot, png_bytes, preset_note, seed_field, show_png, size_dropdown,
                      style_dropdown, style_note)
 
 THUMB = 128   # px, a thumbnail's side
@@ -33,9 +32,7 @@ class PromptStudio(Panel):
     def __init__(self, studio, gallery=None, **kwargs):
         super().__init__(**kwargs)
         self.studio = studio
-        if gallery is None:
-            gallery = studio.gallery if studio.gallery is not None else default_folder()
-        self.gallery = gallery if isinstance(gallery, Gallery) else Gallery(gallery)
+        self.gallery = gallery_for(studio, gallery)
         preset = studio.preset
         narrow = {"description_width": "initial"}
 

@@ -10,7 +10,7 @@ import traitlets as T
 
 from ..errors import KitError
 from ..latents import MAX_FRAMES
-from ..provenance import default_folder
+from ..gallery import default_folder
 from ..walks import MAX_FPS, METHODS
 from .common import (Panel, image_slot, png_bytes, preset_note, seed_field, show_png, size_dropdown,
                      style_dropdown, theme_figure)
@@ -87,7 +87,8 @@ class WalkExplorer(Panel):
         self.image = image_slot(width=f"{VIEW}px")
         self.caption = W.HTML(layout=W.Layout(width=f"{VIEW + 120}px"))
 
-        self.folder = W.Text(value=str(folder), description="Folder", layout=W.Layout(flex="1 1 30em", min_width="20em"))
+        self.folder = W.Text(value=str(folder), description="Folder",
+                             layout=W.Layout(flex="1 1 30em", min_width="20em"))
         self.fps = W.BoundedIntText(value=FPS, min=1, max=MAX_FPS, description="fps", style=narrow,
                                     layout=W.Layout(width="7em"))
         self.gif_button = W.Button(description="GIF", icon="download", tooltip="save the walk as an animated GIF")
