@@ -108,13 +108,36 @@ def test_stop_interrupts_and_the_widget_stays_usable(ui):
     ui.stop_button.click()
     ui.wait()
     ui.on_step = original
-    assert len(ui.artworks) < 8
-    assert any("stopped" in o.get("text", "") for o in ui.out.outputs)
+    assert 1 <= len(ui.artworks) < 8  # what was finished before the Stop is shown and kept
+    assert "stopped:" in ui.status.value and "of 8 finished" in ui.status.value
     assert not ui.generate_button.disabled
     ui.count.value = 1
     ui.run()
     ui.wait()
     assert ui.error == "" and ui.artworks[-1].record.prompt == "a dancer"
+
+
+def test_stop_in_one_panel_leaves_another_panels_run_on_the_same_studio_alone(ui):
+    other = kit.widgets.PromptStudio(ui.studio)
+    release = threading.Event()
+    original = other.on_step
+    other.on_step = lambda done, total: (original(done, total), release.wait(60))
+    other.prompt.value, other.count.value = "a potter", 2
+    other.run()
+    ui.stop()                      # this panel's Stop, while the other panel works
+    release.set()
+    other.wait()
+    assert other.error == "" and "stopped" not in other.status.value
+    assert [a.record.prompt for a in other.artworks] == ["a potter", "a potter"]
+
+
+def test_a_stop_right_after_the_click_is_kept(ui):
+    before = len(ui.artworks)
+    ui.prompt.value, ui.count.value = "a weaver", 3
+    ui.run()
+    ui.stop()                      # before the worker thread has run a single step
+    ui.wait()
+    assert ui.run_.stopped and len(ui.artworks) == before and "stopped" in ui.status.value
 
 
 def test_it_is_a_container_with_observable_traits(ui):

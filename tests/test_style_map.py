@@ -114,10 +114,11 @@ def test_the_map_observes_the_studios_artworks_trait(ui, atlas):
 
 def test_a_lasso_of_many_styles_fuses_as_many_as_the_engine_allows(ui, studio, monkeypatch):
     asked = []
-    monkeypatch.setattr(studio, "fuse", lambda weights, subject, **options: asked.append(weights))
+    made = kit.Artwork(Image.new("RGB", (64, 64), "teal"), kit.Record(prompt="a fusion", seed=5))
+    monkeypatch.setattr(studio, "fuse", lambda weights, subject, **options: asked.append(weights) or made)
     ui.lasso(STYLES[:MAX_STYLES + 2])
     assert ui.lassoed == STYLES[:MAX_STYLES + 2] and not ui.fuse_button.disabled
     ui.fuse_button.click()
     ui.wait()
     assert list(asked[0]) == STYLES[:MAX_STYLES]
-    assert f"first {MAX_STYLES} of {MAX_STYLES + 2}" in ui.status.value
+    assert f"fused {', '.join(STYLES[:MAX_STYLES])}" in ui.status.value

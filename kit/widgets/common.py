@@ -23,6 +23,7 @@ import traitlets as T
 
 from .. import styles
 from ..errors import KitError
+from ..runs import Run, Stopped
 from ..gallery import Gallery, default_folder
 from ..latents import SEED_LIMIT
 
@@ -63,6 +64,7 @@ class Panel(W.VBox):
         self.progress = W.IntProgress(value=0, min=0, max=1, layout=W.Layout(width="14em", display="none"))
         self._theme = W.HTML(THEME_CSS, layout=W.Layout(display="none"))
         self._worker: threading.Thread | None = None
+        self.run_: Run | None = None  # the run of the last piece of work started here
 
     def show_parts(self, *parts):
         """Lay the panel out: its parts top to bottom."""
@@ -95,11 +97,13 @@ class Panel(W.VBox):
     def busy(self) -> bool:
         return self._worker is not None and self._worker.is_alive()
 
-    def run_in_background(self, work, *, done=None, buttons=()):
-        """Run `work()` in a thread; `done(result)` afterwards; `buttons` are disabled meanwhile.
+    def run_in_background(self, work, *, done=None, partial=None, buttons=()):
+        """Run `work(run)` in a thread with a new `kit.Run` of this panel; `done(result)` afterwards;
+        `buttons` are disabled meanwhile.
 
-        Errors (bad input included) are shown, never raised into the void; warnings raised
-        in the thread are shown in this panel's output area.
+        Stop (`stop()`) stops this panel's run only; a stopped run shows "stopped" and hands what
+        was finished to `partial(done)`. Errors (bad input included) are shown, never raised into
+        the void; warnings raised in the thread are shown in this panel's output area.
         """
         if self.busy:
             self.say("still working: press Stop or wait")
@@ -108,13 +112,19 @@ class Panel(W.VBox):
         for button in buttons:
             button.disabled = True
         _route_warnings()
+        run = self.run_ = Run(on_step=self.on_step)  # made before the thread: a Stop from now on is kept
 
         def target():
             _panels[threading.get_ident()] = self
             try:
-                result = work()
+                result = work(run)
                 if done is not None:
                     done(result)
+            except Stopped as stopped:
+                if partial is not None and stopped.done:
+                    partial(stopped.done)
+                self.say(f"stopped: {len(stopped.done)} of {stopped.total} finished"
+                         if stopped.total else "stopped")
             except Exception as err:  # shown to the user, who can fix the input and try again
                 self.show_error(err)
             finally:
@@ -126,6 +136,11 @@ class Panel(W.VBox):
         self._worker = threading.Thread(target=target, daemon=True)
         self._worker.start()
         return self._worker
+
+    def stop(self):
+        """Stop this panel's run after its current step (another panel's run on the same studio goes on)."""
+        if self.run_ is not None:
+            self.run_.stop()
 
     def wait(self, timeout: float | None = 600):
         """Block until background work ends (tests and notebooks use this)."""

@@ -180,7 +180,7 @@ class FusionMixer(Panel):
     def stop(self):
         """Drop a pending preview and stop the running render."""
         self._cancel_preview()
-        self.studio.stop()
+        super().stop()
 
     # ------------------------------------------------------------ actions
 
@@ -190,10 +190,10 @@ class FusionMixer(Panel):
 
     def preview(self):
         """A small, fast image of the current mix (not saved)."""
-        def work():
+        def work(run):
             weights, subject, seed = self._request()  # studio.fuse checks the rest before any model work
             return self.studio.fuse(weights, subject, seed=seed, size=self.studio.preset.min_size, preview=True,
-                                    on_step=self.on_step)
+                                    run=run)
 
         self.say("previewing…")
         return self.run_in_background(work, done=self._show_preview)
@@ -202,9 +202,9 @@ class FusionMixer(Panel):
         """The full-size image of the current mix, saved to the gallery."""
         self._cancel_preview()
 
-        def work():
+        def work(run):
             weights, subject, seed = self._request()
-            return self.studio.fuse(weights, subject, seed=seed, on_step=self.on_step)
+            return self.studio.fuse(weights, subject, seed=seed, run=run)
 
         self.say("rendering…")
         return self.run_in_background(work, done=self._show_render, buttons=[self.render_button, self.grid_button])
@@ -213,13 +213,14 @@ class FusionMixer(Panel):
         """A fusion grid of the 2 or 3 chosen styles at preview size, saved to the gallery."""
         self._cancel_preview()
 
-        def work():
-            return fusion.fusion_grid(self.studio, list(self.sliders), self.subject.value, seed=self.seed.value,
-                                      steps=self.grid_steps.value, size=self.studio.preset.min_size,
-                                      preview=True, on_step=self.on_step)
+        def work(run):
+            return self.studio.fusion_grid(list(self.sliders), self.subject.value, seed=self.seed.value,
+                                           points=self.grid_steps.value, size=self.studio.preset.min_size,
+                                           preview=True, run=run)
 
         self.say("drawing the grid…")
-        return self.run_in_background(work, done=self._show_grid, buttons=[self.render_button, self.grid_button])
+        return self.run_in_background(work, done=self._show_grid, partial=self._keep,
+                                      buttons=[self.render_button, self.grid_button])
 
     # ------------------------------------------------------------ showing results
 
@@ -237,16 +238,10 @@ class FusionMixer(Panel):
         self.artworks = [*self.artworks, *arts]
 
     def _show_preview(self, art):
-        if art is None:
-            self.say("stopped")
-            return
         self._show(art)
         self.say("preview (not saved: press Render to keep it)")
 
     def _show_render(self, art):
-        if art is None:
-            self.say("stopped")
-            return
         self._keep([art])
         self._show(art)
         self.say(f"rendered and saved to {self.gallery.folder}")

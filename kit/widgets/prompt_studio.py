@@ -61,7 +61,7 @@ class PromptStudio(Panel):
 
         self.dice.on_click(lambda _: self.roll_seed())
         self.generate_button.on_click(lambda _: self.run())
-        self.stop_button.on_click(lambda _: self.studio.stop())
+        self.stop_button.on_click(lambda _: self.stop())
         self.style.observe(lambda change: setattr(self.style_note, "value", style_note(change["new"])),
                            names="value")
 
@@ -92,10 +92,11 @@ class PromptStudio(Panel):
         prompt, request = self.prompt.value, self.request()
         self.say("generating…")
 
-        def work():  # generate checks the request before any model work
-            return self.studio.generate(prompt, **request, on_step=self.on_step)
+        def work(run):  # generate checks the request before any model work
+            return self.studio.generate(prompt, **request, run=run)
 
-        return self.run_in_background(work, done=self._show_new, buttons=[self.generate_button])
+        return self.run_in_background(work, done=self._show_new, partial=self._show_new,
+                                      buttons=[self.generate_button])
 
     def _show_new(self, artworks):
         for art in artworks:

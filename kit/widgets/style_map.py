@@ -177,12 +177,10 @@ class StyleMap(Panel):
         extra = len(self.lassoed) - len(weights)
         self.say(f"fusing the first {MAX_STYLES} of {len(self.lassoed)} lassoed styles…" if extra else "fusing…")
 
-        def work():
-            return self.studio.fuse(weights, self.subject.value, on_step=self.on_step)
+        def work(run):
+            return self.studio.fuse(weights, self.subject.value, run=run)
 
         def done(art):
-            if art is None:
-                return
             show_png(self.result, png_bytes(art.image, 256))
             self.place([art], label=art.record.prompt)
             self.say(f"fused {', '.join(weights)}: the star on the map shows where it landed")

@@ -97,7 +97,7 @@ class WalkExplorer(Panel):
 
         self.add_button.on_click(lambda _: self.add_row())
         self.generate_button.on_click(lambda _: self.run())
-        self.stop_button.on_click(lambda _: self.studio.stop())
+        self.stop_button.on_click(lambda _: self.stop())
         self.gif_button.on_click(lambda _: self.export("gif"))
         self.mp4_button.on_click(lambda _: self.export("mp4"))
         self.slider.observe(self._on_slider, names="value")
@@ -158,12 +158,15 @@ class WalkExplorer(Panel):
         keyframes, request, previous = self.keyframes(), self.request(), self.walk
         self.say("walking…")
 
-        def work():
-            walk = self.studio.walk(keyframes, **request, reuse=previous, on_step=self.on_step)
+        def work(run):
+            walk = self.studio.walk(keyframes, **request, reuse=previous, run=run)
             walk.step_sizes  # noqa: B018  (measured here, in the background, for the plot)
             return walk, self._encode(walk, previous)
 
-        return self.run_in_background(work, done=self._show_walk, buttons=[self.generate_button])
+        def partial(walk):  # a stopped walk: show the frames made; the next run reuses them
+            self._show_walk((walk, self._encode(walk, previous)))
+
+        return self.run_in_background(work, done=self._show_walk, partial=partial, buttons=[self.generate_button])
 
     def _encode(self, walk, previous) -> list[bytes]:
         """PNG bytes of every frame, taken from the previous walk where the pixels are the same."""
