@@ -119,14 +119,21 @@ class Studio:
         from diffusers import AutoencoderTiny, DiffusionPipeline
 
         presets.require(self.preset, {"preview": "preview", "inpaint": "inpaint"}.get(part, "pipeline"))
-        kwargs = {_dtype_argument(): self.dtype}
+        source = self._source(part)
+        folder = Path(source).expanduser()
+        if folder.is_dir():
+            _refuse_pickles(folder)
+        kwargs = {_dtype_argument(): self.dtype, "use_safetensors": True}  # weights are data, never code
         if self.preset.variant and self.dtype == torch.float16 and part != "preview":
             kwargs["variant"] = self.preset.variant
         cls = AutoencoderTiny if part == "preview" else DiffusionPipeline
         try:
             with _quiet_loading():
-                model = cls.from_pretrained(self._source(part), **kwargs)
+                model = cls.from_pretrained(source, **kwargs)
         except OSError as err:
+            if folder.is_dir():  # a folder on this machine: say what is wrong with it, not with the Hub
+                first = (str(err).strip().splitlines() or [""])[0][:300]
+                raise KitError(f"cannot load the {part} from the folder {str(folder)!r}: {first}") from None
             raise presets.not_available(self.preset, part, err) from None
         if part != "preview":
             model.set_progress_bar_config(disable=True)
@@ -484,6 +491,19 @@ def _check_batch(batch) -> list[dict]:
         if not isinstance(member, dict) or not set(member) <= set(BATCH_FIELDS):
             raise KitError(f"record.extra.batch members must be objects with the fields {', '.join(BATCH_FIELDS)}")
     return members
+
+
+_PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
+
+
+def _refuse_pickles(folder: Path) -> None:
+    """A model folder whose weights are only pickle files is refused: loading one can run code."""
+    weights = [p for p in folder.rglob("*") if p.is_file() and p.suffix in (*_PICKLE_SUFFIXES, ".safetensors")]
+    pickles = [p for p in weights if p.suffix in _PICKLE_SUFFIXES]
+    if pickles and not any(p.suffix == ".safetensors" for p in weights):
+        raise KitError(f"the model folder {str(folder)!r} has only pickle weights ({pickles[0].name}, ...): the kit "
+                       "loads safetensors only, since unpickling a file can run code. Save the model with "
+                       "save_pretrained(..., safe_serialization=True) or convert it to .safetensors")
 
 
 def _import_features() -> None:

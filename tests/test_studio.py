@@ -172,3 +172,35 @@ def test_local_folder_preset_loads_through_from_pretrained(tmp_path):
     ref.progress_bar = False
     same, = ref.generate("portrait", seed=4, size=256, steps=1, guidance=0)
     assert np.array_equal(pixels(art), pixels(same))
+
+
+def test_a_model_folder_with_only_pickle_weights_is_refused(tmp_path):
+    """Weights are data only: a folder whose weights are .bin pickles is refused, naming safetensors,
+    and the error talks about the folder, never about the Hugging Face cache."""
+    import shutil
+
+    from kit import tiny
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny.ensure_saved(tmp_path / "saved") / "pipeline", folder)
+    for weights in folder.rglob("*.safetensors"):
+        weights.rename(weights.with_name("diffusion_pytorch_model.bin"))
+    s = kit.Studio(preset=str(folder))
+    with pytest.raises(KitError, match="only pickle weights.*safetensors") as caught:
+        s.generate("portrait", seed=1)
+    assert "Hugging Face" not in str(caught.value) and "kit download" not in str(caught.value)
+    assert s.loaded == ()
+
+
+def test_a_broken_model_folder_is_named_in_the_error(tmp_path):
+    from kit import tiny
+
+    folder = tmp_path / "broken"
+    import shutil
+
+    shutil.copytree(tiny.ensure_saved(tmp_path / "saved") / "pipeline", folder)
+    shutil.rmtree(folder / "unet")
+    s = kit.Studio(preset=str(folder))
+    with pytest.raises(KitError, match="cannot load the pipeline from the folder") as caught:
+        s.generate("portrait", seed=1)
+    assert "kit download" not in str(caught.value)
