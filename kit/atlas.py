@@ -52,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checks
+from . import checks, plots
 from . import styles as kit_styles
 from .errors import KitError
 from .projection import Placer
@@ -106,7 +106,6 @@ _SYMBOLS_2D = {"style": "circle", "image": "square", "generated": "star"}
 _SYMBOLS_3D = {"style": "circle", "image": "square", "generated": "diamond"}  # scatter3d has no star
 _SIZES = {"style": 9, "image": 8, "generated": 13}
 _WEBGL_ABOVE = 5000     # points: SVG scatter gets sluggish in the browser beyond this
-_TEXT_GREY = "#8c8c8c"  # figure text that reads on a white and on a near-black page
 
 
 # ------------------------------------------------------------------ small pure helpers
@@ -169,17 +168,12 @@ def thumbnail_uri(item, size: int = THUMBNAIL_SIZE) -> str | None:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _escape(text) -> str:
-    """Text shown in plotly hover labels and legends, which render a subset of HTML."""
-    return html.escape("" if text is None else str(text), quote=False)
-
-
 def _wrapped(text, width: int = 60, limit: int = 240) -> str:
     """Escaped text, shortened to `limit` characters and broken into lines with <br>."""
     text = " ".join(str(text).split())
     if len(text) > limit:
         text = text[: limit - 1].rstrip() + "…"
-    return "<br>".join(_escape(line) for line in textwrap.wrap(text, width))
+    return "<br>".join(plots.escape(line) for line in textwrap.wrap(text, width))
 
 
 def _epochs(n: int) -> int:
@@ -477,7 +471,7 @@ class StyleAtlas:
             marker = {"color": colour, "symbol": [symbols[p["kind"]] for p in members],
                       "size": [_SIZES[p["kind"]] for p in members],
                       "line": {"width": 0.5, "color": "white"}}
-            common = {"name": _escape(name), "legendgroup": name, "mode": "markers",
+            common = {"name": plots.escape(name), "legendgroup": name, "mode": "markers",
                       "customdata": [p["id"] for p in members], "hovertext": [_hover(p) for p in members],
                       "hoverinfo": "text"}
             if self.dim == 3:
@@ -490,12 +484,12 @@ class StyleAtlas:
         # Readable on a light and a dark notebook: no background of its own, grey text. The legend
         # goes under the map (beside it, a long legend squeezes the map into a strip) and scrolls
         # past 30% of the height, so on a narrow page the map keeps most of it.
-        fig.update_layout(template="plotly_white", paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
-                          font_color=_TEXT_GREY, hovermode="closest", height=640,
-                          legend={"title": {"text": _escape(color_by), "side": "top left"}, "orientation": "h",
+        plots.theme(fig)
+        fig.update_layout(hovermode="closest", height=640,
+                          legend={"title": {"text": plots.escape(color_by), "side": "top left"}, "orientation": "h",
                                   "x": 0, "xanchor": "left", "y": -0.02, "yanchor": "top", "maxheight": 0.3},
                           margin={"l": 10, "r": 10, "t": 50, "b": 10},
-                          title={"text": _escape(f"Style atlas: {len(mapped)} points, UMAP of {self._model_name()}"),
+                          title={"text": plots.escape(f"Style atlas: {len(mapped)} points, UMAP of {self._model_name()}"),
                                  "x": 0.01, "xanchor": "left"})  # left: the toolbar is on the right
         if self.dim == 3:
             fig.update_layout(scene={"xaxis": hidden, "yaxis": hidden, "zaxis": hidden})
@@ -696,15 +690,15 @@ def _mid_tones(colours: list[str]) -> list[str]:
 
 def _hover(point: dict) -> str:
     """Hover text of one point: every value from the catalogue or the user escaped."""
-    lines = [f"<b>{_escape(point['name'])}</b>"]
+    lines = [f"<b>{plots.escape(point['name'])}</b>"]
     if point.get("label"):
-        lines.append(f"<i>{_escape(point['label'])}</i>")
-    where = " · ".join(_escape(v) for v in (point.get("region"), point.get("continent")) if v)
-    lines.append(f"{_escape(point['kind'])}" + (f" · {where}" if where else ""))
+        lines.append(f"<i>{plots.escape(point['label'])}</i>")
+    where = " · ".join(plots.escape(v) for v in (point.get("region"), point.get("continent")) if v)
+    lines.append(f"{plots.escape(point['kind'])}" + (f" · {where}" if where else ""))
     if point.get("era"):
-        lines.append(_escape(point["era"]))
+        lines.append(plots.escape(point["era"]))
     elif point.get("era_start") is not None:
-        lines.append(_escape(era_bin(point["era_start"])))
+        lines.append(plots.escape(era_bin(point["era_start"])))
     if point.get("medium"):
         lines.append(_wrapped(point["medium"]))
     if point.get("description"):
@@ -712,5 +706,5 @@ def _hover(point: dict) -> str:
     if point.get("sensitive"):
         lines.append("<b>sensitive:</b> " + _wrapped(point.get("note") or "use with care"))
     if point.get("path"):
-        lines.append(_escape(Path(point["path"]).name))
+        lines.append(plots.escape(Path(point["path"]).name))
     return "<br>".join(lines)

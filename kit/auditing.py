@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import plots
 from .errors import KitError
 from .files import write_atomic
 
@@ -596,8 +597,8 @@ class AuditReport:
         fig.update_layout(title=dict(text="<br>".join(lines), x=0, xref="paper", xanchor="left",
                                      y=1, yref="container", yanchor="top", pad=dict(t=34), font=dict(size=15)),
                           margin=dict(t=50 + 22 * len(lines), l=70, r=30, b=60),
-                          template="plotly_white", height=400 + 22 * len(lines))
-        return fig
+                          height=400 + 22 * len(lines))
+        return plots.theme(fig)  # readable on a light and a dark notebook
 
     def _bars(self, measure, name):
         import plotly.graph_objects as go

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import plots
 from .collection_engines import check_engine, check_whole, place_chunks
 from .collection_store import require_pyarrow
 from .errors import KitError
@@ -116,15 +117,15 @@ class CollectionMap:
         for value in sorted(set(labels[keep])):
             rows = keep[labels[keep] == value]
             points = {"x": self.coords[rows, 0], "y": self.coords[rows, 1]}
-            common = {"name": str(value), "mode": "markers", "customdata": self.columns["id"][rows],
-                      "hovertext": [str(p) for p in paths[rows]], "hoverinfo": "text", "marker": {"size": 3}}
+            common = {"name": plots.escape(value), "mode": "markers", "customdata": self.columns["id"][rows],
+                      "hovertext": [plots.escape(p) for p in paths[rows]], "hoverinfo": "text", "marker": {"size": 3}}
             if self.coords.shape[1] == 3:
                 fig.add_trace(go.Scatter3d(**points, z=self.coords[rows, 2], **common))
             else:
                 fig.add_trace(go.Scattergl(**points, **common))
         shown = f"{len(keep):,} of {len(self):,} points" if len(keep) < len(self) else f"{len(self):,} points"
-        fig.update_layout(template="plotly_white", title=f"Collection map: {shown}", legend_title_text=color_by or "")
-        return fig
+        fig.update_layout(title=f"Collection map: {shown}", legend_title_text=plots.escape(color_by))
+        return plots.theme(fig)
 
     def _column(self, name: str) -> np.ndarray:
         if name not in self.columns:

@@ -23,6 +23,7 @@ import traitlets as T
 
 from .. import styles
 from ..errors import KitError
+from ..plots import theme as theme_figure  # noqa: F401  (the panels' figures share the engine's look)
 from ..runs import Run, Stopped
 from ..gallery import Gallery, default_folder
 from ..latents import SEED_LIMIT
@@ -267,10 +268,6 @@ def png_bytes(image, size: int | None = None) -> bytes:
     return buffer.getvalue()
 
 
-GREY = "#8c8c8c"                 # text that reads on a white and on a near-black background
-GRID = "rgba(128,128,128,0.3)"
-
-
 def fit_to_width(figure) -> None:
     """Make a plotly FigureWidget (without a fixed width) take the width of the space it is shown in.
 
@@ -286,11 +283,3 @@ def fit_to_width(figure) -> None:
 
     figure.observe(on_views, names="_view_count")
     figure._config = {**figure._config, "responsive": True}  # FigureWidget has no public config yet
-
-
-def theme_figure(figure) -> None:
-    """Let a plotly figure sit on the notebook's own background, light or dark (in place)."""
-    figure.update_layout(paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)", font_color=GREY)
-    figure.update_traces(error_y_color=GREY, selector={"type": "bar"})  # plotly's default is dark blue
-    figure.update_xaxes(gridcolor=GRID, zerolinecolor=GRID, linecolor=GRID)
-    figure.update_yaxes(gridcolor=GRID, zerolinecolor=GRID, linecolor=GRID)
