@@ -151,7 +151,7 @@ def main(argv=None) -> int:
                    help="your lessons folder (default: $KIT_LESSONS or ~/kit-lessons)")
     p.add_argument("--reset", action="store_true",
                    help="put the shipped lessons back; your edited copies are kept as .bak files")
-    p.add_argument("--port", type=int, help="port for JupyterLab (default: its own choice, 8888 or the next free)")
+    p.add_argument("--port", type=_port, help="port for JupyterLab (default: its own choice, 8888 or the next free)")
     p.add_argument("--no-browser", action="store_true", help="do not open a browser window")
     p.set_defaults(run=lab)
 
@@ -199,6 +199,16 @@ def main(argv=None) -> int:
     except KitError as err:
         print(f"kit: {err}", file=sys.stderr)
         return 2
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is a whole number from 1 to 65535, got {text!r}")
+    return port
 
 
 def _presets_help() -> str:

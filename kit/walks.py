@@ -73,7 +73,7 @@ def check_keyframes(studio, keyframes) -> list[Keyframe]:
         raise KitError(f"keyframes: a walk needs at least 2 keyframes, got {len(keyframes)}")
     checked = []
     for i, item in enumerate(keyframes):
-        field = f"keyframes[{i}]"
+        field = f"keyframe {i + 1} (keyframes[{i}])"  # numbered from 1, as the WalkExplorer shows them
         if isinstance(item, dict):
             unknown = set(item) - {"prompt", "seed", "style"}
             if unknown or "prompt" not in item or "seed" not in item:

@@ -46,6 +46,13 @@ def test_an_unknown_lab_option_is_an_error_not_a_silent_start(tmp_path):
     assert not (tmp_path / "lessons").exists()  # nothing was copied, nothing started
 
 
+@pytest.mark.parametrize("port", ["-1", "99999", "http"])
+def test_a_bad_port_is_an_error_before_anything_starts(tmp_path, port):
+    out = kit("lab", "--port", port, "--lessons", str(tmp_path / "lessons"))
+    assert out.returncode == 2 and "a port is a whole number from 1 to 65535" in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "lessons").exists()
+
+
 def test_download_offline_is_one_short_message():
     out = kit("download", "sd-turbo", env={"HF_HUB_OFFLINE": "1"})
     assert out.returncode == 2

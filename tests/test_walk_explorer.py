@@ -96,7 +96,7 @@ def test_bad_input_shows_an_error_and_the_widget_stays_usable(studio, tmp_path):
     explorer.frames.value = 2
     for keyframes, message in [
         ([(PROMPT, 3)], "at least 2 keyframes"),
-        ([(PROMPT, 3), ("", 4)], "keyframes[1] prompt is empty"),
+        ([(PROMPT, 3), ("", 4)], "keyframe 2 (keyframes[1]) prompt is empty"),
     ]:
         explorer.set_keyframes(keyframes)
         explorer.run()
