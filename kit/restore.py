@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from . import checks
 from .artwork import Artwork, pixel_hash
 from .errors import KitError
 from .files import read_image
@@ -188,6 +189,8 @@ def disclose(image, mask=None, color=TINT, alpha: float = TINT_ALPHA) -> Image.I
     Only masked pixels change: the outline runs along the inside of the mask's edge.
     With an Artwork from `restore` (or loaded from disk), the mask can come from its record.
     """
+    alpha = checks.number(alpha, "alpha", 0, 1)
+    color = _check_color(color)
     rgb = check_image(image)
     region = check_mask(mask_of(image) if mask is None else mask, rgb.size)
     pixels = np.asarray(rgb, dtype=np.float64)
@@ -195,6 +198,23 @@ def disclose(image, mask=None, color=TINT, alpha: float = TINT_ALPHA) -> Image.I
     out = np.where(region[:, :, None], tinted, pixels)
     out[_edge(region)] = color
     return Image.fromarray(np.rint(out).astype(np.uint8), mode="RGB")
+
+
+def _check_color(color) -> tuple[int, int, int]:
+    """An (r, g, b) colour of whole numbers 0..255, or a colour name or #hex that PIL knows."""
+    if isinstance(color, str):
+        from PIL import ImageColor
+
+        try:
+            return ImageColor.getrgb(color)[:3]
+        except ValueError:
+            raise KitError(f"color must be a colour such as 'magenta', '#ff00ff' or (255, 0, 255), "
+                           f"got {color!r}") from None
+    try:
+        r, g, b = color
+    except (TypeError, ValueError):
+        raise KitError(f"color must be an (r, g, b) triple or a colour name, got {color!r}") from None
+    return tuple(checks.whole(v, "color", 0, 255) for v in (r, g, b))
 
 
 def _edge(region: np.ndarray) -> np.ndarray:

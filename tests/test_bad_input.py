@@ -196,3 +196,19 @@ def test_bad_contact_sheets_are_kit_errors(options, field):
     options = {"images": [picture()], **options}
     with pytest.raises(KitError, match=field):
         contact_sheet(options.pop("images"), **options)
+
+
+BAD_DISCLOSURES = [(dict(alpha=5), "alpha"), (dict(alpha=NAN), "alpha"), (dict(color="blue!"), "color"),
+                   (dict(color=(300, 0, 0)), "color"), (dict(color=(1, 2)), "color"), (dict(color=None), "color")]
+
+
+@pytest.mark.parametrize("options, field", BAD_DISCLOSURES, ids=[str(o)[:40] for o, _ in BAD_DISCLOSURES])
+def test_bad_disclosure_options_are_kit_errors(options, field):
+    with pytest.raises(KitError, match=field):
+        kit.restore.disclose(picture(), hole(), **options)
+
+
+def test_a_disclosure_colour_by_name_is_the_same_as_by_numbers():
+    by_name = kit.restore.disclose(picture(), hole(), color="#ff00ff")
+    by_numbers = kit.restore.disclose(picture(), hole(), color=(255, 0, 255))
+    assert np.array_equal(np.asarray(by_name), np.asarray(by_numbers))
