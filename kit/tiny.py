@@ -206,31 +206,21 @@ def _scheduler():
     return EulerDiscreteScheduler(**SCHEDULER)
 
 
-def build_pipeline(seed: int = 0):
-    """The tiny text-to-image ``StableDiffusionPipeline`` (sd-turbo layout, random weights)."""
-    from diffusers import StableDiffusionPipeline
+def build_pipeline(seed: int = 0, *, inpaint: bool = False):
+    """The tiny ``StableDiffusionPipeline`` (sd-turbo layout, random weights).
 
-    return StableDiffusionPipeline(
+    ``inpaint=True``: the tiny ``StableDiffusionInpaintPipeline`` instead, with the same text
+    encoder and VAE (same seed, same weights) and a 9-channel UNet from its own random stream.
+    """
+    import diffusers
+
+    pipeline = diffusers.StableDiffusionInpaintPipeline if inpaint else diffusers.StableDiffusionPipeline
+    stream, config = ("inpaint_unet", INPAINT_UNET) if inpaint else ("unet", UNET)
+    return pipeline(
         vae=_vae(seed),
         text_encoder=_text_encoder(seed),
         tokenizer=clip_tokenizer(),
-        unet=_unet(seed, "unet", UNET),
-        scheduler=_scheduler(),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-
-
-def build_inpaint_pipeline(seed: int = 0):
-    """The tiny ``StableDiffusionInpaintPipeline``: same text encoder and VAE, a 9-channel UNet."""
-    from diffusers import StableDiffusionInpaintPipeline
-
-    return StableDiffusionInpaintPipeline(
-        vae=_vae(seed),
-        text_encoder=_text_encoder(seed),
-        tokenizer=clip_tokenizer(),
-        unet=_unet(seed, "inpaint_unet", INPAINT_UNET),
+        unet=_unet(seed, stream, config),
         scheduler=_scheduler(),
         safety_checker=None,
         feature_extractor=None,
@@ -253,7 +243,7 @@ def save(folder) -> Path:
     folder = Path(folder)
     build_pipeline().save_pretrained(folder / "pipeline", safe_serialization=True)
     build_preview_vae().save_pretrained(folder / "taesd", safe_serialization=True)
-    build_inpaint_pipeline().save_pretrained(folder / "inpaint", safe_serialization=True)
+    build_pipeline(inpaint=True).save_pretrained(folder / "inpaint", safe_serialization=True)
     pickles = [p for p in folder.rglob("*") if p.suffix in _PICKLE_SUFFIXES]
     if pickles:
         raise RuntimeError(f"tiny preset wrote pickle files: {pickles}")

@@ -211,7 +211,7 @@ def test_pipeline_shape():
 
 
 def test_inpaint_shares_text_encoder_and_vae():
-    pipe, inpaint = tiny.build_pipeline(), tiny.build_inpaint_pipeline()
+    pipe, inpaint = tiny.build_pipeline(), tiny.build_pipeline(inpaint=True)
     assert inpaint.unet.config.in_channels == 9
     assert same_weights(state(pipe.text_encoder), state(inpaint.text_encoder))
     assert same_weights(state(pipe.vae), state(inpaint.vae))
@@ -241,7 +241,7 @@ def test_preview_vae_decodes_pipeline_latents():
 
 
 def test_inpaint_runs():
-    pipe = quiet(tiny.build_inpaint_pipeline())
+    pipe = quiet(tiny.build_pipeline(inpaint=True))
     image = Image.new("RGB", (64, 64), (200, 120, 40))
     mask = Image.new("L", (64, 64), 0)
     mask.paste(255, (16, 16, 48, 48))
@@ -282,7 +282,7 @@ def test_save_round_trip(saved):
     assert same_weights(state(preview), state(tiny.build_preview_vae()))
     inpaint = DiffusionPipeline.from_pretrained(saved / "inpaint")
     assert isinstance(inpaint, StableDiffusionInpaintPipeline) and inpaint.unet.config.in_channels == 9
-    assert same_weights(state(inpaint.unet), state(tiny.build_inpaint_pipeline().unet))
+    assert same_weights(state(inpaint.unet), state(tiny.build_pipeline(inpaint=True).unet))
 
 
 def test_only_safetensors_written(saved):
