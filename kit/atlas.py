@@ -1,4 +1,4 @@
-"""StyleAtlas: a UMAP map of style space, new images placed on it, and its plotly figure.
+"""StyleAtlas: a UMAP map of style space and new images placed on it (its plotly figure: kit.atlas_figure).
 
     atlas = StyleAtlas(Embedder())
     atlas.add_styles()                     # every style of the catalogue, as text
@@ -35,24 +35,22 @@ little from run to run; on two cores it measured no faster (umap's parallel opti
 spent twice the CPU of the single-threaded one), so the seed costs nothing there.
 
 Only numpy and the standard library are imported here; umap, sklearn, plotly and PIL are
-imported where they are used.
+imported where they are used. How the map groups styles into a legend (era bins, medium
+families) is data: kit/data/classification.json, read by `kit.styles.classification()`.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 import os
-import re
 import sys
-import textwrap
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from . import checks, plots
+from . import checks
 from . import styles as kit_styles
 from .errors import KitError
 from .projection import Placer
@@ -63,49 +61,14 @@ __all__ = ["StyleAtlas", "KINDS", "COLOR_BY", "ERA_BINS", "MEDIUM_FAMILIES",
 KINDS = ("style", "image", "generated")
 COLOR_BY = ("region", "continent", "era", "medium", "kind")
 MIN_POINTS = 4          # UMAP needs a neighbourhood of at least 3 other points
-UNLABELLED = "unlabelled"
+UNLABELLED = kit_styles.UNLABELLED
 THUMBNAIL_SIZE = 64     # pixels, longest side
 PCA_DIMS = 50
 
-# Era bins by the year a tradition starts: (first year of the next bin, label).
-# Plain year ranges rather than "medieval" or "early modern": those names come from
-# European history and fit Polynesian or West African traditions badly.
-ERA_BINS = (
-    (500, "before 500 CE"),
-    (1500, "500–1499"),
-    (1800, "1500–1799"),
-    (1945, "1800–1944"),
-    (None, "1945–today"),
-)
-
-# The catalogue's media are free text (over 200 distinct values), too many for a legend.
-# Each family is named by keywords (matched at the start of a word); a medium belongs to the
-# family whose keyword appears first in its text ("carved and painted wood" is carving,
-# "mineral pigments on cotton" painting).
-MEDIUM_FAMILIES = {
-    "painting & drawing": ("oil", "acrylic", "tempera", "watercolour", "gouache", "fresco", "ink",
-                           "pigment", "paint", "lacquer", "enamel", "encaustic", "ochre", "pencil",
-                           "drawing", "colour", "poster colour", "pastel", "gesso"),
-    "print": ("woodblock", "woodcut", "linocut", "lithograph", "screen print", "screen-print",
-              "stonecut", "stencil", "engraving", "print"),
-    "textile & beadwork": ("cotton", "silk", "wool", "embroider", "appliqué", "weav", "woven", "dye",
-                           "felt", "quilt", "cloth", "bark", "bead", "sequin", "yarn", "fibre",
-                           "raffia", "feather", "brocade", "textile", "loom", "string"),
-    "carving & sculpture": ("carved", "carving", "sculpt", "stone", "basalt", "tuff", "alabaster",
-                            "marble", "gypsum", "cast", "brass", "bronze", "copper", "antler", "ivory",
-                            "wood", "metal", "steel", "wire", "shell", "sticks", "serpentine", "relief"),
-    "ceramic, tile & mosaic": ("ceramic", "clay", "tile", "mosaic", "terracotta", "fritware", "slip",
-                               "pottery", "glaze", "brick"),
-    "photography & design": ("photograph", "poster", "design", "typography", "architecture",
-                             "installation", "collage", "photomontage"),
-}
-TATTOO = "tattoo & body art"   # any medium naming tattoo: "chisel and needle tattoo" is not carving
-OTHER_MEDIUM = "other"
-
-_SYMBOLS_2D = {"style": "circle", "image": "square", "generated": "star"}
-_SYMBOLS_3D = {"style": "circle", "image": "square", "generated": "diamond"}  # scatter3d has no star
-_SIZES = {"style": 9, "image": 8, "generated": 13}
-_WEBGL_ABOVE = 5000     # points: SVG scatter gets sluggish in the browser beyond this
+# How the map groups the catalogue's free text (era bins, medium families): data in
+# kit/data/classification.json, read and checked by kit.styles.classification().
+ERA_BINS = kit_styles.classification().era_bins
+MEDIUM_FAMILIES = kit_styles.classification().medium_families
 
 
 # ------------------------------------------------------------------ small pure helpers
@@ -125,29 +88,12 @@ def style_texts(style, subject: str = "a portrait") -> list[str]:
 
 def era_bin(year) -> str:
     """The era bin of a start year (negative = BCE); UNLABELLED for None."""
-    if year is None:
-        return UNLABELLED
-    for upper, label in ERA_BINS[:-1]:
-        if year < upper:
-            return label
-    return ERA_BINS[-1][1]
+    return kit_styles.classification().era_bin(year)
 
 
 def medium_family(medium) -> str:
     """The family of a free-text medium ("oil on canvas" -> "painting & drawing")."""
-    if not medium:
-        return UNLABELLED
-    text = str(medium).lower()
-    if "tattoo" in text:
-        return TATTOO
-    best = None  # (position, -keyword length, family): earliest match, longest keyword on a tie
-    for family, keywords in MEDIUM_FAMILIES.items():
-        for keyword in keywords:
-            found = re.search(r"\b" + re.escape(keyword), text)
-            if found:
-                candidate = (found.start(), -len(keyword), family)
-                best = candidate if best is None else min(best, candidate)
-    return best[2] if best else OTHER_MEDIUM
+    return kit_styles.classification().medium_family(medium)
 
 
 def thumbnail_uri(item, size: int = THUMBNAIL_SIZE) -> str | None:
@@ -166,14 +112,6 @@ def thumbnail_uri(item, size: int = THUMBNAIL_SIZE) -> str | None:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=True)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _wrapped(text, width: int = 60, limit: int = 240) -> str:
-    """Escaped text, shortened to `limit` characters and broken into lines with <br>."""
-    text = " ".join(str(text).split())
-    if len(text) > limit:
-        text = text[: limit - 1].rstrip() + "…"
-    return "<br>".join(plots.escape(line) for line in textwrap.wrap(text, width))
 
 
 def _epochs(n: int) -> int:
@@ -453,50 +391,9 @@ class StyleAtlas:
         self._need_fit("figure()")
         if dim is not None and dim != self.dim:
             raise KitError(f"the atlas is fitted in {self.dim}D; call atlas.fit(dim={dim}) first for a {dim}D figure")
-        import plotly.graph_objects as go
-        from plotly.colors import qualitative
+        from .atlas_figure import figure
 
-        mapped = [p for p in self.points if p.get("xy") is not None]
-        groups: dict[str, list[dict]] = {}
-        for p in mapped:
-            groups.setdefault(_group(p, color_by), []).append(p)
-        names = sorted(groups, key=lambda g: _group_order(color_by, g))
-        palette = _mid_tones(qualitative.Plotly if len(names) <= 10 else qualitative.Dark24 + qualitative.Light24)
-        symbols = _SYMBOLS_2D if self.dim == 2 else _SYMBOLS_3D
-        fig = go.Figure()
-        for number, name in enumerate(names):
-            members = groups[name]
-            xy = np.stack([p["xy"] for p in members])
-            colour = "#b0b0b0" if name == UNLABELLED else palette[number % len(palette)]
-            marker = {"color": colour, "symbol": [symbols[p["kind"]] for p in members],
-                      "size": [_SIZES[p["kind"]] for p in members],
-                      "line": {"width": 0.5, "color": "white"}}
-            common = {"name": plots.escape(name), "legendgroup": name, "mode": "markers",
-                      "customdata": [p["id"] for p in members], "hovertext": [_hover(p) for p in members],
-                      "hoverinfo": "text"}
-            if self.dim == 3:
-                marker["size"] = [s * 0.6 for s in marker["size"]]
-                fig.add_trace(go.Scatter3d(x=xy[:, 0], y=xy[:, 1], z=xy[:, 2], marker=marker, **common))
-            else:
-                scatter = go.Scattergl if len(mapped) > _WEBGL_ABOVE else go.Scatter
-                fig.add_trace(scatter(x=xy[:, 0], y=xy[:, 1], marker=marker, **common))
-        hidden = {"showticklabels": False, "showgrid": False, "zeroline": False, "title": ""}
-        # Readable on a light and a dark notebook: no background of its own, grey text. The legend
-        # goes under the map (beside it, a long legend squeezes the map into a strip) and scrolls
-        # past 30% of the height, so on a narrow page the map keeps most of it.
-        plots.theme(fig)
-        fig.update_layout(hovermode="closest", height=640,
-                          legend={"title": {"text": plots.escape(color_by), "side": "top left"}, "orientation": "h",
-                                  "x": 0, "xanchor": "left", "y": -0.02, "yanchor": "top", "maxheight": 0.3},
-                          margin={"l": 10, "r": 10, "t": 50, "b": 10},
-                          title={"text": plots.escape(f"Style atlas: {len(mapped)} points, UMAP of {self._model_name()}"),
-                                 "x": 0.01, "xanchor": "left"})  # left: the toolbar is on the right
-        if self.dim == 3:
-            fig.update_layout(scene={"xaxis": hidden, "yaxis": hidden, "zaxis": hidden})
-        else:
-            fig.update_xaxes(**hidden)
-            fig.update_yaxes(**hidden)
-        return fig
+        return figure(self.points, self.dim, color_by, self._model_name())
 
     def coordinates(self) -> list[dict]:
         """One record per mapped point: its metadata (no vector) and x, y (and z)."""
@@ -655,56 +552,3 @@ def _meta_rows(meta, n: int) -> list[dict]:
     if len(meta) != n or not all(isinstance(row, dict) for row in meta):
         raise KitError(f"meta must be None, a dict, or a list of {n} dicts (one per vector)")
     return [dict(row) for row in meta]
-
-
-def _group(point: dict, color_by: str) -> str:
-    if color_by == "era":
-        return era_bin(point.get("era_start"))
-    if color_by == "medium":
-        return medium_family(point.get("medium"))
-    value = point.get(color_by)
-    return UNLABELLED if value in (None, "") else str(value)
-
-
-def _group_order(color_by: str, name: str):
-    """Legend order: the catalogue's own order for known values, then others A-Z, unlabelled last."""
-    known = {"region": list(kit_styles.REGIONS), "continent": list(kit_styles.CONTINENTS),
-             "era": [label for _, label in ERA_BINS], "medium": [*MEDIUM_FAMILIES, TATTOO, OTHER_MEDIUM],
-             "kind": list(KINDS)}[color_by]
-    if name == UNLABELLED:
-        return (2, 0, "")
-    if name in known:
-        return (0, known.index(name), "")
-    return (1, 0, name.lower())
-
-
-def _mid_tones(colours: list[str]) -> list[str]:
-    """The colours that show on a white and on a near-black page (relative luminance 0.1 to 0.6)."""
-    def luminance(colour: str) -> float:
-        r, g, b = (int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5))
-        r, g, b = (v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4 for v in (r, g, b))
-        return 0.2126 * r + 0.7152 * g + 0.0722 * b
-
-    return [c for c in colours if 0.1 < luminance(c) < 0.6]
-
-
-def _hover(point: dict) -> str:
-    """Hover text of one point: every value from the catalogue or the user escaped."""
-    lines = [f"<b>{plots.escape(point['name'])}</b>"]
-    if point.get("label"):
-        lines.append(f"<i>{plots.escape(point['label'])}</i>")
-    where = " · ".join(plots.escape(v) for v in (point.get("region"), point.get("continent")) if v)
-    lines.append(f"{plots.escape(point['kind'])}" + (f" · {where}" if where else ""))
-    if point.get("era"):
-        lines.append(plots.escape(point["era"]))
-    elif point.get("era_start") is not None:
-        lines.append(plots.escape(era_bin(point["era_start"])))
-    if point.get("medium"):
-        lines.append(_wrapped(point["medium"]))
-    if point.get("description"):
-        lines.append(_wrapped(point["description"]))
-    if point.get("sensitive"):
-        lines.append("<b>sensitive:</b> " + _wrapped(point.get("note") or "use with care"))
-    if point.get("path"):
-        lines.append(plots.escape(Path(point["path"]).name))
-    return "<br>".join(lines)

@@ -1,6 +1,7 @@
 """The style catalogue: its coverage, its validation, and the small API around it."""
 
 import csv
+import json
 import subprocess
 import sys
 import textwrap
@@ -332,6 +333,87 @@ def test_unreadable_and_empty_files(tmp_path):
     latin.write_bytes((",".join(styles.COLUMNS) + "\n").encode() + "caf\xe9".encode("latin-1"))
     with pytest.raises(KitError, match="UTF-8"):
         styles.load(latin)
+
+
+# ------------------------------------------------------------------ the classification table (JSON)
+
+def write_table(tmp_path, **changes):
+    """The shipped classification table with top-level keys changed (None removes one), written to tmp_path."""
+    table = json.loads(styles.CLASSIFICATION_PATH.read_text(encoding="utf-8"))
+    for key, value in changes.items():
+        table.pop(key) if value is None else table.__setitem__(key, value)
+    path = tmp_path / "classes.json"
+    path.write_text(json.dumps(table, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def classification_error(path) -> str:
+    with pytest.raises(KitError) as info:
+        styles.load_classification(path)
+    assert str(path) in str(info.value), "the message names the file"
+    return str(info.value)
+
+
+def test_the_shipped_classification_groups_every_catalogue_style():
+    table = styles.classification()
+    assert table is styles.classification()  # loaded once
+    assert table.era_labels == ["before 500 CE", "500–1499", "1500–1799", "1800–1944", "1945–today"]
+    assert table.medium_labels[-2:] == ["tattoo & body art", "other"]
+    assert table.medium_family("chisel and needle tattoo on carved wood") == "tattoo & body art"  # overrides first
+    families = {table.medium_family(s.medium) for s in styles.catalogue()}
+    assert families <= set(table.medium_labels) and len(families) >= 6
+    assert {table.era_bin(s.era_start) for s in styles.catalogue()} == set(table.era_labels)
+
+
+def test_a_researchers_classification_table_is_read(tmp_path):
+    path = write_table(tmp_path, era_bins=[{"before": 0, "label": "BCE"}, {"before": None, "label": "CE"}],
+                       medium_overrides=None)
+    table = styles.load_classification(path)
+    assert [table.era_bin(y) for y in (-1, 0, None)] == ["BCE", "CE", "unlabelled"]
+    assert table.medium_family("tattoo") == "other"  # no overrides: nothing names tattoo
+
+
+def test_every_classification_problem_is_listed_at_once(tmp_path):
+    path = write_table(tmp_path,
+                       era_bins=[{"before": 1500, "label": "early"}, {"before": 1500, "label": "early"},
+                                 {"before": "1800", "label": "x"}, {"before": 1900, "label": "late"}],
+                       medium_families={"print": ["Woodcut", " ink"], "paint": []},
+                       medium_overrides=[{"family": "tattoo"}],
+                       other_medium="print")
+    message = classification_error(path)
+    for words in ("era_bins[1].before': 1500 is not after the previous bin's 1500",
+                  "era_bins[2].before': must be a whole year",
+                  "era_bins[3].before': the last bin runs to today, so it must be null",
+                  "every bin needs a label of its own",
+                  "medium_families[\"print\"][0]': 'Woodcut' must be lowercase",
+                  "medium_families[\"print\"][1]'",
+                  "medium_families[\"paint\"]': must be a non-empty list",
+                  "medium_overrides[0]': must be an object with the keys 'family' and 'contains'",
+                  "other_medium': 'print' is already a family"):
+        assert words in message, words
+    assert "9 problem(s) in the classification table" in message
+
+
+@pytest.mark.parametrize("text, words", [
+    ('{"era_bins": [], "era_bins": []}', "the key 'era_bins' is written twice"),
+    ('{"era_bins": [', "not valid JSON: Expecting value at line 1"),
+    ('[1, 2]', "must be one JSON object"),
+    ('{"era_bins": [], "colours": {}}', "unknown key 'colours'; allowed: about, era_bins"),
+])
+def test_a_malformed_classification_file_is_named_and_explained(tmp_path, text, words):
+    path = tmp_path / "classes.json"
+    path.write_text(text, encoding="utf-8")
+    assert words in classification_error(path)
+
+
+def test_unreadable_classification_files(tmp_path):
+    with pytest.raises(KitError, match="cannot read the classification table"):
+        styles.load_classification(tmp_path / "nope.json")
+    latin = tmp_path / "latin1.json"
+    latin.write_bytes('{"other_medium": "caf\xe9"}'.encode("latin-1"))
+    assert "not valid UTF-8" in classification_error(latin)
+    assert "'unlabelled' is kept for points without a value" in classification_error(
+        write_table(tmp_path, other_medium="unlabelled"))
 
 
 # ------------------------------------------------------------------ lightness
