@@ -2,7 +2,8 @@
 
 A preset names everything a Studio loads: the diffusers pipeline, the TAESD
 preview decoder, the inpainting pipeline and the open_clip model, plus the
-defaults that suit them. `tiny` is built from code and works offline; the
+defaults that suit them. The named presets are data (``kit/data/presets.json``,
+checked on load by `load`). `tiny` is built from code and works offline; the
 others come from the Hugging Face Hub (or its local cache).
 
 This module imports torch only inside the functions that need it.
@@ -10,6 +11,7 @@ This module imports torch only inside the functions that need it.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import os
 import platform
@@ -17,6 +19,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import checks, styles
 from .errors import KitError
 
 DEFAULT_PRESET = "sd-turbo"
@@ -48,45 +51,86 @@ class Preset:
         return self.model is None
 
 
-PRESETS = {
-    "tiny": Preset(
-        name="tiny",
-        model=None,
-        steps=2,
-        guidance=0.0,
-        size=64,
-        min_size=64,
-        max_size=512,
-        clip_model="kit-tiny-clip",
-        clip_pretrained="random",
-        description="built from code with random weights: offline, instant, images are noise",
-    ),
-    "sd-turbo": Preset(
-        name="sd-turbo",
-        model="stabilityai/sd-turbo",
-        steps=1,
-        guidance=0.0,
-        size=512,
-        max_size=768,
-        preview="madebyollin/taesd",
-        inpaint="stabilityai/stable-diffusion-2-inpainting",
-        variant="fp16",
-        description="one-step SD 2.1 distillation, 512 px (the default)",
-    ),
-    "sdxl-turbo": Preset(
-        name="sdxl-turbo",
-        model="stabilityai/sdxl-turbo",
-        family="sdxl",
-        steps=1,
-        guidance=0.0,
-        size=512,
-        max_size=1024,
-        preview="madebyollin/taesdxl",
-        inpaint="diffusers/stable-diffusion-xl-1.0-inpainting-0.1",
-        variant="fp16",
-        description="one-step SDXL distillation, 512 px, two text encoders",
-    ),
+PRESETS_PATH = Path(__file__).parent / "data" / "presets.json"
+_NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
+_FAMILIES = ("sd", "sdxl")
+
+
+def load(path: str | Path = PRESETS_PATH) -> dict[str, Preset]:
+    """Read and check a preset table (JSON like ``kit/data/presets.json``): name -> Preset, in file order.
+
+    Each preset is an object with the fields of `Preset`; ``name`` and ``model`` are required (model
+    null: built from code), the others default as in `Preset`. Raises one KitError listing every problem.
+    """
+    data = styles.read_json(path, "preset table", {"about": False, "presets": True})
+    rows = data["presets"]
+    errors: list[str] = []
+    if not isinstance(rows, list) or not rows:
+        errors.append("field 'presets': must be a non-empty list of presets")
+        rows = []
+    table: dict[str, Preset] = {}
+    for number, row in enumerate(rows):
+        preset = _parse_preset(row, f"presets[{number}]", errors)
+        if preset is not None and preset.name in table:
+            errors.append(f"presets[{number}]: the name {preset.name!r} is used twice; names must be unique")
+        elif preset is not None:
+            table[preset.name] = preset
+    if errors:
+        raise styles.data_error(path, "preset table", errors)
+    return table
+
+
+def _parse_preset(row, where: str, errors: list[str]) -> Preset | None:
+    """One preset of the table as a Preset, or None with its problems appended to `errors`."""
+    fields = [f.name for f in dataclasses.fields(Preset)]
+    if not isinstance(row, dict):
+        errors.append(f"{where}: must be an object with the fields {', '.join(fields)}")
+        return None
+    where = f"{where} ({row['name']})" if isinstance(row.get("name"), str) else where
+    problems = [f"{where}: unknown field {key!r}; allowed: {', '.join(fields)}" for key in row if key not in fields]
+    problems += [f"{where}: field {key!r} is missing" for key in ("name", "model") if key not in row]
+    values = {}
+    for key, value in row.items():
+        if key in _FIELD_CHECKS:
+            try:
+                values[key] = _FIELD_CHECKS[key](value, f"{where} field {key!r}")
+            except KitError as err:
+                problems.append(str(err))
+    preset = None if problems else Preset(**values)
+    if preset is not None and not preset.min_size <= preset.size <= preset.max_size:
+        problems.append(f"{where}: the sizes must satisfy min_size <= size <= max_size, got "
+                        f"{preset.min_size} <= {preset.size} <= {preset.max_size}")
+    errors += problems
+    return None if problems else preset
+
+
+def _must(ok: bool, field: str, allowed: str, value):
+    """`value` when ok, else the KitError that says what `field` allows."""
+    if not ok:
+        raise KitError(f"{field} must be {allowed}, got {value!r}")
+    return value
+
+
+def _size(value, field: str) -> int:
+    value = checks.whole(value, field, 8, 8192)
+    return _must(value % 8 == 0, field, "a multiple of 8 pixels", value)
+
+
+_FIELD_CHECKS = {  # field -> check(value, field name) returning the value, or raising KitError
+    "name": lambda v, f: _must(isinstance(v, str) and _NAME.fullmatch(v), f,
+                               "a lowercase kebab-case name (letters a-z, digits and single hyphens)", v),
+    "family": lambda v, f: _must(v in _FAMILIES, f, f"one of {', '.join(_FAMILIES)}", v),
+    "steps": lambda v, f: checks.whole(v, f, 1, 1000),
+    "guidance": lambda v, f: checks.number(v, f, 0, 100),
+    "description": lambda v, f: _must(isinstance(v, str), f, "text", v),
+    **dict.fromkeys(("size", "min_size", "max_size"), _size),
+    **dict.fromkeys(("model", "preview", "inpaint", "variant"),
+                    lambda v, f: _must(v is None or isinstance(v, str) and v.strip(), f, "text or null", v)),
+    **dict.fromkeys(("clip_model", "clip_pretrained"),
+                    lambda v, f: _must(isinstance(v, str) and v.strip(), f, "non-empty text", v)),
 }
+
+PRESETS = load()
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 

@@ -128,6 +128,38 @@ def test_a_missing_model_is_one_short_error_with_its_cause_kept(monkeypatch):
     assert presets.not_available(studio.preset, "pipeline", cause).cause is cause  # kept for whoever digs
 
 
+def test_the_preset_table_is_data_checked_on_load(tmp_path):
+    table = presets.load()  # kit/data/presets.json
+    assert list(table) == ["tiny", "sd-turbo", "sdxl-turbo"] and table == presets.PRESETS
+    assert table["tiny"].offline and table["sdxl-turbo"].family == "sdxl" and table["sd-turbo"].min_size == 256
+    rows = json.loads(presets.PRESETS_PATH.read_text(encoding="utf-8"))["presets"]
+    rows[1].update(steps=0, size=500, colour="red")
+    rows[2].update(name="sd-turbo", family="sd3")
+    rows.append({"name": "Big One", "model": 7, "min_size": 1024})
+    path = tmp_path / "presets.json"
+    path.write_text(json.dumps({"presets": rows}), encoding="utf-8")
+    with pytest.raises(KitError) as info:
+        presets.load(path)
+    message = str(info.value)
+    for words in (f"{path}: 6 problem(s) in the preset table",
+                  "presets[1] (sd-turbo): unknown field 'colour'; allowed: name, model",
+                  "presets[1] (sd-turbo) field 'steps' must be a whole number from 1 to 1000, got 0",
+                  "presets[1] (sd-turbo) field 'size' must be a multiple of 8 pixels, got 500",
+                  "presets[2] (sd-turbo) field 'family' must be one of sd, sdxl, got 'sd3'",
+                  "presets[3] (Big One) field 'name' must be a lowercase kebab-case name",
+                  "presets[3] (Big One) field 'model' must be text or null, got 7"):
+        assert words in message, words
+    rows[1:] = [{**rows[0], "name": "tiny", "min_size": 128}]
+    path.write_text(json.dumps({"presets": rows}), encoding="utf-8")
+    with pytest.raises(KitError) as info:
+        presets.load(path)
+    assert "presets[1] (tiny): the sizes must satisfy min_size <= size <= max_size, got 128 <= 64 <= 512" in str(info.value)
+    rows[1]["min_size"] = 64
+    path.write_text(json.dumps({"presets": rows}), encoding="utf-8")
+    with pytest.raises(KitError, match=r"presets\[1\]: the name 'tiny' is used twice"):
+        presets.load(path)
+
+
 def test_doctor_reports_the_hub():
     out = kit("doctor", env={"HF_HUB_OFFLINE": "1"})
     assert out.returncode == 0 and "offline (HF_HUB_OFFLINE is set)" in out.stdout
