@@ -18,7 +18,8 @@ what ``studio.generate(prompt, style=style, seed=seed)`` makes:
   from, or at t = 1 from the keyframe it ends on.
 
 ``even=True`` re-times a walk so that successive frames are equally far apart, measured
-with the preset's CLIP image embedding (or pixel distance where CLIP is unavailable).
+with the preset's CLIP image embedding (or pixel distance where CLIP is unavailable); the
+arithmetic of planning and re-timing a walk is ``kit.pacing``'s.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from . import checks, latents, styles
+from . import checks, latents, pacing, styles
 from .errors import KitError
 from .files import write_atomic
 from .provenance import Artwork, Record
@@ -101,7 +102,7 @@ def check_keyframes(studio, keyframes) -> list[Keyframe]:
 
 
 def check_frames(frames) -> int:
-    return checks.whole(frames, "frames", 2, latents.MAX_FRAMES)
+    return checks.whole(frames, "frames", 2, pacing.MAX_FRAMES)
 
 
 def check_method(method) -> str:
@@ -124,7 +125,7 @@ def walk(studio, keyframes, frames: int = 24, method: str = "slerp", loop: bool 
          size=None, preview: bool = False, run=None) -> Walk:
     """Render a walk through ``keyframes`` and return it as a ``Walk`` (a list of Artworks).
 
-    frames: how many frames (2 to latents.MAX_FRAMES); loop: walk back to the first keyframe.
+    frames: how many frames (2 to pacing.MAX_FRAMES); loop: walk back to the first keyframe.
     method: "slerp" (keeps the noise's length, the usual choice) or "lerp".
     even: re-time the walk so that successive frames are equally far apart, measured in
     ``space`` ("clip", "pixels" or "auto": CLIP where it loads, else pixels), with
@@ -144,9 +145,9 @@ def walk(studio, keyframes, frames: int = 24, method: str = "slerp", loop: bool 
     result = Walk(studio, keyframes, method=method, loop=loop, negative=negative, steps=steps,
                   guidance=guidance, size=size, preview=preview, batch_size=batch_size, reuse=reuse)
     result.space = space
-    plan = latents.plan_walk(len(result.keyframes), frames, loop=result.loop)
+    plan = pacing.plan_walk(len(result.keyframes), frames, loop=result.loop)
     keys = [(segment, t) for segment, _end, t in plan]
-    positions = latents.walk_positions(plan)
+    positions = pacing.walk_positions(plan)
     with studio.running(run, on_step) as run:
         try:
             arts = result._render(keys, run)
@@ -333,7 +334,7 @@ class Walk(list):
         self.first_pass = (positions.copy(), steps)
         known = dict(zip(positions.tolist(), keys))
         for _ in range(refine):
-            more = latents.insert_points(positions, steps)
+            more = pacing.insert_points(positions, steps)
             if len(more) == len(positions):
                 break
             keys = [known.get(p) or self._key_at(p) for p in more.tolist()]
@@ -341,12 +342,12 @@ class Walk(list):
             positions = more
             known.update(zip(positions.tolist(), keys))
             steps = self._measure(arts)
-        timed = latents.even_pacing(positions, steps, frames=frames)
+        timed = pacing.even_pacing(positions, steps, frames=frames)
         keys = [known.get(p) or self._key_at(p) for p in timed.tolist()]
         return keys, timed, self._render(keys, run)
 
     def _key_at(self, position: float) -> tuple[int, float]:
-        (segment, _end, t), = latents.plan_at([position], len(self.keyframes), loop=self.loop)
+        (segment, _end, t), = pacing.plan_at([position], len(self.keyframes), loop=self.loop)
         return segment, t
 
     # ------------------------------------------------------------ measuring
@@ -368,8 +369,8 @@ class Walk(list):
     def _measure(self, arts) -> np.ndarray:
         vectors = self._frame_vectors(arts)
         if self._space_used == "clip":
-            return latents.step_sizes(vectors, "angle")
-        return latents.step_sizes(vectors, "euclidean") / math.sqrt(vectors.shape[1])
+            return pacing.step_sizes(vectors, "angle")
+        return pacing.step_sizes(vectors, "euclidean") / math.sqrt(vectors.shape[1])
 
     def _frame_vectors(self, arts) -> np.ndarray:
         """One vector per frame in the walk's space (chosen on first use, then kept), cached by (segment, t)."""
@@ -541,7 +542,7 @@ def _walk_fields(record: Record) -> dict:
     w = record.walk
     try:
         keyframes, prompts = w["keyframes"], w["prompts"]
-        ok = (2 <= len(keyframes) <= latents.MAX_FRAMES and len(prompts) == len(keyframes)
+        ok = (2 <= len(keyframes) <= pacing.MAX_FRAMES and len(prompts) == len(keyframes)
               and all(isinstance(p, str) and 0 < len(p) <= MAX_PROMPT_CHARS for p in prompts)
               and w["method"] in METHODS and 0 <= w["segment"] < len(keyframes) and 0 <= w["t"] <= 1)
         for k in keyframes:

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 import kit
-from kit import latents, walks
+from kit import latents, pacing, walks
 from kit.errors import KitError
 from kit.provenance import Record
 
@@ -262,7 +262,7 @@ def test_bad_fps_is_refused(five, tmp_path, fps):
         ([(ELDER, 1), (ELDER, 2, "no-such-style")], {}, r"keyframe 2 \(keyframes\[1\]\): unknown style"),
         ([(ELDER, 1), {"prompt": ELDER, "sead": 2}], {}, r"keyframe 2 \(keyframes\[1\]\) must have the keys"),
         (KEYFRAMES, {"frames": 1}, "frames must be a whole number from 2 to 2000"),
-        (KEYFRAMES, {"frames": latents.MAX_FRAMES + 1}, "frames"),
+        (KEYFRAMES, {"frames": pacing.MAX_FRAMES + 1}, "frames"),
         (KEYFRAMES, {"frames": 2.5}, "frames"),
         (KEYFRAMES, {"method": "cubic"}, "method must be 'slerp' or 'lerp'"),
         (KEYFRAMES, {"loop": "yes"}, "loop"),
