@@ -35,6 +35,7 @@ import csv
 import datetime
 import difflib
 import functools
+import io
 import json
 import re
 import unicodedata
@@ -159,20 +160,15 @@ def load(path: str | Path) -> list[Style]:
     """
     path = Path(path)
     try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            reader = csv.DictReader(f)
-            header = reader.fieldnames or []
-            missing = [c for c in COLUMNS if c not in header]
-            if missing:
-                raise KitError(f"{path}: header is missing column(s) {', '.join(missing)}; "
-                               f"required columns: {', '.join(COLUMNS)}")
-            raw_rows = list(reader)
-    except OSError as e:
-        raise KitError(f"cannot read style catalogue {path}: {e.strerror or e}") from None
-    except UnicodeDecodeError as e:
-        raise KitError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start}); save the file as UTF-8") from None
+        reader = csv.DictReader(io.StringIO(read_text(path, "style catalogue"), newline=""))
+        header = reader.fieldnames or []
+        raw_rows = list(reader)
     except csv.Error as e:
         raise KitError(f"{path}: malformed CSV: {e}") from None
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        raise KitError(f"{path}: header is missing column(s) {', '.join(missing)}; "
+                       f"required columns: {', '.join(COLUMNS)}")
 
     styles, errors = [], []
     first_row_of_id: dict[str, int] = {}
@@ -194,6 +190,17 @@ def load(path: str | Path) -> list[Style]:
     if errors:
         raise data_error(path, "style catalogue", errors)
     return styles
+
+
+def read_text(path: Path, what: str) -> str:
+    """The text of one of the kit's data files (UTF-8, a byte-order mark dropped), or a KitError that says why not."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            return f.read()
+    except OSError as e:
+        raise KitError(f"cannot read the {what} {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise KitError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start}); save the file as UTF-8") from None
 
 
 def data_error(path, what: str, errors: list[str]) -> KitError:
@@ -391,11 +398,7 @@ def read_json(path: str | Path, what: str, keys: dict[str, bool]) -> dict:
         return seen
 
     try:
-        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=unique)
-    except OSError as e:
-        raise KitError(f"cannot read the {what} {path}: {e.strerror or e}") from None
-    except UnicodeDecodeError as e:
-        raise KitError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start}); save the file as UTF-8") from None
+        data = json.loads(read_text(path, what), object_pairs_hook=unique)
     except json.JSONDecodeError as e:
         raise KitError(f"{path}: not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
     except ValueError as e:

@@ -323,7 +323,7 @@ def test_extra_values_in_a_row_are_reported(tmp_path):
 
 
 def test_unreadable_and_empty_files(tmp_path):
-    with pytest.raises(KitError, match="cannot read style catalogue"):
+    with pytest.raises(KitError, match="cannot read the style catalogue"):
         styles.load(tmp_path / "nope.csv")
     empty = tmp_path / "empty.csv"
     empty.write_text(",".join(styles.COLUMNS) + "\n", encoding="utf-8")
