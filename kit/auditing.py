@@ -551,14 +551,16 @@ class AuditReport:
         return _frame(rows, ["term A", "term B", "A - B", low, high, "unit", "seeds show a difference"],
                       index=["term A", "term B"])
 
-    def to_csv(self, path, *, overwrite: bool = False) -> Path:
-        """Write the table as CSV (atomically); returns the path. An existing file is an error unless `overwrite`."""
+    def to_csv(self, path, *, exist: str = "error") -> Path:
+        """Write the table as CSV (atomically); returns the path written.
+
+        exist: when the file is there: "error" (the default), "replace" it, or "number" (``name-1.csv``).
+        """
         text = io.StringIO(newline="")
         writer = csv.DictWriter(text, fieldnames=["term", "measure", "value", "low", "high"])
         writer.writeheader()
         writer.writerows(self.rows())
-        return write_atomic(Path(path).expanduser(), text.getvalue().encode("utf-8"),
-                            exist="replace" if overwrite else "error")
+        return write_atomic(Path(path).expanduser(), text.getvalue().encode("utf-8"), exist=exist)
 
     def figure(self, measure: str = "diversity"):
         """A plotly figure: one bar per term with its 95% interval (a probe group: bars per label)."""

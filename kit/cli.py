@@ -122,7 +122,7 @@ def map_(args) -> int:
 
     cmap = map_collection(args.dataset, sample=args.sample, dim=args.dim, engine=args.engine, seed=args.seed,
                           address=args.address, workers=args.workers, chunk_size=args.chunk_size)
-    path = cmap.export_coordinates(args.out, overwrite=args.overwrite)
+    path = cmap.export_coordinates(args.out, exist="replace" if args.overwrite else "error")
     print(f"mapped {len(cmap):,} images in {args.dim}D: UMAP fitted on {int(cmap.fitted.sum()):,} "
           f"in {cmap.seconds['fit']:.1f} s, the rest placed in {cmap.seconds['place']:.1f} s -> {path}")
     return 0

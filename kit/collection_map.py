@@ -86,10 +86,10 @@ class CollectionMap:
                 bar.close()
         return np.concatenate(placed)
 
-    def export_coordinates(self, path, *, overwrite: bool = False) -> Path:
+    def export_coordinates(self, path, *, exist: str = "error") -> Path:
         """Write id, x, y (and z), fitted, and the metadata columns to a Parquet file (atomically).
 
-        An existing file is an error unless `overwrite`.
+        exist: when the file is there: "error" (the default), "replace" it, or "number" (``name-1.parquet``).
         """
         pa = require_pyarrow()
         path = Path(path).expanduser()
@@ -101,8 +101,7 @@ class CollectionMap:
             if name != "id":
                 columns[name] = pa.array(values)
         table = pa.table(columns)
-        return write_atomic(path, lambda file: pa.parquet.write_table(table, file),
-                            exist="replace" if overwrite else "error")
+        return write_atomic(path, lambda file: pa.parquet.write_table(table, file), exist=exist)
 
     def figure(self, color_by: str | None = None, max_points: int = 20_000, seed: int = 0):
         """A plotly scatter of at most `max_points` points, every value of `color_by` kept

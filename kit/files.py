@@ -35,7 +35,7 @@ def write_atomic(path, data: bytes | Callable, *, exist: str = "replace", mode: 
     beside it as ``name-1.ext``, ``name-2.ext`` ... ("number"). Returns the path written.
     """
     if exist not in ("replace", "error", "number"):
-        raise ValueError(f"exist must be 'replace', 'error' or 'number', got {exist!r}")
+        raise KitError(f"exist must be 'error', 'replace' or 'number', got {exist!r}")
     path = Path(path).expanduser()
     folder = path.parent
     try:

@@ -396,14 +396,15 @@ class Walk(list):
 
     # ------------------------------------------------------------ export
 
-    def save_gif(self, path, fps: float = 12, loop: bool = True, *, overwrite: bool = False) -> Path:
+    def save_gif(self, path, fps: float = 12, loop: bool = True, *, exist: str = "error") -> Path:
         """Write the frames as an animated GIF (``loop``: repeat forever) and ``<path>.json`` with every record.
 
-        An existing file of either name is an error unless `overwrite`.
+        exist: when a file of either name is there: "error" (the default), "replace" it, or write
+        beside it as ``name-1``, ``name-2`` ... ("number"). Returns the path written.
         """
         fps = checks.number(fps, "fps", 1, 50)  # GIF frame delays are whole hundredths of a second
         loop = checks.flag(loop, "loop")
-        path = self._target(path, ".gif", overwrite)
+        path = self._target(path, ".gif", exist)
 
         def write(tmp):
             import imageio.v3 as iio
@@ -411,15 +412,16 @@ class Walk(list):
             extra = {"loop": 0} if loop else {}
             iio.imwrite(tmp, self._pixels(), extension=".gif", duration=1000 / fps, **extra)
 
-        return self._export(path, write, {"format": "gif", "fps": fps, "loop": loop}, overwrite)
+        return self._export(path, write, {"format": "gif", "fps": fps, "loop": loop}, exist)
 
-    def save_mp4(self, path, fps: float = 24, *, overwrite: bool = False) -> Path:
+    def save_mp4(self, path, fps: float = 24, *, exist: str = "error") -> Path:
         """Write the frames as an H.264 MP4 (needs ffmpeg, from imageio-ffmpeg) and ``<path>.json``.
 
-        An existing file of either name is an error unless `overwrite`.
+        exist: when a file of either name is there: "error" (the default), "replace" it, or write
+        beside it as ``name-1``, ``name-2`` ... ("number"). Returns the path written.
         """
         fps = checks.number(fps, "fps", 1, MAX_FPS)
-        path = self._target(path, ".mp4", overwrite)
+        path = self._target(path, ".mp4", exist)
         try:
             import imageio_ffmpeg
 
@@ -439,31 +441,29 @@ class Walk(list):
             finally:
                 writer.close()
 
-        return self._export(path, write, {"format": "mp4", "fps": fps}, overwrite)
+        return self._export(path, write, {"format": "mp4", "fps": fps}, exist)
 
-    def _target(self, path, suffix, overwrite: bool) -> Path:
+    def _target(self, path, suffix, exist: str) -> Path:
         if len(self) == 0:
             raise KitError("this walk has no frames to save (it was stopped before the first frame)")
+        if exist not in ("error", "replace", "number"):
+            raise KitError(f"exist must be 'error', 'replace' or 'number', got {exist!r}")
         path = Path(path).expanduser()
         if path.suffix.lower() != suffix:
             path = path.with_name(path.name + suffix)
         if path.is_dir():
             raise KitError(f"{str(path)!r} is a folder: give a file name such as 'walk{suffix}'")
-        for existing in (path, path.with_name(path.name + ".json")):
-            if existing.exists() and not overwrite:
-                raise KitError(f"{str(existing)!r} already exists: choose another name, or pass overwrite=True")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise KitError(f"cannot create the folder {str(path.parent)!r}: {err.strerror or err}") from err
+        for existing in (path, _sidecar(path)):
+            if existing.exists() and exist == "error":
+                raise KitError(f"{str(existing)!r} already exists: choose another name, or pass exist='number' "
+                               "(or 'replace')")
         return path
 
     def _pixels(self) -> list[np.ndarray]:
         return [np.asarray(art.image.convert("RGB")) for art in self]
 
-    def _export(self, path: Path, write, animation: dict, overwrite: bool) -> Path:
+    def _export(self, path: Path, write, animation: dict, exist: str) -> Path:
         """Write the animation and its JSON sidecar, each atomically (`kit.files.write_atomic`)."""
-        sidecar = path.with_name(path.name + ".json")
         info = {
             "animation": {"file": path.name, "frames": len(self), **animation},
             "walk": {"keyframes": [list(k) for k in self.keyframes], "method": self.method, "loop": self.loop,
@@ -472,7 +472,6 @@ class Walk(list):
         }
         if self._steps is not None:
             info["walk"].update(pacing_space=self._space_used, step_sizes=self._steps.tolist())
-        exist = "replace" if overwrite else "error"
         with tempfile.TemporaryDirectory(prefix="kit-export-") as scratch:
             animation_file = Path(scratch) / f"walk{path.suffix}"  # the encoders write to a named file
             try:
@@ -480,9 +479,20 @@ class Walk(list):
                 data = animation_file.read_bytes()
             except OSError as err:
                 raise KitError(f"cannot write {str(path)!r}: {err.strerror or err}") from None
-        # the sidecar first: an animation never appears without its records
-        write_atomic(sidecar, json.dumps(info, ensure_ascii=False, indent=1).encode("utf-8"), exist=exist)
-        return write_atomic(path, data, exist=exist)
+        for n in range(10_000 if exist == "number" else 1):  # the first name free for both files
+            target = path if n == 0 else path.with_name(f"{path.stem}-{n}{path.suffix}")
+            if exist == "number" and target.exists():
+                continue
+            info["animation"]["file"] = target.name
+            text = json.dumps(info, ensure_ascii=False, indent=1).encode("utf-8")
+            try:  # the sidecar first: an animation never appears without its records
+                write_atomic(_sidecar(target), text, exist="replace" if exist == "replace" else "error")
+            except KitError:
+                if exist != "number" or not _sidecar(target).exists():
+                    raise
+                continue
+            return write_atomic(target, data, exist="replace" if exist == "replace" else "error")
+        raise KitError(f"too many files named {path.stem!r} in {str(path.parent)!r}")
 
 
 def _pixel_vector(image) -> np.ndarray:
@@ -558,3 +568,8 @@ def _walk_fields(record: Record) -> dict:
 
 INPUTS["walk"] = inputs  # the Studio renders and replays "walk" records with these inputs
 CHECKS["walk"] = lambda studio, record: _walk_fields(record)
+
+
+def _sidecar(path: Path) -> Path:
+    """The JSON file beside an animation that holds its frames' records."""
+    return path.with_name(path.name + ".json")

@@ -225,8 +225,12 @@ def test_export_gif_and_mp4_with_a_json_sidecar(five, tmp_path):
     with pytest.raises(KitError, match="already exists"):
         five.save_gif(tmp_path / "elder.gif", fps=5)
     assert gif.read_bytes() == before and json.loads((tmp_path / "elder.gif.json").read_text())["animation"]["fps"] == 10
-    five.save_gif(tmp_path / "elder.gif", fps=5, overwrite=True)
+    five.save_gif(tmp_path / "elder.gif", fps=5, exist="replace")
     assert json.loads((tmp_path / "elder.gif.json").read_text())["animation"]["fps"] == 5
+    beside = five.save_gif(tmp_path / "elder.gif", fps=7, exist="number")
+    assert beside.name == "elder-1.gif" and (tmp_path / "elder.gif").read_bytes() != beside.read_bytes()
+    assert json.loads((tmp_path / "elder-1.gif.json").read_text())["animation"] == {
+        "file": "elder-1.gif", "frames": 5, "format": "gif", "fps": 7.0, "loop": True}
 
 
 def test_mp4_without_ffmpeg_names_the_fix(five, tmp_path, monkeypatch):

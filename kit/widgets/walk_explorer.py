@@ -232,11 +232,11 @@ class WalkExplorer(Panel):
             if self.walk is None or not len(self.walk):
                 raise KitError("there is no walk to save yet: press Generate first")
             folder = Path(self.folder.value.strip() or default_folder()).expanduser()
-            path = _free_name(folder, self._stem(), f".{kind}")
+            path = folder / f"{self._stem()}.{kind}"  # a name taken meanwhile gets -1, -2 ...: nothing overwritten
             if kind == "gif":
-                path = self.walk.save_gif(path, fps=self.fps.value, loop=True)
+                path = self.walk.save_gif(path, fps=self.fps.value, loop=True, exist="number")
             else:
-                path = self.walk.save_mp4(path, fps=self.fps.value)
+                path = self.walk.save_mp4(path, fps=self.fps.value, exist="number")
         except Exception as err:
             self.show_error(err)
             return None
@@ -248,15 +248,6 @@ class WalkExplorer(Panel):
     def _stem(self) -> str:
         seeds = "-".join(str(k.seed) for k in self.walk.keyframes)
         return f"walk-{datetime.now().strftime('%Y%m%d-%H%M%S')}-seeds{seeds}"[:120]
-
-
-def _free_name(folder: Path, stem: str, suffix: str) -> Path:
-    """``folder/stem.suffix``, or ``stem-1.suffix`` ... when taken."""
-    for n in range(10_000):
-        path = folder / (f"{stem}{suffix}" if n == 0 else f"{stem}-{n}{suffix}")
-        if not path.exists():
-            return path
-    raise KitError(f"too many files named {stem!r} in {str(folder)!r}")
 
 
 def _step_plot():
