@@ -266,8 +266,8 @@ class VectorCache:
 
     def _failed(self, err: Exception) -> None:
         if not self.broken:
-            fix = (f"; it is not an SQLite file, so the kit leaves it alone: delete it or pass another cache= "
-                   f"path (or cache=False)" if _damaged(err) else "")
+            fix = ("; it is not an SQLite file, so the kit leaves it alone: delete it or pass another cache= "
+                   "path (or cache=False)" if _damaged(err) else "")
             warnings.warn(f"embedding cache {self.path} is not usable ({type(err).__name__}: {err}); "
                           f"continuing without it{fix}", stacklevel=5)
         self.broken = True

@@ -20,7 +20,6 @@ Light on purpose: stdlib, PIL and numpy only (no torch, no diffusers).
 from __future__ import annotations
 
 import errno
-import json
 import os
 import re
 import sqlite3

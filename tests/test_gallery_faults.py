@@ -26,7 +26,7 @@ import pytest
 from PIL import Image
 
 import kit.files
-from kit.artwork import Artwork, load, pixel_hash
+from kit.artwork import Artwork, pixel_hash
 from kit.embed import VectorCache
 from kit.errors import KitError
 from kit.gallery import Gallery
