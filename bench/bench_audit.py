@@ -39,51 +39,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from kit import auditing as A  # noqa: E402
+# the former formulation lives with the test that holds the new one equal to it
+from tests.test_audit_memory import old_measure  # noqa: E402
 
 MB = 1 << 20
 TERMS = 2
-
-
-# ---------------------------------------------------------------- the former formulation (reference only)
-
-
-def old_pairwise_distance(vectors, indices=None):
-    """REFERENCE ONLY: the former (rounds, n, n) formulation of `pairwise_distance`."""
-    distance = 1.0 - vectors @ vectors.T
-    if indices is None:
-        n = len(vectors)
-        return float(distance[~np.eye(n, dtype=bool)].mean())
-    pairs = distance[indices[:, :, None], indices[:, None, :]]
-    different = indices[:, :, None] != indices[:, None, :]
-    counts = different.sum(axis=(1, 2))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, (pairs * different).sum(axis=(1, 2)) / np.maximum(counts, 1), np.nan)
-
-
-def old_measure(vectors, prompt_vectors, probes=None, rounds=A.ROUNDS, seed=A.BOOTSTRAP_SEED, labels=None):
-    """REFERENCE ONLY: the former `measure`, all resamples as (rounds, n) indices at once."""
-    vectors = np.asarray(vectors, dtype=np.float64)
-    n_terms, n_seeds, _ = vectors.shape
-    indices = A.bootstrap_indices(n_seeds, rounds, seed)
-    if labels is None:
-        labels = A.cluster(vectors.reshape(n_terms * n_seeds, -1), n_terms).reshape(n_terms, n_seeds)
-    estimates, replicates = {}, {}
-    for t in range(n_terms):
-        images = vectors[t]
-        estimates[t, "diversity"] = old_pairwise_distance(images)
-        replicates[t, "diversity"] = old_pairwise_distance(images, indices)
-        distance = 1.0 - images @ np.asarray(prompt_vectors[t], dtype=np.float64)
-        estimates[t, "prompt_distance"] = float(distance.mean())
-        replicates[t, "prompt_distance"] = distance[indices].mean(axis=1)
-        for group, (names, label_vectors) in (probes or {}).items():
-            p = A.probe_probabilities(images, np.asarray(label_vectors, dtype=np.float64))
-            for j, name in enumerate(names):
-                estimates[t, f"{group}: {name}"] = float(p[:, j].mean())
-                replicates[t, f"{group}: {name}"] = p[indices, j].mean(axis=1)
-        one_hot = labels[t][:, None] == np.arange(n_terms)
-        estimates[t, "cluster_entropy"] = float(A.entropy_bits(one_hot.sum(axis=0)))
-        replicates[t, "cluster_entropy"] = A.entropy_bits(one_hot[indices].sum(axis=1))
-    return estimates, replicates, labels
 
 
 def old_bytes(seeds: int, rounds: int) -> int:

@@ -2,8 +2,8 @@
 
 `measure` used to index a (rounds, seeds, seeds) float64 array per term (2 terms x 256 seeds
 peaked at 2.2 GB; the admitted maximum would have needed about 70 GB). It now works on resample
-counts in blocks. `old_measure` below is that former formulation, kept only here (and in
-bench/bench_audit.py) as the reference the new one must equal.
+counts in blocks. `old_measure` below is that former formulation, kept only here (bench/bench_audit.py
+imports it) as the reference the new one must equal.
 """
 
 import importlib

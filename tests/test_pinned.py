@@ -6,19 +6,10 @@ update these numbers in the same commit.
 """
 
 import numpy as np
-import pytest
 
-import kit
 from kit import latents
 
 PROMPT = "a portrait of an elder"
-
-
-@pytest.fixture(scope="module")
-def studio():
-    s = kit.Studio(preset="tiny", device="cpu")
-    s.progress_bar = False
-    return s
 
 
 def test_seed_noise_is_pinned():

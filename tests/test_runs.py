@@ -10,13 +10,6 @@ import kit
 from kit import Run, Stopped
 
 
-@pytest.fixture(scope="module")
-def studio():
-    s = kit.Studio(preset="tiny", device="cpu")
-    s.progress_bar = False
-    return s
-
-
 def damaged():
     image = Image.new("RGB", (64, 64), (120, 80, 40))
     mask = Image.new("L", (64, 64), 0)
