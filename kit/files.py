@@ -11,6 +11,8 @@ transparency on one background, palette, CMYK and 16-bit images scaled to 8-bit 
 from __future__ import annotations
 
 import os
+import re
+import socket
 import stat
 import tempfile
 from pathlib import Path
@@ -20,6 +22,11 @@ from .errors import KitError
 
 TEMP_PREFIX = ".kit-"
 TEMP_SUFFIX = ".tmp"
+
+
+def _host() -> str:
+    """This machine's name as it goes into temp file names (no '-' or '@', which delimit them)."""
+    return re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname())[:64] or "host"
 
 
 def _umask() -> int:
@@ -40,7 +47,8 @@ def write_atomic(path, data: bytes | Callable, *, exist: str = "replace", mode: 
     folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=folder, prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=TEMP_SUFFIX)
+        # .kit-<pid>@<host>-<random>.tmp: a cleaner can tell whose it is (see clean_temp_files)
+        fd, temp = tempfile.mkstemp(dir=folder, prefix=f"{TEMP_PREFIX}{os.getpid()}@{_host()}-", suffix=TEMP_SUFFIX)
     except OSError as err:
         raise KitError(f"cannot write in the folder {str(folder)!r}: {err.strerror or err}") from None
     try:
@@ -89,12 +97,15 @@ def _put(temp: str, path: Path, exist: str) -> Path:
 def clean_temp_files(folder) -> list[Path]:
     """Remove the temp files that crashed writers of the kit left in `folder`; returns what was removed.
 
-    Only files named like this module names them (``.kit-<pid>-*.tmp``) and only when the
-    process that wrote them is gone: another process's write in progress is never touched.
+    Only files named like this module names them (``.kit-<pid>@<host>-*.tmp``), written on this
+    machine, and only when the process that wrote them is gone: another process's write in
+    progress is never touched, nor another machine's on a shared folder.
     """
     removed = []
     for temp in Path(folder).glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}"):
-        pid = temp.name[len(TEMP_PREFIX):].split("-", 1)[0]
+        pid, _, host = temp.name[len(TEMP_PREFIX):].split("-", 1)[0].partition("@")
+        if host and host != _host():
+            continue  # another machine's writer (a gallery on a shared folder): its process is not ours to judge
         if not pid.isdigit() or _alive(int(pid)) or not temp.is_file() or temp.is_symlink():
             continue
         temp.unlink(missing_ok=True)

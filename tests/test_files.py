@@ -52,10 +52,23 @@ def test_only_temp_files_of_dead_kit_writers_are_cleaned(tmp_path):
     leftovers = tmp_path / f".kit-{dead_pid}-abc.tmp"
     mine = tmp_path / f".kit-{os.getpid()}-def.tmp"          # a write in progress in a live process
     theirs = tmp_path / ".other-123.tmp"                     # not the kit's name
-    for path in (leftovers, mine, theirs):
+    elsewhere = tmp_path / f".kit-{dead_pid}@another_machine-xyz.tmp"  # a shared folder: not ours to judge
+    for path in (leftovers, mine, theirs, elsewhere):
         path.write_bytes(b"x")
     assert clean_temp_files(tmp_path) == [leftovers]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, theirs.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, theirs.name, elsewhere.name])
+
+
+def test_the_writers_temp_files_name_their_process_and_machine(tmp_path, monkeypatch):
+    import kit.files as files
+
+    seen = []
+    write_atomic(tmp_path / "a.txt", lambda f: seen.extend(p.name for p in tmp_path.iterdir()))
+    assert len(seen) == 1 and seen[0].startswith(f".kit-{os.getpid()}@{files._host()}-")
+    leftover = tmp_path / seen[0]
+    leftover.write_bytes(b"x")                   # as if this writer had been killed ...
+    monkeypatch.setattr(files, "_alive", lambda pid: False)
+    assert clean_temp_files(tmp_path) == [leftover]   # ... it is cleaned on this machine
 
 
 # ---------------------------------------------------------------- the one reader's file access

@@ -189,7 +189,7 @@ def test_kill9_while_writing_leaves_a_temp_file_that_the_next_open_removes(tmp_p
     child = spawn(tmp_path, count=2, stage="write")
     lines = read_until(child, lambda lines: lines[-1] == "hanging")
     assert lines[-1] == "hanging", child.stderr.read()
-    temps = list(tmp_path.glob(f".kit-{child.pid}-*.tmp"))
+    temps = list(tmp_path.glob(f".kit-{child.pid}[@-]*.tmp"))
     assert len(temps) == 1 and temps[0].stat().st_size > 0  # a whole PNG, never renamed
     lines += kill9(child)
 
@@ -231,7 +231,7 @@ def test_kill9_at_a_random_moment_loses_nothing_listed(tmp_path):
     names = assert_listed_and_verified(reopened)
     assert set(saved(lines)) <= set(names)  # everything it had listed is still there and verifies
     assert set(names) == set(pngs(tmp_path))  # and every complete PNG is listed
-    assert not list(tmp_path.glob(f".kit-{child.pid}-*"))
+    assert not list(tmp_path.glob(f".kit-{child.pid}[@-]*"))
 
 
 # -- two processes at once ---------------------------------------------------------------
