@@ -50,7 +50,8 @@ def _run_until_stopped(command: list[str], env: dict) -> int:
     (JupyterLab would otherwise stop to ask "Shutdown this Jupyter server?"); this process then
     sends the server SIGTERM, which makes it shut its kernels down and free the port.
     """
-    server = subprocess.Popen(command, env=env, start_new_session=True, preexec_fn=_die_with_parent)
+    server = subprocess.Popen(command, env=env, start_new_session=True,
+                              preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
 
     def stop(signum, frame):
         raise _Stop(signum)
@@ -83,13 +84,12 @@ _STOP_SIGNALS = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(si
 
 def _die_with_parent():
     """Linux: the server gets SIGTERM if this process dies without cleaning up (kill -9)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
+    import ctypes
 
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def doctor(args) -> int:
