@@ -1,16 +1,31 @@
-"""Test set-up: offline, tiny preset, a throwaway gallery.
+"""Test set-up: offline, tiny preset, throwaway folders for the gallery, the cache and the lessons.
 
 Set before anything imports the kit's heavy modules; notebook kernels started
-by nbval inherit this environment too.
+by nbval inherit this environment too. The folders made here are removed when
+the test session ends (only those: a folder named in the environment is left alone).
 """
 
 import os
+import shutil
 import tempfile
+
+_MADE: list[str] = []
+
+
+def _folder(name: str, prefix: str) -> None:
+    if not os.environ.get(name):
+        os.environ[name] = tempfile.mkdtemp(prefix=prefix)
+        _MADE.append(os.environ[name])
+
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("KIT_PRESET", "tiny")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("KIT_GALLERY", tempfile.mkdtemp(prefix="kit-test-gallery-"))
-# the tiny preset's saved models and the embedding cache: never the user's own ~/.cache/kit
-os.environ.setdefault("KIT_CACHE", tempfile.mkdtemp(prefix="kit-test-cache-"))
-os.environ.setdefault("KIT_LESSONS", tempfile.mkdtemp(prefix="kit-test-lessons-"))
+_folder("KIT_GALLERY", "kit-test-gallery-")
+_folder("KIT_CACHE", "kit-test-cache-")      # the tiny preset's saved models, the embedding cache: never ~/.cache/kit
+_folder("KIT_LESSONS", "kit-test-lessons-")
+
+
+def pytest_unconfigure(config):
+    for folder in _MADE:
+        shutil.rmtree(folder, ignore_errors=True)
