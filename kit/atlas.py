@@ -345,8 +345,7 @@ class StyleAtlas:
         (a pathlib.Path, or a string naming an existing file). Returns (id, name, similarity)
         pairs, most similar first; a point id is not its own neighbour.
         """
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise KitError(f"k must be a whole number >= 1, got {k!r}")
+        k = checks.whole(k, "k", 1)
         if not self.points:
             raise KitError("the atlas has no points yet: add_styles(), add_images() or add_vectors() first")
         exclude = None

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import presets
-from .collection_engines import ImageEncoder, check_engine, check_whole, embed_local, embed_ray
+from . import checks, presets
+from .collection_engines import ImageEncoder, check_engine, embed_local, embed_ray
 from .collection_map import CollectionMap, indices_of, map_vectors, thin
 from .collection_store import (MANIFEST, Shard, Source, load_embeddings, load_errors, new_manifest, open_dataset,
                                plan_shards, read_source, remove_stale, shard_complete, write_manifest, write_shard)
@@ -98,10 +98,9 @@ def embed_collection(source, out, engine: str = "local", address: str | None = N
     # 1. Check inputs, before any work.
     started = time.perf_counter()
     check_engine(engine)
-    check_whole("batch_size", batch_size)
-    check_whole("shard_size", shard_size)
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise KitError(f"workers must be a whole number >= 1 or None, got {workers!r}")
+    batch_size = checks.whole(batch_size, "batch_size", 1)
+    shard_size = checks.whole(shard_size, "shard_size", 1)
+    workers = None if workers is None else checks.whole(workers, "workers (or None)", 1)
     if address and engine != "ray":
         raise KitError("address is the address of a Ray cluster: use it with engine='ray'")
     preset = presets.get(preset)

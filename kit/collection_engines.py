@@ -33,12 +33,6 @@ def check_engine(engine: str) -> None:
         raise KitError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
 
 
-def check_whole(name: str, value) -> None:
-    """A KitError naming `name` unless `value` is a whole number >= 1 (True and False are not)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise KitError(f"{name} must be a whole number >= 1, got {value!r}")
-
-
 # ---------------------------------------------------------------- the encoder (one per worker)
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import plots
-from .collection_engines import check_engine, check_whole, place_chunks
+from . import checks, plots
+from .collection_engines import check_engine, place_chunks
 from .collection_store import require_pyarrow
 from .errors import KitError
 from .files import write_atomic
@@ -64,7 +64,7 @@ class CollectionMap:
         `workers` at a time, default every CPU). Same chunks, same coordinates, either way.
         """
         check_engine(engine)
-        check_whole("chunk_size", chunk_size)
+        chunk_size = checks.whole(chunk_size, "chunk_size", 1)
         vectors = np.asarray(vectors, dtype=np.float32)
         dim = len(self.atlas.points[0]["vector"])
         if vectors.ndim != 2 or vectors.shape[1] != dim:
@@ -151,8 +151,8 @@ def map_vectors(vectors, columns: dict | None = None, *, sample: int = 20_000, d
     check_engine(engine)
     if dim not in (2, 3):
         raise KitError(f"dim must be 2 or 3, got {dim!r}")
-    check_whole("sample", sample)
-    check_whole("chunk_size", chunk_size)
+    sample = checks.whole(sample, "sample", 1)
+    chunk_size = checks.whole(chunk_size, "chunk_size", 1)
     if sample < MIN_POINTS:
         raise KitError(f"sample must be at least {MIN_POINTS} points to fit a map, got {sample}")
     vectors = np.asarray(vectors, dtype=np.float32)
@@ -203,7 +203,7 @@ def thin(coords, labels=None, max_points: int = 20_000, seed: int = 0, min_per_l
     """
     coords = np.asarray(coords)
     n = len(coords)
-    check_whole("max_points", max_points)
+    max_points = checks.whole(max_points, "max_points", 1)
     if labels is None:
         strata = _grid_cells(coords, grid)
     else:

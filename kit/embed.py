@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import presets
+from . import checks, presets
 from .errors import KitError
 from .files import MAX_PIXELS, ReadError, read_file, read_image
 
@@ -391,10 +391,8 @@ class Embedder:
 
     def __init__(self, preset=None, device: str | None = None, cache=True, batch_size: int = 32,
                  max_pixels: int = MAX_PIXELS):
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise KitError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
-        if not isinstance(max_pixels, int) or max_pixels < 1:
-            raise KitError(f"max_pixels must be a whole number >= 1, got {max_pixels!r}")
+        batch_size = checks.whole(batch_size, "batch_size", 1)
+        max_pixels = checks.whole(max_pixels, "max_pixels", 1)
         self.preset = presets.get(preset)
         self.device = presets.pick_device(device)
         self.batch_size = batch_size

@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from . import checks
 from .errors import KitError
 
 TEMP_PREFIX = ".kit-"
@@ -234,9 +235,7 @@ def read_image(source, *, field: str = "image", alpha: bool = False, max_pixels:
     import numpy as np
     from PIL import Image
 
-    for name, value in (("max_pixels", max_pixels), ("max_bytes", max_bytes)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise KitError(f"{name} must be a whole number >= 1, got {value!r}")
+    max_pixels, max_bytes = checks.whole(max_pixels, "max_pixels", 1), checks.whole(max_bytes, "max_bytes", 1)
     if not isinstance(source, (str, bytes, bytearray, memoryview, os.PathLike, np.ndarray, Image.Image)) \
             and not hasattr(source, "read") and isinstance(getattr(source, "image", None), Image.Image):
         source = source.image  # an Artwork, or anything else that carries its image
