@@ -24,6 +24,8 @@ from .errors import KitError
 
 DEFAULT_PRESET = "sd-turbo"
 DEFAULT_MODEL = "stabilityai/sd-turbo"
+MAX_STEPS = 150        # diffusion steps a request (or a preset's default) may ask for
+MAX_GUIDANCE = 30.0    # classifier-free guidance scale, likewise
 
 
 @dataclass(frozen=True)
@@ -120,8 +122,8 @@ _FIELD_CHECKS = {  # field -> check(value, field name) returning the value, or r
     "name": lambda v, f: _must(isinstance(v, str) and _NAME.fullmatch(v), f,
                                "a lowercase kebab-case name (letters a-z, digits and single hyphens)", v),
     "family": lambda v, f: _must(v in _FAMILIES, f, f"one of {', '.join(_FAMILIES)}", v),
-    "steps": lambda v, f: checks.whole(v, f, 1, 1000),
-    "guidance": lambda v, f: checks.number(v, f, 0, 100),
+    "steps": lambda v, f: checks.whole(v, f, 1, MAX_STEPS),
+    "guidance": lambda v, f: checks.number(v, f, 0, MAX_GUIDANCE),
     "description": lambda v, f: _must(isinstance(v, str), f, "text", v),
     **dict.fromkeys(("size", "min_size", "max_size"), _size),
     **dict.fromkeys(("model", "preview", "inpaint", "variant"),

@@ -27,9 +27,9 @@ from .provenance import Artwork, Gallery, Record, pixel_hash, sampler_name
 from .runs import Run, Stopped, as_run
 
 MAX_PROMPT_CHARS = 5000
-MAX_STEPS = 150
+MAX_STEPS = presets.MAX_STEPS        # one limit for requests and for the preset table
 MAX_BATCH = 64
-MAX_GUIDANCE = 30.0
+MAX_GUIDANCE = presets.MAX_GUIDANCE
 
 # What features register when imported (see `_import_features`):
 # record kind -> function(studio, records) -> (conditioning, initial latents), for kinds the text-to-image path renders

@@ -143,7 +143,7 @@ def test_the_preset_table_is_data_checked_on_load(tmp_path):
     message = str(info.value)
     for words in (f"{path}: 6 problem(s) in the preset table",
                   "presets[1] (sd-turbo): unknown field 'colour'; allowed: name, model",
-                  "presets[1] (sd-turbo) field 'steps' must be a whole number from 1 to 1000, got 0",
+                  "presets[1] (sd-turbo) field 'steps' must be a whole number from 1 to 150, got 0",
                   "presets[1] (sd-turbo) field 'size' must be a multiple of 8 pixels, got 500",
                   "presets[2] (sd-turbo) field 'family' must be one of sd, sdxl, got 'sd3'",
                   "presets[3] (Big One) field 'name' must be a lowercase kebab-case name",
