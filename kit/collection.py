@@ -34,6 +34,7 @@ from .collection_store import (MANIFEST, Shard, Source, load_embeddings, load_er
 from .embed import model_id as clip_model_id
 from .errors import KitError
 from .files import MAX_PIXELS
+from .runs import Stopped, as_run
 
 __all__ = ["embed_collection", "Summary", "ImageEncoder", "load_embeddings", "load_errors",
            "map_collection", "map_vectors", "CollectionMap", "thin", "indices_of", "MANIFEST"]
@@ -83,7 +84,7 @@ class Summary:
 def embed_collection(source, out, engine: str = "local", address: str | None = None, workers: int | None = None,
                      preset=None, batch_size: int = 64, shard_size: int = 1000, *, device: str | None = None,
                      max_pixels: int = MAX_PIXELS, on_shard=None, progress: bool = True,
-                     new_source: bool = False) -> Summary:
+                     new_source: bool = False, run=None) -> Summary:
     """Embed every image of `source` into Parquet shards under `out`; returns a `Summary`.
 
     source: a folder tree of images, or a .csv/.parquet list with a ``path`` column.
@@ -93,7 +94,9 @@ def embed_collection(source, out, engine: str = "local", address: str | None = N
     complete shards; a different model or shard size in `out` raises KitError, and so does
     another source unless `new_source` (the collection moved: its shards are kept where the
     paths under the new source are the same).
-    on_shard(index, path) is called after each shard is written.
+    on_shard(index, path) is called after each shard is written. run: a `kit.Run` that counts
+    images and can stop the work between batches: it then raises `kit.Stopped` whose `done`
+    lists the shard files written (they are complete and kept; a rerun goes on from there).
     """
     # 1. Check inputs, before any work.
     started = time.perf_counter()
@@ -127,32 +130,35 @@ def embed_collection(source, out, engine: str = "local", address: str | None = N
     write_manifest(dataset, manifest)
 
     # 3. Embed them on the engine; each shard is written as soon as its rows are in.
-    bar = None
-    if progress and pending:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=sum(s.size for s in pending), desc="embedding images", unit="img")
-    run = _Run(dataset, src, pending, model, pretrained, dim, summary, on_shard, bar)
+    job = as_run(run, progress_bar=progress, description="embedding images", unit="img")
+    job.expect(sum(s.size for s in pending))
+    writer = _ShardWriter(dataset, src, pending, model, pretrained, dim, summary, on_shard, job)
+    stopped = None
     try:
+        if job.stopped:  # a Stop pressed before the work began
+            raise Stopped()
         if pending and engine == "local":
-            embed_local(run, src, pending, preset, presets.pick_device(device), batch_size, max_pixels)
+            embed_local(writer, src, pending, preset, presets.pick_device(device), batch_size, max_pixels)
         elif pending:
-            embed_ray(run, src, pending, preset, device, address, workers, batch_size, max_pixels)
+            embed_ray(writer, src, pending, preset, device, address, workers, batch_size, max_pixels)
+    except Stopped as err:
+        stopped, summary.reason = err, "stopped"
     except KitError:
         raise
     except Exception as err:  # a lost cluster, a full disk: keep what is written, say what is not
         summary.reason = f"{type(err).__name__}: {err}"
     finally:
-        if bar is not None:
-            bar.close()
+        job.close()
 
     # 4. Say what is done in the manifest and the summary.
-    summary.unfinished = run.pending
+    summary.unfinished = writer.pending
     if summary.unfinished and summary.reason is None:
         summary.reason = "the engine returned without all their rows"
     manifest.update(complete=summary.ok, updated=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     write_manifest(dataset, manifest)
     summary.seconds = time.perf_counter() - started
+    if stopped is not None:
+        raise Stopped("the embedding", writer.written, len(pending)) from None
     return summary
 
 
@@ -162,15 +168,20 @@ def _clip_dim(preset) -> int:
     return Embedder(preset, device="cpu", cache=False).dim  # from the model config: loads no weights
 
 
-class _Run:
-    """The shards of one run: rows arrive in batches (any order), complete shards are written."""
+class _ShardWriter:
+    """The shards of one embedding: rows arrive in batches (any order), complete shards are written.
+
+    Each batch is a step of the `run`; a stopped run raises `kit.Stopped` after the batch's
+    complete shards are written.
+    """
 
     def __init__(self, dataset: Path, source: Source, shards: list[Shard], model: str, pretrained: str,
-                 dim: int, summary: Summary, on_shard=None, bar=None):
+                 dim: int, summary: Summary, on_shard, run):
         self.dataset, self.source, self.model, self.pretrained, self.dim = dataset, source, model, pretrained, dim
-        self.summary, self.on_shard, self.bar = summary, on_shard, bar
+        self.summary, self.on_shard, self.run = summary, on_shard, run
         self.shards = {shard.index: shard for shard in shards}
         self.rows: dict[int, dict] = {shard.index: {} for shard in shards}  # shard -> key -> row
+        self.written: list[Path] = []
 
     def add(self, batch: dict) -> None:
         """Take an encoded batch; write every shard it completes."""
@@ -180,11 +191,12 @@ class _Run:
             self.rows[shard][str(key)] = (batch["embedding"][i], int(batch["width"][i]),
                                           int(batch["height"][i]), str(batch["error"][i]) or None)
             touched.add(shard)
-        if self.bar is not None:
-            self.bar.update(len(batch["key"]))
         for shard in sorted(touched):
             if len(self.rows[shard]) == self.shards[shard].size:
                 self.write(self.shards.pop(shard), self.rows.pop(shard))
+        self.run.step(len(batch["key"]))
+        if self.run.stopped and self.shards:
+            raise Stopped()
 
     def write(self, shard: Shard, rows: dict) -> None:
         errors = write_shard(self.dataset, self.source, shard, rows, self.model, self.pretrained, self.dim)
@@ -192,6 +204,7 @@ class _Run:
         self.summary.failed += len(errors)
         self.summary.done += shard.size - len(errors)
         self.summary.errors.extend(errors)
+        self.written.append(self.dataset / shard.file)
         if self.on_shard is not None:
             self.on_shard(shard.index, self.dataset / shard.file)
 

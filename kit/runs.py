@@ -34,10 +34,10 @@ class Run:
     """
 
     def __init__(self, on_step: Callable[[int, int], None] | None = None, *, progress_bar: bool = False,
-                 description: str = ""):
+                 description: str = "", unit: str = "step"):
         self.on_step = on_step
         self.progress_bar = progress_bar
-        self.description = description
+        self.description, self.unit = description, unit
         self._stop = threading.Event()
         self.done = 0
         self.total = 0
@@ -64,7 +64,7 @@ class Run:
         elif self.progress_bar and self.total > 1:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=self.total, initial=self.done, desc=self.description, unit="step", leave=False)
+            self._bar = tqdm(total=self.total, initial=self.done, desc=self.description, unit=self.unit, leave=False)
         return self
 
     def step(self, units: int = 1) -> None:
@@ -81,10 +81,10 @@ class Run:
             self._bar = None
 
 
-def as_run(run=None, on_step=None, *, progress_bar: bool = False, description: str = "") -> Run:
+def as_run(run=None, on_step=None, *, progress_bar: bool = False, description: str = "", unit: str = "step") -> Run:
     """The run to use: the one given, else a new one reporting to `on_step`."""
     if run is None:
-        return Run(on_step, progress_bar=progress_bar, description=description)
+        return Run(on_step, progress_bar=progress_bar, description=description, unit=unit)
     if not isinstance(run, Run):
         raise TypeError(f"run must be a kit.Run, got {type(run).__name__}")
     if on_step is not None:

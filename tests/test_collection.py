@@ -356,3 +356,28 @@ def test_export_coordinates_and_a_3d_map(tmp_path):
         map_vectors(vectors, dim=4)
     with pytest.raises(KitError, match="no column 'region'"):
         cmap.select("region", "x")
+
+
+def test_a_stopped_embedding_keeps_its_complete_shards_and_a_rerun_finishes(source, tmp_path):
+    """Collection embedding is a kit.Run like every long piece of work: Stop ends it between batches."""
+    from kit import Run, Stopped
+
+    out = tmp_path / "dataset"
+    run = Run(on_step=lambda done, total: run.stop() if done >= SHARD else None)  # after the first shard's rows
+    with pytest.raises(Stopped, match="the embedding was stopped") as caught:
+        embed_collection(source, out, shard_size=SHARD, batch_size=SHARD, progress=False, run=run)
+    written = caught.value.done
+    assert written and all(path.is_file() for path in written) and shards(out) == [p.name for p in written]
+    assert json.loads((out / MANIFEST).read_text())["complete"] is False
+    summary = embed_collection(source, out, shard_size=SHARD, batch_size=32, progress=False)
+    assert summary.ok and summary.shards_skipped == len(written)
+
+
+def test_a_stop_before_the_embedding_starts_writes_no_shard(source, tmp_path):
+    from kit import Run, Stopped
+
+    run = Run()
+    run.stop()
+    with pytest.raises(Stopped) as caught:
+        embed_collection(source, tmp_path / "dataset", shard_size=SHARD, progress=False, run=run)
+    assert caught.value.done == [] and shards(tmp_path / "dataset") == []
