@@ -301,10 +301,11 @@ class Studio:
         return self.render_many(mates, batch_size=len(mates), run=run)[batch["index"]]
 
     def render_many(self, records: list[Record], on_step=None, batch_size: int | None = None, *,
-                    run: Run | None = None) -> list[Artwork]:
+                    run: Run | None = None, save: bool = True) -> list[Artwork]:
         """Render records of the same kind and settings in batches: the work of every public method.
 
-        Raises `kit.Stopped` (with the finished images as `done`) when the run is stopped.
+        Each image is saved to the studio's gallery, when it has one, unless `save` is False (a
+        passing preview). Raises `kit.Stopped` (with the finished images as `done`) when stopped.
         """
         batch_size = batch_size or self.batch_size
         done: list[Artwork] = []
@@ -329,7 +330,7 @@ class Studio:
                         record.extra["batch"] = {"index": i, "members": members}
                     record.sha256 = pixel_hash(image)
                     art = Artwork(image, record)
-                    if self.gallery is not None:
+                    if save and self.gallery is not None:
                         self.gallery.add(art)
                     done.append(art)
         return done

@@ -144,3 +144,26 @@ def test_a_container_with_observable_traits_and_the_engines_limits(ui):
     ui.wait()
     assert ui.error == "" and kept == [1]
     assert ui.image.layout.display == "" and ui.image.layout.object_fit == "contain"
+
+
+def test_previews_never_reach_a_studios_gallery(tmp_path):
+    """A studio with a gallery saves what it makes, but a mixer's passing previews are not kept."""
+    studio = kit.Studio(preset="tiny", gallery=tmp_path / "gallery")
+    studio.progress_bar = False
+    mixer = FusionMixer(studio)
+    mixer.live.value = False
+    mixer.styles.value = ["ukiyo-e", "art-deco"]
+    assert mixer.gallery is studio.gallery
+    mixer.preview()
+    mixer.wait()
+    assert mixer.error == "" and mixer.artwork is not None and len(studio.gallery) == 0
+    mixer.render()
+    mixer.wait()
+    assert len(studio.gallery) == 1  # the full render is kept, once
+
+
+def test_a_panel_cannot_claim_another_gallery_than_its_studios(tmp_path):
+    studio = kit.Studio(preset="tiny", gallery=tmp_path / "gallery")
+    with pytest.raises(kit.KitError, match="saves every image to its gallery"):
+        FusionMixer(studio, gallery=tmp_path / "other")   # images would go to one folder, the message name another
+    assert FusionMixer(studio, gallery=tmp_path / "gallery").gallery is studio.gallery

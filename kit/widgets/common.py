@@ -16,6 +16,7 @@ import io
 import threading
 import traceback
 import warnings
+from pathlib import Path
 from html import escape
 
 import ipywidgets as W
@@ -187,9 +188,15 @@ def _route_warnings():
 
 
 def gallery_for(studio, gallery=None) -> Gallery:
-    """The gallery a panel saves to: `gallery` (a folder or a Gallery), else the studio's, else the default."""
-    if gallery is None:
-        gallery = studio.gallery if studio.gallery is not None else default_folder()
+    """The gallery a panel saves to: the studio's when it has one (the studio saves every image
+    there itself), else `gallery` (a folder or a Gallery), else the default."""
+    if studio.gallery is not None:
+        if gallery is not None and Path(getattr(gallery, "folder", gallery)).expanduser().resolve() \
+                != Path(studio.gallery.folder).resolve():
+            raise KitError(f"this studio saves every image to its gallery {str(studio.gallery.folder)!r}: "
+                           "give the panel no gallery, or make the studio without one")
+        return studio.gallery
+    gallery = default_folder() if gallery is None else gallery
     return gallery if isinstance(gallery, Gallery) else Gallery(gallery)
 
 

@@ -193,7 +193,7 @@ class FusionMixer(Panel):
         def work(run):
             weights, subject, seed = self._request()  # studio.fuse checks the rest before any model work
             return self.studio.fuse(weights, subject, seed=seed, size=self.studio.preset.min_size, preview=True,
-                                    run=run)
+                                    run=run, save=False)  # a passing preview: never in the gallery
 
         self.say("previewing…")
         return self.run_in_background(work, done=self._show_preview)
