@@ -119,15 +119,23 @@ def _label(draw, text: str, corner: tuple[int, int], width: int, height: int, si
 
 def _fit(text: str, width: int, size: int) -> list[tuple[str, object]]:
     """The runs of `text` (cut with an ellipsis where needed) that fit `width` pixels."""
-    runs = font_runs(text, size)
-    if sum(_length(run, font, size) for run, font in runs) <= width:
+    def fits(candidate: str) -> list | None:
+        runs = font_runs(candidate, size)
+        return runs if sum(_length(run, font, size) for run, font in runs) <= width else None
+
+    runs = fits(text)
+    if runs is not None:
         return runs
-    while text:
-        text = text[:-1]
-        runs = font_runs(text.rstrip() + "…", size)
-        if sum(_length(run, font, size) for run, font in runs) <= width:
-            return runs
-    return []
+    # the longest prefix that fits with an ellipsis: a binary search, not one character at a time
+    low, high, best = 0, len(text) - 1, []
+    while low <= high:
+        middle = (low + high) // 2
+        runs = fits(text[:middle].rstrip() + "…")
+        if runs is not None:
+            best, low = runs, middle + 1
+        else:
+            high = middle - 1
+    return best
 
 
 def font_runs(text: str, size: int = LABEL_FONT_PX) -> list[tuple[str, object]]:
