@@ -246,8 +246,7 @@ def plan(studio, image, mask, prompt=None, seed=None, *, negative=None, steps=No
     if guidance is None:
         guidance = preset.guidance if preset.offline else HUB_GUIDANCE
     steps, guidance = studio.check_settings(steps, guidance)
-    if isinstance(strength, bool) or not isinstance(strength, numbers.Real) or not 0 < strength <= 1:
-        raise KitError(f"strength must be a number above 0 and at most 1, got {strength!r}")
+    strength = checks.number(strength, "strength", 0, 1, low_open=True)
     if int(steps * strength) < 1:
         raise KitError(f"steps x strength must be at least 1 (the model runs that many steps), "
                        f"got {steps} x {strength}")
@@ -382,8 +381,7 @@ def check_record(studio, record) -> None:
         raise KitError(f"record.restore.work_size must be [width, height], multiples of 8 up to "
                        f"{studio.preset.max_size} px, got {size!r}")
     strength = info.get("strength")
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 < strength <= 1:
-        raise KitError(f"record.restore.strength must be a number above 0 and at most 1, got {strength!r}")
+    strength = checks.number(strength, "record.restore.strength", 0, 1, low_open=True)  # the request's own check
     if int(record.steps * strength) < 1:
         raise KitError("record: steps x strength must be at least 1")
     mask_of(record)  # decodes and checks the stored mask
