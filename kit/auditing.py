@@ -570,7 +570,7 @@ class AuditReport:
         if measure in self.probes:
             labels = self.probes[measure]
             fig = go.Figure([self._bars(f"{measure}: {label}", name=label) for label in labels])
-            fig.update_layout(barmode="group", legend_title_text=html.escape(measure))
+            fig.update_layout(barmode="group", legend_title_text=plots.escape(measure))
             fig.update_yaxes(title_text="share of CLIP probability", tickformat=".0%", range=[0, 1.05])
             meaning = "CLIP probe: mean probability of each label (they add up to 100% per term)"
         else:
@@ -585,15 +585,15 @@ class AuditReport:
         # the legend or the plotly toolbar at the top right.
         # terms are text, not markup: the tick labels show them escaped (plotly renders some HTML tags)
         fig.update_xaxes(title_text="term", tickmode="array", tickvals=self.terms,
-                         ticktext=[html.escape(term) for term in self.terms])
+                         ticktext=[plots.escape(term) for term in self.terms])
         # Plotly does not wrap titles: long user text (a template, a group name) is wrapped here.
-        head = [f"<b>{html.escape(measure)}</b>: {html.escape(meaning)}"]
+        head = [f"<b>{plots.escape(measure)}</b>: {plots.escape(meaning)}"]
         if len(measure) + len(meaning) > 80:
-            head = [f"<b>{html.escape(part)}</b>" for part in textwrap.wrap(measure, 80)]
-            head += [f"<sup>{html.escape(part)}</sup>" for part in textwrap.wrap(meaning, 100)]
+            head = [f"<b>{plots.escape(part)}</b>" for part in textwrap.wrap(measure, 80)]
+            head += [f"<sup>{plots.escape(part)}</sup>" for part in textwrap.wrap(meaning, 100)]
         about = (f"{s['template']!r}, {len(self.seeds)} paired seeds, "
                  f"bars show {s['level']:.0%} bootstrap intervals")
-        lines = head + [f"<sup>{html.escape(part)}</sup>" for part in textwrap.wrap(about, 100)]
+        lines = head + [f"<sup>{plots.escape(part)}</sup>" for part in textwrap.wrap(about, 100)]
         if s.get("preset") == "tiny":
             lines.append("<sup>tiny preset: random weights, so these numbers mean nothing</sup>")
         fig.update_layout(title=dict(text="<br>".join(lines), x=0, xref="paper", xanchor="left",
@@ -607,12 +607,12 @@ class AuditReport:
 
         values = [self.value(term, measure) for term in self.terms]
         number = "%{y:.0%}" if self.is_share(measure) else "%{y:.3f}"
-        return go.Bar(x=self.terms, y=[v["value"] for v in values], name=html.escape(name),
+        return go.Bar(x=self.terms, y=[v["value"] for v in values], name=plots.escape(name),
                       error_y=dict(type="data", symmetric=False,
                                    array=[v["high"] - v["value"] for v in values],
                                    arrayminus=[v["value"] - v["low"] for v in values]),
-                      customdata=[html.escape(term) for term in self.terms],
-                      hovertemplate="%{customdata}: " + number + "<extra>" + html.escape(name) + "</extra>")
+                      customdata=[plots.escape(term) for term in self.terms],
+                      hovertemplate="%{customdata}: " + number + "<extra>" + plots.escape(name) + "</extra>")
 
     def contact_sheet(self, term: str, cell: int = 128):
         """The term's images in seed order, labelled with their seeds and k-means clusters."""

@@ -6,7 +6,7 @@ from html import escape
 
 import ipywidgets as W
 
-from .common import Panel, fit_to_width, image_slot, png_bytes, show_png, theme_figure
+from .common import Panel, fit_to_width, image_slot, png_bytes, show_png
 
 
 class AuditView(Panel):
@@ -41,11 +41,10 @@ class AuditView(Panel):
         import plotly.graph_objects as go
 
         try:
-            self.figure = go.FigureWidget(self.report.figure(name))
+            self.figure = go.FigureWidget(self.report.figure(name))  # themed by the engine (kit.plots)
         except Exception as err:  # shown in the widget, which stays usable
             self.show_error(err)
             return
-        theme_figure(self.figure)
         fit_to_width(self.figure)
         self.plot.children = (self.figure,)
         self.say(f"{name}: {len(self.report.seeds)} paired seeds per term")
