@@ -27,7 +27,6 @@ import warnings
 import zlib
 from contextlib import closing
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +34,7 @@ from PIL import Image
 
 from . import checks, presets
 from .errors import KitError
-from .files import MAX_PIXELS, ReadError, read_file, read_image
+from .files import MAX_PIXELS, ReadError, read_file, read_image, set_aside, sqlite_damaged
 
 TINY_CLIP = "kit-tiny-clip"
 # A real open_clip CLIP, shrunk: a 64 px ViT with 16 px patches (16 tokens + class token),
@@ -236,7 +235,7 @@ class VectorCache:
                 with closing(self._connect()) as db:
                     return work(db)
             except sqlite3.DatabaseError as err:
-                if attempt == 0 and _damaged(err) and self._set_aside(err):
+                if attempt == 0 and sqlite_damaged(err) and self._set_aside(err):
                     continue
                 self._failed(err)
             except OSError as err:
@@ -251,12 +250,7 @@ class VectorCache:
             info = os.stat(self.path)
             if (info.st_dev, info.st_ino) != self._file:
                 return True  # another process set it aside already: the file there now is a fresh one
-            stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
-            aside = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
-            for suffix in ("-journal", "-wal", "-shm", ""):  # the main file last: its companions go with it
-                source = self.path.with_name(self.path.name + suffix)
-                if source.exists():
-                    os.replace(source, aside.with_name(aside.name + suffix))
+            aside = set_aside(self.path)
         except OSError:
             return False
         self._ready = False
@@ -267,7 +261,7 @@ class VectorCache:
     def _failed(self, err: Exception) -> None:
         if not self.broken:
             fix = ("; it is not an SQLite file, so the kit leaves it alone: delete it or pass another cache= "
-                   "path (or cache=False)" if _damaged(err) else "")
+                   "path (or cache=False)" if sqlite_damaged(err) else "")
             warnings.warn(f"embedding cache {self.path} is not usable ({type(err).__name__}: {err}); "
                           f"continuing without it{fix}", stacklevel=5)
         self.broken = True
@@ -349,13 +343,6 @@ def _checked(blob, stored_dim, dtype, crc, dim: int, tolerance: float) -> np.nda
     if not np.isfinite(vector).all() or abs(float(np.dot(vector, vector)) - 1.0) > 2 * tolerance:
         return None
     return vector
-
-
-def _damaged(err: Exception) -> bool:
-    """Whether an sqlite error says the file is damaged or not a database."""
-    name = getattr(err, "sqlite_errorname", "")
-    return name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in str(err) \
-        or "not a database" in str(err)
 
 
 # ---------------------------------------------------------------- the embedder

@@ -15,6 +15,7 @@ import re
 import socket
 import stat
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -124,6 +125,27 @@ def _alive(pid: int) -> bool:
     except OSError:
         return True  # exists, owned by someone else
     return True
+
+
+def sqlite_damaged(err: Exception) -> bool:
+    """Whether an sqlite3 error says the database file is damaged or is not a database at all."""
+    name = getattr(err, "sqlite_errorname", "")
+    return name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in str(err) \
+        or "not a database" in str(err)
+
+
+def set_aside(path, tag: str = "damaged") -> Path:
+    """Rename a file the kit wrote (an SQLite index, say) out of the way, with its -journal/-wal/-shm
+    companions: ``name.<tag>-<time>``. Nothing is deleted. Returns the new path of the main file."""
+    path = Path(path)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+    aside = path.with_name(f"{path.name}.{tag}-{stamp}")
+    for suffix in ("-journal", "-wal", "-shm", ""):  # the main file last: its companions go with it
+        source = path.with_name(path.name + suffix)
+        if source.exists():
+            os.replace(source, aside.with_name(aside.name + suffix))
+    fsync_folder(path.parent)
+    return aside
 
 
 def fsync_folder(folder) -> None:

@@ -26,12 +26,11 @@ import sqlite3
 import warnings
 from contextlib import closing
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 from .artwork import Artwork, _writable_folder, load
 from .errors import KitError
-from .files import clean_temp_files, fsync_folder
+from .files import clean_temp_files, set_aside, sqlite_damaged
 from .record import Record
 
 __all__ = ["Gallery", "Lineage", "default_folder"]
@@ -140,9 +139,7 @@ class Gallery:
 
     def _error(self, err: sqlite3.Error, doing: str) -> KitError:
         """A KitError for an sqlite error: a damaged index names the repair, a full disk says so."""
-        name = getattr(err, "sqlite_errorname", "")
-        if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in str(err) \
-                or "not a database" in str(err):
+        if sqlite_damaged(err):
             return self._damaged(err)
         if _is_disk_full(err):
             return KitError(f"the disk holding {str(self.folder)!r} is full: could not {doing} the gallery index "
@@ -301,16 +298,10 @@ class Gallery:
             if "is damaged" not in str(err):
                 raise
         index = folder / cls.INDEX
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
-        aside = index.with_name(f"{index.name}.damaged-{stamp}")
         try:
-            for suffix in ("-wal", "-shm", "-journal", ""):  # the main file last: its companions go with it
-                source = index.with_name(index.name + suffix)
-                if source.exists():
-                    os.replace(source, aside.with_name(aside.name + suffix))
+            aside = set_aside(index)
         except OSError as err:
             raise KitError(f"cannot set the damaged gallery index {str(index)!r} aside: {err.strerror or err}") from err
-        fsync_folder(folder)
         warnings.warn(f"the damaged gallery index was set aside as {aside.name}; rebuilding it from the PNGs",
                       stacklevel=2)
         return cls(folder)
