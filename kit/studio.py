@@ -23,7 +23,9 @@ import torch
 from . import checks, presets, styles
 from . import latents as latent_math
 from .errors import KitError
-from .provenance import Artwork, Gallery, Record, pixel_hash, sampler_name
+from .artwork import Artwork, pixel_hash
+from .gallery import Gallery
+from .record import Record, sampler_name
 from .runs import Run, Stopped, as_run
 
 MAX_PROMPT_CHARS = 5000

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import KitError
+from .files import ReadError, read_file
 
 __all__ = ["Style", "REGIONS", "CONTINENTS", "COLUMNS", "CATALOGUE_PATH", "EARLIEST_YEAR",
            "catalogue", "get", "ids", "regions", "search", "load", "coverage"]
@@ -194,11 +195,10 @@ def load(path: str | Path) -> list[Style]:
 
 def read_text(path: Path, what: str) -> str:
     """The text of one of the kit's data files (UTF-8, a byte-order mark dropped), or a KitError that says why not."""
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            return f.read()
-    except OSError as e:
-        raise KitError(f"cannot read the {what} {path}: {e.strerror or e}") from None
+    try:  # the kit's safe reader: regular files only, capped, so a FIFO or /dev/zero cannot hang it
+        return read_file(path, field=what).decode("utf-8-sig")
+    except ReadError as e:
+        raise KitError(f"cannot read the {what} {path}: {e.reason}") from None
     except UnicodeDecodeError as e:
         raise KitError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start}); save the file as UTF-8") from None
 

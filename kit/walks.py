@@ -38,7 +38,8 @@ import torch
 from . import checks, latents, pacing, styles
 from .errors import KitError
 from .files import write_atomic
-from .provenance import Artwork, Record
+from .artwork import Artwork
+from .record import Record
 from .runs import Stopped
 from .studio import CHECKS, INPUTS, MAX_PROMPT_CHARS
 

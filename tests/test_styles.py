@@ -428,3 +428,12 @@ def test_import_is_light():
     """)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == ""
+
+
+def test_a_catalogue_path_that_is_a_fifo_is_refused_unread(tmp_path):
+    import os
+
+    fifo = tmp_path / "styles.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(KitError, match="a FIFO"):
+        kit.styles.load(fifo)
