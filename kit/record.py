@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 import operator
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-import numpy as np
 
 from . import __version__
 from .errors import KitError
@@ -220,7 +220,7 @@ def _as_int(name, value) -> int:
             raise TypeError
         if isinstance(value, str):
             return int(value.strip())
-        if isinstance(value, (float, np.floating)):
+        if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):  # numpy floats too
             if not float(value).is_integer():
                 raise ValueError
             return int(value)
