@@ -1,7 +1,8 @@
-"""The offline tiny preset: real tokenizer ids, deterministic builds, save/load round trips."""
+"""The offline tiny preset: real tokenizer ids, the shipped trained weights, seeded random builds,
+save/load round trips."""
 
+import json
 import random
-import time
 
 import numpy as np
 import pytest
@@ -174,18 +175,72 @@ def same_weights(a, b):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_build_is_deterministic_and_fast():
-    tiny.build_pipeline()  # first call pays for imports
-    start = time.perf_counter()
-    pipe = tiny.build_pipeline(seed=0)
-    assert time.perf_counter() - start < 5.0
-    again = tiny.build_pipeline(seed=0)
-    other = tiny.build_pipeline(seed=1)
-    for name in ("unet", "vae", "text_encoder"):
+# pipeline attribute or builder -> the shipped file it loads
+COMPONENTS = {"unet": "unet", "vae": "vae", "text_encoder": "text_encoder"}
+
+
+def shipped(name):
+    from safetensors.torch import load_file
+
+    return load_file(str(tiny.weights_file(name)))
+
+
+def equals_file(module, weights):
+    """The module's weights are the file's (saved as float16, loaded into float32 parameters)."""
+    ours = module.state_dict()
+    return ours.keys() == weights.keys() and all(torch.equal(ours[k], weights[k].to(ours[k].dtype)) for k in ours)
+
+
+def test_trained_builds_are_the_shipped_weights_whatever_the_seed():
+    pipe, other = tiny.build_pipeline(seed=0), tiny.build_pipeline(seed=1)
+    for name, file in COMPONENTS.items():
+        assert equals_file(getattr(pipe, name), shipped(file)), name
+        assert same_weights(state(getattr(pipe, name)), state(getattr(other, name))), name
+    inpaint = tiny.build_unet(seed=2, inpaint=True)
+    assert equals_file(inpaint, shipped("inpaint_unet")) and equals_file(tiny.build_unet(seed=3), shipped("unet"))
+    assert equals_file(tiny.build_preview_vae(0), shipped("taesd"))
+    assert equals_file(tiny.build_preview_vae(4), shipped("taesd"))
+    assert tiny.weights_file("preview_vae") == tiny.weights_file("taesd")
+
+
+def test_random_builds_are_deterministic_per_seed():
+    pipe = tiny.build_pipeline(seed=0, trained=False)
+    again = tiny.build_pipeline(seed=0, trained=False)
+    other = tiny.build_pipeline(seed=1, trained=False)
+    for name, file in COMPONENTS.items():
         assert same_weights(state(getattr(pipe, name)), state(getattr(again, name))), name
         assert not same_weights(state(getattr(pipe, name)), state(getattr(other, name))), name
-    assert same_weights(state(tiny.build_preview_vae(0)), state(tiny.build_preview_vae(0)))
-    assert not same_weights(state(tiny.build_preview_vae(0)), state(tiny.build_preview_vae(1)))
+        assert not equals_file(getattr(pipe, name), shipped(file)), name  # random, not the shipped weights
+    random_preview = state(tiny.build_preview_vae(0, trained=False))
+    assert same_weights(random_preview, state(tiny.build_preview_vae(0, trained=False)))
+    assert not same_weights(random_preview, state(tiny.build_preview_vae(1, trained=False)))
+    assert not equals_file(tiny.build_preview_vae(0, trained=False), shipped("taesd"))
+    random_inpaint = state(tiny.build_unet(0, trained=False, inpaint=True))
+    assert same_weights(random_inpaint, state(tiny.build_unet(0, trained=False, inpaint=True)))
+    assert not same_weights(random_inpaint, state(tiny.build_unet(1, trained=False, inpaint=True)))
+
+
+def test_vae_scaling_factor_comes_from_the_card():
+    trained, random_vae = tiny.build_vae(), tiny.build_vae(trained=False)
+    assert trained.config.scaling_factor == tiny.card()["vae_scaling_factor"]
+    assert random_vae.config.scaling_factor == 0.18215
+    assert tiny.build_pipeline().vae.config.scaling_factor == tiny.card()["vae_scaling_factor"]
+    assert tiny.VAE["scaling_factor"] == 0.18215  # the config table is left alone
+
+
+def test_missing_weights_and_card_name_the_training_script(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match="train_tiny"):
+        tiny.weights_file("no-such-part")
+    monkeypatch.setattr(tiny, "WEIGHTS", tmp_path)
+    tiny.card.cache_clear()
+    try:
+        with pytest.raises(FileNotFoundError, match="train_tiny"):
+            tiny.card()
+        with pytest.raises(FileNotFoundError, match="train_tiny"):
+            tiny.build_unet()
+        assert tiny.build_unet(trained=False).config.in_channels == 4  # random builds need no files
+    finally:
+        tiny.card.cache_clear()
 
 
 def test_build_leaves_callers_rng_alone():
@@ -201,7 +256,8 @@ def test_pipeline_shape():
 
     pipe = tiny.build_pipeline()
     assert isinstance(pipe, StableDiffusionPipeline)
-    assert pipe.vae_scale_factor == 8
+    assert pipe.vae_scale_factor == 4  # three VAE levels: a 64 px picture has 16 x 16 latents
+    assert pipe.unet.config.sample_size * pipe.vae_scale_factor == 64
     assert pipe.safety_checker is None and pipe.feature_extractor is None
     assert isinstance(pipe.scheduler, EulerDiscreteScheduler)
     assert pipe.scheduler.config.timestep_spacing == "trailing"
@@ -211,10 +267,15 @@ def test_pipeline_shape():
 
 
 def test_inpaint_shares_text_encoder_and_vae():
-    pipe, inpaint = tiny.build_pipeline(), tiny.build_pipeline(inpaint=True)
-    assert inpaint.unet.config.in_channels == 9
-    assert same_weights(state(pipe.text_encoder), state(inpaint.text_encoder))
-    assert same_weights(state(pipe.vae), state(inpaint.vae))
+    from diffusers import StableDiffusionInpaintPipeline
+
+    for trained in (True, False):
+        pipe, inpaint = tiny.build_pipeline(trained=trained), tiny.build_pipeline(inpaint=True, trained=trained)
+        assert isinstance(inpaint, StableDiffusionInpaintPipeline) and inpaint.unet.config.in_channels == 9
+        assert same_weights(state(pipe.text_encoder), state(inpaint.text_encoder)), trained
+        assert same_weights(state(pipe.vae), state(inpaint.vae)), trained
+        assert inpaint.vae.config.scaling_factor == pipe.vae.config.scaling_factor
+    assert equals_file(tiny.build_pipeline(inpaint=True).unet, shipped("inpaint_unet"))
 
 
 def quiet(pipe):
@@ -234,10 +295,11 @@ def test_one_step_generation():
 def test_preview_vae_decodes_pipeline_latents():
     pipe = quiet(tiny.build_pipeline())
     latents = pipe("x", num_inference_steps=1, guidance_scale=0.0, height=64, width=64, output_type="latent").images
-    assert latents.shape == (1, 4, 8, 8)
-    with torch.no_grad():
-        pixels = tiny.build_preview_vae().decode(latents).sample
-    assert pixels.shape == (1, 3, 64, 64) and torch.isfinite(pixels).all()
+    assert latents.shape == (1, 4, 16, 16)
+    for trained in (True, False):
+        with torch.no_grad():
+            pixels = tiny.build_preview_vae(trained=trained).decode(latents).sample
+        assert pixels.shape == (1, 3, 64, 64) and torch.isfinite(pixels).all()
 
 
 def test_inpaint_runs():
@@ -265,8 +327,10 @@ def test_save_round_trip(saved):
     built = quiet(tiny.build_pipeline())
     loaded = quiet(DiffusionPipeline.from_pretrained(saved / "pipeline"))
     assert type(loaded) is type(built)
-    for name in ("unet", "vae", "text_encoder"):
+    for name, file in COMPONENTS.items():
         assert same_weights(state(getattr(built, name)), state(getattr(loaded, name))), name
+        assert equals_file(getattr(loaded, name), shipped(file)), name  # the trained weights, none left random
+    assert loaded.vae.config.scaling_factor == tiny.card()["vae_scaling_factor"]
     assert loaded.tokenizer("Portrait! 北斎").input_ids == built.tokenizer("Portrait! 北斎").input_ids
     assert loaded.tokenizer.model_max_length == 77
     assert loaded.scheduler.config.timestep_spacing == "trailing"
@@ -280,9 +344,13 @@ def test_save_round_trip(saved):
 
     preview = AutoencoderTiny.from_pretrained(saved / "taesd")
     assert same_weights(state(preview), state(tiny.build_preview_vae()))
+    assert equals_file(preview, shipped("taesd"))
     inpaint = DiffusionPipeline.from_pretrained(saved / "inpaint")
     assert isinstance(inpaint, StableDiffusionInpaintPipeline) and inpaint.unet.config.in_channels == 9
     assert same_weights(state(inpaint.unet), state(tiny.build_pipeline(inpaint=True).unet))
+    assert equals_file(inpaint.unet, shipped("inpaint_unet"))
+    assert same_weights(state(inpaint.text_encoder), state(loaded.text_encoder))
+    assert same_weights(state(inpaint.vae), state(loaded.vae))
 
 
 def test_only_safetensors_written(saved):
@@ -336,4 +404,13 @@ def test_ensure_saved_loses_race_gracefully(tmp_path, monkeypatch):
 def test_fingerprint_follows_configs(monkeypatch):
     before = tiny.fingerprint()
     monkeypatch.setitem(tiny.UNET, "layers_per_block", 2)
+    assert tiny.fingerprint() != before
+
+
+def test_fingerprint_follows_the_shipped_weights(monkeypatch):
+    """New trained weights (a new card) get a new folder: a cached preset is never stale."""
+    before = tiny.fingerprint()
+    card = json.loads(json.dumps(tiny.card()))
+    card["weights"]["unet"]["sha256"] = "0" * 64
+    monkeypatch.setattr(tiny, "card", lambda: card)
     assert tiny.fingerprint() != before
