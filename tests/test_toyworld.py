@@ -78,14 +78,7 @@ def test_attributes_change_the_picture():
         assert np.abs(changed - base).mean() > 2, change
 
 
-# The wash of the watercolour rendering mixes in up to ~36% near-white paper; background_of's
-# brightness-free distance does not undo that desaturation, so a washed red background reads as
-# yellow in about half the red watercolour pictures. Reported; remove the mark once fixed.
-WATERCOLOUR_BUG = pytest.mark.xfail(strict=True, reason="background_of reads washed red as yellow")
-
-
-@pytest.mark.parametrize("rendering", [pytest.param(r, marks=WATERCOLOUR_BUG) if r == "watercolour" else r
-                                       for r in toyworld.RENDERINGS])
+@pytest.mark.parametrize("rendering", toyworld.RENDERINGS)
 def test_background_of_reads_drawn_pictures(rendering):
     images, portraits = toyworld.dataset(300, seed=11, rendering=rendering)
     assert len({p.background for p in portraits}) == len(toyworld.BACKGROUNDS)
