@@ -85,8 +85,9 @@ What these numbers can and cannot show.
   the communities named before drawing conclusions.
 """
 
-TINY_NOTE = ("This report used the tiny preset: random weights for both the image model and CLIP, "
-             "so every number here is noise and means nothing about any term.")
+TINY_NOTE = ("This report used the tiny preset: its image model and CLIP were trained on the toy world, "
+             "pictures with skews planted on purpose (kit.tiny.card() lists them). The numbers say what this "
+             "toy model learnt from those pictures, nothing about any real group of people.")
 
 
 # ---------------------------------------------------------------- checking inputs
@@ -595,7 +596,7 @@ class AuditReport:
                  f"bars show {s['level']:.0%} bootstrap intervals")
         lines = head + [f"<sup>{plots.escape(part)}</sup>" for part in textwrap.wrap(about, 100)]
         if s.get("preset") == "tiny":
-            lines.append("<sup>tiny preset: random weights, so these numbers mean nothing</sup>")
+            lines.append("<sup>tiny preset: a toy model trained on skewed toy pictures, not a portrait of any real group</sup>")
         fig.update_layout(title=dict(text="<br>".join(lines), x=0, xref="paper", xanchor="left",
                                      y=1, yref="container", yanchor="top", pad=dict(t=34), font=dict(size=15)),
                           margin=dict(t=50 + 22 * len(lines), l=70, r=30, b=60),

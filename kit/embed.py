@@ -37,11 +37,11 @@ from .errors import KitError
 from .files import MAX_PIXELS, ReadError, read_file, read_image, set_aside, sqlite_damaged
 
 TINY_CLIP = "kit-tiny-clip"
-# A real open_clip CLIP, shrunk: a 64 px ViT with 16 px patches (16 tokens + class token),
+# A real open_clip CLIP, shrunk: a 64 px ViT with 8 px patches (64 tokens + class token),
 # and the standard text tower's context (77) and vocabulary (49,408) so the real tokenizer fits.
 TINY_CLIP_CONFIG = {
     "embed_dim": 64,
-    "vision_cfg": {"image_size": 64, "patch_size": 16, "width": 64, "head_width": 32, "layers": 2},
+    "vision_cfg": {"image_size": 64, "patch_size": 8, "width": 64, "head_width": 32, "layers": 3},
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
 }
 TINY_SEED = 0
@@ -73,15 +73,36 @@ class _NoRandomInitWarning(logging.Filter):
         return "initialized randomly" not in record.getMessage()
 
 
+def _random_clip(name: str, seed: int):
+    """(model, train transform, preprocess) of open_clip model `name` with weights drawn from `seed`."""
+    import open_clip
+    import torch
+
+    register_tiny_clip()
+    quiet = _NoRandomInitWarning()
+    logging.getLogger().addFilter(quiet)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return open_clip.create_model_and_transforms(name, pretrained=None)
+    finally:
+        logging.getLogger().removeFilter(quiet)
+
+
+def build_tiny_clip(seed: int = TINY_SEED):
+    """The tiny preset's open_clip model with random weights from `seed` (what training starts from)."""
+    return _random_clip(TINY_CLIP, seed)[0]
+
+
 def load_clip(preset=None, device: str | None = None):
     """(model, preprocess, tokenizer) of a preset's open_clip model, in eval mode on `device`.
 
     `preset.clip_pretrained` is an open_clip tag (weights from the Hub or its cache),
-    a local ``.safetensors`` file, or ``"random"``: the architecture with random weights
-    seeded from code (the tiny preset; also used by the benchmarks for honest timings).
+    a local ``.safetensors`` file, ``"toy"``: the weights the kit ships, trained on the toy world
+    (the tiny preset, see `kit.toyworld`), or ``"random"``: the architecture with random weights
+    seeded from code (what the benchmarks use for honest timings).
     """
     import open_clip
-    import torch
 
     preset = presets.get(preset)
     device = presets.pick_device(device)
@@ -90,15 +111,12 @@ def load_clip(preset=None, device: str | None = None):
     if ":" not in name and name not in open_clip.list_models():
         raise KitError(f"unknown open_clip model {name!r} in preset {preset.name!r}: see open_clip.list_models()")
 
+    if pretrained == "toy":
+        from . import tiny
+
+        pretrained = str(tiny.weights_file("clip"))
     if pretrained == "random":
-        quiet = _NoRandomInitWarning()
-        logging.getLogger().addFilter(quiet)
-        try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(TINY_SEED)
-                model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None)
-        finally:
-            logging.getLogger().removeFilter(quiet)
+        model, _, preprocess = _random_clip(name, TINY_SEED)
     elif Path(pretrained).is_file():
         if Path(pretrained).suffix != ".safetensors":
             raise KitError(f"clip weights {pretrained} must be a .safetensors file: the kit never unpickles weights")
@@ -130,6 +148,10 @@ def model_id(preset) -> str:
 
         config = json.dumps(open_clip.get_model_config(name), sort_keys=True)
         return f"{name}/random@{_short_hash(f'{config} seed={TINY_SEED}')}"
+    if pretrained == "toy":
+        from . import tiny
+
+        return f"{name}/toy@{tiny.card()['weights']['clip']['sha256'][:12]}"
     if Path(pretrained).is_file():
         stat = Path(pretrained).stat()
         path = Path(pretrained).resolve()

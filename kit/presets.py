@@ -391,6 +391,22 @@ def _readiness(parts: dict[str, bool]) -> str:
     return "ready" if parts.get("inpaint", True) else "ready (restoration needs `kit download --inpaint`)"
 
 
+def _toy_world() -> str:
+    """One line on what the offline tiny preset is: trained on the toy world, and on what."""
+    from . import tiny
+
+    try:
+        card = tiny.card()
+    except (OSError, ValueError) as err:
+        return f"its trained weights are missing or unreadable ({err}): reinstall the kit"
+    words = card["vocabulary"]
+    megabytes = sum(w["bytes"] for w in card["weights"].values()) / 1e6
+    return (f"models trained offline on the toy world (kit.toyworld): 64 px figures in {len(words['backgrounds'])} "
+            f"background and {len(words['clothing'])} clothing colours, with or without a hat, "
+            f"{len(words['renderings'])} renderings; skews planted on purpose by role "
+            f"({', '.join(s['name'] for s in card['skews'])}; kit.tiny.card()); {megabytes:.1f} MB of weights")
+
+
 def doctor() -> DoctorReport:
     """What this machine will do: device, versions, which presets are cached, the default's plan."""
     import torch
@@ -414,6 +430,7 @@ def doctor() -> DoctorReport:
         cache=HF_HUB_CACHE,
     )
     report["presets"] = {name: _readiness(cached(p)) for name, p in PRESETS.items()}
+    report["tiny"] = _toy_world()
     try:
         default = get()
         parts = {k: v for k, v in cached(default).items() if k != "inpaint"}

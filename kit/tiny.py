@@ -1,8 +1,13 @@
-"""The offline ``tiny`` preset: real architectures, tiny sizes, random seeded weights.
+"""The offline ``tiny`` preset: real architectures at tiny size, trained on the toy world.
 
 Every component is the class a Hub model uses (the sd-turbo family: Stable Diffusion 2.x
-``UNet2DConditionModel``, ``AutoencoderKL``, ``CLIPTextModel``, ``EulerDiscreteScheduler``),
-built from code in well under a second. Images are noise, but every code path is the real one.
+``UNet2DConditionModel``, ``AutoencoderKL``, ``CLIPTextModel``, ``EulerDiscreteScheduler``,
+a TAESD-shaped ``AutoencoderTiny`` and the inpainting UNet), sized for 64 px pictures and
+trained by ``scripts/train_tiny.py`` on `kit.toyworld`'s procedural portraits. The weights ship
+with the kit (``kit/data/tiny/``, float16 safetensors, under 25 MB) with their card (`card()`:
+vocabulary, planted skews, hashes, training summary). ``trained=False`` builds the same
+architectures with random weights from a seed (what training starts from).
+
 ``ensure_saved()`` writes the preset to disk once, so the rest of the kit loads it with the same
 ``DiffusionPipeline.from_pretrained(folder)`` call that loads a Hub model.
 
@@ -23,46 +28,50 @@ from functools import lru_cache
 from pathlib import Path
 
 # Tiny component configs. They are hashed into the on-disk folder name: change one and
-# `ensure_saved()` builds a fresh folder.
+# `ensure_saved()` builds a fresh folder. Sized for the toy world: 64 px pictures, 16 x 16 latents.
 UNET = dict(
-    sample_size=64,  # 64 latents * 8 = 512 px by default, like sd-turbo
+    sample_size=16,  # 16 latents * 4 = 64 px by default
     in_channels=4,
     out_channels=4,
-    block_out_channels=(32, 64),
+    block_out_channels=(32, 64, 64),
     layers_per_block=1,
-    # attention on the half-resolution level only (as diffusers' tests do): keeps 512 px cheap
-    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
     cross_attention_dim=32,
-    attention_head_dim=(2, 4),
+    attention_head_dim=(2, 4, 4),
     use_linear_projection=True,  # SD 2.x style
     norm_num_groups=32,
+    # the prompt also reaches every block through the time embedding (attention-pooled tokens), as in
+    # diffusers' text-conditioned UNets: at this size, cross-attention alone learns the picture-wide
+    # words (background colour, rendering) too slowly
+    addition_embed_type="text",
+    addition_embed_type_num_heads=4,
 )
 INPAINT_UNET = dict(UNET, in_channels=9)  # noisy latents 4 + mask 1 + masked-image latents 4
 VAE = dict(
     in_channels=3,
     out_channels=3,
-    down_block_types=("DownEncoderBlock2D",) * 4,
-    up_block_types=("UpDecoderBlock2D",) * 4,
-    block_out_channels=(8, 8, 16, 16),  # four levels: 8x downsampling, like SD
+    down_block_types=("DownEncoderBlock2D",) * 3,
+    up_block_types=("UpDecoderBlock2D",) * 3,
+    block_out_channels=(16, 32, 64),  # three levels: 4x downsampling, so a 64 px picture has 16 x 16 latents
     layers_per_block=1,
     latent_channels=4,
-    norm_num_groups=8,
-    sample_size=512,
-    scaling_factor=0.18215,
+    norm_num_groups=16,
+    sample_size=64,
+    scaling_factor=0.18215,  # the random builder's; the trained VAE's comes from the card
 )
-PREVIEW_VAE = dict(  # TAESD layout, narrower and shallower
-    encoder_block_out_channels=(8, 8, 8, 8),
-    decoder_block_out_channels=(8, 8, 8, 8),
-    num_encoder_blocks=(1, 1, 1, 1),
-    num_decoder_blocks=(1, 1, 1, 1),
+PREVIEW_VAE = dict(  # TAESD layout for the same 4x latents: three levels instead of four
+    encoder_block_out_channels=(32, 32, 32),
+    decoder_block_out_channels=(32, 32, 32),
+    num_encoder_blocks=(1, 1, 1),
+    num_decoder_blocks=(1, 2, 1),
     latent_channels=4,
 )
 TEXT_ENCODER = dict(
     vocab_size=49408,
     max_position_embeddings=77,
     hidden_size=32,
-    intermediate_size=64,
+    intermediate_size=128,
     num_hidden_layers=2,
     num_attention_heads=4,
     projection_dim=32,
@@ -71,12 +80,14 @@ TEXT_ENCODER = dict(
     eos_token_id=49407,
     pad_token_id=0,
 )
-SCHEDULER = dict(  # sd-turbo's scheduler settings
+SCHEDULER = dict(  # sd-turbo's scheduler settings, but v-prediction (as SD 2.x at 768 px): at the
+    # noisiest steps it asks the model for the picture itself, where epsilon-prediction learns the
+    # prompt's colours very slowly
     num_train_timesteps=1000,
     beta_start=0.00085,
     beta_end=0.012,
     beta_schedule="scaled_linear",
-    prediction_type="epsilon",
+    prediction_type="v_prediction",
     timestep_spacing="trailing",
     steps_offset=1,
 )
@@ -182,22 +193,61 @@ def _seeded(seed: int, stream: str, build):
         return build()
 
 
-def _text_encoder(seed: int):
+WEIGHTS = Path(__file__).parent / "data" / "tiny"   # the trained weights, their card and report
+_FILES = {"unet": "unet", "inpaint_unet": "inpaint_unet", "vae": "vae", "text_encoder": "text_encoder",
+          "preview_vae": "taesd"}
+
+
+@lru_cache(maxsize=1)
+def card() -> dict:
+    """The toy world's card: vocabulary, planted skews (the audit's ground truth: template, terms,
+    probes and the true share of every label), the shipped weights' hashes and the training
+    summary. Written by ``scripts/train_tiny.py``; shipped as ``kit/data/tiny/card.json``."""
+    path = WEIGHTS / "card.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run scripts/train_tiny.py to train the tiny preset")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def weights_file(name: str) -> Path:
+    """The shipped safetensors file of a tiny component ("unet", "vae", "clip", ...)."""
+    path = WEIGHTS / f"{_FILES.get(name, name)}.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run scripts/train_tiny.py to train the tiny preset")
+    return path
+
+
+def _build(seed: int, stream: str, trained: bool, make):
+    """A component: seeded random weights, then the shipped trained weights on top when `trained`."""
+    module = _seeded(seed, stream, make)
+    if trained:
+        from safetensors.torch import load_file
+
+        module.load_state_dict(load_file(str(weights_file(stream))))
+    return module.eval()
+
+
+def build_text_encoder(seed: int = 0, *, trained: bool = True):
+    """The tiny ``CLIPTextModel``: trained on the toy world's captions, or random (`trained=False`)."""
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    return _seeded(seed, "text_encoder", lambda: CLIPTextModel(CLIPTextConfig(**TEXT_ENCODER)).eval())
+    return _build(seed, "text_encoder", trained, lambda: CLIPTextModel(CLIPTextConfig(**TEXT_ENCODER)))
 
 
-def _vae(seed: int):
+def build_vae(seed: int = 0, *, trained: bool = True):
+    """The tiny ``AutoencoderKL`` (4x): trained, with the card's latent scaling factor, or random."""
     from diffusers import AutoencoderKL
 
-    return _seeded(seed, "vae", lambda: AutoencoderKL(**VAE).eval())
+    config = dict(VAE, scaling_factor=card()["vae_scaling_factor"]) if trained else VAE
+    return _build(seed, "vae", trained, lambda: AutoencoderKL(**config))
 
 
-def _unet(seed: int, stream: str, config: dict):
+def build_unet(seed: int = 0, *, trained: bool = True, inpaint: bool = False):
+    """The tiny ``UNet2DConditionModel`` (9 input channels for inpainting): trained or random."""
     from diffusers import UNet2DConditionModel
 
-    return _seeded(seed, stream, lambda: UNet2DConditionModel(**config).eval())
+    stream, config = ("inpaint_unet", INPAINT_UNET) if inpaint else ("unet", UNET)
+    return _build(seed, stream, trained, lambda: UNet2DConditionModel(**config))
 
 
 def _scheduler():
@@ -206,21 +256,21 @@ def _scheduler():
     return EulerDiscreteScheduler(**SCHEDULER)
 
 
-def build_pipeline(seed: int = 0, *, inpaint: bool = False):
-    """The tiny ``StableDiffusionPipeline`` (sd-turbo layout, random weights).
+def build_pipeline(seed: int = 0, *, inpaint: bool = False, trained: bool = True):
+    """The tiny ``StableDiffusionPipeline`` (sd-turbo layout), trained on the toy world.
 
     ``inpaint=True``: the tiny ``StableDiffusionInpaintPipeline`` instead, with the same text
-    encoder and VAE (same seed, same weights) and a 9-channel UNet from its own random stream.
+    encoder and VAE and a 9-channel UNet. ``trained=False``: the same architectures with random
+    weights drawn from `seed` (what the benchmarks and the training script start from).
     """
     import diffusers
 
     pipeline = diffusers.StableDiffusionInpaintPipeline if inpaint else diffusers.StableDiffusionPipeline
-    stream, config = ("inpaint_unet", INPAINT_UNET) if inpaint else ("unet", UNET)
     return pipeline(
-        vae=_vae(seed),
-        text_encoder=_text_encoder(seed),
+        vae=build_vae(seed, trained=trained),
+        text_encoder=build_text_encoder(seed, trained=trained),
         tokenizer=clip_tokenizer(),
-        unet=_unet(seed, stream, config),
+        unet=build_unet(seed, trained=trained, inpaint=inpaint),
         scheduler=_scheduler(),
         safety_checker=None,
         feature_extractor=None,
@@ -228,18 +278,18 @@ def build_pipeline(seed: int = 0, *, inpaint: bool = False):
     )
 
 
-def build_preview_vae(seed: int = 0):
-    """A tiny ``AutoencoderTiny`` (TAESD layout) for the tiny VAE's 4-channel, 8x latents."""
+def build_preview_vae(seed: int = 0, *, trained: bool = True):
+    """The tiny ``AutoencoderTiny`` (TAESD layout) for the tiny VAE's latents: trained or random."""
     from diffusers import AutoencoderTiny
 
-    return _seeded(seed, "preview_vae", lambda: AutoencoderTiny(**PREVIEW_VAE).eval())
+    return _build(seed, "preview_vae", trained, lambda: AutoencoderTiny(**PREVIEW_VAE))
 
 
 # ---------------------------------------------------------------- on disk
 
 
 def save(folder) -> Path:
-    """Build the preset (seed 0) and save it as safetensors: ``pipeline/``, ``taesd/``, ``inpaint/``."""
+    """Build the trained preset and save it as safetensors: ``pipeline/``, ``taesd/``, ``inpaint/``."""
     folder = Path(folder)
     build_pipeline().save_pretrained(folder / "pipeline", safe_serialization=True)
     build_preview_vae().save_pretrained(folder / "taesd", safe_serialization=True)
@@ -267,6 +317,7 @@ def fingerprint() -> str:
         "scheduler": SCHEDULER,
         "tokenizer": TOKENIZER,
         "streams": _STREAMS,
+        "weights": {name: w["sha256"] for name, w in sorted(card()["weights"].items())},
         "diffusers": major_minor(diffusers.__version__),
         "transformers": major_minor(transformers.__version__),
     }

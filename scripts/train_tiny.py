@@ -8,7 +8,7 @@ Stages, in order (each reads what the earlier ones wrote to --out):
   vae      the AutoencoderKL (64 px <-> 4 x 16 x 16 latents) and its latent scaling factor
   clip     the open_clip model the Embedder uses (contrastive, on captions with words left out)
   taesd    the TAESD-shaped preview decoder (and encoder), distilled from the VAE's latents
-  unet     the text encoder and the UNet (epsilon prediction, sd-turbo's noise schedule)
+  unet     the text encoder and the UNet (v-prediction on sd-turbo's noise schedule)
   inpaint  the 9-channel inpainting UNet, started from the text-to-image UNet
   card     weight hashes, the toy world's vocabulary and planted skews, zero-shot accuracies
 
@@ -243,10 +243,11 @@ def noise_schedule():
 
 
 def noisy(z0: torch.Tensor, rng, alpha_bar: torch.Tensor):
+    """(noisy latents, timesteps, target): the target is v = sqrt(a) eps - sqrt(1 - a) z0."""
     t = torch.from_numpy(rng.integers(len(alpha_bar), size=len(z0)))
     eps = torch.randn_like(z0)
     a = alpha_bar[t].view(-1, 1, 1, 1)
-    return a.sqrt() * z0 + (1 - a).sqrt() * eps, t, eps
+    return a.sqrt() * z0 + (1 - a).sqrt() * eps, t, a.sqrt() * eps - (1 - a).sqrt() * z0
 
 
 def train_unet(data: Data, args) -> dict:
@@ -261,9 +262,9 @@ def train_unet(data: Data, args) -> dict:
     def loss_fn(rng):
         idx, which = data.batch(rng, size)
         z0 = means[idx] + stds[idx] * torch.randn_like(means[idx])
-        zt, t, eps = noisy(z0, rng, alpha_bar)
+        zt, t, target = noisy(z0, rng, alpha_bar)
         context = text_encoder(tokens[idx, which])[0]
-        return F.mse_loss(unet(zt, t, encoder_hidden_states=context).sample, eps)
+        return F.mse_loss(unet(zt, t, encoder_hidden_states=context).sample, target)
 
     log = fit("unet", [*text_encoder.parameters(), *unet.parameters()], steps, LR["unet"], loss_fn, args.seed)
     save_weights(text_encoder, args.out / "text_encoder.safetensors")
@@ -311,9 +312,9 @@ def train_inpaint(data: Data, args) -> dict:
             context = text_encoder(tokens[idx, which])[0]
         small_mask = F.interpolate(mask, size=(x.shape[-2] // scale, x.shape[-1] // scale))
         z0 = means[idx] + stds[idx] * torch.randn_like(means[idx])
-        zt, t, eps = noisy(z0, rng, alpha_bar)
+        zt, t, target = noisy(z0, rng, alpha_bar)
         inputs = torch.cat([zt, small_mask, masked], dim=1)
-        return F.mse_loss(unet(inputs, t, encoder_hidden_states=context).sample, eps)
+        return F.mse_loss(unet(inputs, t, encoder_hidden_states=context).sample, target)
 
     log = fit("inpaint", list(unet.parameters()), steps, LR["inpaint"], loss_fn, args.seed)
     save_weights(unet, args.out / "inpaint_unet.safetensors")

@@ -243,8 +243,8 @@ def preset_note(preset) -> W.HTML:
         return W.HTML("", layout=W.Layout(display="none"))
     return W.HTML(
         f"<div class='kit-note'><b>Practice models (preset <code>tiny</code>):</b> "
-        f"{escape(preset.description)}. Black, grey or noisy pictures are expected here: they show "
-        f"what the controls do, not what a real model draws. For real portraits run "
+        f"{escape(preset.description)}. Its figures, colours, hats and pattern styles are all it knows: "
+        f"it shows what the controls do, not what a real model draws. For real portraits run "
         f"<code>kit download</code> and use <code>kit.Studio(preset=\"sd-turbo\")</code>.</div>"
     )
 
