@@ -237,7 +237,7 @@ def test_figure_titles_leave_room_and_escape_user_text():
             plot_height = layout.height - layout.margin.t - layout.margin.b
             assert len(layout.yaxis.title.text) * 8 < plot_height, (name, layout.yaxis.title.text)
             assert "<u>" not in layout.title.text and "&lt;u&gt;elder" in layout.title.text
-            assert ("random weights" in layout.title.text) == (preset == "tiny")
+            assert ("toy model" in layout.title.text) == (preset == "tiny")
     assert report.figure("attire").layout.yaxis.tickformat == ".0%"
     assert "<i>" not in report.figure("<i>setting</i>").layout.title.text
     bars = report.figure("diversity")
@@ -347,7 +347,7 @@ def test_table_csv_and_settings(report, tmp_path):
     assert text[0] == "term,measure,value,low,high" and len(text) == len(rows) + 1
     assert report.settings["preset"] == "tiny" and report.settings["seeds"] == [5, 9, 2]
     assert report.settings["clip"].startswith("kit-tiny-clip")
-    assert "random weights" in report.caveats and "forced choice" in report.caveats
+    assert "toy world" in report.caveats and "forced choice" in report.caveats
     for term in report.terms:
         shares = [report.value(term, f"age: {label}")["value"] for label in PROBES["age"]]
         assert sum(shares) == pytest.approx(1.0)

@@ -94,7 +94,7 @@ def test_a_run_writes_deterministic_shards_a_manifest_and_a_summary(local, sourc
     assert "done 240  failed 3  skipped 0" in str(summary) and "bad/empty.png: empty file" in str(summary)
 
     manifest = json.loads((out / MANIFEST).read_text())
-    assert manifest["model_id"].startswith("kit-tiny-clip/random@") and manifest["pretrained"] == "random"
+    assert manifest["model_id"].startswith("kit-tiny-clip/toy@") and manifest["pretrained"] == "toy"
     assert manifest["shard_size"] == SHARD and manifest["total"] == GOOD + 3 and manifest["complete"] is True
     assert manifest["source"] == str(source.resolve()) and manifest["dim"] == 64
     assert [s["paths"] for s in manifest["shards"]] == [50, 50, 50, 50, 43]
