@@ -194,8 +194,7 @@ def _seeded(seed: int, stream: str, build):
 
 
 WEIGHTS = Path(__file__).parent / "data" / "tiny"   # the trained weights, their card and report
-_FILES = {"unet": "unet", "inpaint_unet": "inpaint_unet", "vae": "vae", "text_encoder": "text_encoder",
-          "preview_vae": "taesd"}
+_FILES = {"preview_vae": "taesd"}  # component -> file stem, where they differ
 
 
 @lru_cache(maxsize=1)

@@ -119,8 +119,7 @@ def fit(stage, params, steps, lr, loss_fn, seed):
 class Data:
     """The training pictures and, per picture, a few tokenised captions with words left out."""
 
-    def __init__(self, n: int, seed: int, out: Path):
-        self.out = out
+    def __init__(self, n: int, seed: int):
         start = time.time()
         self.images, self.portraits = toyworld.dataset(n, seed=seed)
         self.pixels = to_tensor(self.images)
@@ -393,7 +392,7 @@ def main(argv=None) -> dict:
     report = json.loads(report_path.read_text()) if report_path.is_file() else {}
 
     torch.manual_seed(args.seed)
-    data = Data(args.images, args.seed, args.out) if set(stages) - {"card"} else None
+    data = Data(args.images, args.seed) if set(stages) - {"card"} else None
     train = {"vae": train_vae, "clip": train_clip, "taesd": train_taesd, "unet": train_unet, "inpaint": train_inpaint}
     for stage in STAGES:
         if stage not in stages:

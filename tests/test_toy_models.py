@@ -59,21 +59,19 @@ def test_the_named_background_colour_shows_in_the_pixels(studio):
     assert hits / total >= 0.85  # chance: 0.25
 
 
-def test_clothing_colour_and_headwear_are_recognisable(studio, embedder):
-    labels = [f"wearing {c} clothes" for c in toyworld.CLOTHING]
+def recognised(studio, embedder, role: str, labels: list[str], seed: int, n: int) -> float:
+    """Share of `n` pictures per label ("a portrait of a <role>, <label>") that CLIP gives their own label."""
     truth, images = [], []
     for label in labels:
-        images += images_of(studio.generate(f"a portrait of a weaver, {label}", seed=200, n=6))
-        truth += [label] * 6
-    clothing = np.mean([a == b for a, b in zip(zero_shot(embedder, images, labels), truth)])
-    assert clothing >= 0.7  # chance: 0.25
+        images += images_of(studio.generate(f"a portrait of a {role}, {label}", seed=seed, n=n))
+        truth += [label] * n
+    return float(np.mean([a == b for a, b in zip(zero_shot(embedder, images, labels), truth)]))
 
-    hats = [toyworld.HAT, toyworld.NO_HAT]
-    truth, images = [], []
-    for label in hats:
-        images += images_of(studio.generate(f"a portrait of a sailor, {label}", seed=300, n=12))
-        truth += [label] * 12
-    headwear = np.mean([a == b for a, b in zip(zero_shot(embedder, images, hats), truth)])
+
+def test_clothing_colour_and_headwear_are_recognisable(studio, embedder):
+    clothing = recognised(studio, embedder, "weaver", [f"wearing {c} clothes" for c in toyworld.CLOTHING], 200, 6)
+    assert clothing >= 0.7  # chance: 0.25
+    headwear = recognised(studio, embedder, "sailor", [toyworld.HAT, toyworld.NO_HAT], 300, 12)
     assert headwear >= 0.8  # chance: 0.5
 
 
