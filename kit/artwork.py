@@ -2,7 +2,8 @@
 
 ``Artwork.save`` writes the record into the PNG twice: as a ``parameters`` text chunk in
 the web-UI format (``kit.record``) and as the full Record JSON in an iTXt chunk called
-``kit``. It goes through the one safe writer (temp file, fsync, rename), so a crash leaves
+``kit``; and it says how the image was made in XMP (``kit.xmp``), which ExifTool and Adobe
+read. It goes through the one safe writer (temp file, fsync, rename), so a crash leaves
 the whole PNG or none of it. ``load`` reads a PNG through the one image reader and checks
 its pixels against the stored hash (``pixel_hash``); ``replay`` regenerates an image from
 its record and compares pixels.
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, PngImagePlugin
 
+from . import xmp
 from .errors import KitError
 from .files import ReadError, has_alpha, read_file, read_image, to_rgb, write_atomic
 from .record import Record
@@ -74,11 +76,14 @@ class Artwork:
         image = self.image
         if image.mode not in _PNG_MODES:  # 16-bit and float greys scaled, not clipped; alpha kept
             image = to_rgb(image, alpha=has_alpha(image), field="Artwork.image")
+        made = xmp.packet(self.record)  # a record XMP cannot carry is refused here, before anything is written
         if not self.record.sha256:
             self.record.sha256 = pixel_hash(image)
         info = PngImagePlugin.PngInfo()
         info.add_text("parameters", self.record.parameters())  # tEXt, or iTXt when not latin-1
         info.add_itxt("kit", self.record.to_json())
+        if made is not None:  # None for a foreign PNG's record: the kit cannot say how that image was made
+            info.add_itxt(xmp.KEYWORD, made)
         target = folder / f"{stem or _default_stem(self.record)}.png"
         path = write_atomic(target, lambda out: image.save(out, format="PNG", pnginfo=info), exist="number")
         self.path = path

@@ -8,9 +8,10 @@ a signing certificate chain with its private key (PEM). The kit never ships a ke
     credentials.sign(restored_path, "chain.pem", "key.pem", original="scan.png")   # c2pa.edited
     credentials.read(path)    # {"valid": True, "actions": [...], ...}, None when unsigned
 
-Sign the file after `Artwork.save`: the kit's PNG text chunks are written first and the manifest
-last. The manifest's hash covers the whole file (the record chunks included), so any later
-change to the file, even re-saving the same pixels, makes the credentials invalid.
+Sign the file after `Artwork.save`: the kit's PNG text chunks (its record, the web-UI text and the
+XMP of `kit.xmp`) are written first and the manifest last. The manifest's hash covers the whole
+file (those chunks included), so any later change to the file, even re-saving the same pixels or
+adding XMP, makes the credentials invalid.
 """
 
 from __future__ import annotations
@@ -25,9 +26,8 @@ from . import __version__
 from .artwork import load
 from .errors import KitError
 from .files import write_atomic
+from .xmp import COMPOSITE, TRAINED  # the IPTC digital source types, as the PNG's XMP states them too
 
-TRAINED = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
-COMPOSITE = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
 ALGORITHMS = ("es256", "es384", "es512", "ps256", "ps384", "ps512", "ed25519")
 INSTALL = 'content credentials need the c2pa-python package: pip install "kit-portraits[c2pa]"'
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

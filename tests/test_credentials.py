@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 import kit
-from kit import credentials
+from kit import credentials, xmp
 from kit.errors import KitError
 from kit.provenance import Artwork, Record
 
@@ -139,6 +139,8 @@ def test_signed_image_validates_and_keeps_its_record(tmp_path, chain):
     loaded = kit.load(path)  # the kit's own metadata survives signing
     assert loaded.verified is True
     assert loaded.record.to_dict() == art.record.to_dict()
+    with Image.open(path) as png:  # the XMP written at save time is inside the signed (still valid) file
+        assert png.text[xmp.KEYWORD] == xmp.packet(art.record)
 
 
 @needs_c2pa
