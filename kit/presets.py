@@ -45,6 +45,7 @@ class Preset:
     clip_model: str = "ViT-B-32"
     clip_pretrained: str = "laion2b_s34b_b79k"
     variant: str | None = None  # weights variant to load on CUDA ("fp16")
+    cpu_dtype: str | None = None  # the dtype on a CPU, when it must not follow the CPU's (see dtype_choice)
     description: str = ""
 
     @property
@@ -125,6 +126,7 @@ _FIELD_CHECKS = {  # field -> check(value, field name) returning the value, or r
     "steps": lambda v, f: checks.whole(v, f, 1, MAX_STEPS),
     "guidance": lambda v, f: checks.number(v, f, 0, MAX_GUIDANCE),
     "description": lambda v, f: _must(isinstance(v, str), f, "text", v),
+    "cpu_dtype": lambda v, f: _must(v in (None, "float32", "bfloat16"), f, "float32, bfloat16 or null", v),
     **dict.fromkeys(("size", "min_size", "max_size"), _size),
     **dict.fromkeys(("model", "preview", "inpaint", "variant"),
                     lambda v, f: _must(v is None or isinstance(v, str) and v.strip(), f, "text or null", v)),
@@ -196,12 +198,48 @@ def pick_device(device: str | None = None) -> str:
     return device
 
 
-def pick_dtype(device: str, dtype=None):
-    """float16 on CUDA, float32 elsewhere (CPU half precision is slow, MPS fp16 VAEs can overflow)."""
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # CPU features that compute bfloat16 natively (Linux's names)
+
+
+def native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> str | None:
+    """The feature that makes bfloat16 fast on this CPU (`amx_bf16` or `avx512_bf16`), or None.
+
+    Without one, torch emulates bfloat16 and it runs slower than float32. Read from Linux's
+    /proc/cpuinfo; elsewhere None (float32, the safe choice)."""
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return next((flag for flag in BF16_FLAGS if flag in flags), None)
+
+
+def dtype_choice(device: str, preset: Preset | None = None) -> tuple:
+    """The default dtype for `device` (and `preset`) and the reason for it (shown by `kit doctor`).
+
+    CUDA: float16. CPU: the preset's `cpu_dtype` when it has one, else bfloat16 where the CPU
+    computes it natively (measured on AVX-512 BF16: about 2x faster than float32 for the UNet and
+    VAE; images agree to about 50 dB PSNR), else float32. MPS: float32 (fp16 VAEs can overflow there)."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.float16, "CUDA GPU: float16"
+    if device.startswith("mps"):
+        return torch.float32, "Apple GPU: float32 (float16 VAEs can overflow there)"
+    if preset is not None and preset.cpu_dtype:
+        return getattr(torch, preset.cpu_dtype), f"the {preset.name} preset runs in {preset.cpu_dtype} on a CPU"
+    flag = native_bf16()
+    if flag:
+        return torch.bfloat16, f"this CPU computes bfloat16 natively ({flag}): about 2x faster than float32"
+    return torch.float32, "this CPU has no native bfloat16 (AVX-512 BF16 or AMX), where float32 is faster"
+
+
+def pick_dtype(device: str, dtype=None, preset: Preset | None = None):
+    """The dtype asked for (a torch dtype or a name such as "bf16"), else `dtype_choice`'s."""
     import torch
 
     if dtype is None:
-        return torch.float16 if device.startswith("cuda") else torch.float32
+        return dtype_choice(device, preset)[0]
     if isinstance(dtype, str):
         names = {"float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
                  "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
@@ -424,7 +462,7 @@ def doctor() -> DoctorReport:
         transformers=_version("transformers"),
         open_clip=_version("open_clip_torch"),
         device=device + (f" ({torch.cuda.get_device_name(0)})" if device.startswith("cuda") else ""),
-        dtype=str(pick_dtype(device)).replace("torch.", ""),
+        dtype="{}: {}".format(*dtype_choice(device)).replace("torch.", ""),
         threads=torch.get_num_threads(),
         hub=hub_reachable()[1],
         cache=HF_HUB_CACHE,

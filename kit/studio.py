@@ -24,6 +24,7 @@ from . import checks, presets, styles
 from . import latents as latent_math
 from .errors import KitError
 from .artwork import Artwork, pixel_hash
+from .artwork import load as load_artwork
 from .gallery import Gallery
 from .record import Record, sampler_name
 from .runs import Run, Stopped, as_run
@@ -64,7 +65,7 @@ class Studio:
     def __init__(self, preset=None, device=None, dtype=None, *, gallery=None, compile=False, batch_size=None):
         self.preset = presets.get(preset)
         self.device = presets.pick_device(device)
-        self.dtype = presets.pick_dtype(self.device, dtype)
+        self.dtype = presets.pick_dtype(self.device, dtype, self.preset)
         self.compile = checks.flag(compile, "compile")
         default = 8 if self.device.startswith("cuda") else 4
         self.batch_size = default if batch_size is None else checks.whole(batch_size, "batch_size", 1, MAX_BATCH)
@@ -76,6 +77,16 @@ class Studio:
         self._lock = threading.Lock()    # one pipeline call (and prompt encoding) at a time
         self._runs: set[Run] = set()     # runs in progress, for stop()
         self._runs_lock = threading.Lock()
+
+    @classmethod
+    def for_record(cls, record, **kwargs) -> "Studio":
+        """A studio that renders the way `record` (a Record, Artwork or saved image's path) was made:
+        its preset and dtype, on its device when this machine has one (`kit.replay(path,
+        Studio.for_record(path))` reproduces the pixels made on the same kind of device)."""
+        if not isinstance(record, Record):
+            record = record.record if isinstance(record, Artwork) else load_artwork(record).record
+        device = "cpu" if record.device == "cpu" else None  # a GPU's record: this machine's GPU, if it has one
+        return cls(preset=record.preset, device=device, dtype=record.dtype, **kwargs)
 
     def __repr__(self):
         loaded = "loaded" if "pipeline" in self._parts else "not loaded yet"
@@ -268,19 +279,23 @@ class Studio:
 
     def generate(self, prompt, *, style=None, negative=None, seed=None, n=1, steps=None, guidance=None,
                  size=None, preview=False, on_step: Callable[[int, int], None] | None = None,
-                 run: Run | None = None) -> list[Artwork]:
+                 on_preview: Callable[[list], None] | None = None, run: Run | None = None) -> list[Artwork]:
         """Make `n` images of `prompt` (seeds seed, seed+1, ...); `preview=True` decodes with TAESD.
 
         `style` is a catalogue id (see `kit.styles.catalogue()`); its template wraps the prompt.
-        `on_step(done, total)` is called after every diffusion step. A `kit.Run` passed as `run`
-        can stop the work from another thread: it then raises `kit.Stopped`, whose `done` holds
-        the images already finished.
+        `on_step(done, total)` is called after every diffusion step. `on_preview(images)` gets
+        each batch's fast TAESD pictures as soon as its latents exist, before the full VAE decode
+        (in a notebook, `on_preview=display` shows a picture early; on a CPU the full decode takes
+        longer than the diffusion itself). A `kit.Run` passed as `run` can stop the work from
+        another thread: it then raises `kit.Stopped`, whose `done` holds the images already finished.
         """
         records = self.plan(prompt, style=style, negative=negative, seed=seed, n=n, steps=steps,
                             guidance=guidance, size=size, preview=preview)
+        if on_preview is not None and not callable(on_preview):
+            raise KitError(f"on_preview must be a function of the preview images, got {type(on_preview).__name__}")
         if "pipeline" not in self._parts:
             presets.require(self.preset)  # a missing model: one short error here, not from deep inside loading
-        return self.render_many(records, on_step=on_step, run=run)
+        return self.render_many(records, on_step=on_step, on_preview=on_preview, run=run)
 
     def render(self, record: Record, *, run: Run | None = None) -> Artwork:
         """Make the image a Record describes (what `kit.replay` calls).
@@ -303,11 +318,13 @@ class Studio:
         return self.render_many(mates, batch_size=len(mates), run=run)[batch["index"]]
 
     def render_many(self, records: list[Record], on_step=None, batch_size: int | None = None, *,
-                    run: Run | None = None, save: bool = True) -> list[Artwork]:
+                    run: Run | None = None, save: bool = True, on_preview=None) -> list[Artwork]:
         """Render records of the same kind and settings in batches: the work of every public method.
 
         Each image is saved to the studio's gallery, when it has one, unless `save` is False (a
-        passing preview). Raises `kit.Stopped` (with the finished images as `done`) when stopped.
+        passing preview). `on_preview(images)`, when given, gets each batch's TAESD pictures
+        before the full VAE decode. Raises `kit.Stopped` (with the finished images as `done`)
+        when stopped; a batch whose diffusion has ended is decoded and kept first.
         """
         batch_size = batch_size or self.batch_size
         done: list[Artwork] = []
@@ -318,8 +335,11 @@ class Studio:
                 batch = records[start:start + batch_size]
                 try:
                     cond, latents = self.inputs(batch)
-                    images = self.decode(self.denoise(self.pipe, run, **self._call(cond, latents, batch)),
-                                         preview=batch[0].decoder == "taesd")
+                    latents = self.denoise(self.pipe, run, **self._call(cond, latents, batch))
+                    full = batch[0].decoder == "vae"
+                    if on_preview is not None and full and self.has("preview"):
+                        on_preview(self.decode(latents, preview=True))  # a Stop from here on ends the run
+                    images = self.decode(latents, preview=not full)
                 except Stopped:
                     raise Stopped("the run", done, len(records)) from None
                 members = [_member(r) for r in batch]

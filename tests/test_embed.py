@@ -287,7 +287,7 @@ def test_weights_round_trip_through_open_clip_loader(base, tmp_path):
 
     preset = presets.Preset(name="tiny-file", model=None, clip_model="kit-tiny-clip",
                             clip_pretrained=str(tmp_path / "tiny_clip.safetensors"))
-    loaded = Embedder(preset, device="cpu", cache=False)
+    loaded = Embedder(preset, device="cpu", cache=False, dtype="float32")  # as `model`, for equal bits
     assert loaded.model_id.startswith("kit-tiny-clip/tiny_clip.safetensors@")
     image = noise(4)
     with torch.inference_mode():
@@ -304,6 +304,16 @@ def test_pickle_weights_are_refused(tmp_path):
         load_clip(preset, "cpu")
 
 
+def test_a_bfloat16_embedder_keeps_its_vectors_apart_and_agrees_with_float32(tmp_path):
+    image = noise(4)
+    full = Embedder("tiny", device="cpu", cache=tmp_path / "c.sqlite", dtype="float32")
+    fast = Embedder("tiny", device="cpu", cache=tmp_path / "c.sqlite", dtype="bfloat16")
+    assert fast.model_id == full.model_id + ":bfloat16"  # one cache, each dtype's rows under its own key
+    a, b = full.images([image]), fast.images([image])
+    assert a.dtype == b.dtype == np.float32 and not np.array_equal(a, b)
+    assert float((a * b).sum()) > 0.99  # unit rows: the cosine between the two
+
+
 def isolated_hub(monkeypatch, tmp_path):
     import huggingface_hub.constants
 
@@ -315,7 +325,7 @@ def isolated_hub(monkeypatch, tmp_path):
 def test_real_preset_offline_and_uncached_names_kit_download(tmp_path, monkeypatch):
     isolated_hub(monkeypatch, tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    emb = Embedder("sd-turbo", device="cpu", cache=False)
+    emb = Embedder("sd-turbo", device="cpu", cache=False, dtype="float32")
     assert emb.model_id == "ViT-B-32/laion2b_s34b_b79k" and emb.dim == 512  # known without weights
     with pytest.raises(KitError, match="kit download sd-turbo") as caught:
         emb.texts(["a cat"])

@@ -36,6 +36,24 @@ def test_generate_adds_thumbnails_saves_to_the_gallery_and_enlarges_the_newest(u
     assert ui.selected == 0 and "Seed: 21," in ui.details.value
 
 
+def test_on_a_cpu_a_preview_shows_first_and_the_full_image_replaces_it(ui):
+    seen = []
+    ui.observe(lambda change: seen.append((change["new"], ui.large.value)), names="showing")
+    ui.prompt.value = "portrait of a weaver"
+    ui.run()
+    ui.wait()
+    assert ui.error == "" and ui.previews_first(ui.request())
+    assert [what for what, _ in seen] == ["preview", "full"]
+    (_, preview_png), (_, full_png) = seen
+    assert preview_png and full_png and preview_png != full_png  # the TAESD picture, then the VAE's
+    assert ui.artworks[-1].record.decoder == "vae"
+
+
+def test_no_preview_first_when_the_fast_preview_is_the_image_asked_for(ui):
+    ui.preview.value = True
+    assert not ui.previews_first(ui.request())
+
+
 def test_request_follows_the_controls(ui):
     ui.style.value = "ukiyo-e"
     ui.negative.value = "blurry"

@@ -69,6 +69,50 @@ def test_preview_decodes_with_taesd_and_says_so(studio):
     assert not np.array_equal(pixels(full), pixels(fast))
 
 
+def test_on_preview_shows_the_taesd_pictures_first_then_returns_the_full_images(studio):
+    shown, order = [], []
+    arts = studio.generate("a potter", seed=3, n=2,
+                           on_step=lambda done, total: order.append("step"),
+                           on_preview=lambda images: (shown.extend(images), order.append("preview")))
+    fast = studio.generate("a potter", seed=3, n=2, preview=True)
+    full = studio.generate("a potter", seed=3, n=2)
+    assert order[-1] == "preview" and order.count("preview") == 1  # once per batch, after the last step
+    assert [np.asarray(i).tolist() for i in shown] == [pixels(a).tolist() for a in fast]  # the same latents, TAESD
+    assert [a.record.decoder for a in arts] == ["vae", "vae"]
+    assert all(np.array_equal(pixels(a), pixels(b)) for a, b in zip(arts, full))  # the preview changes nothing
+
+
+def test_a_stop_pressed_while_the_preview_shows_keeps_that_batch_and_ends_the_run(tmp_path):
+    s = kit.Studio(preset="tiny", gallery=tmp_path / "g", batch_size=2)
+    s.progress_bar = False
+    run = kit.Run()
+    with pytest.raises(kit.Stopped) as caught:
+        s.generate("a potter", seed=3, n=4, run=run, on_preview=lambda images: run.stop())
+    done = caught.value.done
+    assert [a.record.seed for a in done] == [3, 4] and {a.record.decoder for a in done} == {"vae"}
+    assert len(kit.Gallery(tmp_path / "g")) == 2  # its diffusion had ended: decoded and kept, never the next batch
+
+
+def test_on_preview_must_be_a_function(studio):
+    with pytest.raises(KitError, match="on_preview"):
+        studio.generate("a potter", on_preview="yes")
+
+
+def test_bfloat16_is_the_cpu_default_only_where_the_cpu_computes_it(tmp_path):
+    flags = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f {}\n"
+    cpuinfo = tmp_path / "cpuinfo"
+    for extra, expected in (("avx512_bf16", "avx512_bf16"), ("amx_bf16 amx_tile", "amx_bf16"), ("", None)):
+        cpuinfo.write_text(flags.format(extra))
+        assert presets.native_bf16(cpuinfo) == expected
+    assert presets.native_bf16(tmp_path / "missing") is None
+    import torch
+
+    dtype, reason = presets.dtype_choice("cpu")
+    assert dtype == (torch.bfloat16 if presets.native_bf16() else torch.float32)
+    assert reason and (presets.native_bf16() or "float32") in reason
+    assert presets.dtype_choice("cuda")[0] == torch.float16
+
+
 def test_size_and_guidance_are_used(studio):
     art, = studio.generate("a potter", seed=3, size=(96, 64), guidance=3.0, negative="blurry", steps=1)
     assert art.image.size == (96, 64)
@@ -80,6 +124,18 @@ def test_replay_reproduces_the_saved_image(studio, tmp_path):
     path = art.save(tmp_path)
     result = kit.replay(path, studio)
     assert result.match and result.max_abs_diff == 0
+
+
+def test_a_record_is_replayed_in_its_own_dtype(tmp_path):
+    fast = kit.Studio(preset="tiny", dtype="bfloat16")
+    fast.progress_bar = False
+    path = fast.generate("portrait of a fisherman", seed=9)[0].save(tmp_path)
+    assert kit.load(path).record.dtype == "bfloat16"
+    other = kit.replay(path, kit.Studio(preset="tiny", dtype="float32"))
+    assert "dtype" in other.differences  # another dtype: said so, whatever the pixels
+    studio = kit.Studio.for_record(path)
+    assert (studio.preset.name, str(studio.dtype), studio.device) == ("tiny", "torch.bfloat16", "cpu")
+    assert kit.replay(path, studio).match
 
 
 def test_gallery_studio_saves_every_image(tmp_path):
@@ -168,7 +224,7 @@ def test_local_folder_preset_loads_through_from_pretrained(tmp_path):
     s = kit.Studio(preset=str(folder))
     s.progress_bar = False
     art, = s.generate("portrait", seed=4, size=256, steps=1, guidance=0)
-    ref = kit.Studio(preset="tiny")
+    ref = kit.Studio(preset="tiny", dtype=s.dtype)  # a folder follows the CPU's dtype choice; tiny keeps float32
     ref.progress_bar = False
     same, = ref.generate("portrait", seed=4, size=256, steps=1, guidance=0)
     assert np.array_equal(pixels(art), pixels(same))

@@ -23,11 +23,16 @@ class PromptStudio(Panel):
     >>> ui = kit.widgets.PromptStudio(studio); ui
 
     Traits: `artworks` (every image shown, oldest first; replaced, never appended to, so
-    observers see each change), `selected` (index of the enlarged one) and `error`.
+    observers see each change), `selected` (index of the enlarged one), `showing` and `error`.
+
+    On a CPU the full VAE decode takes longer than a one-step diffusion, so each batch's fast
+    TAESD preview is shown as soon as its latents exist and replaced by the full image when
+    that is decoded (`showing` says which is on screen).
     """
 
     artworks = T.List(help="the Artworks this widget has shown, oldest first")
     selected = T.Int(None, allow_none=True, help="index into artworks of the enlarged image")
+    showing = T.Unicode("", help="what the enlarged image is: 'preview' (TAESD, the full decode is coming) or 'full'")
 
     def __init__(self, studio, gallery=None, **kwargs):
         super().__init__(**kwargs)
@@ -92,11 +97,22 @@ class PromptStudio(Panel):
         prompt, request = self.prompt.value, self.request()
         self.say("generating…")
 
+        early = self._show_preview if self.previews_first(request) else None
+
         def work(run):  # generate checks the request before any model work
-            return self.studio.generate(prompt, **request, run=run)
+            return self.studio.generate(prompt, **request, on_preview=early, run=run)
 
         return self.run_in_background(work, done=self._show_new, partial=self._show_new,
                                       buttons=[self.generate_button])
+
+    def previews_first(self, request: dict) -> bool:
+        """Show a TAESD preview before the full decode: on a CPU, when the full VAE is asked for."""
+        return self.studio.device == "cpu" and not request["preview"] and self.studio.has("preview")
+
+    def _show_preview(self, images):
+        show_png(self.large, png_bytes(images[-1]))
+        self.showing = "preview"
+        self.say("a fast preview (TAESD); the full image follows…")
 
     def _show_new(self, artworks):
         for art in artworks:
@@ -123,6 +139,7 @@ class PromptStudio(Panel):
         art = self.artworks[index]
         self.selected = index
         show_png(self.large, png_bytes(art.image))
+        self.showing = "full"
         record = json.dumps(art.record.to_dict(), indent=1, ensure_ascii=False)
         self.details.value = (
             f"<div class='kit-text'><pre>{escape(art.record.parameters())}</pre>"
