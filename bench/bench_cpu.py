@@ -3,6 +3,8 @@
 sd-turbo architecture with random weights (same compute as the trained model), 1 step, prompt to
 PIL image, at each size in `--sizes`; medians of `--repeat` runs, taken in alternation:
 
+0. the kit's default (`Studio.generate` with `on_preview`, as PromptStudio calls it on a CPU): the
+   seconds to its first picture (the TAESD preview) and to the full image;
 1. plain diffusers `StableDiffusionPipeline`, float32, full VAE (what a user gets by default);
    the same with TAESD, which is also the reference picture of the TAESD rows;
 2. torch bfloat16 with channels_last on the UNet and VAE, full VAE and TAESD;
@@ -36,6 +38,7 @@ import hashlib
 import logging
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -54,6 +57,8 @@ from common import interleaved, sd_turbo_architecture, table  # noqa: E402
 PROMPT = "portrait of an elder, ukiyo-e woodblock print"
 FP32 = "diffusers float32, full VAE"
 FP32_TAESD = "diffusers float32, TAESD"
+KIT = "the kit's default, preview first: full image"
+KIT_PREVIEW = "the kit's default, preview first: first picture (TAESD)"
 
 
 # ---------------------------------------------------------------- the random-weight models
@@ -108,6 +113,29 @@ def torch_path(root: Path, dtype, taesd=False, channels_last=False):
         pipe.vae.to(memory_format=torch.channels_last)
     pipe.set_progress_bar_config(disable=True)
     return lambda latents: picture(pipe, latents.to(dtype))
+
+
+def kit_path(root: Path, size: int, seed: int, previews: list):
+    """The kit as a user gets it: `Studio.generate` on the folder with its TAESD, in the dtype and memory
+    format it picks for this CPU, with `on_preview` (what PromptStudio passes on a CPU). The seconds to
+    each preview go to `previews`."""
+    import kit
+    from kit import presets
+
+    preset = presets.Preset(name="sd-turbo-arch", model=str(root / "pipeline"), preview=str(root / "taesd"),
+                            steps=1, guidance=0.0, size=size)
+    studio = kit.Studio(preset=preset)
+    studio.progress_bar = False
+    print(f"  the kit picked {studio.dtype} on {studio.device}: {presets.dtype_choice(studio.device, preset)[1]}")
+
+    def generate(latents):
+        assert torch.equal(studio.noise([seed], size, size), latents), "the kit draws its latents from the seed"
+        start = time.perf_counter()
+        art, = studio.generate(PROMPT, seed=seed, size=size,
+                               on_preview=lambda images: previews.append(time.perf_counter() - start))
+        return art.image
+
+    return generate
 
 
 # ---------------------------------------------------------------- OpenVINO paths
@@ -185,10 +213,11 @@ def openvino_path(folder: Path, size: int):
 # ---------------------------------------------------------------- the run
 
 
-def paths(root: Path, ir: Path, size: int) -> dict:
+def paths(root: Path, ir: Path, size: int, seed: int, previews: list) -> dict:
     """name -> (loader returning `generate(latents) -> PIL image`, row whose picture it should match)."""
     bf16 = torch.bfloat16
     return {
+        KIT: (lambda: kit_path(root, size, seed, previews), FP32),
         FP32: (lambda: torch_path(root, torch.float32), FP32),
         FP32_TAESD: (lambda: torch_path(root, torch.float32, taesd=True), FP32_TAESD),
         "torch bf16 + channels_last, full VAE": (lambda: torch_path(root, bf16, channels_last=True), FP32),
@@ -206,8 +235,8 @@ def psnr(a, b) -> float:
 def measure(root: Path, ir: Path, size: int, seed: int, repeat: int) -> dict:
     """{name: (median s, first picture s, PSNR dB or None)} for one size."""
     latents = torch.randn((1, 4, size // 8, size // 8), generator=torch.Generator().manual_seed(seed))
-    generators, first, images, references = {}, {}, {}, {}
-    for name, (load, reference) in paths(root, ir, size).items():
+    generators, first, images, references, previews = {}, {}, {}, {}, []
+    for name, (load, reference) in paths(root, ir, size, seed, previews).items():
         print(f"{size} px: loading {name}…", flush=True)
         start = time.perf_counter()
         generate = load()
@@ -218,7 +247,9 @@ def measure(root: Path, ir: Path, size: int, seed: int, repeat: int) -> dict:
     times = interleaved(generators, repeat=repeat, warmup=0)  # the first picture was the warm-up
     torch_pipeline.cache_clear()
     agreement = {name: None if ref == name else psnr(images[name], images[ref]) for name, ref in references.items()}
-    return {name: (times[name], first[name], agreement[name]) for name in times}
+    rows = {name: (times[name], first[name], agreement[name]) for name in times}
+    rows[KIT_PREVIEW] = (statistics.median(previews[1:]), None, None)  # the first came with the loading
+    return rows
 
 
 def versions() -> str:
@@ -266,7 +297,8 @@ def main():
     for size, rows in results.items():
         base = rows[FP32][0]
         print(f"\nsd-turbo arch (random weights), {size} px, 1 step, prompt to PIL, median of {args.repeat}")
-        print(table([(name, f"{t:.2f} s", f"{base / t:.2f}x", f"{f:.1f} s", "reference" if p is None else f"{p:.1f} dB")
+        print(table([(name, f"{t:.2f} s", f"{base / t:.2f}x", "" if f is None else f"{f:.1f} s",
+                      "reference" if p is None and name != KIT_PREVIEW else "" if p is None else f"{p:.1f} dB")
                      for name, (t, f, p) in rows.items()],
                     ("path", "median", "vs float32", "first picture", "PSNR vs float32")))
     print()

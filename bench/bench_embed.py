@@ -5,7 +5,8 @@
 
 1. open_clip ViT-B-32 with random weights (the real architecture, so the same compute as
    laion2b_s34b_b79k; nothing is downloaded), on the same images batched (32) and one by
-   one: the forward pass alone, and Embedder.images() on files end to end (cache off).
+   one: the forward pass alone, and Embedder.images() on files end to end (cache off); then
+   the dtype the Embedder picks for this CPU (bfloat16 where the CPU computes it) against float32.
 2. The tiny preset on N image files: the first pass (decode, preprocess, model, cache write)
    against the second (hash the file bytes, read the cache).
 """
@@ -105,6 +106,14 @@ def main(argv=None) -> None:
         print(f"\n{f'{n_vit} images':<38} {'batched (32)':>14} {'one by one':>12} {'ratio':>7}")
         for name, fast, slow in rows:
             print(f"{name:<38} {fast:8.1f} img/s {slow:6.1f} img/s {fast / slow:6.2f}x")
+
+        # the dtype the Embedder picks for this CPU against float32, end to end on files
+        full = Embedder(vit, device="cpu", cache=False, batch_size=32, dtype="float32")
+        picked, plain = timed([lambda: emb.images(paths), lambda: full.images(paths)], repeat)
+        cosine = float((emb.images(paths) * full.images(paths)).sum(axis=1).min())
+        print(f"\n{'Embedder.images(files), batched':<38} {str(emb.dtype)[6:] + ' (its pick)':>14} {'float32':>12}")
+        print(f"{'ViT-B-32':<38} {n_vit / picked:8.1f} img/s {n_vit / plain:6.1f} img/s {plain / picked:6.2f}x"
+              f"   (lowest cosine to float32: {cosine:.5f})")
 
         # the cache, with the tiny preset
         paths = write_images(tmp / "cache", n_cache, args.size)

@@ -98,6 +98,15 @@ def test_on_preview_must_be_a_function(studio):
         studio.generate("a potter", on_preview="yes")
 
 
+def test_on_a_cpu_the_convolutions_run_channels_last(studio):
+    import torch
+
+    studio.generate("a potter", seed=3, preview=True)  # loads the pipeline and the preview decoder
+    for module in (studio.pipe.unet, studio.pipe.vae, studio.preview_vae):
+        weight = next(p for p in module.parameters() if p.dim() == 4)
+        assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+
+
 def test_bfloat16_is_the_cpu_default_only_where_the_cpu_computes_it(tmp_path):
     flags = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f {}\n"
     cpuinfo = tmp_path / "cpuinfo"
