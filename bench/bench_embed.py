@@ -88,14 +88,14 @@ def main(argv=None) -> None:
 
         # the forward pass alone, on tensors preprocessed beforehand
         emb = Embedder(vit, device="cpu", cache=False, batch_size=32)
-        images = torch.stack([emb.preprocess(Image.open(p).convert("RGB")) for p in paths])
+        images = torch.stack([emb.preprocess(Image.open(p).convert("RGB")) for p in paths]).to(emb.dtype)
         with torch.inference_mode():
             emb.model.encode_image(images[:2])  # warm-up
             batched, single = timed([
                 lambda: [emb.model.encode_image(images[i:i + 32]) for i in range(0, n_vit, 32)],
                 lambda: [emb.model.encode_image(images[i:i + 1]) for i in range(n_vit)],
             ], repeat)
-        rows.append(("ViT-B-32 encode_image, forward only", n_vit / batched, n_vit / single))
+        rows.append((f"ViT-B-32 encode_image, forward, {str(emb.dtype)[6:]}", n_vit / batched, n_vit / single))
 
         # end to end on files: read, decode, preprocess, forward
         one_by_one = Embedder(vit, device="cpu", cache=False, batch_size=1)
