@@ -38,14 +38,15 @@ def test_generate_adds_thumbnails_saves_to_the_gallery_and_enlarges_the_newest(u
 
 def test_on_a_cpu_a_preview_shows_first_and_the_full_image_replaces_it(ui):
     seen = []
-    ui.observe(lambda change: seen.append((change["new"], ui.large.value)), names="showing")
+    ui.observe(lambda change: seen.append((change["new"], ui.large.value, ui.status.value)), names="showing")
     ui.prompt.value = "portrait of a weaver"
     ui.run()
     ui.wait()
     assert ui.error == "" and ui.previews_first(ui.request())
-    assert [what for what, _ in seen] == ["preview", "full"]
-    (_, preview_png), (_, full_png) = seen
+    assert [what for what, _, _ in seen] == ["preview", "full"]
+    (_, preview_png, said), (_, full_png, _) = seen
     assert preview_png and full_png and preview_png != full_png  # the TAESD picture, then the VAE's
+    assert "a fast preview (TAESD) after" in said and "made in" in ui.status.value  # the waits a class feels
     assert ui.artworks[-1].record.decoder == "vae"
 
 

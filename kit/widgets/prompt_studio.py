@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from html import escape
 
 import ipywidgets as W
@@ -38,6 +39,7 @@ class PromptStudio(Panel):
         super().__init__(**kwargs)
         self.studio = studio
         self.gallery = gallery_for(studio, gallery)
+        self._started = time.perf_counter()  # when the last Generate was pressed
         preset = studio.preset
         narrow = {"description_width": "initial"}
 
@@ -98,6 +100,7 @@ class PromptStudio(Panel):
         self.say("generating…")
 
         early = self._show_preview if self.previews_first(request) else None
+        self._started = time.perf_counter()
 
         def work(run):  # generate checks the request before any model work
             return self.studio.generate(prompt, **request, on_preview=early, run=run)
@@ -111,8 +114,8 @@ class PromptStudio(Panel):
 
     def _show_preview(self, images):
         show_png(self.large, png_bytes(images[-1]))
+        self.say(f"a fast preview (TAESD) after {time.perf_counter() - self._started:.1f} s; the full image follows…")
         self.showing = "preview"
-        self.say("a fast preview (TAESD); the full image follows…")
 
     def _show_new(self, artworks):
         for art in artworks:
@@ -124,7 +127,8 @@ class PromptStudio(Panel):
         self.artworks = [*self.artworks, *artworks]
         if artworks:
             self.select(len(self.artworks) - 1)
-        self.say(f"{len(artworks)} image(s) made, saved to {self.gallery.folder}")
+        self.say(f"{len(artworks)} image(s) made in {time.perf_counter() - self._started:.1f} s, "
+                 f"saved to {self.gallery.folder}")
 
     def _thumbnail(self, index, art):
         image = W.Image(value=png_bytes(art.image, THUMB), format="png",
