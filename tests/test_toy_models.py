@@ -141,27 +141,29 @@ def test_a_fusion_lies_between_its_styles_and_moves_with_its_weight(studio, embe
 # ---------------------------------------------------------------- the style map
 
 
-@pytest.mark.xfail(strict=True, reason="not yet: 5-NN rendering accuracy 0.75 where 0.8 is asked (issue 13 stays open)")
 def test_the_toy_style_map_separates_the_renderings(embedder):
-    images, portraits = toyworld.dataset(280, seed=70_000)
+    """About 100 reference pictures per rendering, 80 held out: each picture is also one of 4 backgrounds x
+    4 clothing colours x hat or not, so a neighbour must share the rendering, not only the colours."""
+    images, portraits = toyworld.dataset(780, seed=70_000)
     labels = np.array([p.rendering for p in portraits])
     vectors = unit_rows(embedder.images([Image.fromarray(i) for i in images]))
-    train, test = slice(0, 200), slice(200, None)
+    train, test = slice(0, 700), slice(700, None)
     similarity = vectors[test] @ vectors[train].T
     nearest = np.argsort(-similarity, axis=1)[:, :5]
     votes = [max(set(row), key=list(row).count) for row in labels[train][nearest]]
     assert np.mean(np.array(votes) == labels[test]) >= 0.8  # chance: 1/7
 
     atlas = kit.StyleAtlas(embedder)
-    for rendering in toyworld.RENDERINGS:
+    for rendering in toyworld.RENDERINGS:  # one labelled group per rendering: the map's points come in this order
         atlas.add_images([Image.fromarray(i) for i, l in zip(images[train], labels[train]) if l == rendering],
                          label=rendering)
+    on_map = np.concatenate([labels[train][labels[train] == rendering] for rendering in toyworld.RENDERINGS])
     fitted = atlas.fit()
-    assert len(fitted) == 200
+    assert len(fitted) == 700
     placed = atlas.place(vectors[test])
     map_train = np.asarray(fitted)
     nearest = np.argsort(((placed[:, None, :] - map_train[None, :, :]) ** 2).sum(-1), axis=1)[:, :5]
-    votes = [max(set(row), key=list(row).count) for row in labels[train][nearest]]
+    votes = [max(set(row), key=list(row).count) for row in on_map[nearest]]
     assert np.mean(np.array(votes) == labels[test]) >= 0.7
 
 
