@@ -486,8 +486,8 @@ class Embedder:
 
     def _encode_texts(self, pairs) -> dict[str, np.ndarray]:
         tokens = self.tokenizer([text for _, text in pairs]).to(self.device)
-        vectors = self.model.encode_text(tokens, normalize=True)
-        return dict(zip([key for key, _ in pairs], vectors.float().cpu().numpy()))
+        vectors = self.model.encode_text(tokens)
+        return dict(zip([key for key, _ in pairs], unit_float32(vectors)))
 
     # -- images
 
@@ -541,8 +541,8 @@ class Embedder:
                     failed[key] = err.reason
             if not tensors:
                 return {}
-            vectors = self.model.encode_image(torch.stack(tensors).to(self.device, self.dtype), normalize=True)
-            return dict(zip(ok, vectors.float().cpu().numpy()))
+            vectors = self.model.encode_image(torch.stack(tensors).to(self.device, self.dtype))
+            return dict(zip(ok, unit_float32(vectors)))
 
         readable = [index for index, key in enumerate(keys) if key is not None]
         vectors, found = self._embed([keys[i] for i in readable], [items[i] for i in readable],
@@ -627,6 +627,13 @@ class Embedder:
             if bar is not None:
                 bar.close()
         return out, found
+
+
+def unit_float32(vectors) -> np.ndarray:
+    """A model's output rows as float32 unit vectors, normalised in float32 (a bfloat16 norm is off
+    by up to about 0.4%, more than the cache admits)."""
+    vectors = vectors.float().cpu().numpy()
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
 def _hash(kind: bytes, content: bytes) -> str:

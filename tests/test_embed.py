@@ -309,9 +309,14 @@ def test_a_bfloat16_embedder_keeps_its_vectors_apart_and_agrees_with_float32(tmp
     full = Embedder("tiny", device="cpu", cache=tmp_path / "c.sqlite", dtype="float32")
     fast = Embedder("tiny", device="cpu", cache=tmp_path / "c.sqlite", dtype="bfloat16")
     assert fast.model_id == full.model_id + ":bfloat16"  # one cache, each dtype's rows under its own key
-    a, b = full.images([image]), fast.images([image])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "not cached" warning: bfloat16 rows are unit rows in float32 too
+        a, b = full.images([image]), fast.images([image])
     assert a.dtype == b.dtype == np.float32 and not np.array_equal(a, b)
+    assert np.allclose(np.linalg.norm(b, axis=1), 1, atol=1e-6)
     assert float((a * b).sum()) > 0.99  # unit rows: the cosine between the two
+    with sqlite3.connect(tmp_path / "c.sqlite") as db:  # both kept, each under its own model id
+        assert sorted(m for m, in db.execute("SELECT model FROM vectors")) == sorted([full.model_id, fast.model_id])
 
 
 def isolated_hub(monkeypatch, tmp_path):
