@@ -77,6 +77,7 @@ class Studio:
         self._lock = threading.Lock()    # one pipeline call (and prompt encoding) at a time
         self._runs: set[Run] = set()     # runs in progress, for stop()
         self._runs_lock = threading.Lock()
+        self._unavailable: set[str] = set()  # optional parts that failed to load (said once)
 
     @classmethod
     def for_record(cls, record, **kwargs) -> "Studio":
@@ -298,7 +299,22 @@ class Studio:
             raise KitError(f"on_preview must be a function of the preview images, got {type(on_preview).__name__}")
         if "pipeline" not in self._parts:
             presets.require(self.preset)  # a missing model: one short error here, not from deep inside loading
+        if on_preview is not None and not self._preview_ready():
+            on_preview = None  # no early picture; the full image comes as always
         return self.render_many(records, on_step=on_step, on_preview=on_preview, run=run)
+
+    def _preview_ready(self) -> bool:
+        """Whether the TAESD preview decoder can be used; says why not, once, when it cannot."""
+        if not self.has("preview"):
+            return False
+        try:
+            self.load("preview")
+        except KitError as err:
+            if "preview" not in self._unavailable:
+                self._unavailable.add("preview")
+                warnings.warn(f"no fast preview first: {err}", stacklevel=3)
+            return False
+        return True
 
     def render(self, record: Record, *, run: Run | None = None) -> Artwork:
         """Make the image a Record describes (what `kit.replay` calls).

@@ -93,6 +93,19 @@ def test_a_stop_pressed_while_the_preview_shows_keeps_that_batch_and_ends_the_ru
     assert len(kit.Gallery(tmp_path / "g")) == 2  # its diffusion had ended: decoded and kept, never the next batch
 
 
+def test_without_a_loadable_preview_decoder_the_full_image_comes_as_always(tmp_path):
+    from kit import tiny
+
+    folder = tiny.ensure_saved(tmp_path) / "pipeline"
+    preset = presets.Preset(name="no-taesd", model=str(folder), preview="nobody/missing-taesd", min_size=64)
+    s = kit.Studio(preset=preset, dtype="float32")
+    s.progress_bar = False
+    shown = []
+    with pytest.warns(UserWarning, match="no fast preview first"):
+        art, = s.generate("a potter", seed=3, size=64, on_preview=shown.append)
+    assert shown == [] and art.record.decoder == "vae"
+
+
 def test_on_preview_must_be_a_function(studio):
     with pytest.raises(KitError, match="on_preview"):
         studio.generate("a potter", on_preview="yes")
