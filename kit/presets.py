@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import json
+import math
 import os
 import platform
 import re
@@ -156,9 +158,11 @@ def get(name: str | None = None) -> Preset:
     if folder.is_dir():
         if not (folder / "model_index.json").is_file():
             raise KitError(f"preset folder {folder} has no model_index.json: save a pipeline there with save_pretrained()")
-        return Preset(name=str(folder), model=str(folder), family=_family(folder / "model_index.json"))
+        return Preset(name=str(folder), model=str(folder), family=_family(folder / "model_index.json"),
+                      **model_sizes(folder / "unet" / "config.json", folder / "vae" / "config.json"))
     if _REPO_ID.match(name):
-        return Preset(name=name, model=name, family=_family(_cached_file(name, "model_index.json")))
+        return Preset(name=name, model=name, family=_family(_cached_file(name, "model_index.json")),
+                      **model_sizes(_cached_file(name, "unet/config.json"), _cached_file(name, "vae/config.json")))
     raise KitError(
         f"unknown preset {name!r}: use one of {', '.join(PRESETS)}, "
         "a Hugging Face repo id like 'org/model', or a local folder with a saved pipeline"
@@ -171,6 +175,47 @@ def _family(model_index: str | Path | None) -> str:
         text = Path(model_index).read_text(encoding="utf-8")
         return "sdxl" if "StableDiffusionXL" in text else "sd"
     return "sd"
+
+
+def model_sizes(unet_config: str | Path | None, vae_config: str | Path | None) -> dict[str, int]:
+    """The image sizes a saved pipeline can paint, read from its ``unet/config.json`` and
+    ``vae/config.json`` (no weights are read, so a request is checked before any model work).
+
+    The native size is the UNet's ``sample_size`` (in latents) times the VAE's scale factor (2 per
+    VAE level after the first, as diffusers computes it). Allowed: multiples of 8 (what the
+    diffusers pipelines require; the SD VAEs scale by 8, the tiny one by 4) from half the native
+    size to twice it; the default is the native size. Returns ``size``, ``min_size`` and
+    ``max_size``; ``{}`` when either file is missing (the Preset's defaults apply; loading the
+    pipeline will then say what is wrong with it).
+    """
+    if not (unet_config and vae_config and Path(unet_config).is_file() and Path(vae_config).is_file()):
+        return {}
+    unet, vae = _read_config(unet_config), _read_config(vae_config)
+    sample = unet.get("sample_size")
+    if isinstance(sample, (list, tuple)) and sample:
+        sample = max(sample)  # (height, width) in latents: the longer side sets the native size
+    _must(isinstance(sample, int) and not isinstance(sample, bool) and sample > 0,
+          f"{unet_config} field 'sample_size'", "a positive whole number of latents", sample)
+    levels = vae.get("block_out_channels")
+    _must(isinstance(levels, list) and levels, f"{vae_config} field 'block_out_channels'", "a non-empty list", levels)
+    native = sample * 2 ** (len(levels) - 1)
+
+    def multiple_of_8(pixels: float, round_up: bool = False) -> int:
+        eighths = math.ceil(pixels / 8) if round_up else math.floor(pixels / 8)
+        return max(8, 8 * eighths)
+
+    return {"size": multiple_of_8(native), "min_size": multiple_of_8(native / 2, round_up=True),
+            "max_size": multiple_of_8(2 * native)}
+
+
+def _read_config(path: str | Path) -> dict:
+    """A model's config.json as a dict, or a KitError naming the file."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise KitError(f"cannot read the model config {path}: {err}") from None
+    _must(isinstance(data, dict), f"the model config {path}", "one JSON object", type(data).__name__)
+    return data
 
 
 # ---------------------------------------------------------------- device and dtype

@@ -184,7 +184,10 @@ class Studio:
         return checks.text(prompt, field, limit=MAX_PROMPT_CHARS, allow_empty=allow_empty)
 
     def check_size(self, size) -> tuple[int, int]:
-        """(width, height) in whole pixels, multiples of 8 within the preset's range (one number: a square)."""
+        """(width, height) in whole pixels, multiples of 8 within the preset's range (one number: a square).
+
+        The range is the named preset's (presets.json), or for a folder or repo id what its model's
+        own configs allow (`presets.model_sizes`), so a size is checked before any model work."""
         p = self.preset
         if size is None:
             return p.size, p.size
@@ -199,7 +202,7 @@ class Studio:
             value = checks.whole(value, "size", 1, 2 ** 16)
             if not p.min_size <= value <= p.max_size or value % 8:
                 raise KitError(f"size {value} is not allowed for preset {p.name!r}: "
-                               f"use a multiple of 8 from {p.min_size} to {p.max_size} px")
+                               f"use a multiple of 8 from {p.min_size} to {p.max_size} px (default {p.size} px)")
             sides.append(value)
         return sides[0], sides[1]
 
