@@ -102,7 +102,7 @@ def doctor(args) -> int:
 def download(args) -> int:
     from .presets import download as fetch
 
-    for part, where in fetch(args.preset, inpaint=args.inpaint).items():
+    for part, where in fetch(args.preset, inpaint=args.inpaint, dtype=args.dtype).items():
         print(f"{part}: {where}")
     return 0
 
@@ -161,6 +161,9 @@ def main(argv=None) -> int:
     p = commands.add_parser("download", help="fetch a preset's weights into the Hugging Face cache")
     p.add_argument("preset", nargs="?", default=None, help="preset name or repo id (default: $KIT_PRESET or sd-turbo)")
     p.add_argument("--inpaint", action="store_true", help="also fetch the inpainting pipeline (restoration lessons)")
+    p.add_argument("--dtype", choices=("float16", "float32", "bfloat16"), default=None,
+                   help="the precision whose weight files to fetch: float16 takes the fp16 files a CUDA GPU loads, "
+                        "the others the full-precision files (default: what a Studio on this machine uses)")
     p.set_defaults(run=download)
 
     p = commands.add_parser("embed", help="embed a whole collection of images into resumable Parquet shards")

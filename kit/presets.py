@@ -363,17 +363,73 @@ def clip_source(preset: Preset) -> tuple[str, str] | None:
     return repo, "open_clip_model.safetensors"
 
 
-def cached(preset: Preset) -> dict[str, bool]:
-    """Which of the preset's parts are on this machine already."""
+_WEIGHTS = ("diffusion_pytorch_model", "model")  # diffusers' and transformers' weight file stems
+_PREVIEW_FILES = ("config.json", "diffusion_pytorch_model.safetensors")  # TAESD: one model, no components
+_CONFIGS = ("config.json", "scheduler_config.json", "tokenizer_config.json", "preprocessor_config.json")
+
+
+def _pipeline_cached(repo: str, variant: str | None) -> bool:
+    """True when the Hub cache holds a pipeline whole: model_index.json, and for each component it
+    names, its config, and for a model (one with a config.json) its safetensors weights: the
+    `variant` files (e.g. *.fp16.safetensors) when given, else the full-precision ones (sharded
+    weights: their index). Reads no weights."""
+    index = _cached_file(repo, "model_index.json")
+    if index is None:
+        return False
+    try:
+        entries = _read_config(index)
+    except KitError:  # a broken file: not a whole pipeline (loading it says what is wrong)
+        return False
+    components = [name for name, value in entries.items()
+                  if isinstance(value, list) and len(value) == 2 and all(value)]  # [library, class]; nulls unused
+    names = [_variant_name(stem + ending, variant)
+             for stem in _WEIGHTS for ending in (".safetensors", ".safetensors.index.json")]
+    for component in components:
+        configs = [name for name in _CONFIGS if _cached_file(repo, f"{component}/{name}")]
+        if not configs:
+            return False
+        if "config.json" in configs and not any(_cached_file(repo, f"{component}/{name}") for name in names):
+            return False
+    return True
+
+
+def _variant_name(filename: str, variant: str | None) -> str:
+    """A weights file's name in `variant`, by diffusers' and transformers' rule: the variant goes
+    before the last extension (model.fp16.safetensors, model.safetensors.index.fp16.json)."""
+    if not variant:
+        return filename
+    stem, extension = filename.rsplit(".", 1)
+    return f"{stem}.{variant}.{extension}"
+
+
+def load_variant(preset: Preset, device: str | None = None, dtype=None) -> str | None:
+    """The weights variant a Studio on `device` in `dtype` (defaults: this machine's choice) loads:
+    the preset's ("fp16") in float16, as on CUDA; None (the full-precision files) otherwise."""
+    if not preset.variant:
+        return None
+    import torch
+
+    return preset.variant if pick_dtype(pick_device(device), dtype, preset) == torch.float16 else None
+
+
+def cached(preset: Preset, device: str | None = None, dtype=None) -> dict[str, bool]:
+    """Which of the preset's parts are on this machine already, whole, in the precision a Studio on
+    `device` in `dtype` (defaults: this machine's choice) loads."""
+    return _cached_parts(preset, load_variant(preset, device, dtype))
+
+
+def _cached_parts(preset: Preset, variant: str | None) -> dict[str, bool]:
+    """`cached` for the weights `variant` (None: full precision)."""
     if preset.offline:
         return {"pipeline": True, "preview": True, "inpaint": True, "clip": True}
     parts = {}
     model = Path(preset.model)
-    parts["pipeline"] = model.is_dir() or _cached_file(preset.model, "model_index.json") is not None
+    parts["pipeline"] = model.is_dir() or _pipeline_cached(preset.model, variant)
     if preset.preview:
-        parts["preview"] = Path(preset.preview).is_dir() or _cached_file(preset.preview, "config.json") is not None
+        parts["preview"] = Path(preset.preview).is_dir() or all(
+            _cached_file(preset.preview, name) for name in _PREVIEW_FILES)
     if preset.inpaint:
-        parts["inpaint"] = _cached_file(preset.inpaint, "model_index.json") is not None
+        parts["inpaint"] = _pipeline_cached(preset.inpaint, variant)
     clip = clip_source(preset)
     parts["clip"] = Path(preset.clip_pretrained).is_file() or (clip is not None and _cached_file(*clip) is not None)
     return parts
@@ -398,14 +454,39 @@ def require(preset: Preset, part: str = "pipeline") -> None:
     """Raise the clear error before any loading when `part` can't be had."""
     if preset.offline or not hub_offline():
         return
-    if not cached(preset).get(part, True):
+    # whole in either precision: the caller's dtype is not known here, and a part in the other
+    # precision fails in loading with this same error
+    if not any(_cached_parts(preset, variant).get(part, True) for variant in {None, preset.variant}):
         raise not_available(preset, part)
 
 
-def download(name: str | None = None, inpaint: bool = False) -> dict[str, str]:
+def download_patterns(part: str, variant: str | None = None) -> list[str]:
+    """The files of a preset's `part` that its Studio loads, as `snapshot_download` allow patterns.
+
+    A pipeline ("pipeline", "inpaint"): model_index.json, each component's configs and tokenizer
+    files, and each component's safetensors weights in one precision only: the `variant` files
+    (``*.fp16.safetensors``) when the Studio loads that variant (float16 on CUDA), else the
+    full-precision ones. Never a root checkpoint (``sd_turbo.safetensors``, ``*.ckpt``), never
+    pickles. The "preview" decoder (TAESD) is one folder: its config and full-precision weights.
+    In these patterns ``*`` also matches ``/``, so ``*/model.safetensors`` is any component's
+    ``model.safetensors`` and never a file at the root.
+    """
+    if part == "preview":
+        return list(_PREVIEW_FILES)
+    if variant:  # diffusers names shards of a variant "<stem>.<variant>-00001-of-00002.safetensors"
+        weights = [f"*/{stem}.{variant}{shard}.safetensors" for stem in _WEIGHTS for shard in ("", "-*")]
+    else:
+        weights = [f"*/{stem}{shard}.safetensors" for stem in _WEIGHTS for shard in ("", "-*")]
+    return ["model_index.json", "*/*.json", "*/*.txt", *weights]
+
+
+def download(name: str | None = None, inpaint: bool = False, device: str | None = None, dtype=None) -> dict[str, str]:
     """Fetch a preset into the standard Hugging Face cache; returns where each part went.
 
-    The inpainting pipeline (for restoration lessons) is large: only with `inpaint=True`.
+    Only what a Studio on `device` (default: this machine's) in `dtype` (default: its choice there)
+    loads: the fp16 weight files where it loads the preset's fp16 variant (float16, on CUDA), the
+    full-precision files otherwise (see `download_patterns`). The inpainting pipeline (for
+    restoration lessons) is large: only with `inpaint=True`.
     """
     from huggingface_hub import hf_hub_download, snapshot_download
 
@@ -414,14 +495,15 @@ def download(name: str | None = None, inpaint: bool = False) -> dict[str, str]:
         return {"tiny": "built from code: nothing to download"}
     if hub_offline():
         raise KitError("HF_HUB_OFFLINE is set: unset it to download")
+    variant = load_variant(preset, device, dtype)  # as Studio._load chooses
     out = {}
     try:
         if not Path(preset.model).is_dir():
-            out["pipeline"] = snapshot_download(preset.model, allow_patterns=["*.json", "*.txt", "*.safetensors"])
+            out["pipeline"] = snapshot_download(preset.model, allow_patterns=download_patterns("pipeline", variant))
         if preset.preview:
-            out["preview"] = snapshot_download(preset.preview, allow_patterns=["*.json", "*.safetensors"])
+            out["preview"] = snapshot_download(preset.preview, allow_patterns=download_patterns("preview"))
         if inpaint and preset.inpaint:
-            out["inpaint"] = snapshot_download(preset.inpaint, allow_patterns=["*.json", "*.txt", "*.safetensors"])
+            out["inpaint"] = snapshot_download(preset.inpaint, allow_patterns=download_patterns("inpaint", variant))
         clip = clip_source(preset)
         if clip:
             out["clip"] = hf_hub_download(*clip)
