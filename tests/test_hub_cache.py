@@ -2,11 +2,10 @@
 
 No machine of this project reaches the Hugging Face Hub, so these tests lay out a Hub cache the
 way huggingface_hub leaves it (``models--org--name/{blobs,snapshots/<commit>,refs/main}``, the
-snapshot's files symlinks into blobs/) for the real repo ids of the sd-turbo preset, with the real
+snapshot's files symlinks into blobs/) for the real repo ids of the sd-turbo and sdxl-turbo presets, with the real
 repositories' file names (fp16 variants included) but tiny random weights of the real classes.
 Then the real presets load from it by name with HF_HUB_OFFLINE=1 and no network, through the same
-code a user runs. sdxl-turbo is left out: its two text encoders cost more than this is worth here.
-"""
+code a user runs. sdxl-turbo's fake is a tiny StableDiffusionXLPipeline (two text encoders)."""
 
 import hashlib
 import json
@@ -56,14 +55,39 @@ def pipeline_files(pipe, scratch: Path) -> dict[str, Path]:
 
     pipe.save_pretrained(scratch / "fp32", safe_serialization=True)
     pipe.to(torch.float16).save_pretrained(scratch / "fp16", safe_serialization=True, variant="fp16")
-    files = {name: path for name, path in saved_files(scratch / "fp32").items() if not name.startswith("tokenizer/")}
+    files = {name: path for name, path in saved_files(scratch / "fp32").items() if not name.startswith("tokenizer")}
     files.update({name: path for name, path in saved_files(scratch / "fp16").items() if ".fp16." in name})
     # the Hub repositories hold the slow tokenizer's files (vocab.json, merges.txt), not a tokenizer.json
-    tokenizer = tiny.write_clip_tokenizer(scratch / "tokenizer")
-    files.update({f"tokenizer/{name}": path for name, path in saved_files(tokenizer).items()})
-    files["tokenizer/special_tokens_map.json"] = json.dumps({k: v for k, v in tiny.TOKENIZER.items()
-                                                             if k.endswith("_token")}).encode()
+    tokenizer = saved_files(tiny.write_clip_tokenizer(scratch / "tokenizer"))
+    special = json.dumps({k: v for k, v in tiny.TOKENIZER.items() if k.endswith("_token")}).encode()
+    for folder in ("tokenizer", "tokenizer_2") if "tokenizer_2" in pipe.components else ("tokenizer",):
+        files.update({f"{folder}/{name}": path for name, path in tokenizer.items()})
+        files[f"{folder}/special_tokens_map.json"] = special
     return files
+
+
+def sdxl_pipeline(inpaint=False):
+    """A tiny random StableDiffusionXL(Inpaint)Pipeline: two text encoders, pooled text and size
+    conditioning, the tiny 4x VAE."""
+    import torch
+    from diffusers import (EulerDiscreteScheduler, StableDiffusionXLInpaintPipeline, StableDiffusionXLPipeline,
+                           UNet2DConditionModel)
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(0)
+    text = CLIPTextConfig(**tiny.TEXT_ENCODER)  # hidden 32, projection 32
+    unet = UNet2DConditionModel(
+        sample_size=16, in_channels=9 if inpaint else 4, out_channels=4, block_out_channels=(32, 64),
+        layers_per_block=1, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4), use_linear_projection=True,
+        cross_attention_dim=64,  # the two encoders' hidden states side by side
+        addition_embed_type="text_time", addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=6 * 8 + 32,  # six size numbers, embedded, + the pooled text
+        norm_num_groups=32)
+    pipeline = StableDiffusionXLInpaintPipeline if inpaint else StableDiffusionXLPipeline
+    return pipeline(vae=tiny.build_vae(trained=False), text_encoder=CLIPTextModel(text),
+                    text_encoder_2=CLIPTextModelWithProjection(text), tokenizer=tiny.clip_tokenizer(),
+                    tokenizer_2=tiny.clip_tokenizer(), unet=unet, scheduler=EulerDiscreteScheduler(**tiny.SCHEDULER))
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +112,13 @@ def hub_cache(tmp_path_factory):
     hub_repo(cache, preset.preview, {**saved_files(work / "taesd"), "taesd_decoder.pth": b"a pickle never read"})
 
     hub_repo(cache, preset.inpaint, pipeline_files(tiny.build_pipeline(inpaint=True, trained=False), work / "inpaint"))
+
+    sdxl = presets.PRESETS["sdxl-turbo"]
+    sdxl_turbo = pipeline_files(sdxl_pipeline(), work / "sdxl-turbo")
+    assert "text_encoder_2/model.fp16.safetensors" in sdxl_turbo and "tokenizer_2/vocab.json" in sdxl_turbo
+    hub_repo(cache, sdxl.model, {**sdxl_turbo, "sd_xl_turbo_1.0_fp16.safetensors": b"a root checkpoint"})
+    hub_repo(cache, sdxl.preview, saved_files(work / "taesd"))  # the tiny VAE's latents, as sd-turbo's fake
+    hub_repo(cache, sdxl.inpaint, pipeline_files(sdxl_pipeline(inpaint=True), work / "sdxl-inpaint"))
 
     repo, filename = presets.clip_source(preset)
     assert (repo, filename) == ("laion/CLIP-ViT-B-32-laion2B-s34B-b79K", "open_clip_model.safetensors")
@@ -135,7 +166,8 @@ def studio():
 def test_cached_reports_every_part(offline):
     assert presets.cached(presets.get("sd-turbo")) == {"pipeline": True, "preview": True, "inpaint": True, "clip": True}
     report = kit.doctor()
-    assert report["presets"]["sd-turbo"] == "ready" and report["presets"]["sdxl-turbo"] == "not cached"
+    assert presets.cached(presets.get("sdxl-turbo"))["pipeline"] is True
+    assert report["presets"]["sd-turbo"] == "ready" and report["presets"]["sdxl-turbo"] == "ready"
     assert report["default"].startswith("Studio() loads sd-turbo on ")
 
 
@@ -172,6 +204,18 @@ def test_restore_loads_the_inpainting_pipeline_from_the_cache(offline):
     mask.paste(255, (96, 96, 160, 160))
     restored = s.restore(picture, mask, prompt="a face", seed=1, steps=1)
     assert restored.image.size == (256, 256) and "inpaint" in s.loaded
+
+
+def test_sdxl_turbo_generates_previews_and_restores_from_the_cache(offline):
+    s = kit.Studio(preset="sdxl-turbo", device="cpu", dtype="float32")
+    s.progress_bar = False
+    art, = s.generate("portrait of an elder", seed=3, size=256, preview=True)  # the preset's smallest size
+    assert art.image.size == (256, 256) and art.record.decoder == "taesd" and s.revision("pipeline") == COMMIT
+    picture = Image.fromarray(np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8))
+    mask = Image.new("L", (256, 256), 0)
+    mask.paste(255, (96, 96, 160, 160))
+    restored = s.restore(picture, mask, prompt="a face", seed=1, steps=1)
+    assert restored.image.size == (256, 256) and s.loaded == ("pipeline", "preview", "inpaint")
 
 
 def test_the_embedder_loads_open_clip_from_the_cache(offline):
