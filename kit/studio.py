@@ -138,6 +138,8 @@ class Studio:
         if folder.is_dir():
             _refuse_pickles(folder)
         kwargs = {_dtype_argument(): self.dtype, "use_safetensors": True}  # weights are data, never code
+        if presets.hub_offline():  # also when HF_HUB_OFFLINE was set after huggingface_hub was imported
+            kwargs["local_files_only"] = True
         if self.preset.variant and self.dtype == torch.float16 and part != "preview":
             kwargs["variant"] = self.preset.variant
         cls = AutoencoderTiny if part == "preview" else DiffusionPipeline
@@ -504,15 +506,29 @@ class Studio:
         return out
 
     def decode(self, latents: torch.Tensor, preview: bool = False) -> list:
-        """Latents to PIL images with the full VAE, or with TAESD when `preview`."""
+        """Latents to PIL images with the full VAE, or with TAESD when `preview`.
+
+        An SDXL VAE in float16 whose config asks for it (`force_upcast`, as the SDXL VAE's does:
+        its activations overflow float16, giving NaN and black pictures) decodes in float32, as
+        diffusers' SDXL pipelines do; the VAE is shared, so one such decode runs at a time."""
         pipe = self.pipe
         vae = self.preview_vae if preview else None
         with torch.inference_mode():
             if vae is not None:
                 pixels = vae.decode(latents.to(vae.dtype)).sample
+            elif self._upcasts(pipe.vae):
+                with self._lock:
+                    pipe.vae.to(torch.float32)
+                    try:
+                        pixels = pipe.vae.decode(latents.float() / pipe.vae.config.scaling_factor).sample
+                    finally:
+                        pipe.vae.to(torch.float16)
             else:
                 pixels = pipe.vae.decode(latents.to(pipe.vae.dtype) / pipe.vae.config.scaling_factor).sample
         return pipe.image_processor.postprocess(pixels, output_type="pil")
+
+    def _upcasts(self, vae) -> bool:
+        return self.preset.family == "sdxl" and vae.dtype == torch.float16 and bool(vae.config.get("force_upcast"))
 
 
 def _check_field(field: str, check, *values, **named):

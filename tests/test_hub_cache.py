@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import socket
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -352,3 +353,26 @@ def test_kit_download_dtype_picks_the_files(monkeypatch, capsys):
     assert matches(asked["stabilityai/sd-turbo"], "unet/diffusion_pytorch_model.fp16.safetensors")
     assert not matches(asked["stabilityai/sd-turbo"], "unet/diffusion_pytorch_model.safetensors")
     assert "pipeline: /cache/stabilityai/sd-turbo" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("force_upcast", [True, False])
+def test_a_float16_sdxl_vae_that_asks_for_it_decodes_in_float32(tmp_path, force_upcast):
+    """The kit decodes its own latents (the pipeline stops at them), so it must upcast as diffusers' SDXL
+    pipelines do. The VAE's first convolution is scaled so its activations pass float16's range, as the
+    trained SDXL VAE's do; GroupNorm normalises them away in float32."""
+    import torch
+
+    pipe = sdxl_pipeline()
+    with torch.no_grad():
+        pipe.vae.decoder.conv_in.weight.mul_(1e5)
+    pipe.vae.register_to_config(force_upcast=force_upcast)
+    pipe.save_pretrained(tmp_path / "sdxl", safe_serialization=True)
+    studio = kit.Studio(preset=str(tmp_path / "sdxl"), dtype="float16")
+    studio.progress_bar = False
+    assert studio.preset.family == "sdxl"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the overflow's NaN, cast to pixels
+        art, = studio.generate("a potter", seed=1, steps=1, guidance=0)
+    pixels = np.asarray(art.image)
+    assert (pixels.std() > 1) == force_upcast  # upcast: a picture; not asked for: the known black square
+    assert studio.pipe.vae.dtype == torch.float16  # the VAE stays as loaded
