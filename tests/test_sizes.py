@@ -87,3 +87,15 @@ def test_named_presets_keep_their_written_limits(tmp_path, monkeypatch):
     with pytest.raises(KitError, match=r"^size 5120 is not allowed .*from 256 to 768 px"):
         studio.generate("portrait", seed=1, size=5120)  # not the "kit download" error: checked first
     assert studio.loaded == ()
+
+
+def test_the_size_menu_offers_a_folder_models_native_size_and_its_range():
+    from kit.widgets.common import size_dropdown
+
+    narrow = presets.Preset(name="folder", model="f", size=64, min_size=32, max_size=128)
+    menu = size_dropdown(narrow)
+    assert list(menu.options) == [32, 64, 96, 128] and menu.value == 64
+    wide = presets.PRESETS["sd-turbo"]
+    menu = size_dropdown(wide)
+    assert menu.value == wide.size and menu.options[0] == wide.min_size and menu.options[-1] == wide.max_size
+    assert all(b - a == 64 for a, b in zip(menu.options, menu.options[1:]))

@@ -229,9 +229,10 @@ def seed_field(value: int = 0, **kwargs) -> W.BoundedIntText:
 
 
 def size_dropdown(preset, **kwargs) -> W.Dropdown:
-    """The image sizes a preset allows, in 64 px steps, starting at its default size."""
-    sizes = list(range(preset.min_size, preset.max_size + 1, 64))
-    value = preset.size if preset.size in sizes else sizes[0]
+    """The image sizes a preset allows (64 px steps, 32 for a narrow range) and its default, which is chosen."""
+    step = 32 if preset.max_size - preset.min_size < 256 else 64
+    sizes = sorted({*range(preset.min_size, preset.max_size + 1, step), preset.size})
+    value = preset.size
     kwargs.setdefault("layout", W.Layout(width="10em"))
     kwargs.setdefault("style", {"description_width": "initial"})
     return W.Dropdown(options=sizes, value=value, description="Size", **kwargs)
