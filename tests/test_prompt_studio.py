@@ -55,6 +55,16 @@ def test_no_preview_first_when_the_fast_preview_is_the_image_asked_for(ui):
     assert not ui.previews_first(ui.request())
 
 
+def test_the_token_count_follows_the_prompt_as_it_is_typed(ui):
+    ui.prompt.value = "portrait of a weaver"
+    assert ui.tokens == [4] and "4 tokens" in ui.token_count.value
+    ui.prompt.value = "portrait of a weaver, " + "soft light, " * 30
+    assert ui.tokens[0] == 75 and len(ui.tokens) == 2
+    assert "reads the first 75" in ui.token_count.value and "dropped" in ui.token_count.value
+    ui.prompt.value = ""
+    assert ui.tokens == [0] and "0 tokens" in ui.token_count.value
+
+
 def test_request_follows_the_controls(ui):
     ui.style.value = "ukiyo-e"
     ui.negative.value = "blurry"

@@ -179,6 +179,16 @@ def test_a_stopped_run_raises_stopped_with_what_is_finished_and_the_studio_stays
     assert np.array_equal(pixels(again), pixels(arts[0]))
 
 
+def test_tokens_are_counted_per_chunk_of_the_encoders_window_without_loading_the_model():
+    s = kit.Studio(preset="tiny")
+    assert s.count_tokens("a cat") == [2] and s.count_tokens("a cat!") == [3] and s.count_tokens("") == [0]
+    assert s.count_tokens("a " * 100) == [75, 25]
+    assert s.count_tokens(" ".join(["!"] * 80)) == [75, 5]  # "!" is a word here, whatever pads the tokenizer
+    assert s.loaded == ()  # the tokenizer alone: no weights were read
+    with pytest.raises(KitError, match="prompt"):
+        s.count_tokens(["not", "text"])
+
+
 def test_long_prompt_warns_what_is_dropped(studio):
     prompt = "portrait of " + "a lantern and " * 40 + "a heron"
     with pytest.warns(UserWarning, match="dropped: .*heron"):

@@ -9,6 +9,7 @@ from html import escape
 import ipywidgets as W
 import traitlets as T
 
+from ..errors import KitError
 from ..latents import random_seed
 from ..studio import MAX_BATCH, MAX_GUIDANCE, MAX_STEPS
 from .common import (Panel, gallery_for, image_slot, png_bytes, preset_note, seed_field, show_png, size_dropdown,
@@ -34,6 +35,7 @@ class PromptStudio(Panel):
     artworks = T.List(help="the Artworks this widget has shown, oldest first")
     selected = T.Int(None, allow_none=True, help="index into artworks of the enlarged image")
     showing = T.Unicode("", help="what the enlarged image is: 'preview' (TAESD, the full decode is coming) or 'full'")
+    tokens = T.List(help="the prompt's tokens per chunk of the text encoder's window, counted as it is typed")
 
     def __init__(self, studio, gallery=None, **kwargs):
         super().__init__(**kwargs)
@@ -50,6 +52,7 @@ class PromptStudio(Panel):
                                layout=W.Layout(width="auto"))
         self.style = style_dropdown(description="Style", layout=W.Layout(width="24em"))
         self.style_note = W.HTML()
+        self.token_count = W.HTML()
         self.seed = seed_field(description="Seed")
         self.dice = W.Button(description="", icon="dice", tooltip="a new random seed", layout=W.Layout(width="3em"))
         self.steps = W.BoundedIntText(value=preset.steps, min=1, max=MAX_STEPS, description="Steps", style=narrow,
@@ -71,10 +74,11 @@ class PromptStudio(Panel):
         self.stop_button.on_click(lambda _: self.stop())
         self.style.observe(lambda change: setattr(self.style_note, "value", style_note(change["new"])),
                            names="value")
+        self.prompt.observe(lambda change: self.count_tokens(), names="value")
 
         wrap = W.Layout(flex_flow="row wrap", align_items="center")
         self.show_parts(
-            self.note, self.prompt, self.negative, self.style, self.style_note,
+            self.note, self.prompt, self.token_count, self.negative, self.style, self.style_note,
             W.HBox([self.seed, self.dice, self.steps, self.guidance, self.size, self.count, self.preview],
                    layout=wrap),
             W.HBox([self.generate_button, self.stop_button, self.progress, self.status], layout=wrap),
@@ -84,6 +88,20 @@ class PromptStudio(Panel):
         )
 
     # ------------------------------------------------------------ actions
+
+    def count_tokens(self):
+        """Count the prompt's tokens as it is typed, and say when the text encoder will not read them all."""
+        try:
+            self.tokens = self.studio.count_tokens(self.prompt.value)
+        except KitError:  # no model here yet, or a prompt too long to be one: Generate says why
+            self.tokens, self.token_count.value = [], ""
+            return
+        total, window = sum(self.tokens), self.tokens[0]
+        text = f"{total} token{'s' * (total != 1)}"
+        if len(self.tokens) > 1:
+            text += (f" ({' + '.join(map(str, self.tokens))}): the text encoder reads the first {window}; "
+                     "the words after them are dropped")
+        self.token_count.value = f"<span class='kit-status'>{escape(text)}</span>"
 
     def roll_seed(self):
         self.seed.value = random_seed()
