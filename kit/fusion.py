@@ -251,7 +251,7 @@ def _fused(record, weights, subject: str):
 
 
 def fuse(studio, weights, subject, *, seed=None, negative=None, steps=None, guidance=None, size=None,
-         preview=False, on_step=None, run=None, save=True):
+         preview=False, on_step=None, on_preview=None, run=None, save=True):
     """One image of `subject` in a weighted blend of styles or prompts (see the module notes).
 
     >>> art = studio.fuse({"ukiyo-e": 0.6, "art-deco": 0.4}, subject="portrait of an elder", seed=3)
@@ -259,11 +259,12 @@ def fuse(studio, weights, subject, *, seed=None, negative=None, steps=None, guid
     The record has kind "fuse", `fusion` = the weights as given (canonical keys),
     `prompt` = a readable mix such as "0.6 ukiyo-e + 0.4 art-deco: portrait of an elder"
     and `style` None. A stopped `run` raises `kit.Stopped`. `save=False` keeps a passing
-    preview out of the studio's gallery.
+    preview out of the studio's gallery. `on_preview(images)` gets the TAESD picture before the
+    full decode, as in `Studio.generate`.
     """
     record = plan(studio, weights, subject, seed=seed, negative=negative, steps=steps, guidance=guidance,
                   size=size, preview=preview)
-    return studio.render_many([record], on_step=on_step, run=run, save=save)[0]
+    return studio.render_many([record], on_step=on_step, on_preview=on_preview, run=run, save=save)[0]
 
 
 def check_styles(keys, low: int = 2, high: int = MAX_STYLES, field: str = "styles") -> list[str]:

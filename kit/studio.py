@@ -305,8 +305,6 @@ class Studio:
             raise KitError(f"on_preview must be a function of the preview images, got {type(on_preview).__name__}")
         if "pipeline" not in self._parts:
             presets.require(self.preset)  # a missing model: one short error here, not from deep inside loading
-        if on_preview is not None and not self._preview_ready():
-            on_preview = None  # no early picture; the full image comes as always
         return self.render_many(records, on_step=on_step, on_preview=on_preview, run=run)
 
     def _preview_ready(self) -> bool:
@@ -354,6 +352,8 @@ class Studio:
         batch_size = batch_size or self.batch_size
         done: list[Artwork] = []
         steps = records[0].steps
+        if on_preview is not None and (records[0].decoder != "vae" or not self._preview_ready()):
+            on_preview = None  # no early picture; the full image comes as always
         with self.running(run, on_step) as run:
             run.expect(math.ceil(len(records) / batch_size) * steps)
             for start in range(0, len(records), batch_size):
@@ -361,10 +361,9 @@ class Studio:
                 try:
                     cond, latents = self.inputs(batch)
                     latents = self.denoise(self.pipe, run, **self._call(cond, latents, batch))
-                    full = batch[0].decoder == "vae"
-                    if on_preview is not None and full and self.has("preview"):
+                    if on_preview is not None:
                         on_preview(self.decode(latents, preview=True))  # a Stop from here on ends the run
-                    images = self.decode(latents, preview=not full)
+                    images = self.decode(latents, preview=batch[0].decoder == "taesd")
                 except Stopped:
                     raise Stopped("the run", done, len(records)) from None
                 members = [_member(r) for r in batch]

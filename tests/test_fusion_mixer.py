@@ -74,12 +74,16 @@ def test_a_burst_of_slider_changes_renders_one_preview(ui, studio, fuse_calls):
 def test_render_makes_a_full_size_image_and_saves_it(ui, studio, fuse_calls):
     ui.live.value = False
     ui.styles.value = ["ukiyo-e", "art-deco"]
+    shown = []
+    ui.image.observe(lambda change: shown.append(change["new"]), names="value")
     ui.render_button.click()
     ui.wait()
     assert ui.error == "" and len(fuse_calls) == 1
     art = ui.artwork
     assert art.record.decoder == "vae" and art.image.size == (studio.preset.size, studio.preset.size)
     assert ui.artworks == [art] and len(ui.gallery) == 1
+    assert callable(fuse_calls[0]["on_preview"])  # on a CPU: the TAESD picture first, then the full one
+    assert len(shown) == 2 and shown[0] != shown[1] and shown[1] == ui.image.value
 
 
 def test_grid_button_draws_a_sweep_and_keeps_every_image(ui):

@@ -202,9 +202,11 @@ class FusionMixer(Panel):
         """The full-size image of the current mix, saved to the gallery."""
         self._cancel_preview()
 
+        early = self._show_early if self.studio.device == "cpu" else None  # the CPU's full decode is slow
+
         def work(run):
             weights, subject, seed = self._request()
-            return self.studio.fuse(weights, subject, seed=seed, run=run)
+            return self.studio.fuse(weights, subject, seed=seed, on_preview=early, run=run)
 
         self.say("rendering…")
         return self.run_in_background(work, done=self._show_render, buttons=[self.render_button, self.grid_button])
@@ -240,6 +242,10 @@ class FusionMixer(Panel):
     def _show_preview(self, art):
         self._show(art)
         self.say("preview (not saved: press Render to keep it)")
+
+    def _show_early(self, images):
+        show_png(self.image, png_bytes(images[0]))
+        self.say("a fast preview (TAESD) of the render; the full image follows…")
 
     def _show_render(self, art):
         self._keep([art])
