@@ -459,7 +459,8 @@ class Studio:
     @property
     def tokenizer(self):
         """The pipeline's prompt tokenizer; before the pipeline is loaded, the tokenizer alone (no
-        weights), so a widget can count tokens as a prompt is typed."""
+        weights, and only from files on this machine: counting never downloads), so a widget can
+        count tokens as a prompt is typed."""
         if "pipeline" in self._parts:
             return self.pipe.tokenizer
         with self._loading:
@@ -468,7 +469,7 @@ class Studio:
 
                 try:
                     self._tokenizer = CLIPTokenizer.from_pretrained(
-                        self._source("pipeline"), subfolder="tokenizer", local_files_only=presets.hub_offline())
+                        self._source("pipeline"), subfolder="tokenizer", local_files_only=True)
                 except OSError as err:
                     raise presets.not_available(self.preset, "pipeline", err) from None
             return self._tokenizer

@@ -376,3 +376,22 @@ def test_a_float16_sdxl_vae_that_asks_for_it_decodes_in_float32(tmp_path, force_
     pixels = np.asarray(art.image)
     assert (pixels.std() > 1) == force_upcast  # upcast: a picture; not asked for: the known black square
     assert studio.pipe.vae.dtype == torch.float16  # the VAE stays as loaded
+
+
+def test_counting_tokens_reads_the_cached_tokenizer_alone(offline, monkeypatch):
+    """Counting as a prompt is typed loads no weights and never downloads: the tokenizer comes from files on
+    this machine only, also when the Hub is reachable (huggingface_hub itself may still ask the Hub for its
+    agent registry then, outside the kit's hands, so that part is checked on the call's arguments)."""
+    from transformers import CLIPTokenizer
+
+    asked = []
+    real = CLIPTokenizer.from_pretrained.__func__
+
+    def recording(cls, *args, **kwargs):
+        asked.append(kwargs)
+        return real(cls, *args, **kwargs)
+
+    monkeypatch.setattr(CLIPTokenizer, "from_pretrained", classmethod(recording))
+    studio = kit.Studio(preset="sd-turbo")
+    assert studio.count_tokens("a portrait of an elder!") == [6] and studio.loaded == ()
+    assert [k.get("local_files_only") for k in asked] == [True]
