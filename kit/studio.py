@@ -80,6 +80,12 @@ class Studio:
         self._unavailable: set[str] = set()  # optional parts that failed to load (said once)
         self._tokenizer = None               # the tokenizer alone, before the pipeline is loaded
 
+    @property
+    def previews_first(self) -> bool:
+        """Whether a widget should show the fast TAESD preview before the full image: on a CPU, where
+        the full VAE decode takes longer than a one-step diffusion (bench/bench_cpu.py)."""
+        return self.device == "cpu"
+
     @classmethod
     def for_record(cls, record, **kwargs) -> "Studio":
         """A studio that renders the way `record` (a Record, Artwork or saved image's path) was made:
@@ -474,22 +480,22 @@ class Studio:
                     raise presets.not_available(self.preset, "pipeline", err) from None
             return self._tokenizer
 
+    def _token_ids(self, prompt: str) -> tuple[list[int], int]:
+        """The prompt's token ids (no start and end tokens) and the text encoder's window (75 for CLIP)."""
+        tokenizer = self.tokenizer
+        return tokenizer(prompt, add_special_tokens=False, verbose=False).input_ids, tokenizer.model_max_length - 2
+
     def count_tokens(self, prompt) -> list[int]:
         """The prompt's tokens per chunk of the text encoder's window (75 for CLIP): "a cat" -> [2],
         a 80-token prompt -> [75, 5]. Words past the first chunk are not read by the encoder yet."""
-        prompt = self.check_prompt(prompt, allow_empty=True)
-        tokenizer = self.tokenizer
-        window = tokenizer.model_max_length - 2
-        total = len(tokenizer(prompt, add_special_tokens=False, verbose=False).input_ids)
-        return [min(window, total - start) for start in range(0, total, window)] or [0]
+        ids, window = self._token_ids(self.check_prompt(prompt, allow_empty=True))
+        return [min(window, len(ids) - start) for start in range(0, len(ids), window)] or [0]
 
     def _warn_if_truncated(self, prompts):
-        tokenizer = self.tokenizer
-        window = tokenizer.model_max_length - 2
         for prompt in dict.fromkeys(prompts):
-            ids = tokenizer(prompt, add_special_tokens=False, verbose=False).input_ids
+            ids, window = self._token_ids(prompt)
             if len(ids) > window:
-                dropped = tokenizer.decode(ids[window:])
+                dropped = self.tokenizer.decode(ids[window:])
                 warnings.warn(
                     f"the prompt is {len(ids)} tokens; the text encoder reads {window}, so this part is dropped: "
                     f"{dropped!r}", stacklevel=4)

@@ -202,7 +202,7 @@ class FusionMixer(Panel):
         """The full-size image of the current mix, saved to the gallery."""
         self._cancel_preview()
 
-        early = self._show_early if self.studio.device == "cpu" else None  # the CPU's full decode is slow
+        early = self._show_early if self.studio.previews_first else None
 
         def work(run):
             weights, subject, seed = self._request()

@@ -127,8 +127,8 @@ class PromptStudio(Panel):
                                       buttons=[self.generate_button])
 
     def previews_first(self, request: dict) -> bool:
-        """Show a TAESD preview before the full decode: on a CPU, when the full VAE is asked for."""
-        return self.studio.device == "cpu" and not request["preview"] and self.studio.has("preview")
+        """Show a TAESD preview before the full decode: where the studio says so, when the full VAE is asked for."""
+        return self.studio.previews_first and not request["preview"]
 
     def _show_preview(self, images):
         show_png(self.large, png_bytes(images[-1]))
