@@ -26,6 +26,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update
     apt-get install -y --no-install-recommends "${missing[@]}"
+    apt-get clean  # the downloaded .deb files are not needed once installed
 fi
 
 /usr/bin/chromium --version
