@@ -153,6 +153,28 @@ def test_literal_special_tokens(open_clip_ids):
     assert kit_ids(tokenizer, text) == open_clip_ids(text)
 
 
+# Ids the tiny preset's shipped weights were trained on (recorded with the tokenizer as built before it was
+# read from open_clip's own tokenizer data and loaded through from_pretrained). Raw prompts, no clean_text:
+# what the pipeline sees. "!" is id 0 and "!</w>" 256; the tiny preset pads with the end token, not "!".
+PINNED_IDS = {
+    "!": [49406, 256, 49407],
+    "a portrait!": [49406, 320, 5352, 256, 49407],
+    "wow!!! red hair, blue eyes!": [49406, 2781, 995, 736, 2225, 267, 1746, 3095, 256, 49407],
+    "a ! b !! c!!!": [49406, 320, 256, 321, 748, 322, 995, 49407],
+    "Hello, WORLD! it's 3:45pm": [49406, 3306, 267, 1002, 256, 585, 568, 274, 281, 275, 276, 990, 49407],
+    "portrait of an elder, ukiyo-e style": [49406, 5352, 539, 550, 14416, 267, 37435, 3497, 268, 324, 1844, 49407],
+    "café naïve “quoted” &amp; more": [49406, 15304, 1097, 35689, 563, 728, 506, 27706, 728, 507, 261, 6259, 282, 750,
+                                       49407],
+}
+
+
+def test_token_ids_are_the_ones_the_weights_learned():
+    tokenizer = tiny.clip_tokenizer()
+    assert {text: tokenizer(text).input_ids for text in PINNED_IDS} == PINNED_IDS
+    padded = tokenizer("hi!", padding="max_length", max_length=77).input_ids
+    assert padded[:4] == [49406, 1883, 256, 49407] and padded[4:] == [49407] * 73
+
+
 def test_written_tokenizer_files_load(tmp_path):
     from transformers import CLIPTokenizer
 
