@@ -11,13 +11,12 @@ architectures with random weights from a seed (what training starts from).
 ``ensure_saved()`` writes the preset to disk once, so the rest of the kit loads it with the same
 ``DiffusionPipeline.from_pretrained(folder)`` call that loads a Hub model.
 
-The tokenizer is the real CLIP BPE tokenizer, rebuilt from the vocabulary that open_clip ships.
+The tokenizer is the real CLIP BPE tokenizer, rebuilt from open_clip's own tokenizer (its vocabulary and merges).
 Its ids equal open_clip's for any text passed through ``clean_text()`` first (see there).
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import html
 import json
@@ -110,31 +109,24 @@ _PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"}
 # ---------------------------------------------------------------- tokenizer
 
 
-def _byte_chars() -> list[str]:
-    """CLIP's 256 byte characters, in vocabulary order.
-
-    The 188 printable Latin-1 bytes stand for themselves and come first; the other 68 bytes get
-    the code points 256, 257, ... in byte order, so every byte has a visible, non-space character.
-    """
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    others = [b for b in range(256) if b not in printable]
-    return [chr(b) for b in printable] + [chr(256 + i) for i in range(len(others))]
-
-
 @lru_cache(maxsize=1)
 def _clip_bpe() -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """(vocab, merges) of CLIP's BPE, read from the vocabulary file bundled with open_clip."""
-    from importlib.resources import files
+    """(vocab, merges) of CLIP's BPE, as open_clip's own tokenizer holds them.
 
-    text = files("open_clip").joinpath("bpe_simple_vocab_16e6.txt.gz").read_bytes()
-    lines = gzip.decompress(text).decode("utf-8").split("\n")
-    # line 0 is a header; CLIP uses the next 49152 - 256 - 2 = 48894 merges
-    merges = [tuple(line.split()) for line in lines[1 : 1 + 48894]]
-    byte_chars = _byte_chars()
-    tokens = byte_chars + [c + "</w>" for c in byte_chars] + ["".join(m) for m in merges]
-    tokens += [TOKENIZER["bos_token"], TOKENIZER["eos_token"]]
-    vocab = {token: i for i, token in enumerate(tokens)}
-    assert len(vocab) == 49408, len(vocab)
+    Read from ``open_clip.tokenizer.SimpleTokenizer`` (which loads the vocabulary bundled with
+    open_clip, ``default_bpe()``), not from a file path: the ids are open_clip's by construction.
+    Only the two special tokens are renamed to the spelling transformers' ``CLIPTokenizer`` uses.
+    """
+    from open_clip.tokenizer import SimpleTokenizer
+
+    theirs = SimpleTokenizer()
+    renamed = {"<start_of_text>": TOKENIZER["bos_token"], "<end_of_text>": TOKENIZER["eos_token"]}
+    vocab = {renamed.get(token, token): i for token, i in theirs.encoder.items()}
+    merges = sorted(theirs.bpe_ranks, key=theirs.bpe_ranks.get)  # rank order is merge order
+    # 256 bytes, 256 word-final bytes, 48894 merges and the two special tokens
+    if len(vocab) != 49408 or len(merges) != 48894 or vocab[TOKENIZER["eos_token"]] != 49407:
+        raise RuntimeError(f"open_clip's CLIP tokenizer changed shape ({len(vocab)} ids, {len(merges)} merges): "
+                           "the tiny preset's weights expect CLIP's 49,408 ids")
     return vocab, merges
 
 
@@ -161,11 +153,15 @@ def clean_text(text: str) -> str:
 
 
 def clip_tokenizer():
-    """The CLIP BPE tokenizer as a ``transformers.CLIPTokenizer`` (49,408 ids, 77 tokens)."""
+    """The CLIP BPE tokenizer as a ``transformers.CLIPTokenizer`` (49,408 ids, 77 tokens).
+
+    Built by writing its files and loading them with ``from_pretrained``: the one constructor that
+    transformers 4.x (``vocab_file``/``merges_file``) and 5.x (in-memory ``vocab``/``merges``) share.
+    """
     from transformers import CLIPTokenizer
 
-    vocab, merges = _clip_bpe()
-    return CLIPTokenizer(vocab=dict(vocab), merges=list(merges), **TOKENIZER)
+    with tempfile.TemporaryDirectory(prefix="kit-tokenizer-") as folder:
+        return CLIPTokenizer.from_pretrained(write_clip_tokenizer(folder))
 
 
 def write_clip_tokenizer(folder) -> Path:
