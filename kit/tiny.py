@@ -157,11 +157,14 @@ def clip_tokenizer():
 
     Built by writing its files and loading them with ``from_pretrained``: the one constructor that
     transformers 4.x (``vocab_file``/``merges_file``) and 5.x (in-memory ``vocab``/``merges``) share.
+    The fast class, because 5.x's ``CLIPTokenizer`` is 4.x's ``CLIPTokenizerFast`` (5.x keeps the old
+    name as an alias): 4.x's slow ``CLIPTokenizer`` runs ftfy itself and gives other ids for some text
+    (curly quotes, "&amp;") than the ones the tiny weights were trained on.
     """
-    from transformers import CLIPTokenizer
+    from transformers import CLIPTokenizerFast
 
     with tempfile.TemporaryDirectory(prefix="kit-tokenizer-") as folder:
-        return CLIPTokenizer.from_pretrained(write_clip_tokenizer(folder))
+        return CLIPTokenizerFast.from_pretrained(write_clip_tokenizer(folder))
 
 
 def write_clip_tokenizer(folder) -> Path:
@@ -218,7 +221,13 @@ def _build(seed: int, stream: str, trained: bool, make):
     if trained:
         from safetensors.torch import load_file
 
-        module.load_state_dict(load_file(str(weights_file(stream))))
+        weights = load_file(str(weights_file(stream)))
+        # The text encoder's weights were saved by transformers 5, whose CLIPTextModel holds them at the top
+        # level; transformers 4 holds the same tensors under "text_model.". Same tensors, strict load either way.
+        expected = module.state_dict().keys()
+        weights = {f"text_model.{key}" if key not in expected and f"text_model.{key}" in expected else key: value
+                   for key, value in weights.items()}
+        module.load_state_dict(weights)
     return module.eval()
 
 
