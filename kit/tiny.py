@@ -26,6 +26,8 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
+from .errors import KitError
+
 # Tiny component configs. They are hashed into the on-disk folder name: change one and
 # `ensure_saved()` builds a fresh folder. Sized for the toy world: 64 px pictures, 16 x 16 latents.
 UNET = dict(
@@ -103,6 +105,38 @@ TOKENIZER = dict(
 
 # fixed offsets so each component has its own random stream, whatever else gets built
 _STREAMS = {"unet": 0, "vae": 1, "text_encoder": 2, "inpaint_unet": 3, "preview_vae": 4}
+
+# The tiny-sdxl preset: the SDXL code path offline, built as diffusers' own SDXL tests build theirs
+# (get_dummy_components): two text encoders, the second with a projection (the pooled embedding), and a
+# UNet that reads the pooled text and six size numbers (the time ids: original size, crop corner, target
+# size) through its "text_time" addition embedding. Random weights from a seed: it proves the code path,
+# its pictures are noise. Sized like `tiny`: 64 px pictures, 16 x 16 latents.
+SDXL_UNET = dict(
+    sample_size=16,
+    in_channels=4,
+    out_channels=4,
+    block_out_channels=(32, 64),
+    layers_per_block=1,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    attention_head_dim=(2, 4),
+    use_linear_projection=True,
+    cross_attention_dim=2 * TEXT_ENCODER["hidden_size"],  # the two encoders' hidden states side by side
+    addition_embed_type="text_time",
+    addition_time_embed_dim=8,
+    projection_class_embeddings_input_dim=6 * 8 + TEXT_ENCODER["projection_dim"],  # six size numbers + pooled text
+    norm_num_groups=32,
+)
+SDXL_INPAINT_UNET = dict(SDXL_UNET, in_channels=9)
+# SDXL's latent scale, and its VAE's known flaw reproduced: the trained SDXL VAE's decoder activations pass
+# float16's range (65504), so its config asks for float32 decoding (force_upcast) and a float16 decode
+# without it gives NaN, shown as black pictures. The tiny decoder's first convolution is scaled by
+# SDXL_OVERFLOW to do the same; the GroupNorm after it normalises the scale away in float32.
+SDXL_VAE = dict(VAE, scaling_factor=0.13025, force_upcast=True)
+SDXL_OVERFLOW = 1e5
+SDXL_SCHEDULER = dict(SCHEDULER, prediction_type="epsilon")  # sdxl-turbo's: epsilon prediction, trailing steps
+_SDXL_STREAMS = {"unet": 0, "inpaint_unet": 1, "vae": 2, "text_encoder": 3, "text_encoder_2": 4, "preview_vae": 5}
+_SDXL_SEEDS = 1_000_003  # tiny-sdxl's random streams start here, apart from tiny's
 _PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"}
 
 
@@ -183,12 +217,17 @@ def write_clip_tokenizer(folder) -> Path:
 # ---------------------------------------------------------------- models
 
 
-def _seeded(seed: int, stream: str, build):
-    """Call ``build()`` with torch's RNG seeded for this component, leaving the caller's RNG alone."""
+def _seeded(seed: int, stream: str, build, sdxl: bool = False):
+    """Call ``build()`` with torch's RNG seeded for this component (of tiny, or of tiny-sdxl when
+    `sdxl`), leaving the caller's RNG alone."""
     import torch
 
+    if sdxl:
+        number = _SDXL_SEEDS + seed * len(_SDXL_STREAMS) + _SDXL_STREAMS[stream]
+    else:
+        number = seed * len(_STREAMS) + _STREAMS[stream]
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed * len(_STREAMS) + _STREAMS[stream])
+        torch.manual_seed(number)
         return build()
 
 
@@ -289,6 +328,47 @@ def build_preview_vae(seed: int = 0, *, trained: bool = True):
     return _build(seed, "preview_vae", trained, lambda: AutoencoderTiny(**PREVIEW_VAE))
 
 
+def build_sdxl_pipeline(seed: int = 0, *, inpaint: bool = False):
+    """The tiny-sdxl ``StableDiffusionXLPipeline`` (``StableDiffusionXLInpaintPipeline`` with a
+    9-channel UNet when `inpaint`), random weights drawn from `seed`: a ``CLIPTextModel`` and a
+    ``CLIPTextModelWithProjection`` (the pooled embedding), both with the real CLIP tokenizer, a UNet
+    conditioned on the pooled text and the time ids, and the tiny VAE with SDXL's latent scale and
+    float16 overflow (see `SDXL_VAE`)."""
+    import diffusers
+    import torch
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    def vae():
+        model = diffusers.AutoencoderKL(**SDXL_VAE)
+        with torch.no_grad():
+            model.decoder.conv_in.weight.mul_(SDXL_OVERFLOW)
+            model.decoder.conv_in.bias.mul_(SDXL_OVERFLOW)
+        return model
+
+    def part(stream, make):
+        return _seeded(seed, stream, make, sdxl=True).eval()
+
+    stream, unet = ("inpaint_unet", SDXL_INPAINT_UNET) if inpaint else ("unet", SDXL_UNET)
+    pipeline = diffusers.StableDiffusionXLInpaintPipeline if inpaint else diffusers.StableDiffusionXLPipeline
+    return pipeline(
+        vae=part("vae", vae),
+        text_encoder=part("text_encoder", lambda: CLIPTextModel(CLIPTextConfig(**TEXT_ENCODER))),
+        text_encoder_2=part("text_encoder_2", lambda: CLIPTextModelWithProjection(CLIPTextConfig(**TEXT_ENCODER))),
+        tokenizer=clip_tokenizer(),
+        tokenizer_2=clip_tokenizer(),
+        unet=part(stream, lambda: diffusers.UNet2DConditionModel(**unet)),
+        scheduler=diffusers.EulerDiscreteScheduler(**SDXL_SCHEDULER),
+        add_watermarker=False,  # the invisible watermark would change restored pixels where it is installed
+    )
+
+
+def build_sdxl_preview_vae(seed: int = 0):
+    """The tiny-sdxl ``AutoencoderTiny`` (TAESDXL's place), random weights drawn from `seed`."""
+    from diffusers import AutoencoderTiny
+
+    return _seeded(seed, "preview_vae", lambda: AutoencoderTiny(**PREVIEW_VAE), sdxl=True).eval()
+
+
 # ---------------------------------------------------------------- on disk
 
 
@@ -298,20 +378,59 @@ def save(folder) -> Path:
     build_pipeline().save_pretrained(folder / "pipeline", safe_serialization=True)
     build_preview_vae().save_pretrained(folder / "taesd", safe_serialization=True)
     build_pipeline(inpaint=True).save_pretrained(folder / "inpaint", safe_serialization=True)
+    return _no_pickles(folder)
+
+
+def save_sdxl(folder) -> Path:
+    """Build the tiny-sdxl preset (random weights, seed 0) and save it as safetensors, laid out as
+    `save`'s: ``pipeline/``, ``taesd/``, ``inpaint/``."""
+    folder = Path(folder)
+    build_sdxl_pipeline().save_pretrained(folder / "pipeline", safe_serialization=True)
+    build_sdxl_preview_vae().save_pretrained(folder / "taesd", safe_serialization=True)
+    build_sdxl_pipeline(inpaint=True).save_pretrained(folder / "inpaint", safe_serialization=True)
+    return _no_pickles(folder)
+
+
+def _no_pickles(folder: Path) -> Path:
     pickles = [p for p in folder.rglob("*") if p.suffix in _PICKLE_SUFFIXES]
     if pickles:
-        raise RuntimeError(f"tiny preset wrote pickle files: {pickles}")
+        raise RuntimeError(f"a tiny preset wrote pickle files: {pickles}")
     return folder
 
 
-def fingerprint() -> str:
-    """Short hash of the tiny configs and the diffusers/transformers versions that write them."""
+BUILT_HERE = ("tiny", "tiny-sdxl")  # the presets this module builds from code
+
+
+def _check_preset(preset: str) -> str:
+    if preset not in BUILT_HERE:
+        raise KitError(f"preset must be one built from code ({', '.join(BUILT_HERE)}), got {preset!r}")
+    return preset
+
+
+def _major_minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
+def fingerprint(preset: str = "tiny") -> str:
+    """Short hash of a built-here preset's configs and the diffusers/transformers versions that write them."""
     import diffusers
     import transformers
 
-    def major_minor(version: str) -> str:
-        return ".".join(version.split(".")[:2])
-
+    if _check_preset(preset) == "tiny-sdxl":
+        spec = {
+            "unet": SDXL_UNET,
+            "inpaint_unet": SDXL_INPAINT_UNET,
+            "vae": SDXL_VAE,
+            "overflow": SDXL_OVERFLOW,
+            "preview_vae": PREVIEW_VAE,
+            "text_encoder": TEXT_ENCODER,
+            "scheduler": SDXL_SCHEDULER,
+            "tokenizer": TOKENIZER,
+            "streams": [_SDXL_SEEDS, _SDXL_STREAMS],
+            "diffusers": _major_minor(diffusers.__version__),
+            "transformers": _major_minor(transformers.__version__),
+        }
+        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
     spec = {
         "unet": UNET,
         "inpaint_unet": INPAINT_UNET,
@@ -322,8 +441,8 @@ def fingerprint() -> str:
         "tokenizer": TOKENIZER,
         "streams": _STREAMS,
         "weights": {name: w["sha256"] for name, w in sorted(card()["weights"].items())},
-        "diffusers": major_minor(diffusers.__version__),
-        "transformers": major_minor(transformers.__version__),
+        "diffusers": _major_minor(diffusers.__version__),
+        "transformers": _major_minor(transformers.__version__),
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -332,22 +451,24 @@ def _default_root() -> Path:
     return Path(os.environ.get("KIT_CACHE") or Path.home() / ".cache" / "kit")
 
 
-def ensure_saved(root: Path | None = None) -> Path:
-    """The tiny preset on disk, built on first use and reused after: ``<root>/tiny-<fingerprint>``.
+def ensure_saved(root: Path | None = None, preset: str = "tiny") -> Path:
+    """A built-here preset (`tiny` or `tiny-sdxl`) on disk, built on first use and reused after:
+    ``<root>/<preset>-<fingerprint>``.
 
     ``root`` defaults to ``$KIT_CACHE`` or ``~/.cache/kit``. The preset is written to a temporary
     folder next to the target and renamed into place, so a reader never sees half a preset;
     when two processes race, the first rename wins and the other copy is discarded.
     """
+    write = save_sdxl if _check_preset(preset) == "tiny-sdxl" else save
     root = Path(root) if root is not None else _default_root()
-    target = root / f"tiny-{fingerprint()}"
+    target = root / f"{preset}-{fingerprint(preset)}"
     if target.is_dir():
         return target
     root.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=root))
     scratch.chmod(0o755)  # mkdtemp makes it private; the preset is an ordinary cache folder
     try:
-        save(scratch)
+        write(scratch)
         try:
             os.rename(scratch, target)
         except OSError:

@@ -5,7 +5,7 @@ way huggingface_hub leaves it (``models--org--name/{blobs,snapshots/<commit>,ref
 snapshot's files symlinks into blobs/) for the real repo ids of the sd-turbo and sdxl-turbo presets, with the real
 repositories' file names (fp16 variants included) but tiny random weights of the real classes.
 Then the real presets load from it by name with HF_HUB_OFFLINE=1 and no network, through the same
-code a user runs. sdxl-turbo's fake is a tiny StableDiffusionXLPipeline (two text encoders)."""
+code a user runs. sdxl-turbo's fake is the tiny-sdxl preset's StableDiffusionXLPipeline (two text encoders)."""
 
 import hashlib
 import json
@@ -67,30 +67,6 @@ def pipeline_files(pipe, scratch: Path) -> dict[str, Path]:
     return files
 
 
-def sdxl_pipeline(inpaint=False):
-    """A tiny random StableDiffusionXL(Inpaint)Pipeline: two text encoders, pooled text and size
-    conditioning, the tiny 4x VAE."""
-    import torch
-    from diffusers import (EulerDiscreteScheduler, StableDiffusionXLInpaintPipeline, StableDiffusionXLPipeline,
-                           UNet2DConditionModel)
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
-    torch.manual_seed(0)
-    text = CLIPTextConfig(**tiny.TEXT_ENCODER)  # hidden 32, projection 32
-    unet = UNet2DConditionModel(
-        sample_size=16, in_channels=9 if inpaint else 4, out_channels=4, block_out_channels=(32, 64),
-        layers_per_block=1, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4), use_linear_projection=True,
-        cross_attention_dim=64,  # the two encoders' hidden states side by side
-        addition_embed_type="text_time", addition_time_embed_dim=8,
-        projection_class_embeddings_input_dim=6 * 8 + 32,  # six size numbers, embedded, + the pooled text
-        norm_num_groups=32)
-    pipeline = StableDiffusionXLInpaintPipeline if inpaint else StableDiffusionXLPipeline
-    return pipeline(vae=tiny.build_vae(trained=False), text_encoder=CLIPTextModel(text),
-                    text_encoder_2=CLIPTextModelWithProjection(text), tokenizer=tiny.clip_tokenizer(),
-                    tokenizer_2=tiny.clip_tokenizer(), unet=unet, scheduler=EulerDiscreteScheduler(**tiny.SCHEDULER))
-
-
 @pytest.fixture(scope="module")
 def hub_cache(tmp_path_factory):
     """A Hub cache holding sd-turbo, TAESD, the SD 2 inpainting pipeline and ViT-B-32 laion2b (random weights)."""
@@ -115,11 +91,11 @@ def hub_cache(tmp_path_factory):
     hub_repo(cache, preset.inpaint, pipeline_files(tiny.build_pipeline(inpaint=True, trained=False), work / "inpaint"))
 
     sdxl = presets.PRESETS["sdxl-turbo"]
-    sdxl_turbo = pipeline_files(sdxl_pipeline(), work / "sdxl-turbo")
+    sdxl_turbo = pipeline_files(tiny.build_sdxl_pipeline(), work / "sdxl-turbo")
     assert "text_encoder_2/model.fp16.safetensors" in sdxl_turbo and "tokenizer_2/vocab.json" in sdxl_turbo
     hub_repo(cache, sdxl.model, {**sdxl_turbo, "sd_xl_turbo_1.0_fp16.safetensors": b"a root checkpoint"})
     hub_repo(cache, sdxl.preview, saved_files(work / "taesd"))  # the tiny VAE's latents, as sd-turbo's fake
-    hub_repo(cache, sdxl.inpaint, pipeline_files(sdxl_pipeline(inpaint=True), work / "sdxl-inpaint"))
+    hub_repo(cache, sdxl.inpaint, pipeline_files(tiny.build_sdxl_pipeline(inpaint=True), work / "sdxl-inpaint"))
 
     repo, filename = presets.clip_source(preset)
     assert (repo, filename) == ("laion/CLIP-ViT-B-32-laion2B-s34B-b79K", "open_clip_model.safetensors")
@@ -358,13 +334,11 @@ def test_kit_download_dtype_picks_the_files(monkeypatch, capsys):
 @pytest.mark.parametrize("force_upcast", [True, False])
 def test_a_float16_sdxl_vae_that_asks_for_it_decodes_in_float32(tmp_path, force_upcast):
     """The kit decodes its own latents (the pipeline stops at them), so it must upcast as diffusers' SDXL
-    pipelines do. The VAE's first convolution is scaled so its activations pass float16's range, as the
-    trained SDXL VAE's do; GroupNorm normalises them away in float32."""
+    pipelines do, and only when the VAE's config asks. The tiny-sdxl VAE's activations pass float16's range,
+    as the trained SDXL VAE's do (tiny.SDXL_OVERFLOW); GroupNorm normalises them away in float32."""
     import torch
 
-    pipe = sdxl_pipeline()
-    with torch.no_grad():
-        pipe.vae.decoder.conv_in.weight.mul_(1e5)
+    pipe = tiny.build_sdxl_pipeline()
     pipe.vae.register_to_config(force_upcast=force_upcast)
     pipe.save_pretrained(tmp_path / "sdxl", safe_serialization=True)
     studio = kit.Studio(preset=str(tmp_path / "sdxl"), dtype="float16")
