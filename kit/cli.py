@@ -146,7 +146,7 @@ def main(argv=None) -> int:
                     "JupyterLab there. JupyterLab's own options go after --, e.g. `kit lab -- --ServerApp.ip=0.0.0.0`.",
         epilog=_presets_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", help="model preset for the lessons (sets KIT_PRESET): "
-                                    "tiny (offline), sd-turbo (default), sdxl-turbo, a repo id or a folder")
+                                    "tiny (offline), sd-turbo (default), sdxl-turbo, tiny-sdxl (offline), a repo id or a folder")
     p.add_argument("--lessons", "--notebooks", dest="folder", metavar="DIR",
                    help="your lessons folder (default: $KIT_LESSONS or ~/kit-lessons)")
     p.add_argument("--reset", action="store_true",

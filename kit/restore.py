@@ -237,7 +237,7 @@ def plan(studio, image, mask, prompt=None, seed=None, *, negative=None, steps=No
     preset = studio.preset
     if not studio.has("inpaint"):
         raise KitError(f"preset {preset.name!r} has no inpainting model: restore with the sd-turbo, "
-                       "sdxl-turbo or tiny preset")
+                       "sdxl-turbo, tiny or tiny-sdxl preset")
     text = studio.check_prompt(prompt, allow_empty=True)
     negative = studio.check_prompt(negative, "negative", allow_empty=True)
     seed = latents.random_seed() if seed is None else latents.check_seed(seed)
@@ -254,7 +254,7 @@ def plan(studio, image, mask, prompt=None, seed=None, *, negative=None, steps=No
     record = studio.record(prompt=text, negative=negative, seed=seed, steps=steps, guidance=guidance,
                            width=source.width, height=source.height, decoder="vae")
     record.kind = "restore"
-    record.model = preset.inpaint or "kit-tiny-inpaint"
+    record.model = preset.inpaint or f"kit-{preset.name}-inpaint"
     record.restore = {
         "mask_sha256": mask_hash(region),
         "mask_area": float(region.mean()),

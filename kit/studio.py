@@ -107,7 +107,7 @@ class Studio:
         if self.preset.offline:
             from . import tiny
 
-            return str(tiny.ensure_saved() / PARTS[part])
+            return str(tiny.ensure_saved(preset=self.preset.name) / PARTS[part])
         return {"pipeline": self.preset.model, "preview": self.preset.preview, "inpaint": self.preset.inpaint}[part]
 
     def has(self, part: str) -> bool:
@@ -288,7 +288,7 @@ class Studio:
 
     def record(self, **fields) -> Record:
         """A Record of this studio's preset, model, device and dtype, with `fields` filled in."""
-        return Record(preset=self.preset.name, model=self.preset.model or "kit-tiny", device=self.device,
+        return Record(preset=self.preset.name, model=self.preset.model or f"kit-{self.preset.name}", device=self.device,
                       dtype=str(self.dtype).replace("torch.", ""), **fields)
 
     # ------------------------------------------------------------ making images

@@ -130,8 +130,9 @@ def test_a_missing_model_is_one_short_error_with_its_cause_kept(monkeypatch):
 
 def test_the_preset_table_is_data_checked_on_load(tmp_path):
     table = presets.load()  # kit/data/presets.json
-    assert list(table) == ["tiny", "sd-turbo", "sdxl-turbo"] and table == presets.PRESETS
-    assert table["tiny"].offline and table["sdxl-turbo"].family == "sdxl" and table["sd-turbo"].min_size == 256
+    assert list(table) == ["tiny", "sd-turbo", "sdxl-turbo", "tiny-sdxl"] and table == presets.PRESETS
+    assert table["tiny"].offline and table["tiny-sdxl"].offline and table["sd-turbo"].min_size == 256
+    assert table["sdxl-turbo"].family == table["tiny-sdxl"].family == "sdxl"
     rows = json.loads(presets.PRESETS_PATH.read_text(encoding="utf-8"))["presets"]
     rows[1].update(steps=0, size=500, colour="red")
     rows[2].update(name="sd-turbo", family="sd3")
@@ -146,8 +147,8 @@ def test_the_preset_table_is_data_checked_on_load(tmp_path):
                   "presets[1] (sd-turbo) field 'steps' must be a whole number from 1 to 150, got 0",
                   "presets[1] (sd-turbo) field 'size' must be a multiple of 8 pixels, got 500",
                   "presets[2] (sd-turbo) field 'family' must be one of sd, sdxl, got 'sd3'",
-                  "presets[3] (Big One) field 'name' must be a lowercase kebab-case name",
-                  "presets[3] (Big One) field 'model' must be text or null, got 7"):
+                  "presets[4] (Big One) field 'name' must be a lowercase kebab-case name",
+                  "presets[4] (Big One) field 'model' must be text or null, got 7"):
         assert words in message, words
     rows[1:] = [{**rows[0], "name": "tiny", "min_size": 128}]
     path.write_text(json.dumps({"presets": rows}), encoding="utf-8")

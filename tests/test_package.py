@@ -38,8 +38,8 @@ def test_doctor_reports_device_versions_presets_and_the_plan():
     report = kit.doctor()
     assert report["device"].startswith(("cpu", "cuda", "mps"))
     assert report["torch"] and report["diffusers"] != "not installed"
-    assert set(report["presets"]) == {"tiny", "sd-turbo", "sdxl-turbo"}
-    assert report["presets"]["tiny"] == "ready"
+    assert set(report["presets"]) == {"tiny", "sd-turbo", "sdxl-turbo", "tiny-sdxl"}
+    assert report["presets"]["tiny"] == report["presets"]["tiny-sdxl"] == "ready"  # built from code: nothing to fetch
     assert "tiny" in report["default"]  # KIT_PRESET=tiny in the tests
     assert "<table>" in report._repr_html_() and "device" in str(report)
 
