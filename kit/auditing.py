@@ -88,6 +88,9 @@ What these numbers can and cannot show.
 TINY_NOTE = ("This report used the tiny preset: its image model and CLIP were trained on the toy world, "
              "pictures with skews planted on purpose (kit.tiny.card() lists them). The numbers say what this "
              "toy model learnt from those pictures, nothing about any real group of people.")
+TINY_SDXL_NOTE = ("This report used the tiny-sdxl preset: its image model has random weights; it shows that the "
+                  "SDXL code path runs. The numbers describe noise, nothing about any real group of people.")
+NOTES = {"tiny": TINY_NOTE, "tiny-sdxl": TINY_SDXL_NOTE}  # the built-here presets' word at the top of a report
 
 
 # ---------------------------------------------------------------- checking inputs
@@ -447,8 +450,9 @@ class AuditReport:
     caveats: str = CAVEATS
 
     def __post_init__(self):
-        if self.settings.get("preset") == "tiny" and TINY_NOTE not in self.caveats:
-            self.caveats = f"{TINY_NOTE}\n{self.caveats}"
+        note = NOTES.get(self.settings.get("preset"))
+        if note and note not in self.caveats:
+            self.caveats = f"{note}\n{self.caveats}"
 
     @property
     def terms(self) -> list[str]:
@@ -662,9 +666,9 @@ class AuditReport:
                     f"{len(self.seeds)} paired seeds, {s['steps']} steps, {s['size'][0]}x{s['size'][1]} px, "
                     f"{s['rounds']} bootstrap rounds")
         note = ""
-        if s.get("preset") == "tiny":
+        if s.get("preset") in NOTES:
             note = (f"<p style='border-left:4px solid #e0a000;padding:4px 8px;margin:4px 0'>"
-                    f"{esc(TINY_NOTE)}</p>")
+                    f"{esc(NOTES[s['preset']])}</p>")
         return (f"<div class='kit-audit'>{note}<p><b>Audit</b> of <code>{esc(s['template'])}</code>: {settings}</p>"
                 f"<table><thead>{header}</thead><tbody>{''.join(body)}</tbody></table>"
                 f"<p><small>Each cell: the value for the term's images, and below it its {s['level']:.0%} "
