@@ -51,6 +51,7 @@ import torch
 from . import styles as style_catalogue
 from .errors import KitError
 from .latents import random_seed
+from .prompts import WEBUI
 from .sheet import contact_sheet
 from .studio import CHECKS, INPUTS
 
@@ -192,15 +193,15 @@ _CACHE_SIZE = 64
 _cache_lock = threading.Lock()
 
 
-def encode_component(studio, prompt: str, negative: str, guidance: float) -> dict:
-    """`studio.encode([prompt], negative, guidance)`, one prompt per call, remembered."""
-    key = (id(studio.pipe), prompt, negative, guidance > 1)
+def encode_component(studio, prompt: str, negative: str, guidance: float, encoding: str, chunks: int) -> dict:
+    """`studio.encode([prompt], negative, guidance, ...)`, one prompt per call, remembered."""
+    key = (id(studio.pipe), prompt, negative, guidance > 1, encoding, chunks)
     with _cache_lock:
         cache = _CACHE.setdefault(studio, OrderedDict())
         if key in cache:
             cache.move_to_end(key)
             return cache[key]
-    cond = studio.encode([prompt], negative, guidance)
+    cond = studio.encode([prompt], negative, guidance, encoding=encoding, chunks=chunks)
     with _cache_lock:
         cache[key] = cond
         while len(cache) > _CACHE_SIZE:
@@ -208,11 +209,15 @@ def encode_component(studio, prompt: str, negative: str, guidance: float) -> dic
     return cond
 
 
-def conditioning(studio, weights, subject: str, negative: str = "", guidance: float = 0.0) -> dict:
-    """The blended conditioning of one image: each non-zero component encoded on its own, then blended."""
+def conditioning(studio, weights, subject: str, negative: str = "", guidance: float = 0.0,
+                 encoding: str = WEBUI) -> dict:
+    """The blended conditioning of one image: each non-zero component encoded on its own (as many
+    chunks long as the longest), then blended."""
     components = sorted((c for c in check_weights(weights) if c.weight != 0), key=lambda c: c.key)
     total = sum(c.weight for c in components)
-    conds = [encode_component(studio, c.prompt(subject), negative, guidance) for c in components]
+    texts = [c.prompt(subject) for c in components]
+    chunks = studio.chunk_count(texts, encoding)
+    conds = [encode_component(studio, text, negative, guidance, encoding, chunks) for text in texts]
     return blend(conds, [c.weight / total for c in components])
 
 
@@ -222,7 +227,7 @@ def inputs(studio, records) -> tuple[dict, torch.Tensor]:
     conds = []
     for record in records:
         subject = studio.check_prompt(record.subject, "subject")
-        conds.append(conditioning(studio, record.fusion, subject, first.negative, first.guidance))
+        conds.append(conditioning(studio, record.fusion, subject, first.negative, first.guidance, first.encoding))
     cond = {name: torch.cat([c[name] for c in conds]) for name in conds[0]}
     return cond, studio.noise([r.seed for r in records], first.width, first.height)
 

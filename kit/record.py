@@ -37,11 +37,11 @@ def _now() -> str:
 
 # Field groups for the loose type checks in Record.__post_init__.
 _STR = ("kind", "prompt", "negative", "preset", "model", "scheduler", "sampler",
-        "device", "dtype", "decoder", "kit_version", "created", "sha256")
+        "device", "dtype", "decoder", "encoding", "kit_version", "created", "sha256")
 _OPTIONAL_STR = ("subject", "style", "revision")
 _INT = ("seed", "steps", "width", "height")
 _FLOAT = ("guidance",)
-_OPTIONAL_DICT = ("fusion", "walk", "restore")
+_OPTIONAL_DICT = ("fusion", "walk", "restore", "restyle")
 # Keys a record's settings use to name an image it was made from (see Record.parents).
 _PARENT_KEYS = ("source_sha256", "parent_sha256")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
@@ -55,7 +55,7 @@ class Record:
     versions still load; keys this version does not know end up in ``extra``.
     """
 
-    kind: str = "generate"  # "generate" | "walk" | "fuse" | "restore" ("imported" for foreign PNGs)
+    kind: str = "generate"  # "generate" | "walk" | "fuse" | "restore" | "restyle" ("imported" for foreign PNGs)
     prompt: str = ""  # as sent to the text encoder, after the style template
     negative: str = ""
     subject: str | None = None  # the user's text before a style template was applied
@@ -73,9 +73,13 @@ class Record:
     device: str = "cpu"
     dtype: str = "float32"
     decoder: str = "vae"  # "vae" (full VAE) | "taesd" (preview)
+    # how the prompts were encoded (kit.prompts): "webui" (emphasis syntax, chunks of 75 tokens) for
+    # every image made now; "truncate" (the text as typed, cut after 75 tokens) for records written before
+    encoding: str = "truncate"
     fusion: dict[str, float] | None = None  # style id or free prompt -> weight, as the user gave them
     walk: dict | None = None  # keyframes, method, segment, t, frame, frames
     restore: dict | None = None  # mask_sha256, mask_area, mask_png, source_sha256, source_path, strength, work_size
+    restyle: dict | None = None  # source_sha256, source_size, source_path, strength, crop, resize (image to image)
     kit_version: str = __version__
     created: str = field(default_factory=_now)
     sha256: str = ""  # pixel_hash() of the image
@@ -173,7 +177,7 @@ class Record:
         ``extra["parameters"]``.
         """
         parsed = parse_parameters(text)
-        values = {"kind": "imported", "prompt": parsed["Prompt"],
+        values = {"kind": "imported", "encoding": "webui", "prompt": parsed["Prompt"],
                   "negative": parsed["Negative prompt"], "kit_version": ""}
         for key, name, convert in (("Steps", "steps", int), ("Seed", "seed", int),
                                    ("CFG scale", "guidance", float)):
@@ -197,13 +201,13 @@ class Record:
     def parents(self) -> list[str]:
         """The pixel hashes of the images this one was made from, in the order found, no repeats.
 
-        A restoration names its source (``restore["source_sha256"]``); any other kind may
-        name its sources the same way in its own settings (``walk``, or a dict in ``extra``),
+        A restoration or a restyle names its source (``restore["source_sha256"]``, ``restyle[...]``);
+        any other kind may name its sources the same way in its own settings (``walk``, or a dict in ``extra``),
         or list them in ``extra["parents"]``. Values that are not sha256 hex digests are
         ignored: a record is data, and a wrong hash names nothing.
         """
         found = []
-        for value in (self.restore, self.walk, self.extra,
+        for value in (self.restore, self.restyle, self.walk, self.extra,
                       *(v for v in self.extra.values() if isinstance(v, dict))):
             if not isinstance(value, dict):
                 continue

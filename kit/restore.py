@@ -336,11 +336,11 @@ def _paint(studio, record: Record, source: Image.Image, region: np.ndarray, run)
         work_image = source.resize((width, height), Image.LANCZOS)
         work_mask = work_mask.resize((width, height), Image.NEAREST)
     run.expect(int(record.steps * strength))
+    cond = studio.encode([record.prompt], record.negative, record.guidance, encoding=record.encoding, pipe=pipe)
     try:
         painted, = studio.denoise(
             pipe, run,
-            prompt=record.prompt,
-            negative_prompt=record.negative or None,
+            **cond,
             image=work_image,
             mask_image=work_mask,
             width=width,

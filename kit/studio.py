@@ -9,11 +9,11 @@ decoder, and wrap pixels and Record into an Artwork.
 
 from __future__ import annotations
 
-import math
 import numbers
 import threading
 import warnings
 from contextlib import contextmanager
+from functools import partial
 from dataclasses import replace as _replace
 from pathlib import Path
 from typing import Callable
@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 
 from . import checks, presets, styles
+from . import prompts as prompt_text
 from . import latents as latent_math
 from .errors import KitError
 from .artwork import Artwork, pixel_hash
@@ -270,6 +271,7 @@ class Studio:
             _check_field("record", self.check_size, (record.width, record.height))
         if record.decoder not in ("vae", "taesd"):
             raise KitError(f"record.decoder must be 'vae' or 'taesd', got {record.decoder!r}")
+        prompt_text.check_encoding(record.encoding, "record.encoding")
         if not isinstance(record.extra, dict):
             raise KitError(f"record.extra must be a JSON object, got {type(record.extra).__name__}")
         members = [record]
@@ -289,7 +291,7 @@ class Studio:
     def record(self, **fields) -> Record:
         """A Record of this studio's preset, model, device and dtype, with `fields` filled in."""
         return Record(preset=self.preset.name, model=self.preset.model or f"kit-{self.preset.name}", device=self.device,
-                      dtype=str(self.dtype).replace("torch.", ""), **fields)
+                      dtype=str(self.dtype).replace("torch.", ""), encoding=prompt_text.WEBUI, **fields)
 
     # ------------------------------------------------------------ making images
 
@@ -361,9 +363,9 @@ class Studio:
         if on_preview is not None and (records[0].decoder != "vae" or not self._preview_ready()):
             on_preview = None  # no early picture; the full image comes as always
         with self.running(run, on_step) as run:
-            run.expect(math.ceil(len(records) / batch_size) * steps)
-            for start in range(0, len(records), batch_size):
-                batch = records[start:start + batch_size]
+            batches = self._batches(records, batch_size)
+            run.expect(len(batches) * steps)
+            for batch in batches:
                 try:
                     cond, latents = self.inputs(batch)
                     latents = self.denoise(self.pipe, run, **self._call(cond, latents, batch))
@@ -387,11 +389,25 @@ class Studio:
                     done.append(art)
         return done
 
+    def _batches(self, records: list[Record], size: int) -> list[list[Record]]:
+        """Consecutive records in batches of at most `size`. Prompts of different lengths in chunks
+        are never batched together: padding a short prompt to a long one's length would change its image."""
+        batches, last = [], None
+        for record in records:
+            key = self.chunk_count([record.prompt], record.encoding) if record.kind == "generate" else None
+            if batches and len(batches[-1]) < size and key == last:
+                batches[-1].append(record)
+            else:
+                batches.append([record])
+            last = key
+        return batches
+
     def inputs(self, records: list[Record]) -> tuple[dict, torch.Tensor]:
         """(conditioning, initial latents) for a batch, by the records' kind."""
         kind = records[0].kind
         if kind == "generate":
-            cond = self.encode([r.prompt for r in records], records[0].negative, records[0].guidance)
+            first = records[0]
+            cond = self.encode([r.prompt for r in records], first.negative, first.guidance, encoding=first.encoding)
             return cond, self.noise([r.seed for r in records], records[0].width, records[0].height)
         _import_features()
         if kind in INPUTS:
@@ -447,20 +463,84 @@ class Studio:
 
     # ------------------------------------------------------------ the pipeline
 
-    def encode(self, prompts: list[str], negative: str = "", guidance: float = 0.0) -> dict[str, torch.Tensor]:
-        """The conditioning for prompts: the pipeline's embedding arguments, one row per prompt."""
-        pipe = self.pipe
+    def encode(self, prompts: list[str], negative: str = "", guidance: float = 0.0, *,
+               encoding: str = prompt_text.WEBUI, chunks: int = 1, pipe=None) -> dict[str, torch.Tensor]:
+        """The conditioning for prompts: the pipeline's embedding arguments, one row per prompt.
+
+        Under the "webui" encoding (see `kit.prompts`) each prompt's emphasis is read and its
+        tokens are encoded in chunks of the text encoder's window, laid side by side; every row
+        (and the negative prompt's, when guidance > 1 uses it) is padded with empty chunks to the
+        longest, and to at least `chunks`, so prompts of different lengths can be blended. Each
+        text is encoded on its own, so a prompt encodes the same alone or in a batch. A prompt
+        that fits one chunk, with no emphasis, encodes exactly as the diffusers pipeline would.
+        `pipe` is another pipeline of this studio (`load("inpaint")`); the text-to-image one by default.
+        """
+        pipe = self.pipe if pipe is None else pipe
+        prompt_text.check_encoding(encoding)
         cfg = guidance > 1
-        self._warn_if_truncated(prompts)
+        if encoding == prompt_text.TRUNCATE:
+            self._warn_if_truncated(prompts)
+        texts = list(dict.fromkeys([*prompts, *([negative] if cfg else [])]))
+        sdxl = self.preset.family == "sdxl"
+        encoders = [(pipe.tokenizer, pipe.text_encoder)] + ([(pipe.tokenizer_2, pipe.text_encoder_2)] if sdxl else [])
         with self._lock, torch.inference_mode():
-            if self.preset.family == "sdxl":
-                out = pipe.encode_prompt(prompts, device=self.device, num_images_per_prompt=1,
-                                         do_classifier_free_guidance=cfg, negative_prompt=[negative] * len(prompts))
-                names = ["prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds"]
-            else:
-                out = pipe.encode_prompt(prompts, self.device, 1, cfg, negative_prompt=[negative] * len(prompts))
-                names = ["prompt_embeds", "negative_prompt_embeds"]
-        return {name: value for name, value in zip(names, out) if value is not None}
+            encoded = {text: self._encode_text(encoders, text, encoding, sdxl) for text in texts}
+            length = pipe.tokenizer.model_max_length  # of one chunk, in tokens
+            longest = max([chunks * length, *(hidden.shape[1] for hidden, _ in encoded.values())])
+            empty = None  # an empty prompt's chunk pads the shorter texts
+            for text, (hidden, pooled) in encoded.items():
+                if hidden.shape[1] < longest:
+                    if empty is None:
+                        empty = self._encode_text(encoders, "", prompt_text.TRUNCATE, sdxl)[0]
+                    encoded[text] = torch.cat([hidden, *[empty] * ((longest - hidden.shape[1]) // length)], dim=1), pooled
+        dtype = (pipe.text_encoder_2 if sdxl else pipe.text_encoder).dtype
+
+        def rows(names, which):
+            hidden = torch.cat([encoded[t][0] for t in which]).to(self.device, dtype)
+            out = {names[0]: hidden}
+            if sdxl:
+                out[names[1]] = torch.cat([encoded[t][1] for t in which]).to(self.device, dtype)
+            return out
+
+        cond = rows(("prompt_embeds", "pooled_prompt_embeds"), prompts)
+        if cfg:
+            cond.update(rows(("negative_prompt_embeds", "negative_pooled_prompt_embeds"), [negative] * len(prompts)))
+        return cond
+
+    def _encode_text(self, encoders, text: str, encoding: str, sdxl: bool):
+        """One text's hidden states (1, 77 x chunks, width) and, for SDXL, its pooled embedding (of
+        the first chunk). Emphasis scales each token's embedding, then the chunk's mean is restored."""
+        per_encoder, pooled = [], None
+        for tokenizer, encoder in encoders:
+            window = tokenizer.model_max_length - 2
+            pieces = prompt_text.chunks(partial(_tokenize, tokenizer), text, window, encoding)
+            hidden = []
+            for ids, _ in pieces:
+                pad = [tokenizer.pad_token_id] * (window - len(ids))
+                row = torch.tensor([[tokenizer.bos_token_id, *ids, tokenizer.eos_token_id, *pad]], device=encoder.device)
+                if sdxl:  # as the SDXL pipeline: the penultimate layer, and the second encoder's pooled output
+                    out = encoder(row, output_hidden_states=True)
+                    if pooled is None and out[0].ndim == 2:
+                        pooled = out[0]
+                    hidden.append(out.hidden_states[-2])
+                else:
+                    mask = None
+                    if getattr(encoder.config, "use_attention_mask", False):
+                        mask = torch.tensor([[1] * (len(ids) + 2) + [0] * len(pad)], device=encoder.device)
+                    hidden.append(encoder(row, attention_mask=mask)[0])
+            per_encoder.append(hidden)
+        chunks = []
+        for (_, weights), *parts in zip(pieces, *per_encoder):
+            chunk = torch.cat(parts, dim=-1)  # SDXL: the two encoders' states side by side
+            if any(w != 1.0 for w in weights):
+                scale = torch.ones(chunk.shape[1], dtype=torch.float32, device=chunk.device)
+                scale[1:1 + len(weights)] = torch.tensor(weights)
+                before = chunk.float().mean()
+                weighed = chunk.float() * scale[None, :, None]
+                after = weighed.mean()
+                chunk = (weighed * (before / after) if after != 0 else weighed).to(chunk.dtype)
+            chunks.append(chunk)
+        return torch.cat(chunks, dim=1), pooled
 
     @property
     def tokenizer(self):
@@ -483,15 +563,26 @@ class Studio:
     def _token_ids(self, prompt: str) -> tuple[list[int], int]:
         """The prompt's token ids (no start and end tokens) and the text encoder's window (75 for CLIP)."""
         tokenizer = self.tokenizer
-        return tokenizer(prompt, add_special_tokens=False, verbose=False).input_ids, tokenizer.model_max_length - 2
+        return _tokenize(tokenizer, prompt), tokenizer.model_max_length - 2
 
     def count_tokens(self, prompt) -> list[int]:
-        """The prompt's tokens per chunk of the text encoder's window (75 for CLIP): "a cat" -> [2],
-        a 80-token prompt -> [75, 5]. Words past the first chunk are not read by the encoder yet."""
-        ids, window = self._token_ids(self.check_prompt(prompt, allow_empty=True))
-        return [min(window, len(ids) - start) for start in range(0, len(ids), window)] or [0]
+        """The prompt's tokens per chunk of the text encoder's window (75 for CLIP), as `encode` cuts
+        them: "a cat" -> [2], an 80-token prompt -> [75, 5], "a BREAK b" -> [1, 1]. Emphasis brackets
+        and weights are not tokens: "(a cat:1.2)" -> [2]."""
+        prompt = self.check_prompt(prompt, allow_empty=True)
+        tokenizer = self.tokenizer
+        pieces = prompt_text.chunks(partial(_tokenize, tokenizer), prompt, tokenizer.model_max_length - 2)
+        return [len(ids) for ids, _ in pieces]
+
+    def chunk_count(self, prompts, encoding: str = prompt_text.WEBUI) -> int:
+        """How many chunks the longest of `prompts` takes (what `encode(..., chunks=)` pads to, so
+        that prompts of different lengths blend in a walk or a fusion)."""
+        if encoding == prompt_text.TRUNCATE:
+            return 1
+        return max(len(self.count_tokens(prompt)) for prompt in prompts)
 
     def _warn_if_truncated(self, prompts):
+        """Under the "truncate" encoding (older records), say what the text encoder does not read."""
         for prompt in dict.fromkeys(prompts):
             ids, window = self._token_ids(prompt)
             if len(ids) > window:
@@ -562,6 +653,11 @@ class Studio:
 
     def _upcasts(self, vae) -> bool:
         return self.preset.family == "sdxl" and vae.dtype == torch.float16 and bool(vae.config.get("force_upcast"))
+
+
+def _tokenize(tokenizer, text: str) -> list[int]:
+    """A text's token ids, without the start and end tokens."""
+    return tokenizer(text, add_special_tokens=False, verbose=False).input_ids
 
 
 def _check_field(field: str, check, *values, **named):

@@ -525,9 +525,11 @@ def inputs(studio, records: list[Record]) -> tuple[dict, torch.Tensor]:
     noises: dict[int, torch.Tensor] = {}
     first = records[0]
 
-    def encoding(prompt):
-        if prompt not in encoded:  # one encode call per keyframe prompt, exactly as generate makes it
-            encoded[prompt] = studio.encode([prompt], first.negative, first.guidance)
+    def encoding(prompt, everyone):
+        if prompt not in encoded:  # one encode call per keyframe prompt, as long as the walk's longest
+            chunks = studio.chunk_count(everyone, first.encoding)
+            encoded[prompt] = studio.encode([prompt], first.negative, first.guidance, encoding=first.encoding,
+                                            chunks=chunks)
         return encoded[prompt]
 
     def noise(seed):
@@ -542,7 +544,7 @@ def inputs(studio, records: list[Record]) -> tuple[dict, torch.Tensor]:
         start, end, t = w["segment"], (w["segment"] + 1) % len(seeds), w["t"]
         blend = latents.slerp if w["method"] == "slerp" else latents.lerp
         starts.append(blend(noise(seeds[start]), noise(seeds[end]), t))
-        a, b = encoding(prompts[start]), encoding(prompts[end])
+        a, b = encoding(prompts[start], prompts), encoding(prompts[end], prompts)
         conds.append({name: blend(a[name], b[name], t) for name in a})
     cond = {name: torch.cat([c[name] for c in conds]) for name in conds[0]}
     return cond, torch.stack(starts)

@@ -60,7 +60,9 @@ def test_the_token_count_follows_the_prompt_as_it_is_typed(ui):
     assert ui.tokens == [4] and "4 tokens" in ui.token_count.value
     ui.prompt.value = "portrait of a weaver, " + "soft light, " * 30
     assert ui.tokens[0] == 75 and len(ui.tokens) == 2
-    assert "reads the first 75" in ui.token_count.value and "dropped" in ui.token_count.value
+    assert f"in 2 chunks (75 + {ui.tokens[1]})" in ui.token_count.value
+    ui.prompt.value = "a (weaver:1.3) BREAK soft light"
+    assert ui.tokens == [2, 2] and "4 tokens in 2 chunks" in ui.token_count.value
     ui.prompt.value = ""
     assert ui.tokens == [0] and "0 tokens" in ui.token_count.value
 

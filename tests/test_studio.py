@@ -189,13 +189,6 @@ def test_tokens_are_counted_per_chunk_of_the_encoders_window_without_loading_the
         s.count_tokens(["not", "text"])
 
 
-def test_long_prompt_warns_what_is_dropped(studio):
-    prompt = "portrait of " + "a lantern and " * 40 + "a heron"
-    with pytest.warns(UserWarning, match="dropped: .*heron"):
-        art, = studio.generate(prompt, seed=1)
-    assert art.record.prompt == prompt
-
-
 @pytest.mark.parametrize(
     "kwargs, field",
     [

@@ -79,10 +79,13 @@ def test_lerp_and_slerp_share_the_ends_but_not_the_middle(studio, five):
 class FakeStudio:
     """encode/noise like a Studio's, with SDXL-style pooled tensors: enough for walks.inputs."""
 
-    def encode(self, prompts, negative="", guidance=0.0):
+    def encode(self, prompts, negative="", guidance=0.0, *, encoding="webui", chunks=1):
         g = torch.Generator().manual_seed(len(prompts[0]))
-        return {"prompt_embeds": torch.randn(1, 77, 8, generator=g),
+        return {"prompt_embeds": torch.randn(1, 77 * chunks, 8, generator=g),
                 "pooled_prompt_embeds": torch.randn(1, 16, generator=g)}
+
+    def chunk_count(self, prompts, encoding="webui"):
+        return 1
 
     def noise(self, seeds, width, height):
         return torch.stack([latents.noise(s, (4, height // 8, width // 8)) for s in seeds])

@@ -90,17 +90,17 @@ class PromptStudio(Panel):
     # ------------------------------------------------------------ actions
 
     def count_tokens(self):
-        """Count the prompt's tokens as it is typed, and say when the text encoder will not read them all."""
+        """Count the prompt's tokens as it is typed, and say when they take more than one chunk of the encoder's window."""
         try:
             self.tokens = self.studio.count_tokens(self.prompt.value)
         except KitError:  # no model here yet, or a prompt too long to be one: Generate says why
             self.tokens, self.token_count.value = [], ""
             return
-        total, window = sum(self.tokens), self.tokens[0]
+        total = sum(self.tokens)
         text = f"{total} token{'s' * (total != 1)}"
         if len(self.tokens) > 1:
-            text += (f" ({' + '.join(map(str, self.tokens))}): the text encoder reads the first {window}; "
-                     "the words after them are dropped")
+            text += (f" in {len(self.tokens)} chunks ({' + '.join(map(str, self.tokens))}), "
+                     f"each read by the text encoder on its own")
         self.token_count.value = f"<span class='kit-status'>{escape(text)}</span>"
 
     def roll_seed(self):
