@@ -50,11 +50,13 @@ def test_chunks_cut_at_the_window_and_at_break():
 def test_a_short_plain_prompt_encodes_exactly_as_the_diffusers_pipeline(studio):
     pipe = studio.pipe
     for prompt, negative in [("a portrait of an elder", ""), ("a cat!", "blurry, dark")]:
-        ours = studio.encode([prompt, prompt], negative, guidance=3.0)
+        ours = studio.encode([prompt], negative, guidance=3.0)
         with torch.inference_mode():
-            theirs, negatives = pipe.encode_prompt([prompt] * 2, "cpu", 1, True, negative_prompt=[negative] * 2)
+            theirs, negatives = pipe.encode_prompt([prompt], "cpu", 1, True, negative_prompt=[negative])
         assert torch.equal(ours["prompt_embeds"], theirs)
         assert torch.equal(ours["negative_prompt_embeds"], negatives)
+        pair = studio.encode([prompt, "a heron"], negative, guidance=3.0)  # the same in a batch as alone
+        assert torch.equal(pair["prompt_embeds"][:1], theirs)
 
 
 def test_words_past_the_first_75_tokens_change_the_image(studio):
@@ -143,3 +145,34 @@ def test_an_unknown_encoding_is_refused_naming_the_field(studio):
         studio.render(forged)
     with pytest.raises(KitError, match="encoding must be one of"):
         studio.encode(["a heron"], encoding="nope")
+
+
+@pytest.fixture(scope="module")
+def sdxl():
+    s = kit.Studio(preset="tiny-sdxl")
+    s.progress_bar = False
+    return s
+
+
+def test_sdxl_short_prompts_encode_as_its_pipeline_and_long_ones_in_chunks(sdxl):
+    pipe = sdxl.pipe
+    ours = sdxl.encode(["a portrait of an elder"], "blurry", guidance=3.0)
+    with torch.inference_mode():
+        theirs = pipe.encode_prompt(["a portrait of an elder"], device="cpu", num_images_per_prompt=1,
+                                    do_classifier_free_guidance=True, negative_prompt=["blurry"])
+    names = ["prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds"]
+    for name, tensor in zip(names, theirs):
+        assert torch.equal(ours[name], tensor), name
+    pair = sdxl.encode(["a portrait of an elder", "a heron"], "blurry", guidance=3.0)
+    for name in names:  # each text is encoded on its own: the same in a batch as alone
+        assert torch.equal(pair[name][:1], ours[name]), name
+    long_ = sdxl.encode([FILLER + "a heron"], FILLER + "blurry", guidance=3.0)
+    assert long_["prompt_embeds"].shape[1] == long_["negative_prompt_embeds"].shape[1] == 2 * 77
+    assert long_["pooled_prompt_embeds"].shape == ours["pooled_prompt_embeds"][:1].shape  # of the first chunk
+    heron, = sdxl.generate(FILLER + "a heron", seed=3)
+    fox, = sdxl.generate(FILLER + "a red fox", seed=3)
+    assert not np.array_equal(pixels(heron), pixels(fox))
+    weighted, = sdxl.generate("a portrait of an (elder:1.5)", seed=3)
+    plain, = sdxl.generate("a portrait of an (elder:1.0)", seed=3)
+    assert np.array_equal(pixels(plain), pixels(sdxl.generate("a portrait of an elder", seed=3)[0]))
+    assert not np.array_equal(pixels(weighted), pixels(plain))
