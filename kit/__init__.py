@@ -28,7 +28,7 @@ _LAZY = {
     "Stopped": "kit.runs",
 }
 _SUBMODULES = {"styles", "widgets", "presets", "latents", "walks", "fusion", "provenance", "embed", "atlas", "auditing",
-               "restore", "credentials", "sheet", "tiny", "collection", "files", "lessons", "projection", "runs",
+               "restore", "restyle", "credentials", "sheet", "tiny", "collection", "files", "lessons", "projection", "runs",
                "record", "artwork", "gallery"}
 
 __all__ = ["KitError", "__version__", *_LAZY, *sorted(_SUBMODULES)]

@@ -438,6 +438,12 @@ class Studio:
 
         return restore(self, image, mask, prompt=prompt, seed=seed, **options)
 
+    def restyle(self, image, prompt=None, *, style=None, strength: float = 0.6, seed=None, **options) -> Artwork:
+        """Re-render an image with a prompt and/or a style (image to image): see `kit.restyle.restyle`."""
+        from .restyle import restyle
+
+        return restyle(self, image, prompt, style=style, strength=strength, seed=seed, **options)
+
     # ------------------------------------------------------------ runs
 
     @contextmanager
@@ -698,7 +704,7 @@ def _refuse_pickles(folder: Path) -> None:
 
 def _import_features() -> None:
     """The features register their record kinds (INPUTS, RENDERERS) when imported."""
-    from . import fusion, restore, walks  # noqa: F401
+    from . import fusion, restore, restyle, walks  # noqa: F401
 
 
 def _dtype_argument() -> str:
