@@ -41,6 +41,13 @@ def flag(value, field: str) -> bool:
     return bool(value)
 
 
+def callback(value, field: str, takes: str):
+    """`value` if it is None or can be called, or KitError: `takes` says what it is called with."""
+    if value is not None and not callable(value):
+        raise KitError(f"{field} must be a function of {takes}, got {type(value).__name__}")
+    return value
+
+
 def text(value, field: str, *, limit: int, allow_empty: bool = False) -> str:
     """`value` as one line of text: whitespace runs made single spaces, control characters refused."""
     if value is None and allow_empty:

@@ -229,8 +229,7 @@ def restyle(studio, image, prompt=None, *, style=None, strength=DEFAULT_STRENGTH
     """
     record, source = plan(studio, image, prompt, style=style, strength=strength, seed=seed, negative=negative,
                           steps=steps, guidance=guidance, size=size, preview=preview)
-    if on_preview is not None and not callable(on_preview):
-        raise KitError(f"on_preview must be a function of the preview images, got {type(on_preview).__name__}")
+    checks.callback(on_preview, "on_preview", "the preview images")
     with studio.running(run, on_step) as run:
         return _paint(studio, record, source, run, on_preview=on_preview, save=save)
 

@@ -309,8 +309,7 @@ class Studio:
         """
         records = self.plan(prompt, style=style, negative=negative, seed=seed, n=n, steps=steps,
                             guidance=guidance, size=size, preview=preview)
-        if on_preview is not None and not callable(on_preview):
-            raise KitError(f"on_preview must be a function of the preview images, got {type(on_preview).__name__}")
+        checks.callback(on_preview, "on_preview", "the preview images")
         if "pipeline" not in self._parts:
             presets.require(self.preset)  # a missing model: one short error here, not from deep inside loading
         return self.render_many(records, on_step=on_step, on_preview=on_preview, run=run)

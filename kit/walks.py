@@ -123,7 +123,7 @@ def _check_batch_size(batch_size, default) -> int:
 def walk(studio, keyframes, frames: int = 24, method: str = "slerp", loop: bool = False, *,
          even: bool = False, space: str = "auto", refine: int = 1, batch_size: int | None = None,
          reuse: Walk | None = None, on_step=None, negative=None, steps=None, guidance=None,
-         size=None, preview: bool = False, run=None) -> Walk:
+         size=None, preview: bool = False, on_preview=None, run=None) -> Walk:
     """Render a walk through ``keyframes`` and return it as a ``Walk`` (a list of Artworks).
 
     frames: how many frames (2 to pacing.MAX_FRAMES); loop: walk back to the first keyframe.
@@ -134,12 +134,14 @@ def walk(studio, keyframes, frames: int = 24, method: str = "slerp", loop: bool 
     batch_size: frames per batch (default ``studio.batch_size``); frames on keyframes always
     go alone. reuse: an earlier Walk over the same keyframes and settings whose frames
     are taken instead of rendered again. on_step(done, total): progress.
-    negative, steps, guidance, size, preview: as for ``studio.generate``.
+    negative, steps, guidance, size, preview, on_preview: as for ``studio.generate`` (on_preview gets
+    each batch's TAESD frames as soon as their latents exist, before the full VAE decode).
     run: a `kit.Run` that can stop the walk; a stopped walk raises `kit.Stopped` whose `done`
     is the Walk of the frames finished (``complete`` False), which `reuse` can continue.
     """
     frames = check_frames(frames)
     refine = checks.whole(refine, "refine", 0, 4)
+    checks.callback(on_preview, "on_preview", "the preview images")
     if space not in SPACES:
         raise KitError(f"space must be one of {', '.join(map(repr, SPACES))}, got {space!r}")
     even = checks.flag(even, "even")
@@ -151,7 +153,7 @@ def walk(studio, keyframes, frames: int = 24, method: str = "slerp", loop: bool 
     positions = pacing.walk_positions(plan)
     with studio.running(run, on_step) as run:
         try:
-            arts = result._render(keys, run)
+            arts = result._render(keys, run, on_preview)
             if even:
                 keys, positions, arts = result._even_pacing(keys, positions, arts, frames, refine, run)
                 result.even = True
@@ -296,7 +298,7 @@ class Walk(list):
 
     # ------------------------------------------------------------ rendering
 
-    def _render(self, keys, run) -> list[Artwork]:
+    def _render(self, keys, run, on_preview=None) -> list[Artwork]:
         """Artworks for (segment, t) keys, from the cache or rendered (raises kit.Stopped, keeping what was made)."""
         missing = [key for key in dict.fromkeys(keys) if key not in self._cache]
         records = [self.frame_record(segment, t, i, len(keys)) for i, (segment, t) in enumerate(missing)]
@@ -308,7 +310,7 @@ class Walk(list):
             if not group:
                 continue
             try:
-                self._keep(self.studio.render_many(group, batch_size=size, run=run))
+                self._keep(self.studio.render_many(group, batch_size=size, run=run, on_preview=on_preview))
             except Stopped as stopped:
                 self._keep(stopped.done)
                 raise

@@ -69,7 +69,8 @@ def test_generate_fills_the_slider_and_shows_the_first_frame(ui):
     assert len(ui.walk) == 4
     assert (ui.slider.min, ui.slider.max) == (ui.play.min, ui.play.max) == (1, 4)   # frames count from 1
     assert not ui.slider.disabled and ui.slider.value == 1
-    assert ui.image.value == ui.frame_png[0] == png_bytes(ui.walk[0].image)
+    assert ui.image.value == ui.frame_png[0] == png_bytes(ui.walk[0].image)  # the full frame replaced the previews
+    assert ui.previews == 4  # on a CPU every frame was shown first as a fast TAESD preview
     assert ui.image.layout.display == ""
     assert [k.style for k in ui.walk.keyframes] == [None, "ukiyo-e"]
     assert "frame 1 of 4" in ui.caption.value and "from keyframe 1 (seed 3) to keyframe 2 (seed 4)" in ui.caption.value

@@ -329,3 +329,15 @@ def test_walk_html_names_its_keyframes_escaped_and_rounds_numbers(studio):
     html = walk._repr_html_()
     assert "step to next" in html and "e-0" not in html and "&ndash;" in html
     assert f"{walk.step_sizes[0]:.4f}" in html
+
+
+def test_on_preview_gets_every_frame_from_the_fast_decoder_before_the_full_one(studio):
+    previews = []
+    walk = studio.walk([("portrait of a weaver", 1), ("portrait of a potter", 2)], frames=3,
+                       on_preview=previews.extend)
+    assert len(previews) == len(walk) == 3
+    assert [p.size for p in previews] == [a.image.size for a in walk]
+    assert all(a.record.decoder == "vae" for a in walk)
+    assert all(not np.array_equal(np.asarray(p), np.asarray(a.image)) for p, a in zip(previews, walk))
+    with pytest.raises(kit.KitError, match="on_preview"):
+        studio.walk([("portrait of a weaver", 1), ("portrait of a potter", 2)], frames=3, on_preview="show")

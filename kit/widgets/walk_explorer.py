@@ -53,6 +53,7 @@ class WalkExplorer(Panel):
     """
 
     walk = T.Any(None, allow_none=True, help="the last kit.walks.Walk shown")
+    previews = T.Int(0, help="fast TAESD frames shown while the walk was made (on a CPU, before the full decode)")
     exported = T.Any(None, allow_none=True, help="the path of the last export")
 
     def __init__(self, studio, folder=None, **kwargs):
@@ -157,9 +158,11 @@ class WalkExplorer(Panel):
         """Make the walk in the background; bad input is shown and the widget stays usable."""
         keyframes, request, previous = self.keyframes(), self.request(), self.walk
         self.say("walking…")
+        self.previews = 0
+        early = self._show_preview if self.studio.previews_first and not request["preview"] else None
 
         def work(run):
-            walk = self.studio.walk(keyframes, **request, reuse=previous, run=run)
+            walk = self.studio.walk(keyframes, **request, reuse=previous, on_preview=early, run=run)
             walk.step_sizes  # noqa: B018  (measured here, in the background, for the plot)
             return walk, self._encode(walk, previous)
 
@@ -167,6 +170,12 @@ class WalkExplorer(Panel):
             self._show_walk((walk, self._encode(walk, previous)))
 
         return self.run_in_background(work, done=self._show_walk, partial=partial, buttons=[self.generate_button])
+
+    def _show_preview(self, images):
+        """A batch's fast TAESD frames, shown as they come while the walk is made (the full frames follow)."""
+        show_png(self.image, png_bytes(images[-1]))
+        self.previews += len(images)
+        self.say(f"walking… {self.previews} frames previewed (TAESD); the full frames follow")
 
     def _encode(self, walk, previous) -> list[bytes]:
         """PNG bytes of every frame, taken from the previous walk where the pixels are the same."""
