@@ -83,29 +83,38 @@ def embed_part(args, work: Path, ray) -> None:
     preset = vit_b_32_preset(work)
     print(f"\n1. embed_collection: {args.images} JPEGs of {args.size} px, ViT-B-32 (random weights), "
           f"batch {args.batch_size}, shards of {args.shard_size}, best of {args.repeats}; {load()}")
-    runs = [("local", None), ("ray", 1), ("ray", 2)]
+    from kit import presets
+
+    default = str(presets.pick_dtype("cpu", None, presets.get(preset))).replace("torch.", "")
+    # the kit's default dtype on this CPU (bfloat16 where it is native) beside float32, the "before"
+    runs = [("local", None, "float32"), ("local", None, default), ("ray", 1, default), ("ray", 2, default)]
+    runs = list(dict.fromkeys(runs))
     seconds, vectors = {run: float("inf") for run in runs}, {}
     for _ in range(args.repeats):  # in turns, best of: each configuration sees the same background load
-        for engine, workers in runs:
-            out = work / f"dataset-{engine}-{workers}"
+        for engine, workers, dtype in runs:
+            out = work / f"dataset-{engine}-{workers}-{dtype}"
             shutil.rmtree(out, ignore_errors=True)
             start = time.perf_counter()
             summary = embed_collection(images, out, engine=engine, workers=workers, preset=preset,
                                        batch_size=args.batch_size, shard_size=args.shard_size, device="cpu",
-                                       progress=False)
-            seconds[engine, workers] = min(seconds[engine, workers], time.perf_counter() - start)
+                                       progress=False, dtype=dtype)
+            seconds[engine, workers, dtype] = min(seconds[engine, workers, dtype], time.perf_counter() - start)
             assert summary.ok and summary.done == args.images, summary
             table = pq.read_table(out)
-            vectors[engine, workers] = np.stack(table.sort_by("id").column("embedding").to_numpy(zero_copy_only=False))
-    local = seconds["local", None]
-    print(f"{'engine':<8} {'workers':>7} {'seconds':>8} {'images/s':>9} {'vs local':>9}")
-    for (engine, workers), wall in seconds.items():
-        print(f"{engine:<8} {workers or '-':>7} {wall:8.1f} {args.images / wall:9.1f} {local / wall:8.2f}x")
-    print(f"Ray overhead at 1 worker: {seconds['ray', 1] / local - 1:+.0%} of the local wall time "
-          f"({seconds['ray', 1] - local:+.1f} s)")
+            vectors[engine, workers, dtype] = np.stack(
+                table.sort_by("id").column("embedding").to_numpy(zero_copy_only=False))
+    before = seconds["local", None, "float32"]
+    print(f"{'engine':<8} {'workers':>7} {'dtype':>9} {'seconds':>8} {'images/s':>9} {'vs local float32':>17}")
+    for (engine, workers, dtype), wall in seconds.items():
+        print(f"{engine:<8} {workers or '-':>7} {dtype:>9} {wall:8.1f} {args.images / wall:9.1f} {before / wall:16.2f}x")
+    local = seconds["local", None, default]
+    print(f"Ray overhead at 1 worker: {seconds['ray', 1, default] / local - 1:+.0%} of the local wall time "
+          f"({seconds['ray', 1, default] - local:+.1f} s)")
+    reference = vectors["local", None, "float32"]
     for key in runs[1:]:
-        diff = np.abs(vectors[key] - vectors["local", None]).max()
-        print(f"max |ray({key[1]}) - local| over all vectors: {diff:.2e}")
+        cosine = np.sum(vectors[key] * reference, axis=1)
+        print(f"{key[0]}({key[1] or '-'}) {key[2]} vs local float32: lowest cosine {cosine.min():.4f}, "
+              f"max |difference| {np.abs(vectors[key] - reference).max():.2e}")
     print(load())
 
 

@@ -84,13 +84,15 @@ class Summary:
 def embed_collection(source, out, engine: str = "local", address: str | None = None, workers: int | None = None,
                      preset=None, batch_size: int = 64, shard_size: int = 1000, *, device: str | None = None,
                      max_pixels: int = MAX_PIXELS, on_shard=None, progress: bool = True,
-                     new_source: bool = False, run=None) -> Summary:
+                     new_source: bool = False, run=None, dtype=None) -> Summary:
     """Embed every image of `source` into Parquet shards under `out`; returns a `Summary`.
 
     source: a folder tree of images, or a .csv/.parquet list with a ``path`` column.
     engine: "local" (this process, no Ray) or "ray" (Ray Data actors: ``address`` of a
     cluster, e.g. "auto", or a local Ray with every core). workers: Ray actors (default: one
-    per GPU, else one). device: "cpu"/"cuda" (default: the best there is). A rerun skips the
+    per GPU, else one). device: "cpu"/"cuda" (default: the best there is). dtype: CLIP's
+    (default: as a Studio's, bfloat16 on a CPU that computes it natively; the dataset's model id
+    says which, e.g. "ViT-B-32/laion2b_s34b_b79k:bfloat16", so one dataset never mixes them). A rerun skips the
     complete shards; a different model or shard size in `out` raises KitError, and so does
     another source unless `new_source` (the collection moved: its shards are kept where the
     paths under the new source are the same).
@@ -108,7 +110,8 @@ def embed_collection(source, out, engine: str = "local", address: str | None = N
         raise KitError("address is the address of a Ray cluster: use it with engine='ray'")
     preset = presets.get(preset)
     presets.require(preset, "clip")
-    model = clip_model_id(preset)
+    precision = str(presets.pick_dtype(presets.pick_device(device), dtype, preset)).replace("torch.", "")
+    model = clip_model_id(preset, precision)
     pretrained = Path(preset.clip_pretrained).name if Path(preset.clip_pretrained).is_file() else preset.clip_pretrained
     dim = _clip_dim(preset)
 
@@ -138,9 +141,9 @@ def embed_collection(source, out, engine: str = "local", address: str | None = N
         if job.stopped:  # a Stop pressed before the work began
             raise Stopped()
         if pending and engine == "local":
-            embed_local(writer, src, pending, preset, presets.pick_device(device), batch_size, max_pixels)
+            embed_local(writer, src, pending, preset, presets.pick_device(device), batch_size, max_pixels, precision)
         elif pending:
-            embed_ray(writer, src, pending, preset, device, address, workers, batch_size, max_pixels)
+            embed_ray(writer, src, pending, preset, device, address, workers, batch_size, max_pixels, precision)
     except Stopped as err:
         stopped, summary.reason = err, "stopped"
     except KitError:

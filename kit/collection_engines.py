@@ -45,16 +45,19 @@ class ImageEncoder:
     image becomes an error row, never a failed batch.
     """
 
-    def __init__(self, preset, device: str = "cpu", threads: int | None = None, max_pixels: int = MAX_PIXELS):
+    def __init__(self, preset, device: str = "cpu", threads: int | None = None, max_pixels: int = MAX_PIXELS,
+                 dtype: str = "float32"):
         import torch
 
         from .embed import load_clip
+        from .presets import pick_dtype
 
         if threads:
             torch.set_num_threads(threads)
         self.device = device
         self.max_pixels = max_pixels
-        self.model, self.preprocess, _ = load_clip(preset, device)
+        self.dtype = pick_dtype(device, dtype)  # a name, so that Ray can send it to its actors
+        self.model, self.preprocess, _ = load_clip(preset, device, self.dtype)
         self.dim = int(self.model.visual.output_dim)
 
     def __call__(self, batch: dict) -> dict:
@@ -81,7 +84,7 @@ class ImageEncoder:
         embedding = np.zeros((n, self.dim), dtype=np.float32)
         if tensors:
             with torch.inference_mode():
-                vectors = self.model.encode_image(torch.stack(tensors).to(self.device), normalize=True)
+                vectors = self.model.encode_image(torch.stack(tensors).to(self.device, self.dtype), normalize=True)
             embedding[readable] = vectors.float().cpu().numpy()
         out = {key: np.asarray(value) for key, value in batch.items() if key != "file"}
         out.update(embedding=embedding, width=width, height=height, error=np.array(errors, dtype=object))
@@ -96,8 +99,8 @@ def _records(src, shard) -> list[dict]:
             for key in src.keys[shard.start:shard.stop]]
 
 
-def embed_local(run, src, pending, preset, device, batch_size, max_pixels) -> None:
-    encoder = ImageEncoder(preset, device=device, max_pixels=max_pixels)
+def embed_local(run, src, pending, preset, device, batch_size, max_pixels, dtype) -> None:
+    encoder = ImageEncoder(preset, device=device, max_pixels=max_pixels, dtype=dtype)
     for shard in pending:
         records = _records(src, shard)
         for start in range(0, len(records), batch_size):
@@ -105,7 +108,7 @@ def embed_local(run, src, pending, preset, device, batch_size, max_pixels) -> No
             run.add(encoder({name: [r[name] for r in chunk] for name in ("shard", "key", "file")}))
 
 
-def embed_ray(run, src, pending, preset, device, address, workers, batch_size, max_pixels) -> None:
+def embed_ray(run, src, pending, preset, device, address, workers, batch_size, max_pixels, dtype) -> None:
     with ray_session(address, workers) as ray:
         import ray.data
 
@@ -127,7 +130,7 @@ def embed_ray(run, src, pending, preset, device, address, workers, batch_size, m
         records = [record for shard in pending for record in _records(src, shard)]
         blocks = max(1, math.ceil(len(records) / batch_size))
         dataset = ray.data.from_items(records, override_num_blocks=blocks).map_batches(
-            ImageEncoder, fn_constructor_kwargs={"preset": preset, "max_pixels": max_pixels, **kwargs},
+            ImageEncoder, fn_constructor_kwargs={"preset": preset, "max_pixels": max_pixels, "dtype": dtype, **kwargs},
             compute=ray.data.ActorPoolStrategy(size=workers), batch_size=batch_size, batch_format="numpy",
             **actor)
         context = ray.data.DataContext.get_current()

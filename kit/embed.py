@@ -140,8 +140,14 @@ def load_clip(preset=None, device: str | None = None, dtype=None):
     return model, preprocess, open_clip.get_tokenizer(name)
 
 
-def model_id(preset) -> str:
-    """The name that keys the cache: "model/pretrained", with a fingerprint for local or random weights."""
+def model_id(preset, dtype=None) -> str:
+    """The name that keys the cache: "model/pretrained", with a fingerprint for local or random weights,
+    and ":bfloat16" (say) when the model runs in another dtype than float32: its vectors differ a little."""
+    precision = str(dtype or "float32").replace("torch.", "")
+    return _model_name(preset) + ("" if precision == "float32" else f":{precision}")
+
+
+def _model_name(preset) -> str:
     preset = presets.get(preset)
     name, pretrained = preset.clip_model, preset.clip_pretrained
     if pretrained == "random":
@@ -413,8 +419,7 @@ class Embedder:
         self.batch_size = batch_size
         self.max_pixels = max_pixels
         self.dtype = presets.pick_dtype(self.device, dtype, self.preset)
-        precision = str(self.dtype).replace("torch.", "")
-        self.model_id = model_id(self.preset) + ("" if precision == "float32" else f":{precision}")
+        self.model_id = model_id(self.preset, self.dtype)
         if cache is True:
             self.cache = VectorCache(default_cache_path())
         elif cache is False or cache is None:

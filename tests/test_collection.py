@@ -201,6 +201,21 @@ def test_a_different_model_or_shard_size_is_a_clear_error(local, source, tmp_pat
     assert shards(other) == []
 
 
+def test_bfloat16_embeddings_are_a_model_of_their_own_close_to_float32(local, source, tmp_path):
+    out, summary = local
+    half = embed_collection(source, tmp_path / "bf16", shard_size=SHARD, batch_size=32, progress=False,
+                            dtype="bfloat16")
+    assert half.model_id == summary.model_id + ":bfloat16" and half.done == summary.done
+    got, want = table(tmp_path / "bf16"), table(out)
+    assert got.column("id").to_pylist() == want.column("id").to_pylist()
+    a = np.array([v for v in got.column("embedding").to_pylist() if v])
+    b = np.array([v for v in want.column("embedding").to_pylist() if v])
+    assert not np.array_equal(a, b)  # computed in bfloat16 indeed
+    assert np.min(np.sum(a * b, axis=1)) > 0.99  # unit vectors: the cosine of each pair
+    with pytest.raises(KitError, match="two models don't mix"):  # a float32 rerun into it is refused
+        embed_collection(source, tmp_path / "bf16", shard_size=SHARD, progress=False)
+
+
 def test_lists_of_paths_in_csv_and_parquet(local, source, tmp_path):
     chosen = ["c/img002.jpg", "a/img000.jpg", "b/img004.jpg", "a/missing.png"]
     (source / "list.csv").write_text("path,region\n" + "".join(f"{p},r{i}\n" for i, p in enumerate(chosen)))

@@ -251,7 +251,7 @@ def encoder():
 
     enc = object.__new__(ImageEncoder)  # the real __call__, without loading a model
     seen = []
-    enc.device, enc.max_pixels, enc.model, enc.dim = "cpu", MAX_PIXELS, StubModel(), 4
+    enc.device, enc.max_pixels, enc.model, enc.dim, enc.dtype = "cpu", MAX_PIXELS, StubModel(), 4, torch.float32
     enc.preprocess = lambda image: seen.append(np.asarray(image)) or torch.zeros(3)
     return enc, seen
 
