@@ -3,7 +3,8 @@
 # The pure-Python pins go into an overlay folder put first on PYTHONPATH (pip --target --no-deps),
 # so the main venv (its torch above all) is reused and nothing in it changes. Then a subset of the
 # tests that runs the real paths with the tiny preset: tokenizer ids, save/load through
-# from_pretrained, pinned pixels, generate, walk, fuse, restore, replay, the style map's embeddings.
+# from_pretrained, pinned pixels, generate, walk, fuse, restore, replay, the style map's embeddings,
+# long and weighted prompts (SD and SDXL, compared with the pipelines' own encoding), tiny-sdxl.
 # Usage: bash scripts/test-lowest.sh [extra pytest arguments]   (from the repository root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,7 +51,7 @@ if problems:
 PY
 exec "$python" -m pytest -p no:cacheprovider -q -o addopts="-ra --strict-markers" \
     tests/test_floors.py tests/test_tiny.py tests/test_pinned.py tests/test_embed.py tests/test_atlas.py \
-    tests/test_style_map.py \
+    tests/test_style_map.py tests/test_prompts.py tests/test_tiny_sdxl.py \
     "tests/test_studio.py::test_replay_reproduces_the_saved_image" \
     "tests/test_studio.py::test_local_folder_preset_loads_through_from_pretrained" \
     "tests/test_walks.py::test_a_middle_frame_replays_exactly_from_its_png" \
