@@ -13,6 +13,7 @@ _WIDGETS = {
     "FusionMixer": "kit.widgets.fusion_mixer",
     "StyleMap": "kit.widgets.style_map",
     "AuditView": "kit.widgets.audit_view",
+    "Sketchpad": "kit.widgets.sketchpad",
 }
 
 __all__ = list(_WIDGETS)
