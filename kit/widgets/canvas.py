@@ -147,7 +147,7 @@ _CSS = """
   width: 100%; height: 100%; }
 .kit-canvas-strokes { cursor: crosshair; touch-action: none; }
 .kit-mask-mode .kit-canvas-strokes { opacity: 0.55; }
-.kit-pixelated > img, .kit-pixelated > canvas { image-rendering: pixelated; }
+.kit-pixelated > img, .kit-pixelated > canvas, img.kit-pixelated { image-rendering: pixelated; }
 """
 
 

@@ -19,6 +19,7 @@ from .common import (Panel, gallery_for, image_slot, png_bytes, preset_note, see
                      style_note)
 
 VIEW = 384           # px, how wide the drawing and the result are shown
+MASK_VIEW = 288      # px, in mode "mask": the picture, the restoration and its overlay side by side
 DRAWING = 256        # px, the smallest drawing made (the tiny preset's 64 px is too small to draw on)
 HISTORY = 200        # drawings Undo can go back to
 COLOURS = "#1d3557"  # the first brush colour: a dark blue ink
@@ -81,7 +82,7 @@ class Sketchpad(Panel):
         self._made = None   # (artwork, drawing, request) of the result shown: Keep decodes it in full
         self._started = time.perf_counter()
 
-        scale = VIEW / max(width, height)
+        scale = (VIEW if mode == "draw" else MASK_VIEW) / max(width, height)
         brush = max(3, round(max(width, height) / 40))
         self.canvas = SketchCanvas(width=width, height=height, display_width=round(width * scale), mode=mode,
                                    brush_size=brush, brush_color=COLOURS)
@@ -119,6 +120,10 @@ class Sketchpad(Panel):
         self.result = image_slot(width=f"{round(width * scale)}px")
         self.overlay = image_slot(width=f"{round(width * scale)}px")
         self.caption = W.HTML()
+        made = width if mode == "mask" else studio.preset.size  # the side of the pictures the model makes
+        if width * scale >= 2 * made:  # small pictures enlarged: sharp pixels, as the canvas shows them
+            self.result.add_class("kit-pixelated")
+            self.overlay.add_class("kit-pixelated")
 
         W.link((self.brush, "value"), (self.canvas, "brush_size"))
         W.link((self.colour, "value"), (self.canvas, "brush_color"))
@@ -364,7 +369,7 @@ class Sketchpad(Panel):
         show_png(self.result, png_bytes(art.image))
         show_png(self.overlay, png_bytes(art.overlay))
         area = art.record.restore["mask_area"]
-        self.caption.value = (f"<div class='kit-text'>restored (left) and the AI-made pixels in magenta (right): "
+        self.caption.value = (f"<div class='kit-text'>the restoration (middle) and the AI-made pixels in magenta (right): "
                               f"{area:.1%} of the picture, painted by hand in {self.stroke_count} "
                               f"stroke{'s' * (self.stroke_count != 1)}; seed {art.record.seed}</div>")
         self.say(f"restored in {time.perf_counter() - self._started:.1f} s, saved to {self.gallery.folder}")
