@@ -429,7 +429,7 @@ def _cached_parts(preset: Preset, variant: str | None) -> dict[str, bool]:
         parts["preview"] = Path(preset.preview).is_dir() or all(
             _cached_file(preset.preview, name) for name in _PREVIEW_FILES)
     if preset.inpaint:
-        parts["inpaint"] = _pipeline_cached(preset.inpaint, variant)
+        parts["inpaint"] = Path(preset.inpaint).is_dir() or _pipeline_cached(preset.inpaint, variant)
     clip = clip_source(preset)
     parts["clip"] = Path(preset.clip_pretrained).is_file() or (clip is not None and _cached_file(*clip) is not None)
     return parts

@@ -255,6 +255,22 @@ def test_local_folder_preset_loads_through_from_pretrained(tmp_path):
     assert np.array_equal(pixels(art), pixels(same))
 
 
+def test_a_preset_of_local_folders_restores_offline_with_its_inpainting_folder(tmp_path, monkeypatch):
+    from kit import restore, tiny
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    root = tiny.ensure_saved(tmp_path)
+    preset = presets.Preset(name="folders", model=str(root / "pipeline"), preview=str(root / "taesd"),
+                            inpaint=str(root / "inpaint"), size=64, min_size=32, max_size=128, steps=2)
+    assert presets.cached(preset) == {"pipeline": True, "preview": True, "inpaint": True, "clip": False}
+    s = kit.Studio(preset=preset, dtype="float32")
+    s.progress_bar = False
+    art, = s.generate("portrait", seed=4)
+    damaged, mask = restore.damage(art.image, "holes", seed=1, amount=0.1)
+    restored = s.restore(damaged, mask, prompt="portrait", seed=0)
+    assert restored.record.kind == "restore" and s.loaded == ("pipeline", "inpaint")
+
+
 def test_a_model_folder_with_only_pickle_weights_is_refused(tmp_path):
     """Weights are data only: a folder whose weights are .bin pickles is refused, naming safetensors,
     and the error talks about the folder, never about the Hugging Face cache."""
