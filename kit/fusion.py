@@ -52,6 +52,7 @@ from . import styles as style_catalogue
 from .errors import KitError
 from .latents import random_seed
 from .prompts import WEBUI
+from .record import Drawn, credit, seed_action
 from .sheet import contact_sheet
 from .studio import CHECKS, INPUTS
 
@@ -245,14 +246,19 @@ def plan(studio, weights, subject, *, seed=None, negative=None, steps=None, guid
         studio.check_prompt(c.prompt(subject), f"weights[{c.key!r}] prompt")
     record, = studio.plan(subject, negative=negative, seed=seed, steps=steps, guidance=guidance, size=size,
                           preview=preview)
-    return _fused(record, weights, subject)
+    return _fused(record, weights, subject, seed_action(seed))
 
 
-def _fused(record, weights, subject: str):
-    """A copy of `record` (its settings checked) for `subject` in a blend of `weights`."""
+def _fused(record, weights, subject: str, seed_chosen: list[dict] | None = None):
+    """A copy of `record` (its settings checked) for `subject` in a blend of `weights`; `seed_chosen`:
+    the person's seed action (`seed_action`), none when the seed was left to chance."""
     components = check_weights(weights)
-    return replace(record, kind="fuse", prompt=f"{describe(weights)}: {subject}", subject=subject, style=None,
-                   fusion={c.key: c.weight for c in components})
+    fused = replace(record, kind="fuse", prompt=f"{describe(weights)}: {subject}", subject=subject, style=None,
+                    fusion={c.key: c.weight for c in components})
+    person = [{"action": "typed the prompt", "prompt": subject},
+              {"action": "set the fusion weights", "weights": dict(fused.fusion)},
+              *([{"action": "typed the negative prompt"}] if record.negative else []), *(seed_chosen or [])]
+    return credit(fused, person)
 
 
 def fuse(studio, weights, subject, *, seed=None, negative=None, steps=None, guidance=None, size=None,
@@ -339,11 +345,16 @@ def fusion_grid(studio, styles, subject, seed=None, points=None, *, steps=None, 
     points = 5 if points is None else points
     keys = check_styles(styles, 2, 3)
     cells, columns = grid_cells(keys, points)
-    seed = random_seed() if seed is None else seed
+    chosen = seed_action(seed)
+    seed = Drawn(random_seed()) if seed is None else seed
     blends = [weights for weights in cells if weights is not None]
     first = plan(studio, blends[0], subject, seed=seed, negative=negative, steps=steps,
                  guidance=guidance, size=size, preview=preview)  # checks every key and the settings once
     records = [first] + [_fused(first, weights, first.subject) for weights in blends[1:]]
+    person = [{"action": "typed the prompt", "prompt": first.subject},
+              {"action": "chose the styles of a grid", "styles": keys, "points": points},  # the grid sets each weight
+              *([{"action": "typed the negative prompt"}] if first.negative else []), *chosen]
+    records = [credit(record, person) for record in records]
     arts = studio.render_many(records, on_step=on_step, run=run)
     finished = iter(arts)
     images = [next(finished) if weights is not None else None for weights in cells]

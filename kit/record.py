@@ -5,7 +5,10 @@ model, sampler, ...). It is JSON-serialisable and checked loosely on creation: w
 and numpy hand over is accepted, what cannot be meant is refused with a KitError naming
 the field. ``Record.parameters()`` writes it in the format the popular Stable Diffusion
 web UIs write and read; ``parse_parameters`` and ``Record.from_parameters`` read it back.
-``Record.parents()`` names the images (by pixel hash) this one was made from.
+``Record.parents()`` names the images (by pixel hash) this one was made from; ``Record.authorship``
+says who did what: the person's part (typed the prompt, chose the style, drew, picked one of
+several ...) next to the model's (which model, which steps), and ``describe_authorship()`` says
+it in sentences.
 
 Light on purpose: stdlib and numpy only.
 """
@@ -24,7 +27,8 @@ from datetime import datetime, timezone
 from . import __version__
 from .errors import KitError
 
-__all__ = ["Record", "parse_parameters", "sampler_name", "SAMPLER_NAMES"]
+__all__ = ["Record", "Drawn", "credit", "check_person", "seed_action", "parse_parameters", "sampler_name",
+           "SAMPLER_NAMES"]
 
 
 def _now() -> str:
@@ -41,7 +45,7 @@ _STR = ("kind", "prompt", "negative", "preset", "model", "scheduler", "sampler",
 _OPTIONAL_STR = ("subject", "style", "revision")
 _INT = ("seed", "steps", "width", "height")
 _FLOAT = ("guidance",)
-_OPTIONAL_DICT = ("fusion", "walk", "restore", "restyle")
+_OPTIONAL_DICT = ("fusion", "walk", "restore", "restyle", "authorship")
 # Keys a record's settings use to name an image it was made from (see Record.parents).
 _PARENT_KEYS = ("source_sha256", "parent_sha256")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
@@ -80,6 +84,9 @@ class Record:
     walk: dict | None = None  # keyframes, method, segment, t, frame, frames
     restore: dict | None = None  # mask_sha256, mask_area, mask_png, source_sha256, source_path, strength, work_size
     restyle: dict | None = None  # source_sha256, source_size, source_path, strength, crop, resize (image to image)
+    # who did what: {"person": [{"action": "typed the prompt", ...}, ...], "model": {"model", "preset", "kind",
+    # "steps", "did"}} (see credit); None for records written before, which do not say
+    authorship: dict | None = None
     kit_version: str = __version__
     created: str = field(default_factory=_now)
     sha256: str = ""  # pixel_hash() of the image
@@ -112,6 +119,8 @@ class Record:
                 setattr(self, name, _json_copy(name, value))
         if self.fusion is not None:
             self.fusion = {str(k): _as_float(f"fusion[{k!r}]", v) for k, v in self.fusion.items()}
+        if self.authorship is not None:
+            _check_authorship(self.authorship)
         if not isinstance(self.extra, dict):
             raise KitError(f"Record.extra must be a dict, got {self.extra!r}")
         self.extra = _json_copy("extra", self.extra)
@@ -216,6 +225,134 @@ class Record:
             candidates += [value.get(key) for key in _PARENT_KEYS]
             found += [c.lower() for c in candidates if isinstance(c, str) and _SHA256.fullmatch(c)]
         return list(dict.fromkeys(found))
+
+    # -- who did what -----------------------------------------------------------
+
+    def describe_authorship(self, more: list[dict] | None = None) -> list[str]:
+        """Who did what, as sentences for people: the person's actions first, then the model's part.
+
+        more: person actions noted after the image was saved (``Gallery.authorship`` passes the
+        picks it keeps). A record written before authorship was kept says so instead.
+        """
+        section = self.authorship or {}
+        person = [*section.get("person", []), *(more or [])]
+        if not section:
+            lines = ["This record was written before the kit kept who did what."]
+            return lines + [_say(entry, self) for entry in person]
+        lines = [_say(entry, self) for entry in person] or ["The person gave no input of their own."]
+        model = section.get("model") or {}
+        name = model.get("model") or self.model or self.preset or "the model"
+        steps = model.get("steps")
+        did = model.get("did") or "made the image"
+        lines.append(f"The model ({name}{f', {steps} step' + 's' * (steps != 1) if isinstance(steps, int) else ''}) "
+                     f"{did}.")
+        return lines
+
+
+class Drawn(int):
+    """A seed the person did not choose (a dice roll, a widget's default): passed as the seed, it makes
+    the same image, but the record does not say the person chose it (see `credit`)."""
+
+
+def seed_action(seed) -> list[dict]:
+    """The person's seed action for a request's seed: none when the seed was left to chance."""
+    if seed is None or isinstance(seed, (Drawn, bool)) or not isinstance(seed, numbers.Integral):
+        return []  # left to chance, or not a seed at all (the request's own check refuses that)
+    return [{"action": "chose the seed", "seed": int(seed)}]
+
+
+# What the model did, by kind, in words (the rest of the sentence "The model (name, steps) ...").
+_MODEL_DID = {
+    "generate": "generated the image from seeded noise, guided by the prompt",
+    "walk": "generated this frame from noise and prompt embeddings blended between the keyframes",
+    "fuse": "generated the image from a weighted blend of the styles' prompt embeddings",
+    "restore": "inpainted the masked pixels; every other pixel is the source's",
+    "restyle": "re-rendered the source image with the prompt",
+}
+MAX_ACTIONS = 64  # person actions a record may hold (a record is data: read from a file, it is checked)
+
+
+def credit(record: Record, person: list[dict]) -> Record:
+    """Fill `record.authorship`: `person` (the person's actions, in order) and the model's part,
+    from the record's own fields. Returns the record (changed in place)."""
+    model = {"model": record.model or record.preset, "preset": record.preset, "kind": record.kind,
+             "steps": record.steps, "did": _MODEL_DID.get(record.kind, "made the image")}
+    if record.kind == "restyle" and isinstance(record.restyle, dict) and "strength" in record.restyle:
+        strength = record.restyle["strength"]
+        model["strength"] = strength
+        if isinstance(strength, (int, float)):
+            model["steps_run"] = int(record.steps * strength)  # img2img runs the last steps x strength steps
+        model["did"] = (f"re-rendered the source image with the prompt, {strength:g} of the way from the "
+                        "source towards fresh noise")
+    record.authorship = {"person": list(person), "model": model}
+    _check_authorship(record.authorship)
+    return record
+
+
+def check_person(person, field: str = "person") -> list[dict]:
+    """Person actions a caller adds (a widget: {"action": "drew", "strokes": 12}), JSON-copied; None is none."""
+    if person is None:
+        return []
+    if isinstance(person, dict) or not isinstance(person, (list, tuple)):
+        raise KitError(f"{field} must be a list of actions such as [{{'action': 'drew', 'strokes': 12}}], "
+                       f"got {type(person).__name__}")
+    person = _json_copy(field, list(person))
+    try:
+        _check_authorship({"person": person})
+    except KitError as err:
+        raise KitError(f"{field}: {err}") from None
+    return person
+
+
+def _check_authorship(section) -> None:
+    """Loose checks, as for every field: a dict with a list of person actions (dicts naming an action)."""
+    if set(section) - {"person", "model"}:
+        raise KitError(f"Record.authorship may hold 'person' and 'model', got {sorted(section)}")
+    person = section.get("person", [])
+    if not isinstance(person, list) or len(person) > MAX_ACTIONS:
+        raise KitError(f"Record.authorship['person'] must be a list of at most {MAX_ACTIONS} actions")
+    for entry in person:
+        if not isinstance(entry, dict) or not isinstance(entry.get("action"), str) or not entry["action"].strip():
+            raise KitError(f"Record.authorship['person'] entries must be objects with an 'action' text, got {entry!r}")
+    if not isinstance(section.get("model", {}), dict):
+        raise KitError("Record.authorship['model'] must be an object")
+
+
+def _say(entry: dict, record: Record) -> str:
+    """One person action as a sentence."""
+    action = entry["action"]
+    details = {k: v for k, v in entry.items() if k != "action"}
+    if action == "typed the prompt" and isinstance(details.get("prompt"), str):
+        return f"The person typed the prompt \u201c{details['prompt']}\u201d."
+    if action == "chose the style" and details.get("style"):
+        return f"The person chose the style {details['style']}."
+    if action == "set the fusion weights" and isinstance(details.get("weights"), dict):
+        mix = ", ".join(f"{k} {v:g}" if isinstance(v, (int, float)) else str(k) for k, v in details["weights"].items())
+        return f"The person chose the styles and their weights ({mix})."
+    if action == "chose the seed" and isinstance(details.get("seed"), int):
+        seed = details["seed"]
+        also = f" (the batch's first; this image's is {record.seed})" if record.seed != seed else ""
+        return f"The person chose the seed {seed}{also}."
+    if action in ("gave the source image", "gave the image to restore") and isinstance(details.get("sha256"), str):
+        return f"The person {action} (pixel hash {details['sha256'][:12]}\u2026)."
+    if action == "set the strength" and isinstance(details.get("strength"), (int, float)):
+        return f"The person set the strength to {details['strength']:g}."
+    if action == "gave the mask" and isinstance(details.get("pixels"), int):
+        return f"The person gave the mask of the area to restore ({details['pixels']} pixels)."
+    if action == "drew" and isinstance(details.get("strokes"), int):
+        n = details["strokes"]
+        return f"The person drew {n} stroke{'s' * (n != 1)}."
+    if action == "painted the mask" and isinstance(details.get("pixels"), int):
+        return f"The person painted the mask by hand ({details['pixels']} pixels)."
+    if action == "picked" and isinstance(details.get("of"), int):
+        return f"The person picked this image out of {details['of']} candidates."
+    rest = ", ".join(f"{k} {_short(v)}" for k, v in details.items())
+    return f"The person {action}{f' ({rest})' if rest else ''}."
+
+
+def _short(value) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _as_int(name, value) -> int:

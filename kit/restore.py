@@ -32,7 +32,7 @@ from . import checks
 from .artwork import Artwork, pixel_hash
 from .errors import KitError
 from .files import read_image
-from .record import Record, sampler_name
+from .record import Record, check_person, credit, sampler_name, seed_action
 from .runs import Stopped
 from .studio import CHECKS, MAX_RECORD_SIDE, RENDERERS
 
@@ -228,10 +228,16 @@ def _edge(region: np.ndarray) -> np.ndarray:
 
 
 def plan(studio, image, mask, prompt=None, seed=None, *, negative=None, steps=None, guidance=None,
-         strength: float = 1.0) -> tuple[Record, Image.Image, np.ndarray]:
-    """Check a restore request: (record, RGB source, bool mask), without touching a model."""
+         strength: float = 1.0, person=None) -> tuple[Record, Image.Image, np.ndarray]:
+    """Check a restore request: (record, RGB source, bool mask), without touching a model.
+
+    person: what the person did that the arguments cannot show, added to the record's authorship
+    (a widget where the mask was painted by hand: [{"action": "painted the mask", "pixels": n}]).
+    """
     from . import latents
 
+    added = check_person(person)
+    chosen = seed_action(seed)
     source = check_image(image)
     region = check_mask(mask, source.size)
     preset = studio.preset
@@ -267,6 +273,11 @@ def plan(studio, image, mask, prompt=None, seed=None, *, negative=None, steps=No
     path = getattr(image, "path", None) if isinstance(image, Artwork) else image
     if isinstance(path, (str, os.PathLike)):  # a file on disk: a replay can find the source again
         record.restore["source_path"] = str(Path(path).expanduser().resolve())
+    painted = any(a["action"] == "painted the mask" for a in added)
+    credit(record, [{"action": "gave the image to restore", "sha256": record.restore["source_sha256"]},
+                    *([] if painted else [{"action": "gave the mask", "pixels": int(region.sum())}]),
+                    *([{"action": "typed the prompt", "prompt": text}] if text else []),
+                    *([{"action": "typed the negative prompt"}] if negative else []), *chosen, *added])
     return record, source, region
 
 
@@ -284,7 +295,7 @@ def work_size(size: tuple[int, int], preset) -> tuple[int, int]:
 
 
 def restore(studio, image, mask, prompt=None, seed=None, *, negative=None, steps=None, guidance=None,
-            strength: float = 1.0, on_step=None, run=None) -> Restoration:
+            strength: float = 1.0, person=None, on_step=None, run=None) -> Restoration:
     """Inpaint the masked region of a damaged image; returns a Restoration (an Artwork).
 
     mask: white (255) / True / 1 where the image is damaged. prompt: what belongs there (may be
@@ -292,10 +303,11 @@ def restore(studio, image, mask, prompt=None, seed=None, *, negative=None, steps
     region from fresh noise; lower keeps more of what is there. steps and guidance default to
     the preset's for tiny, and to 25 steps at guidance 7.5 for the Hub inpainting models.
     The same seed gives the same pixels. The result's `overlay` shows which pixels the model made.
+    person: actions the arguments cannot show, for the record's authorship (see `plan`).
     A stopped `run` raises `kit.Stopped`.
     """
     record, source, region = plan(studio, image, mask, prompt, seed, negative=negative, steps=steps,
-                                  guidance=guidance, strength=strength)
+                                  guidance=guidance, strength=strength, person=person)
     with studio.running(run, on_step) as run:
         return _paint(studio, record, source, region, run)
 

@@ -40,7 +40,7 @@ from PIL import Image
 from . import checks, fusion, styles
 from .artwork import Artwork, pixel_hash
 from .errors import KitError
-from .record import Record, sampler_name
+from .record import Record, check_person, credit, sampler_name, seed_action
 from .restore import check_image
 from .runs import Stopped
 from .studio import CHECKS, MAX_STEPS, RENDERERS
@@ -181,10 +181,16 @@ def _text(studio, prompt, style) -> dict:
 
 
 def plan(studio, image, prompt=None, *, style=None, strength=DEFAULT_STRENGTH, seed=None, negative=None,
-         steps=None, guidance=None, size=None, preview=False) -> tuple[Record, Image.Image]:
-    """Check a restyle request: (record, RGB source), without touching a model."""
+         steps=None, guidance=None, size=None, preview=False, person=None) -> tuple[Record, Image.Image]:
+    """Check a restyle request: (record, RGB source), without touching a model.
+
+    person: what the person did that the arguments cannot show, added to the record's authorship
+    (a drawing widget: [{"action": "drew", "strokes": 12}]).
+    """
     from . import latents
 
+    added = check_person(person)
+    chosen = seed_action(seed)
     strength = check_strength(strength)
     source = check_image(image)  # the one reader: files capped in bytes and pixels, anything not an image refused
     text = _text(studio, prompt, style)
@@ -211,12 +217,19 @@ def plan(studio, image, prompt=None, *, style=None, strength=DEFAULT_STRENGTH, s
     path = _source_path(image)
     if path:  # a file or a saved Artwork: a replay can find the source again
         record.restyle["source_path"] = path
-    return record, source
+    typed = isinstance(prompt, str) and prompt.strip()
+    person = [{"action": "gave the source image", "sha256": record.restyle["source_sha256"]},
+              *([{"action": "typed the prompt", "prompt": text["subject"] or text["prompt"]}] if typed else []),
+              *([{"action": "chose the style", "style": text["style"]}] if text["style"] else []),
+              *([{"action": "set the fusion weights", "weights": text["fusion"]}] if text["fusion"] else []),
+              *([{"action": "typed the negative prompt"}] if negative else []),
+              {"action": "set the strength", "strength": strength}, *chosen, *added]
+    return credit(record, person), source
 
 
 def restyle(studio, image, prompt=None, *, style=None, strength=DEFAULT_STRENGTH, seed=None, negative=None,
-            steps=None, guidance=None, size=None, preview=False, on_step=None, on_preview=None, run=None,
-            save=True) -> Artwork:
+            steps=None, guidance=None, size=None, preview=False, person=None, on_step=None, on_preview=None,
+            run=None, save=True) -> Artwork:
     """Re-render `image` (a path, PIL image, array or Artwork) with `prompt` and/or `style`.
 
     strength: how far from the source, above 0 and at most 1 (default 0.6). style: a catalogue
@@ -225,10 +238,11 @@ def restyle(studio, image, prompt=None, *, style=None, strength=DEFAULT_STRENGTH
     preset's native size on the longer side, aspect kept. preview=True decodes with TAESD;
     `on_preview(images)` gets the TAESD picture before the full decode. A stopped `run`
     raises `kit.Stopped`; `save=False` keeps the result out of the studio's gallery.
+    person: actions the arguments cannot show, for the record's authorship (see `plan`).
     The same source, settings and seed give the same pixels.
     """
     record, source = plan(studio, image, prompt, style=style, strength=strength, seed=seed, negative=negative,
-                          steps=steps, guidance=guidance, size=size, preview=preview)
+                          steps=steps, guidance=guidance, size=size, preview=preview, person=person)
     checks.callback(on_preview, "on_preview", "the preview images")
     with studio.running(run, on_step) as run:
         return _paint(studio, record, source, run, on_preview=on_preview, save=save)

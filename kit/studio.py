@@ -27,7 +27,7 @@ from .errors import KitError
 from .artwork import Artwork, pixel_hash
 from .artwork import load as load_artwork
 from .gallery import Gallery
-from .record import Record, sampler_name
+from .record import Record, credit, sampler_name, seed_action
 from .runs import Run, Stopped, as_run
 
 MAX_PROMPT_CHARS = 5000
@@ -231,6 +231,8 @@ class Studio:
         text = styles.get(style).compose(subject) if style else subject
         n = checks.whole(n, "n (images)", 1, MAX_BATCH)
         preview = checks.flag(preview, "preview")
+        person = [{"action": "typed the prompt", "prompt": subject}, *([{"action": "chose the style", "style": style}]
+                  if style else []), *([{"action": "typed the negative prompt"}] if negative else []), *seed_action(seed)]
         seed = latent_math.random_seed() if seed is None else latent_math.check_seed(seed)
         latent_math.check_seed(seed + n - 1)
         steps, guidance = self.check_settings(steps, guidance)
@@ -241,9 +243,9 @@ class Studio:
         if negative and guidance <= 1:
             warnings.warn("the negative prompt has no effect when guidance <= 1 (sd-turbo's default is 0)", stacklevel=3)
         return [
-            self.record(prompt=text, subject=subject if style else None, style=style, negative=negative,
-                         seed=seed + i, steps=steps, guidance=guidance, width=width, height=height,
-                         decoder=decoder)
+            credit(self.record(prompt=text, subject=subject if style else None, style=style, negative=negative,
+                               seed=seed + i, steps=steps, guidance=guidance, width=width, height=height,
+                               decoder=decoder), person)
             for i in range(n)
         ]
 

@@ -39,7 +39,7 @@ from . import checks, latents, pacing, styles
 from .errors import KitError
 from .files import write_atomic
 from .artwork import Artwork
-from .record import Record
+from .record import Record, credit
 from .runs import Stopped
 from .studio import CHECKS, INPUTS, MAX_PROMPT_CHARS
 
@@ -281,12 +281,20 @@ class Walk(list):
         """The record of the frame t of the way along ``segment``."""
         end = (segment + 1) % len(self.keyframes)
         base = self._base[end if t == 1 else segment]
-        return dataclasses.replace(base, kind="walk", extra={}, walk={
+        record = dataclasses.replace(base, kind="walk", extra={}, walk={
             "keyframes": [list(k) for k in self.keyframes],
             "prompts": [r.prompt for r in self._base],
             "method": self.method, "loop": self.loop,
             "segment": segment, "t": float(t), "frame": frame, "frames": frames,
         })
+        # keyframes are (prompt, seed) pairs a person gives: no image is their source, so a frame names no parents
+        chosen = [k.style for k in self.keyframes if k.style]
+        person = [{"action": "typed the keyframes' prompts", "prompts": [k.prompt for k in self.keyframes]},
+                  {"action": "chose the keyframes' seeds", "seeds": [k.seed for k in self.keyframes]},
+                  *([{"action": "chose the keyframes' styles", "styles": chosen}] if chosen else []),
+                  *([{"action": "typed the negative prompt"}] if base.negative else []),
+                  {"action": "set the walk", "method": self.method, "loop": self.loop}]
+        return credit(record, person)
 
     @property
     def records(self) -> list[Record]:
