@@ -5,7 +5,7 @@ a signing certificate chain with its private key (PEM). The kit never ships a ke
 
     path = art.save("gallery/")
     credentials.sign(path, "chain.pem", "key.pem")            # c2pa.created, trainedAlgorithmicMedia
-    credentials.sign(restored_path, "chain.pem", "key.pem", original="scan.png")   # c2pa.edited
+    credentials.sign(restored_path, "chain.pem", "key.pem", original="scan.png")   # c2pa.opened + c2pa.edited
     credentials.read(path)    # {"valid": True, "actions": [...], ...}, None when unsigned
 
 Sign the file after `Artwork.save`: the kit's PNG text chunks (its record, the web-UI text and the
@@ -23,10 +23,12 @@ import struct
 from pathlib import Path
 
 from . import __version__
-from .artwork import load
+from .artwork import load, pixel_hash
 from .errors import KitError
-from .files import write_atomic
+from .files import read_image, write_atomic
 from .xmp import COMPOSITE, TRAINED  # the IPTC digital source types, as the PNG's XMP states them too
+
+HUMAN_EDITS = "http://cv.iptc.org/newscodes/digitalsourcetype/humanEdits"  # IPTC: changes by a person, no model
 
 ALGORITHMS = ("es256", "es384", "es512", "ps256", "ps384", "ps512", "ed25519")
 INSTALL = 'content credentials need the c2pa-python package: pip install "kit-portraits[c2pa]"'
@@ -68,31 +70,61 @@ def has_manifest(path) -> bool:
             file.seek(length + 4, os.SEEK_CUR)  # data and CRC
 
 
-def manifest(record, title: str, edited: bool = False) -> dict:
-    """The manifest definition for an image made from `record` (a kit Record).
+# Person actions that have a C2PA action of their own: drawing on the image, painting the mask.
+# The others (typed the prompt, chose the style, the seed, picked one of several) have none in the
+# standard: they are in the "kit.authorship" assertion, and the model's action names them in words.
+_DRAWN = {"drew": "c2pa.drawing", "painted the mask": "c2pa.drawing"}
+AUTHORSHIP_LABEL = "kit.authorship"  # the record's authorship section, as the kit wrote it
 
-    A new image gets ``c2pa.created`` with digital source type trainedAlgorithmicMedia. An edit
-    of an existing image (a restoration) gets ``c2pa.opened`` of its parent ingredient and
-    ``c2pa.edited`` with compositeWithTrainedAlgorithmicMedia.
+
+def manifest(record, title: str, edited: bool = False) -> dict:
+    """The manifest definition for an image made from `record` (a kit Record), in C2PA's terms.
+
+    A new image (text to image: generate, walk frames, fusions) gets ``c2pa.created`` with digital
+    source type trainedAlgorithmicMedia. An edit of an existing image (a restoration, a restyle;
+    `edited`) gets ``c2pa.opened`` of its parent ingredient, then what the person drew on it
+    (``c2pa.drawing``, humanEdits: strokes drawn, a mask painted by hand), then the model's
+    ``c2pa.edited`` with compositeWithTrainedAlgorithmicMedia. Each action's description says who
+    did it; the record's whole authorship section (``kit.authorship``) goes alongside.
     """
     agent = {"name": "kit", "version": __version__}
     model = record.model or record.preset
+    section = record.authorship or {}
+    person = section.get("person", [])
+    steps = (section.get("model") or {}).get("steps_run", record.steps)
+    by_model = f"{model}, {steps} step{'s' * (steps != 1)}"
+    chose = [a["action"] for a in person if a["action"] not in _DRAWN and not a["action"].startswith("gave")]
+    told = f"; the person {', '.join(chose)}" if chose else ""
     if edited:
         area = (record.restore or {}).get("mask_area")
         share = f" ({area:.1%} of the pixels)" if isinstance(area, (int, float)) else ""
-        actions = [
-            {"action": "c2pa.opened", "parameters": {"ingredientIds": ["original"]}},
-            {"action": "c2pa.edited", "digitalSourceType": COMPOSITE, "softwareAgent": agent,
-             "description": f"damaged region inpainted by {model}{share}"},
-        ]
+        did = (f"damaged region inpainted by {by_model}{share}" if record.kind == "restore"
+               else f"re-rendered by {by_model}")
+        actions = [{"action": "c2pa.opened", "parameters": {"ingredientIds": ["original"]},
+                    "description": "the source image, given by the person"}]
+        for entry in person:
+            if entry["action"] == "drew":
+                strokes = entry.get("strokes")
+                count = f"{strokes} stroke{'s' * (strokes != 1)}" if isinstance(strokes, int) else "strokes"
+                actions.append({"action": "c2pa.drawing", "digitalSourceType": HUMAN_EDITS,
+                                "description": f"{count} drawn by a person"})
+            elif entry["action"] == "painted the mask":
+                pixels = entry.get("pixels")
+                actions.append({"action": "c2pa.drawing", "description": "the area to restore painted by a person"
+                                + (f" ({pixels} pixels)" if isinstance(pixels, int) else "")})
+        actions.append({"action": "c2pa.edited", "digitalSourceType": COMPOSITE, "softwareAgent": agent,
+                        "description": f"{did}{told}"})
     else:
         actions = [{"action": "c2pa.created", "digitalSourceType": TRAINED, "softwareAgent": agent,
-                    "description": f"generated by {model}"}]
+                    "description": f"generated by {by_model}{told}"}]
+    assertions = [{"label": "c2pa.actions", "data": {"actions": actions}}]
+    if section:
+        assertions.append({"label": AUTHORSHIP_LABEL, "data": section})
     return {
         "claim_generator_info": [agent],
         "title": title,
         "format": "image/png",
-        "assertions": [{"label": "c2pa.actions", "data": {"actions": actions}}],
+        "assertions": assertions,
     }
 
 
@@ -125,8 +157,9 @@ def sign(path, cert_chain, private_key, *, original=None, out=None, alg: str = "
     """Add content credentials to a PNG saved by the kit; returns the signed file's path.
 
     cert_chain: PEM certificates (the signing certificate first, then its issuers), as text
-    or a file path; private_key: the signing key's PEM. original: for a restoration (record
-    kind "restore") the source image, a path or PIL image, added as the parent ingredient.
+    or a file path; private_key: the signing key's PEM. original: for a restoration or a restyle
+    (record kind "restore" or "restyle") the source image, a path or PIL image, added as the parent
+    ingredient; by default the file the record names, when it still holds the recorded pixels.
     out: where to write (default: replace `path`, atomically). timestamp_url: an RFC 3161
     time-stamp authority (network), none by default.
     """
@@ -141,8 +174,11 @@ def sign(path, cert_chain, private_key, *, original=None, out=None, alg: str = "
     record = load(path).record
     if record.kind == "imported":
         raise KitError(f"{str(path)!r} holds no kit record: only images the kit made are signed as made by a model")
-    if record.kind == "restore" and original is None:
-        raise KitError("original: a restoration is signed as an edit of its source image; pass original=")
+    if record.kind in _EDITS and original is None:
+        original = _recorded_source(record)
+    if record.kind in _EDITS and original is None:
+        raise KitError(f"original: {_EDITS[record.kind]} is signed as an edit of its source image, which is not at "
+                       "the path its record names; pass original=")
     parent = None if original is None else _ingredient_bytes(original)
 
     target = Path(out).expanduser() if out is not None else path
@@ -164,6 +200,22 @@ def sign(path, cert_chain, private_key, *, original=None, out=None, alg: str = "
     return target
 
 
+_EDITS = {"restore": "a restoration", "restyle": "a restyled image"}  # kinds made from a source image
+
+
+def _recorded_source(record):
+    """The source file a restore or restyle record names, when it is on disk with the recorded pixels; else None."""
+    info = getattr(record, record.kind) or {}
+    path = info.get("source_path")
+    if not isinstance(path, str) or not Path(path).is_file():
+        return None
+    try:
+        image = read_image(path, field="original")
+    except KitError:
+        return None
+    return path if pixel_hash(image) == info.get("source_sha256") else None
+
+
 def _ingredient_bytes(original) -> bytes:
     """PNG bytes of the original image (a path, an Artwork or a PIL image)."""
     from PIL import Image
@@ -179,7 +231,8 @@ def _ingredient_bytes(original) -> bytes:
 def read(path, trust_anchors=None) -> dict | None:
     """The content credentials of a file, or None when it has none.
 
-    Returns {"state", "valid", "trusted", "actions", "digital_source_types", "ai_generated",
+    Returns {"state", "valid", "trusted", "actions", "action_details" (action, digitalSourceType and
+    description of each), "authorship" (the kit's who-did-what section), "digital_source_types", "ai_generated",
     "signer", "issuer", "ingredients", "failures", "manifest"}. `valid`: the signature and
     every hash check out (the file is as signed). `trusted`: the signer chains to one of
     `trust_anchors` (PEM text or file); a self-made certificate is valid but not trusted.
@@ -203,7 +256,8 @@ def read(path, trust_anchors=None) -> dict | None:
             store = json.loads(reader.json())
             state = reader.get_validation_state() or "Invalid"
     except c2pa.C2paError as err:
-        return {"state": "Invalid", "valid": False, "trusted": False, "actions": [], "digital_source_types": [],
+        return {"state": "Invalid", "valid": False, "trusted": False, "actions": [], "action_details": [],
+                "authorship": None, "digital_source_types": [],
                 "ai_generated": False, "signer": None, "issuer": None, "ingredients": [],
                 "failures": [str(err)], "manifest": None}
     active = store.get("manifests", {}).get(store.get("active_manifest"), {})
@@ -217,6 +271,9 @@ def read(path, trust_anchors=None) -> dict | None:
         "valid": state in ("Valid", "Trusted"),
         "trusted": state == "Trusted",
         "actions": [a.get("action") for a in actions],
+        "action_details": [{k: a.get(k) for k in ("action", "digitalSourceType", "description")} for a in actions],
+        "authorship": next((a.get("data") for a in active.get("assertions", [])
+                            if a.get("label") == AUTHORSHIP_LABEL), None),
         "digital_source_types": sources,
         "ai_generated": any(s in (TRAINED, COMPOSITE) for s in sources),
         "signer": signature.get("common_name"),

@@ -79,6 +79,11 @@ needs_c2pa = pytest.mark.skipif(bool(_missing()), reason=_missing() or "ready")
 @pytest.fixture(scope="module")
 def chain():
     """(cert chain PEM, private key PEM, CA PEM): a throwaway ES256 CA and signing certificate."""
+    return make_chain()
+
+
+def make_chain():
+    """The `chain` fixture's value (test_authorship signs with one too)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
