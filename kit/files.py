@@ -72,6 +72,28 @@ def write_atomic(path, data: bytes | Callable, *, exist: str = "replace", mode: 
     return path
 
 
+def append_line(path, line: str, *, mode: int = 0o644) -> Path:
+    """Append one line of text to `path` (created if missing), fsynced: for append-only logs.
+
+    A log is never rewritten, so there is nothing to rename into place: a line is written
+    whole by one write() to a file opened O_APPEND (writers on one machine never interleave
+    within a line), then fsynced. A reader skips a last line cut short by a crash.
+    """
+    if "\n" in line:
+        raise KitError("append_line writes one line: the text must not hold a newline")
+    path = Path(path).expanduser()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
+        try:
+            os.write(fd, (line + "\n").encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as err:
+        raise KitError(f"cannot write {str(path)!r}: {err.strerror or err}") from err
+    return path
+
+
 def _put(temp: str, path: Path, exist: str) -> Path:
     """Move the finished temp file to `path` as `exist` says; never overwrites unless told to."""
     if exist == "replace":

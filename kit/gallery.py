@@ -14,26 +14,35 @@ fast, and can always be rebuilt from them. Recoverable by design:
 - a PNG deleted by hand is left out of ``len()`` and iteration alike; its row stays in the
   index, so ``lineage`` still knows how its descendants were made.
 
+Hiding an image (``hide``) never deletes it: the mark is a line appended to ``gallery-marks.jsonl``
+(the truth, which a rebuilt index reads again) and a row in the index's ``hidden`` table (what
+``find`` filters by). The same log keeps what a person did after an image was saved (``credit``:
+picked it out of several candidates), which ``authorship`` adds to the record's own section.
+
 Light on purpose: stdlib, PIL and numpy only (no torch, no diffusers).
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import sqlite3
 import warnings
 from contextlib import closing
 from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
 from .artwork import Artwork, _writable_folder, load
 from .errors import KitError
-from .files import clean_temp_files, set_aside, sqlite_damaged
-from .record import Record
+from .files import append_line, clean_temp_files, set_aside, sqlite_damaged
+from .record import Record, check_person
 
-__all__ = ["Gallery", "Lineage", "default_folder"]
+__all__ = ["Gallery", "Lineage", "default_folder", "KINDS"]
+
+KINDS = ("generate", "walk", "fuse", "restore", "restyle", "imported")  # the kinds of record find() filters by
 
 
 def default_folder() -> Path:
@@ -60,7 +69,16 @@ CREATE TABLE IF NOT EXISTS unindexed (  -- PNGs left out, with why: looked at ag
     mtime_ns INTEGER,
     reason TEXT
 );
+CREATE TABLE IF NOT EXISTS hidden (  -- images hidden from the default view (the marks file is the truth)
+    sha256 TEXT PRIMARY KEY
+);
+CREATE TABLE IF NOT EXISTS marks_read (  -- the marks file's (size, mtime_ns) when the hidden table was last filled
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    size INTEGER,
+    mtime_ns INTEGER
+);
 """
+_TABLES = {"artworks", "unindexed", "hidden", "marks_read"}
 # Columns added after the first release: an older index gets them on open.
 _ADDED = {"size": "INTEGER", "mtime_ns": "INTEGER", "parents": "TEXT"}
 _SHA256 = re.compile(r"[0-9a-f]{8,64}")
@@ -75,10 +93,12 @@ class Gallery:
     """
 
     INDEX = "gallery.sqlite"
+    MARKS = "gallery-marks.jsonl"  # append-only: hidden/shown marks and person actions noted after saving
 
     def __init__(self, folder=None):
         self.folder = _writable_folder(default_folder() if folder is None else folder)
         self.index = self.folder / self.INDEX
+        self.marks_file = self.folder / self.MARKS
         try:
             clean_temp_files(self.folder)  # only files of dead kit writers
         except OSError as err:
@@ -111,7 +131,7 @@ class Gallery:
                     db.execute("PRAGMA busy_timeout = 30000")
                 tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
                 columns = {row[1] for row in db.execute("PRAGMA table_info(artworks)")}
-                if {"artworks", "unindexed"} <= tables and set(_ADDED) <= columns:
+                if _TABLES <= tables and set(_ADDED) <= columns:
                     return
                 db.execute("BEGIN IMMEDIATE")
                 try:
@@ -229,7 +249,8 @@ class Gallery:
         Nothing is removed: entries keep their place and id; a PNG changed in place (signed
         with content credentials, say) has its row refreshed. A file that cannot be read is
         warned about once and looked at again only when it changes. On a full disk the new
-        rows wait for the next open, with a warning.
+        rows wait for the next open, with a warning. The hidden marks are read again from
+        ``gallery-marks.jsonl`` whenever it changed, so a rebuilt index hides what was hidden.
         """
         disk = self._on_disk()
         indexed = {file: (size, mtime) for file, size, mtime in
@@ -269,6 +290,7 @@ class Gallery:
             warnings.warn(f"the disk holding {str(self.folder)!r} is full: {len(new)} PNG(s) are not indexed "
                           "yet; they will be when the gallery is next opened with some space free", stacklevel=3)
             return 0
+        self._sync_marks()
         return len(new)
 
     @staticmethod
@@ -339,19 +361,148 @@ class Gallery:
             raise KitError(f"n must be a whole number >= 0, got {n!r}")
         return list(self._load_all(self._listed(newest_first=True)[:n]))
 
-    def find(self, prompt: str | None = None, style: str | None = None,
-             seed: int | None = None, kind: str | None = None) -> list[Artwork]:
-        """Artworks matching every given filter (``prompt``: case-insensitive substring)."""
+    def find(self, prompt: str | None = None, style: str | None = None, seed: int | None = None,
+             kind: str | None = None, *, since=None, until=None, hidden: bool = False) -> list[Artwork]:
+        """Artworks matching every given filter, oldest first.
+
+        prompt: a case-insensitive substring of the prompt; style: a style id; seed: a whole
+        number; kind: "generate", "walk", "fuse", "restore", "restyle" or "imported"; since /
+        until: a date or time (a ``date``, ``datetime`` or ISO text such as "2025-06-01"; a
+        date as `until` takes in the whole day). hidden: False leaves hidden images out, True
+        lists them too. Bad values are a KitError naming the filter.
+        """
         clauses, args = [], []
         if prompt is not None:
+            if not isinstance(prompt, str):
+                raise KitError(f"prompt must be text, got {prompt!r}")
             clauses.append("instr(lower(prompt), lower(?)) > 0")
             args.append(prompt)
+        if style is not None and not isinstance(style, str):
+            raise KitError(f"style must be a style id (text), got {style!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63):
+            raise KitError(f"seed must be a whole number from 0 to 2**63-1, got {seed!r}")
+        if kind is not None and kind not in KINDS:
+            raise KitError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
         for column, value in (("style", style), ("seed", seed), ("kind", kind)):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 args.append(value)
+        start, end = _moment(since, "since"), _moment(until, "until", end=True)
+        if start is not None and end is not None and start >= end:
+            raise KitError(f"since ({since}) must come before until ({until})")
+        if not isinstance(hidden, bool):
+            raise KitError(f"hidden must be True or False, got {hidden!r}")
         where = "WHERE " + " AND ".join(clauses) if clauses else ""
-        return list(self._load_all(self._listed(where, tuple(args))))
+        if not hidden:
+            where = f"{where} {'AND' if where else 'WHERE'} coalesce(sha256, '') NOT IN (SELECT sha256 FROM hidden)"
+        found = self._load_all(self._listed(where, tuple(args)))
+        if start is None and end is None:
+            return list(found)
+        # times compared as instants (records from other machines carry other offsets)
+        return [art for art in found if _in_range(art.record.created, start, end)]
+
+    # -- hiding, and what a person did after saving ----------------------------------
+
+    def hide(self, sha256) -> None:
+        """Hide an image from `find`'s default view (and the GalleryBrowser's). Nothing is deleted: the PNG
+        stays, `lineage` still shows it, `find(hidden=True)` lists it, and `unhide` shows it again."""
+        self._mark(self._known(sha256), "hidden")
+
+    def unhide(self, sha256) -> None:
+        """Show a hidden image again."""
+        self._mark(self._known(sha256), "shown")
+
+    def hidden(self) -> set[str]:
+        """The pixel hashes of the hidden images."""
+        return {sha for sha, in self._read("SELECT sha256 FROM hidden")}
+
+    def credit(self, sha256, action: dict) -> None:
+        """Note something a person did with an image after it was saved, such as picking it out of several
+        candidates ({"action": "picked", "of": 4}). Appended to the marks log; `authorship` adds it to the
+        record's own section. The PNG is never rewritten (a signed file would lose its credentials)."""
+        action, = check_person([action], "action")
+        self._mark(self._known(sha256), "person", action=action)
+
+    def authorship(self, sha256) -> list[str]:
+        """Who did what for an image, in sentences: its record's section and the actions noted since."""
+        sha256 = self._known(sha256)
+        record = self._record(sha256)
+        return record.describe_authorship(self.credits(sha256))
+
+    def credits(self, sha256) -> list[dict]:
+        """The person actions noted for an image after it was saved (`credit`), oldest first."""
+        sha256 = self._known(sha256)
+        return [m["action"] for m in self._marks() if m.get("sha256") == sha256 and m.get("mark") == "person"]
+
+    def _known(self, sha256) -> str:
+        """The full pixel hash of an indexed image, from a hash, a unique prefix (8+ digits) or an Artwork."""
+        if isinstance(sha256, Artwork):
+            sha256 = sha256.record.sha256
+        if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256.lower()):
+            raise KitError(f"sha256 must be an image's pixel hash (8 to 64 hex digits), got {sha256!r}")
+        rows = self._read("SELECT DISTINCT sha256 FROM artworks WHERE sha256 LIKE ?", (sha256.lower() + "%",))
+        if not rows:
+            raise KitError(f"no image with sha256 {sha256!r} in the gallery {str(self.folder)!r}")
+        if len(rows) > 1:
+            raise KitError(f"sha256 {sha256!r} matches {len(rows)} images: give more of its digits")
+        return rows[0][0]
+
+    def _record(self, sha256: str) -> Record:
+        row = self._read("SELECT record_json FROM artworks WHERE sha256 = ? ORDER BY id LIMIT 1", (sha256,))
+        return Record.from_json(row[0][0])
+
+    def _mark(self, sha256: str, mark: str, **data) -> None:
+        """Append a mark to the log (the truth), then bring the index's hidden table up to date."""
+        line = json.dumps({"sha256": sha256, "mark": mark, **data,
+                           "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}, ensure_ascii=False)
+        append_line(self.marks_file, line)
+        self._sync_marks()
+
+    def _marks(self) -> list[dict]:
+        """The marks log, oldest first; lines that are not marks (a last line cut short by a crash) are skipped."""
+        try:
+            text = self.marks_file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        except OSError as err:
+            raise KitError(f"cannot read {str(self.marks_file)!r}: {err.strerror or err}") from err
+        marks = []
+        for line in text.splitlines():
+            try:
+                mark = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(mark, dict) and isinstance(mark.get("sha256"), str) and isinstance(mark.get("mark"), str):
+                marks.append(mark)
+        return marks
+
+    def _sync_marks(self) -> None:
+        """Fill the hidden table from the marks log when the log changed since it was last read."""
+        try:
+            stat = self.marks_file.stat()
+            stamp = (stat.st_size, stat.st_mtime_ns)
+        except FileNotFoundError:
+            stamp = (0, 0)
+        if self._read("SELECT size, mtime_ns FROM marks_read") == [stamp]:
+            return
+        state: dict[str, bool] = {}
+        for mark in self._marks():
+            if mark["mark"] in ("hidden", "shown"):
+                state[mark["sha256"]] = mark["mark"] == "hidden"
+        try:
+            with closing(self._connect()) as db:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    db.execute("DELETE FROM hidden")  # a cache of the log, filled again from it
+                    db.executemany("INSERT INTO hidden (sha256) VALUES (?)", [(h,) for h, on in state.items() if on])
+                    db.execute("INSERT OR REPLACE INTO marks_read (id, size, mtime_ns) VALUES (1, ?, ?)", stamp)
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as err:
+            raise self._error(err, "update") from err
 
     # -- lineage ---------------------------------------------------------------------
 
@@ -406,13 +557,17 @@ class Gallery:
             return order
 
         up, down = walk(target, parents), walk(target, children)
+        loaded = {h: art for h in [target, *up, *down] for art in self._load_all(files.get(h, [])[:1])}
 
         def artworks(hashes):
-            return [art for h in hashes for art in self._load_all(files.get(h, [])[:1])]
+            return [loaded[h] for h in hashes if h in loaded]
 
         return Lineage(sha256=target, artworks=artworks([target]), ancestors=artworks(up),
                        descendants=artworks(down), unknown=[h for h in up if h not in files],
-                       ancestor_hashes=up, descendant_hashes=down)
+                       ancestor_hashes=up, descendant_hashes=down,
+                       parents={h: list(parents.get(h, [])) for h in [target, *up]},
+                       children={h: list(children.get(h, [])) for h in [target, *down]},
+                       by_hash=loaded)
 
     def __repr__(self) -> str:
         return f"Gallery({str(self.folder)!r}, {len(self)} artworks)"
@@ -435,6 +590,47 @@ class Lineage:
     unknown: list[str] = field(default_factory=list)
     ancestor_hashes: list[str] = field(default_factory=list)
     descendant_hashes: list[str] = field(default_factory=list)
+    parents: dict[str, list[str]] = field(default_factory=dict)  # hash -> its parents' hashes (ancestors' edges)
+    children: dict[str, list[str]] = field(default_factory=dict)  # hash -> its children's hashes (descendants')
+    by_hash: dict[str, Artwork] = field(default_factory=dict)  # the loaded Artwork of each hash with a PNG
+
+    def tree(self, direction: str = "ancestors") -> dict:
+        """The lineage as a tree from this image: {"sha256", "artwork" (None without a PNG), "next": [subtrees]},
+        following parents ("ancestors") or children ("descendants"). An image reached twice (two paths to one
+        ancestor) is listed again without its subtree ("seen": True), so the tree stays finite."""
+        if direction not in ("ancestors", "descendants"):
+            raise KitError(f"direction must be 'ancestors' or 'descendants', got {direction!r}")
+        edges = self.parents if direction == "ancestors" else self.children
+        seen: set[str] = set()
+
+        def node(sha):
+            if sha in seen:
+                return {"sha256": sha, "artwork": self.by_hash.get(sha), "next": [], "seen": True}
+            seen.add(sha)
+            return {"sha256": sha, "artwork": self.by_hash.get(sha), "next": [node(h) for h in edges.get(sha, [])]}
+
+        return node(self.sha256)
+
+    def text(self) -> str:
+        """The lineage as an indented text tree: what the image was made from, then what was made from it."""
+        def describe(sha):
+            art = self.by_hash.get(sha)
+            if art is None:
+                return f"{sha[:12]}  (not in the gallery)"
+            record = art.record
+            return f"{sha[:12]}  {record.kind}, seed {record.seed}: {(record.subject or record.prompt)[:60]!r}"
+
+        def lines(tree, depth):
+            out = []
+            for sub in tree["next"]:
+                again = " (again)" if sub.get("seen") else ""
+                out.append("    " * depth + "\u2514\u2500 " + describe(sub["sha256"]) + again)
+                out += lines(sub, depth + 1)
+            return out
+
+        up, down = lines(self.tree("ancestors"), 1), lines(self.tree("descendants"), 1)
+        return "\n".join([describe(self.sha256), "  made from:", *(up or ["    (nothing: made from text)"]),
+                          "  made into:", *(down or ["    (nothing yet)"])])
 
     def __repr__(self) -> str:
         return (f"Lineage({self.sha256[:12]}, {len(self.ancestor_hashes)} ancestor(s), "
@@ -453,3 +649,33 @@ def _is_disk_full(err: BaseException | None) -> bool:
         err = err.__cause__ or err.__context__
         seen += 1
     return False
+
+
+def _moment(value, field: str, end: bool = False) -> datetime | None:
+    """A filter's date or time as an aware datetime (UTC when none is given); a date as `end` means the day's end."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+        except ValueError:
+            raise KitError(f"{field} must be a date or time such as '2025-06-01' or '2025-06-01T14:30', "
+                           f"got {value!r}") from None
+    if isinstance(value, datetime):
+        value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value + timedelta(microseconds=1) if end else value  # an `until` time is included
+    if isinstance(value, date):
+        moment = datetime.combine(value, time(), tzinfo=timezone.utc)
+        return moment + timedelta(days=1) if end else moment
+    raise KitError(f"{field} must be a date, a datetime or ISO text, got {type(value).__name__}")
+
+
+def _in_range(created: str, start: datetime | None, end: datetime | None) -> bool:
+    try:
+        moment = datetime.fromisoformat(created)
+    except (TypeError, ValueError):
+        return False  # a record without a readable time matches no date filter
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return (start is None or moment >= start) and (end is None or moment < end)
