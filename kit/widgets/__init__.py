@@ -13,6 +13,7 @@ _WIDGETS = {
     "FusionMixer": "kit.widgets.fusion_mixer",
     "StyleMap": "kit.widgets.style_map",
     "AuditView": "kit.widgets.audit_view",
+    "GalleryBrowser": "kit.widgets.gallery_browser",
     "Sketchpad": "kit.widgets.sketchpad",
 }
 

@@ -11,6 +11,7 @@ import traitlets as T
 from .. import fusion, styles
 from ..errors import KitError
 from ..latents import random_seed
+from ..record import Drawn
 from .common import (Panel, gallery_for, image_slot, png_bytes, preset_note, seed_field, show_png, style_dropdown,
                      style_note)
 
@@ -43,6 +44,7 @@ class FusionMixer(Panel):
         self.studio = studio
         self.gallery = gallery_for(studio, gallery)
         self._timer: threading.Timer | None = None
+        self._drawn = seed  # the seed field's value the person did not choose (as given, the dice's last roll)
 
         self.note = preset_note(studio.preset)
         self.picker = style_dropdown(none=None, description="Style", layout=W.Layout(width="28em"))
@@ -140,7 +142,7 @@ class FusionMixer(Panel):
             self.mix.value = f"<span class='kit-error'>{escape(str(err))}</span>"
 
     def roll_seed(self):
-        self.seed.value = random_seed()
+        self.seed.value = self._drawn = random_seed()
 
     # ------------------------------------------------------------ the debounced live preview
 
@@ -186,7 +188,11 @@ class FusionMixer(Panel):
 
     def _request(self) -> tuple[dict, str, int]:
         fusion.check_styles(list(self.sliders))
-        return self.weights(), self.subject.value, self.seed.value
+        return self.weights(), self.subject.value, self._seed()
+
+    def _seed(self):
+        """The seed field's value; one the person left as it was is not credited to them (kit.record.Drawn)."""
+        return Drawn(self.seed.value) if self.seed.value == self._drawn else self.seed.value
 
     def preview(self):
         """A small, fast image of the current mix (not saved)."""
@@ -216,7 +222,7 @@ class FusionMixer(Panel):
         self._cancel_preview()
 
         def work(run):
-            return self.studio.fusion_grid(list(self.sliders), self.subject.value, seed=self.seed.value,
+            return self.studio.fusion_grid(list(self.sliders), self.subject.value, seed=self._seed(),
                                            points=self.grid_steps.value, size=self.studio.preset.min_size,
                                            preview=True, run=run)
 

@@ -11,6 +11,7 @@ import traitlets as T
 
 from ..errors import KitError
 from ..latents import random_seed
+from ..record import Drawn
 from ..studio import MAX_BATCH, MAX_GUIDANCE, MAX_STEPS
 from .common import (Panel, gallery_for, image_slot, png_bytes, preset_note, seed_field, show_png, size_dropdown,
                      style_dropdown, style_note)
@@ -42,6 +43,8 @@ class PromptStudio(Panel):
         self.studio = studio
         self.gallery = gallery_for(studio, gallery)
         self._started = time.perf_counter()  # when the last Generate was pressed
+        self._drawn = 0  # the seed field's value the person did not choose (its default, the dice's last roll)
+        self._group: list[int] = []  # for each artwork: how many candidates its Generate made
         preset = studio.preset
         narrow = {"description_width": "initial"}
 
@@ -104,11 +107,19 @@ class PromptStudio(Panel):
         self.token_count.value = f"<span class='kit-status'>{escape(text)}</span>"
 
     def roll_seed(self):
-        self.seed.value = random_seed()
+        self.set_seed(random_seed())
+
+    def set_seed(self, seed: int, chosen: bool = False):
+        """Put `seed` in the seed field. Unless `chosen`, images made with it do not say the person chose
+        it (a dice roll, a seed carried over from an earlier image); a seed typed in the field is chosen."""
+        self.seed.value = seed
+        self._drawn = None if chosen else seed
 
     def request(self) -> dict:
         """The generate arguments the controls describe."""
-        return dict(style=self.style.value or None, negative=self.negative.value, seed=self.seed.value,
+        seed = self.seed.value  # a seed the person left as it was is not credited to them (kit.record.Drawn)
+        return dict(style=self.style.value or None, negative=self.negative.value,
+                    seed=Drawn(seed) if seed == self._drawn else seed,
                     n=self.count.value, steps=self.steps.value, guidance=self.guidance.value,
                     size=self.size.value, preview=self.preview.value)
 
@@ -142,6 +153,7 @@ class PromptStudio(Panel):
         first = len(self.artworks)
         self.thumbnails.children = (*self.thumbnails.children,
                                     *(self._thumbnail(first + i, art) for i, art in enumerate(artworks)))
+        self._group += [len(artworks)] * len(artworks)
         self.artworks = [*self.artworks, *artworks]
         if artworks:
             self.select(len(self.artworks) - 1)
@@ -153,18 +165,29 @@ class PromptStudio(Panel):
                         layout=W.Layout(width=f"{THUMB}px", height=f"{THUMB}px", object_fit="contain"))
         button = W.Button(description=f"seed {art.record.seed}", tooltip=art.record.prompt,
                           layout=W.Layout(width="auto", min_width=f"{THUMB}px"))
-        button.on_click(lambda _: self.select(index))
+        button.on_click(lambda _: self.select(index, picked=True))
         return W.VBox([image, button], layout=W.Layout(margin="0 6px 6px 0", align_items="center"))
 
-    def select(self, index):
-        """Enlarge one image and show its record."""
+    def select(self, index, picked: bool = False):
+        """Enlarge one image and show its record and who did what. `picked`: the person chose it (clicked
+        its thumbnail); out of several candidates, the gallery notes the pick (`Gallery.credit`)."""
         art = self.artworks[index]
         self.selected = index
         show_png(self.large, png_bytes(art.image))
         self.showing = "full"
+        candidates = self._group[index] if index < len(self._group) else 1
+        try:
+            if picked and candidates > 1:
+                self.gallery.credit(art.record.sha256, {"action": "picked", "of": candidates})
+            credits = self.gallery.credits(art.record.sha256)
+        except KitError as err:  # not in the gallery (its save failed): the record alone
+            self.show_error(err)
+            credits = []
+        who = "".join(f"<li>{escape(line)}</li>" for line in art.record.describe_authorship(credits))
         record = json.dumps(art.record.to_dict(), indent=1, ensure_ascii=False)
         self.details.value = (
             f"<div class='kit-text'><pre>{escape(art.record.parameters())}</pre>"
+            f"<details><summary>who did what</summary><ul>{who}</ul></details>"
             f"<details><summary>full record</summary><pre style='max-height:24em;overflow:auto'>"
             f"{escape(record)}</pre></details></div>"
         )
