@@ -93,6 +93,7 @@ def test_render_restyles_the_drawing_and_keep_saves_it_once(ui, studio):
     assert art.record.kind == "restyle" and art.record.decoder == "vae"
     assert art.record.restyle["source_sha256"] == pixel_hash(sketch.draw(ui.strokes, ui.size))
     assert "resized from 256x256 to 64x64" in art.record.restyle["resize"]
+    assert {"action": "drew", "strokes": 1} in art.record.authorship["person"]  # what the person did
     assert len(ui.gallery) == 0  # a render is not saved
     ui.keep()
     ui.wait()
@@ -246,6 +247,7 @@ def test_a_painted_mask_is_exactly_what_restore_records_and_the_overlay_shows(st
     kept_outside = np.asarray(art.image)[~painted] == np.asarray(damaged)[~painted]
     assert kept_outside.all() and len(ui.gallery) == 1 and ui.kept == [art]
     assert f"{ui.stroke_count} strokes" in ui.caption.value
+    assert {"action": "painted the mask", "strokes": 2} in art.record.authorship["person"]
 
 
 def test_nothing_painted_is_refused_before_the_model(studio, tmp_path, damaged, monkeypatch):

@@ -292,6 +292,8 @@ class Sketchpad(Panel):
 
         def work(run):
             picture = sketch.check_drawing(strokes, self.size, photo)  # an empty canvas stops here, before any model
+            drew = [{"action": "drew", "strokes": len(strokes)}] if strokes else None  # the record's authorship
+            request.update(person=drew)
             art = self.studio.restyle(picture, **request, preview=fast, on_preview=early, run=run, save=False)
             return art, picture, request
 
@@ -354,7 +356,8 @@ class Sketchpad(Panel):
 
         def work(run):
             painted = sketch.check_mask(strokes, self.size)  # nothing painted stops here, before any model
-            return self.studio.restore(self.image, painted, prompt, seed, run=run)
+            return self.studio.restore(self.image, painted, prompt, seed, run=run,
+                                       person=[{"action": "painted the mask", "strokes": len(strokes)}])
 
         self._started = time.perf_counter()
         self.say("restoring…")
