@@ -197,7 +197,7 @@ class ReplayResult:
     """A regenerated artwork next to the original, and whether their pixels agree.
 
     `differences` names what differs between the record's model and the studio's (preset,
-    model, weights revision, device, dtype): pixels made by another model confirm nothing,
+    model, weights revision, device, dtype, backend): pixels made by another model confirm nothing,
     so `match` is False whenever the model differs.
     """
 
@@ -214,7 +214,7 @@ class ReplayResult:
         return f"ReplayResult({verdict}, seed={self.original.record.seed}, prompt={self.original.record.prompt!r})"
 
 
-# what must agree for a replay to confirm a record (device and dtype change the last bits, not the model)
+# what must agree for a replay to confirm a record (device, dtype and backend change the last bits, not the model)
 _SAME_MODEL = ("preset", "model", "revision")
 
 
@@ -231,7 +231,7 @@ def replay(path_or_artwork, studio) -> ReplayResult:
     if not isinstance(getattr(artwork, "image", None), Image.Image):
         raise KitError("studio.render(record) must return an Artwork")
     differences = {name: (getattr(original.record, name), getattr(artwork.record, name))
-                   for name in (*_SAME_MODEL, "device", "dtype")
+                   for name in (*_SAME_MODEL, "device", "dtype", "backend")
                    if getattr(original.record, name) != getattr(artwork.record, name)}
     diff = _max_abs_diff(original.image, artwork.image)
     same_model = not set(differences) & set(_SAME_MODEL)

@@ -41,7 +41,7 @@ def _now() -> str:
 
 # Field groups for the loose type checks in Record.__post_init__.
 _STR = ("kind", "prompt", "negative", "preset", "model", "scheduler", "sampler",
-        "device", "dtype", "decoder", "encoding", "kit_version", "created", "sha256")
+        "device", "dtype", "backend", "decoder", "encoding", "kit_version", "created", "sha256")
 _OPTIONAL_STR = ("subject", "style", "revision")
 _INT = ("seed", "steps", "width", "height")
 _FLOAT = ("guidance",)
@@ -76,6 +76,7 @@ class Record:
     sampler: str = ""  # web-UI sampler name, e.g. "Euler a"
     device: str = "cpu"
     dtype: str = "float32"
+    backend: str = "torch"  # "torch" | "openvino" (kit.openvino_backend); records written before: torch
     decoder: str = "vae"  # "vae" (full VAE) | "taesd" (preview)
     # how the prompts were encoded (kit.prompts): "webui" (emphasis syntax, chunks of 75 tokens) for
     # every image made now; "truncate" (the text as typed, cut after 75 tokens) for records written before

@@ -20,7 +20,7 @@ from typing import Callable
 
 import torch
 
-from . import checks, presets, styles
+from . import checks, openvino_backend, presets, styles
 from . import prompts as prompt_text
 from . import latents as latent_math
 from .errors import KitError
@@ -63,11 +63,18 @@ class Studio:
     first, with its record.
     """
 
-    def __init__(self, preset=None, device=None, dtype=None, *, gallery=None, compile=False, batch_size=None):
+    def __init__(self, preset=None, device=None, dtype=None, *, gallery=None, compile=False, batch_size=None,
+                 backend=None):
         self.preset = presets.get(preset)
         self.device = presets.pick_device(device)
         self.dtype = presets.pick_dtype(self.device, dtype, self.preset)
+        # "torch", or "openvino" (kit.openvino_backend: the CPU's fastest here; $KIT_BACKEND picks the default)
+        self.backend = openvino_backend.pick(backend, self.device, self.dtype, self.preset)
+        # the torch weights' dtype: OpenVINO exports float32 weights and computes in self.dtype
+        self._weights_dtype = torch.float32 if self.backend == "openvino" else self.dtype
         self.compile = checks.flag(compile, "compile")
+        if self.compile and self.backend != "torch":
+            raise KitError("compile=True compiles torch modules: it needs backend='torch'")
         default = 8 if self.device.startswith("cuda") else 4
         self.batch_size = default if batch_size is None else checks.whole(batch_size, "batch_size", 1, MAX_BATCH)
         self.gallery = gallery if isinstance(gallery, Gallery) or gallery is None else Gallery(gallery)
@@ -90,12 +97,12 @@ class Studio:
     @classmethod
     def for_record(cls, record, **kwargs) -> "Studio":
         """A studio that renders the way `record` (a Record, Artwork or saved image's path) was made:
-        its preset and dtype, on its device when this machine has one (`kit.replay(path,
+        its preset, dtype and backend, on its device when this machine has one (`kit.replay(path,
         Studio.for_record(path))` reproduces the pixels made on the same kind of device)."""
         if not isinstance(record, Record):
             record = record.record if isinstance(record, Artwork) else load_artwork(record).record
         device = "cpu" if record.device == "cpu" else None  # a GPU's record: this machine's GPU, if it has one
-        return cls(preset=record.preset, device=device, dtype=record.dtype, **kwargs)
+        return cls(preset=record.preset, device=device, dtype=record.dtype, backend=record.backend, **kwargs)
 
     def __repr__(self):
         loaded = "loaded" if "pipeline" in self._parts else "not loaded yet"
@@ -145,7 +152,7 @@ class Studio:
         folder = Path(source).expanduser()
         if folder.is_dir():
             _refuse_pickles(folder)
-        kwargs = {_dtype_argument(): self.dtype, "use_safetensors": True}  # weights are data, never code
+        kwargs = {_dtype_argument(): self._weights_dtype, "use_safetensors": True}  # weights are data, never code
         if presets.hub_offline():  # also when HF_HUB_OFFLINE was set after huggingface_hub was imported
             kwargs["local_files_only"] = True
         if self.preset.variant and self.dtype == torch.float16 and part != "preview":
@@ -167,6 +174,8 @@ class Studio:
                 module.to(memory_format=torch.channels_last)
         if part == "pipeline" and self.compile:
             model.unet = torch.compile(model.unet, mode="reduce-overhead", fullgraph=True)
+        if self.backend == "openvino":
+            model = openvino_backend.substitute(model, part, source, self._weights_revision(part), self.dtype)
         return model
 
     @property
@@ -274,6 +283,8 @@ class Studio:
         if record.decoder not in ("vae", "taesd"):
             raise KitError(f"record.decoder must be 'vae' or 'taesd', got {record.decoder!r}")
         prompt_text.check_encoding(record.encoding, "record.encoding")
+        if record.backend not in openvino_backend.BACKENDS:
+            raise KitError(f"record.backend must be one of {', '.join(openvino_backend.BACKENDS)}, got {record.backend!r}")
         if not isinstance(record.extra, dict):
             raise KitError(f"record.extra must be a JSON object, got {type(record.extra).__name__}")
         members = [record]
@@ -293,7 +304,8 @@ class Studio:
     def record(self, **fields) -> Record:
         """A Record of this studio's preset, model, device and dtype, with `fields` filled in."""
         return Record(preset=self.preset.name, model=self.preset.model or f"kit-{self.preset.name}", device=self.device,
-                      dtype=str(self.dtype).replace("torch.", ""), encoding=prompt_text.WEBUI, **fields)
+                      dtype=str(self.dtype).replace("torch.", ""), backend=self.backend, encoding=prompt_text.WEBUI,
+                      **fields)
 
     # ------------------------------------------------------------ making images
 
@@ -338,7 +350,7 @@ class Studio:
         """
         record = self.check_record(record)
         mine = self.record()  # the image is made by this studio: its record says so (replay compares)
-        record = _replace(record, preset=mine.preset, device=mine.device, dtype=mine.dtype,
+        record = _replace(record, preset=mine.preset, device=mine.device, dtype=mine.dtype, backend=mine.backend,
                           model=record.model if record.kind in RENDERERS else mine.model)
         if record.kind in RENDERERS:
             with self.running(run) as run:
@@ -607,7 +619,7 @@ class Studio:
     def _call(self, cond: dict, latents: torch.Tensor, batch: list[Record]) -> dict:
         """The text-to-image pipeline's arguments for a batch, to latents."""
         settings = batch[0]
-        return dict(**cond, latents=latents.to(self.device, self.dtype),
+        return dict(**cond, latents=latents.to(self.device, self._weights_dtype),
                     generator=[torch.Generator("cpu").manual_seed(r.seed) for r in batch],
                     num_inference_steps=settings.steps, guidance_scale=settings.guidance,
                     height=settings.height, width=settings.width, output_type="latent")
