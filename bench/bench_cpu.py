@@ -11,7 +11,14 @@ PIL image, at each size in `--sizes`; medians of `--repeat` runs, taken in alter
 3. OpenVINO through optimum-intel (the FastSD CPU recipe): the pipeline exported once to OpenVINO IR
    (cached in the temp folder), image size made static, in OpenVINO's own default inference
    precision on this CPU (printed); TAESD is AutoencoderTiny's decoder converted with
-   `openvino.convert_model` and put in place of the VAE decoder.
+   `openvino.convert_model` and put in place of the VAE decoder;
+4. the kit's own OpenVINO backend (`Studio(..., backend="openvino")`, kit/openvino_backend.py), full
+   VAE and TAESD: its exports are made (once, cached in $KIT_CACHE/openvino, here the temp folder's
+   kit-bench-cache) before measuring, as the peer's are; it prints whether every run gave the same
+   pixels, and its speed-ups over the torch bf16 rows and over the peer.
+
+Every row of a size is held in memory at once: at 512 px that is about 17 GB, so on a machine with less free
+run one size per process (`--sizes 256`, then `--sizes 512`).
 
 Each row shows its median, its speed-up over plain float32, its first picture (load, for OpenVINO
 also reshape and compile, plus the first call; the torch TAESD rows reuse the pipeline the row
@@ -59,6 +66,12 @@ FP32 = "diffusers float32, full VAE"
 FP32_TAESD = "diffusers float32, TAESD"
 KIT = "the kit's default, preview first: full image"
 KIT_PREVIEW = "the kit's default, preview first: first picture (TAESD)"
+KIT_OV = "the kit, backend='openvino', full VAE"
+KIT_OV_TAESD = "the kit, backend='openvino', TAESD"
+PEER = "OpenVINO (optimum-intel), full VAE"
+PEER_TAESD = "OpenVINO (optimum-intel), TAESD"
+TORCH_BEST = "torch bf16 + channels_last, full VAE"
+TORCH_BEST_TAESD = "torch bf16 + channels_last, TAESD"
 
 
 # ---------------------------------------------------------------- the random-weight models
@@ -133,6 +146,53 @@ def kit_path(root: Path, size: int, seed: int, previews: list):
         start = time.perf_counter()
         art, = studio.generate(PROMPT, seed=seed, size=size,
                                on_preview=lambda images: previews.append(time.perf_counter() - start))
+        return art.image
+
+    return generate
+
+
+def sd_turbo_arch(root: Path, size: int):
+    from kit import presets
+
+    return presets.Preset(name="sd-turbo-arch", model=str(root / "pipeline"), preview=str(root / "taesd"),
+                          steps=1, guidance=0.0, size=size)
+
+
+@lru_cache(maxsize=None)  # one studio for the full-VAE and TAESD rows of a size
+def kit_openvino_studio(root: Path, size: int):
+    import kit
+
+    studio = kit.Studio(preset=sd_turbo_arch(root, size), backend="openvino")
+    studio.progress_bar = False
+    print(f"  the kit's openvino backend runs in {studio.dtype} (OpenVINO's inference precision)")
+    return studio
+
+
+def kit_openvino_export(root: Path, sizes: list[int]):
+    """The kit's own exports (in $KIT_CACHE/openvino), made once before measuring, as the peer's are."""
+    from kit import openvino_backend
+
+    start = time.perf_counter()
+    for size in sizes:
+        studio = kit_openvino_studio(root, size)
+        for preview in (False, True):
+            studio.generate(PROMPT, seed=0, size=size, preview=preview)
+    kit_openvino_studio.cache_clear()
+    gc.collect()
+    if openvino_backend.exports:
+        print(f"the kit's openvino backend exported {openvino_backend.exports} models in "
+              f"{time.perf_counter() - start:.0f} s (once; cached in {openvino_backend.cache_root()})", flush=True)
+
+
+def kit_openvino_path(root: Path, size: int, seed: int, preview: bool, hashes: set):
+    """`Studio(..., backend="openvino").generate`; each picture's pixel hash goes to `hashes` (one
+    hash: the same pixels every run, as a replay needs)."""
+    studio = kit_openvino_studio(root, size)
+
+    def generate(latents):
+        assert torch.equal(studio.noise([seed], size, size), latents), "the kit draws its latents from the seed"
+        art, = studio.generate(PROMPT, seed=seed, size=size, preview=preview)
+        hashes.add(art.record.sha256)
         return art.image
 
     return generate
@@ -213,17 +273,19 @@ def openvino_path(folder: Path, size: int):
 # ---------------------------------------------------------------- the run
 
 
-def paths(root: Path, ir: Path, size: int, seed: int, previews: list) -> dict:
+def paths(root: Path, ir: Path, size: int, seed: int, previews: list, hashes: dict) -> dict:
     """name -> (loader returning `generate(latents) -> PIL image`, row whose picture it should match)."""
     bf16 = torch.bfloat16
     return {
+        KIT_OV: (lambda: kit_openvino_path(root, size, seed, False, hashes[KIT_OV]), FP32),
+        KIT_OV_TAESD: (lambda: kit_openvino_path(root, size, seed, True, hashes[KIT_OV_TAESD]), FP32_TAESD),
         KIT: (lambda: kit_path(root, size, seed, previews), FP32),
         FP32: (lambda: torch_path(root, torch.float32), FP32),
         FP32_TAESD: (lambda: torch_path(root, torch.float32, taesd=True), FP32_TAESD),
-        "torch bf16 + channels_last, full VAE": (lambda: torch_path(root, bf16, channels_last=True), FP32),
-        "torch bf16 + channels_last, TAESD": (lambda: torch_path(root, bf16, taesd=True, channels_last=True), FP32_TAESD),
-        "OpenVINO (optimum-intel), full VAE": (lambda: openvino_path(ir / "full", size), FP32),
-        "OpenVINO (optimum-intel), TAESD": (lambda: openvino_path(ir / "taesd", size), FP32_TAESD),
+        TORCH_BEST: (lambda: torch_path(root, bf16, channels_last=True), FP32),
+        TORCH_BEST_TAESD: (lambda: torch_path(root, bf16, taesd=True, channels_last=True), FP32_TAESD),
+        PEER: (lambda: openvino_path(ir / "full", size), FP32),
+        PEER_TAESD: (lambda: openvino_path(ir / "taesd", size), FP32_TAESD),
     }
 
 
@@ -236,7 +298,8 @@ def measure(root: Path, ir: Path, size: int, seed: int, repeat: int) -> dict:
     """{name: (median s, first picture s, PSNR dB or None)} for one size."""
     latents = torch.randn((1, 4, size // 8, size // 8), generator=torch.Generator().manual_seed(seed))
     generators, first, images, references, previews = {}, {}, {}, {}, []
-    for name, (load, reference) in paths(root, ir, size, seed, previews).items():
+    hashes = {KIT_OV: set(), KIT_OV_TAESD: set()}
+    for name, (load, reference) in paths(root, ir, size, seed, previews, hashes).items():
         print(f"{size} px: loading {name}…", flush=True)
         start = time.perf_counter()
         generate = load()
@@ -246,6 +309,9 @@ def measure(root: Path, ir: Path, size: int, seed: int, repeat: int) -> dict:
         references[name] = reference
     times = interleaved(generators, repeat=repeat, warmup=0)  # the first picture was the warm-up
     torch_pipeline.cache_clear()
+    kit_openvino_studio.cache_clear()
+    for name, seen in hashes.items():
+        print(f"  {name}: {'the same pixels in every run' if len(seen) == 1 else f'{len(seen)} different pictures'}")
     agreement = {name: None if ref == name else psnr(images[name], images[ref]) for name, ref in references.items()}
     rows = {name: (times[name], first[name], agreement[name]) for name in times}
     rows[KIT_PREVIEW] = (statistics.median(previews[1:]), None, None)  # the first came with the loading
@@ -271,6 +337,8 @@ def main():
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
+    # the kit's openvino exports go beside the peer's, in the temp folder (delete kit-bench-cache when done)
+    os.environ.setdefault("KIT_CACHE", str(Path(tempfile.gettempdir()) / "kit-bench-cache"))
     sizes = [int(s) for s in args.sizes.split(",")]
 
     import openvino as ov
@@ -289,6 +357,7 @@ def main():
     print("building the sd-turbo architecture with random weights (cached in the temp folder)…", flush=True)
     root = random_weights()
     ir = openvino_export(root)
+    kit_openvino_export(root, sizes)
 
     results = {}
     for size in sizes:
@@ -304,6 +373,10 @@ def main():
     print()
     print(table([(name, *(f"{results[s][name][0]:.2f} s" for s in sizes)) for name in results[sizes[0]]],
                 ("path", *(f"{s} px" for s in sizes))))
+    print("\nthe kit's openvino backend: speed-up over (time of the other path / the kit's openvino time)")
+    pairs = [(KIT_OV, TORCH_BEST), (KIT_OV, PEER), (KIT_OV_TAESD, TORCH_BEST_TAESD), (KIT_OV_TAESD, PEER_TAESD)]
+    print(table([(f"{ours} vs {other}", *(f"{results[s][other][0] / results[s][ours][0]:.2f}x" for s in sizes))
+                 for ours, other in pairs], ("pair", *(f"{s} px" for s in sizes))))
 
 
 if __name__ == "__main__":
