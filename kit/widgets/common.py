@@ -157,6 +157,42 @@ class Panel(W.VBox):
         self.progress.layout.display = ""
 
 
+class LivePanel(Panel):
+    """A panel that redraws live: many quick changes give one `_fire()`, `debounce` seconds after
+    the last (`_arm()` (re)starts the timer); `wait` and `stop` include a pending redraw."""
+
+    debounce = 0.5  # seconds the controls must rest
+    _timer: threading.Timer | None = None
+
+    def _arm(self):
+        self._cancel_timer()
+        self._timer = threading.Timer(self.debounce, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _cancel_timer(self):
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _fire(self):
+        raise NotImplementedError
+
+    def wait(self, timeout: float | None = 600):
+        """Block until a pending redraw and any background work have finished."""
+        while True:
+            timer = self._timer
+            if timer is not None:
+                timer.join(timeout)
+            super().wait(timeout)
+            if self._timer is timer and not self.busy:
+                return self
+
+    def stop(self):
+        """Drop a pending redraw and stop the running one."""
+        self._cancel_timer()
+        super().stop()
+
+
 # ---------------------------------------------------------------- warnings from worker threads
 
 _panels: dict[int, Panel] = {}  # worker thread id -> the panel it works for

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from html import escape
 
 import ipywidgets as W
@@ -12,14 +11,14 @@ from .. import fusion, styles
 from ..errors import KitError
 from ..latents import random_seed
 from ..record import Drawn
-from .common import (Panel, gallery_for, image_slot, png_bytes, preset_note, seed_field, show_png, style_dropdown,
+from .common import (LivePanel, gallery_for, image_slot, png_bytes, preset_note, seed_field, show_png, style_dropdown,
                      style_note)
 
 VIEW = 384          # px, the width of a rendered image
 SHEET_WIDTH = 720   # px, the widest a grid is shown
 
 
-class FusionMixer(Panel):
+class FusionMixer(LivePanel):
     """Blend cultural styles by weight (see `kit.fusion` for the weight rule).
 
     >>> ui = kit.widgets.FusionMixer(studio); ui
@@ -43,7 +42,6 @@ class FusionMixer(Panel):
         super().__init__(**kwargs)
         self.studio = studio
         self.gallery = gallery_for(studio, gallery)
-        self._timer: threading.Timer | None = None
         self._drawn = seed  # the seed field's value the person did not choose (as given, the dice's last roll)
 
         self.note = preset_note(studio.preset)
@@ -148,41 +146,20 @@ class FusionMixer(Panel):
 
     def schedule(self):
         """(Re)start the preview timer: many quick changes give one preview, after the last."""
-        self._cancel_preview()
+        self._cancel_timer()
         if not self.live.value or not 2 <= len(self.sliders) <= fusion.MAX_STYLES:
             return
         try:
             fusion.check_weights(self.weights())
         except KitError:
             return  # the mix line already says what is wrong; Render would show it in full
-        self._timer = threading.Timer(self.debounce, self._fire)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def _cancel_preview(self):
-        if self._timer is not None:
-            self._timer.cancel()
+        self._arm()
 
     def _fire(self):
         if self.busy:  # a render is running: try again when it may have finished
             self.schedule()
             return
         self.preview()
-
-    def wait(self, timeout: float | None = 600):
-        """Block until a pending preview and any background work have finished."""
-        while True:
-            timer = self._timer
-            if timer is not None:
-                timer.join(timeout)
-            super().wait(timeout)
-            if self._timer is timer:
-                return self
-
-    def stop(self):
-        """Drop a pending preview and stop the running render."""
-        self._cancel_preview()
-        super().stop()
 
     # ------------------------------------------------------------ actions
 
@@ -206,7 +183,7 @@ class FusionMixer(Panel):
 
     def render(self):
         """The full-size image of the current mix, saved to the gallery."""
-        self._cancel_preview()
+        self._cancel_timer()
 
         early = self._show_early if self.studio.previews_first else None
 
@@ -219,7 +196,7 @@ class FusionMixer(Panel):
 
     def grid(self):
         """A fusion grid of the 2 or 3 chosen styles at preview size, saved to the gallery."""
-        self._cancel_preview()
+        self._cancel_timer()
 
         def work(run):
             return self.studio.fusion_grid(list(self.sliders), self.subject.value, seed=self._seed(),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from html import escape
 
@@ -15,7 +14,7 @@ from ..latents import random_seed
 from ..restore import check_image
 from ..restyle import DEFAULT_STRENGTH
 from .canvas import SketchCanvas
-from .common import (Panel, gallery_for, image_slot, png_bytes, preset_note, seed_field, show_png, style_dropdown,
+from .common import (LivePanel, gallery_for, image_slot, png_bytes, preset_note, seed_field, show_png, style_dropdown,
                      style_note)
 
 VIEW = 384           # px, how wide the drawing and the result are shown
@@ -25,7 +24,7 @@ HISTORY = 200        # drawings Undo can go back to
 COLOURS = "#1d3557"  # the first brush colour: a dark blue ink
 
 
-class Sketchpad(Panel):
+class Sketchpad(LivePanel):
     """Draw with the mouse or a pen, and see the model re-render the drawing beside it.
 
     >>> ui = kit.widgets.Sketchpad(studio); ui                        # a drawing, restyled live
@@ -76,7 +75,6 @@ class Sketchpad(Panel):
         else:
             width = height = max(studio.preset.size, DRAWING)
         self.size = (width, height)
-        self._timer: threading.Timer | None = None
         self._history: list[list] = []
         self._undoing = False
         self._made = None   # (artwork, drawing, request) of the result shown: Keep decodes it in full
@@ -242,13 +240,7 @@ class Sketchpad(Panel):
         self._cancel_timer()
         if self.mode != "draw" or not self.live.value or not (self.strokes or self.photo is not None):
             return
-        self._timer = threading.Timer(self.debounce, self._fire)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def _cancel_timer(self):
-        if self._timer is not None:
-            self._timer.cancel()
+        self._arm()
 
     def _fire(self):
         if self.busy:  # an older drawing is still rendering: stop it, and render this one when it has stopped
@@ -256,21 +248,6 @@ class Sketchpad(Panel):
             self.schedule()
             return
         self.render(live=True)
-
-    def wait(self, timeout: float | None = 600):
-        """Block until a pending live render and any background work have finished."""
-        while True:
-            timer = self._timer
-            if timer is not None:
-                timer.join(timeout)
-            super().wait(timeout)
-            if self._timer is timer and not self.busy:
-                return self
-
-    def stop(self):
-        """Drop a pending live render and stop the running one."""
-        self._cancel_timer()
-        super().stop()
 
     # ------------------------------------------------------------ rendering
 
