@@ -30,7 +30,7 @@ import os
 import re
 import sqlite3
 import warnings
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
@@ -133,8 +133,7 @@ class Gallery:
                 columns = {row[1] for row in db.execute("PRAGMA table_info(artworks)")}
                 if _TABLES <= tables and set(_ADDED) <= columns:
                     return
-                db.execute("BEGIN IMMEDIATE")
-                try:
+                with self._transaction(db):
                     for statement in _SCHEMA.split(";"):
                         if statement.strip():
                             db.execute(statement)
@@ -143,11 +142,6 @@ class Gallery:
                         if name not in columns:
                             db.execute(f"ALTER TABLE artworks ADD COLUMN {name} {kind}")
                     self._fill_parents(db)
-                    db.execute("COMMIT")
-                except BaseException:
-                    if db.in_transaction:
-                        db.execute("ROLLBACK")
-                    raise
         except sqlite3.Error as err:
             raise self._error(err, "open") from err
 
@@ -173,15 +167,22 @@ class Gallery:
         except sqlite3.Error as err:
             raise self._error(err, "read") from err
 
-    def _write(self, db, sql: str, rows: list[tuple]) -> None:
+    @staticmethod
+    @contextmanager
+    def _transaction(db):
+        """One write transaction, its lock taken up front (BEGIN IMMEDIATE); rolled back on any error."""
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany(sql, rows)
+            yield db
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+
+    def _write(self, db, sql: str, rows: list[tuple]) -> None:
+        with self._transaction(db):
+            db.executemany(sql, rows)
 
     _COLUMNS = ("file", "created", "kind", "prompt", "style", "seed", "preset", "sha256", "record_json",
                 "size", "mtime_ns", "parents")
@@ -491,16 +492,10 @@ class Gallery:
                 state[mark["sha256"]] = mark["mark"] == "hidden"
         try:
             with closing(self._connect()) as db:
-                db.execute("BEGIN IMMEDIATE")
-                try:
+                with self._transaction(db):
                     db.execute("DELETE FROM hidden")  # a cache of the log, filled again from it
                     db.executemany("INSERT INTO hidden (sha256) VALUES (?)", [(h,) for h, on in state.items() if on])
                     db.execute("INSERT OR REPLACE INTO marks_read (id, size, mtime_ns) VALUES (1, ?, ?)", stamp)
-                    db.execute("COMMIT")
-                except BaseException:
-                    if db.in_transaction:
-                        db.execute("ROLLBACK")
-                    raise
         except sqlite3.Error as err:
             raise self._error(err, "update") from err
 
