@@ -85,6 +85,7 @@ def main():
                             args.repeat, warmup=0)
         # restoration shows no preview first: what it paints is disclosed on the finished image
         first_picture = None if name == "restoration" else first_picture_time(after, call, args.repeat)
+        print(f"  {name}: float32 {times['float32']:.2f} s, default {times['default']:.2f} s", flush=True)
         rows.append((name, f"{times['float32']:.2f} s", f"{times['default']:.2f} s",
                      f"{times['float32'] / times['default']:.2f}x",
                      "-" if first_picture is None else f"{first_picture:.2f} s "
