@@ -69,11 +69,14 @@ class GalleryBrowser(Panel):
         self.lineage_view = W.HTML()
         self.hide_button = W.Button(description="Hide", icon="eye-slash", disabled=True,
                                     tooltip="hide from this view; the file stays on disk")
+        wide = W.Layout(width="auto")  # the buttons' text is long: their width follows it
         self.continue_buttons = {
-            "PromptStudio": W.Button(description="Continue in PromptStudio", icon="pencil", disabled=True),
-            "FusionMixer": W.Button(description="Continue in FusionMixer", icon="sliders", disabled=True),
+            "PromptStudio": W.Button(description="Continue in PromptStudio", icon="pencil", disabled=True,
+                                     layout=wide),
+            "FusionMixer": W.Button(description="Continue in FusionMixer", icon="sliders", disabled=True,
+                                    layout=wide),
             "Sketchpad": W.Button(description="Continue in Sketchpad", icon="paint-brush", disabled=True,
-                                  tooltip="draw over this image, with its prompt, style and seed"),
+                                  layout=wide, tooltip="draw over this image, with its prompt, style and seed"),
         }
         self.continue_area = W.VBox()
 

@@ -18,7 +18,7 @@ from .test_lab import write_notebook
 pytestmark = pytest.mark.browser
 expect = pytest.importorskip("playwright.sync_api").expect
 
-PANELS = ["PromptStudio", "WalkExplorer", "FusionMixer", "StyleMap", "AuditView"]
+PANELS = ["PromptStudio", "WalkExplorer", "FusionMixer", "StyleMap", "AuditView", "GalleryBrowser"]
 NAMES = ["Tā moko", "Đông Hồ", "İznik", "浮世絵", "मधुबनी", "نگارگری", "Ελληνικά", "Кириллица"]
 
 CELLS = [
@@ -60,6 +60,10 @@ style_map""",
 report = kit.audit(studio, "a portrait of a {term} elder", ["Sámi", "Māori"], seeds=range(3))
 view = kit.widgets.AuditView(report)
 view""",
+    """\
+gallery_browser = kit.widgets.GalleryBrowser(studio=studio)   # the gallery PromptStudio saved to
+gallery_browser.open_record(0)     # the newest image: its record, who did what and its lineage
+gallery_browser""",
     f"""\
 contact_sheet([Image.new("RGB", (64, 64), c) for c in ["teal", "tan", "plum", "gold"] * 2],
               labels={NAMES!r}, columns=4, title="Names in every script")""",
