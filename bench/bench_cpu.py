@@ -17,8 +17,8 @@ PIL image, at each size in `--sizes`; medians of `--repeat` runs, taken in alter
    kit-bench-cache) before measuring, as the peer's are; it prints whether every run gave the same
    pixels, and its speed-ups over the torch bf16 rows and over the peer.
 
-Every row of a size is held in memory at once: at 512 px that is about 17 GB, so on a machine with less free
-run one size per process (`--sizes 256`, then `--sizes 512`).
+Every row of a size is held in memory at once: all nine at 512 px take more than 24 GB, so on a smaller
+machine run one size per process (`--sizes 256`, then `--sizes 512`) and fewer rows (`--rows`).
 
 Each row shows its median, its speed-up over plain float32, its first picture (load, for OpenVINO
 also reshape and compile, plus the first call; the torch TAESD rows reuse the pipeline the row
@@ -273,10 +273,16 @@ def openvino_path(folder: Path, size: int):
 # ---------------------------------------------------------------- the run
 
 
-def paths(root: Path, ir: Path, size: int, seed: int, previews: list, hashes: dict) -> dict:
-    """name -> (loader returning `generate(latents) -> PIL image`, row whose picture it should match)."""
+# `--rows` names: short name -> row
+ROWS = {"kit-ov": KIT_OV, "kit-ov-taesd": KIT_OV_TAESD, "kit": KIT, "fp32": FP32, "fp32-taesd": FP32_TAESD,
+        "torch-bf16": TORCH_BEST, "torch-bf16-taesd": TORCH_BEST_TAESD, "peer": PEER, "peer-taesd": PEER_TAESD}
+
+
+def paths(root: Path, ir: Path, size: int, seed: int, previews: list, hashes: dict, rows: list[str]) -> dict:
+    """name -> (loader returning `generate(latents) -> PIL image`, row whose picture it should match),
+    for the rows asked for."""
     bf16 = torch.bfloat16
-    return {
+    every = {
         KIT_OV: (lambda: kit_openvino_path(root, size, seed, False, hashes[KIT_OV]), FP32),
         KIT_OV_TAESD: (lambda: kit_openvino_path(root, size, seed, True, hashes[KIT_OV_TAESD]), FP32_TAESD),
         KIT: (lambda: kit_path(root, size, seed, previews), FP32),
@@ -287,6 +293,7 @@ def paths(root: Path, ir: Path, size: int, seed: int, previews: list, hashes: di
         PEER: (lambda: openvino_path(ir / "full", size), FP32),
         PEER_TAESD: (lambda: openvino_path(ir / "taesd", size), FP32_TAESD),
     }
+    return {name: every[name] for name in every if name in rows}
 
 
 def psnr(a, b) -> float:
@@ -294,12 +301,12 @@ def psnr(a, b) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
 
 
-def measure(root: Path, ir: Path, size: int, seed: int, repeat: int) -> dict:
+def measure(root: Path, ir: Path, size: int, seed: int, repeat: int, rows: list[str]) -> dict:
     """{name: (median s, first picture s, PSNR dB or None)} for one size."""
     latents = torch.randn((1, 4, size // 8, size // 8), generator=torch.Generator().manual_seed(seed))
     generators, first, images, references, previews = {}, {}, {}, {}, []
     hashes = {KIT_OV: set(), KIT_OV_TAESD: set()}
-    for name, (load, reference) in paths(root, ir, size, seed, previews, hashes).items():
+    for name, (load, reference) in paths(root, ir, size, seed, previews, hashes, rows).items():
         print(f"{size} px: loading {name}…", flush=True)
         start = time.perf_counter()
         generate = load()
@@ -311,11 +318,14 @@ def measure(root: Path, ir: Path, size: int, seed: int, repeat: int) -> dict:
     torch_pipeline.cache_clear()
     kit_openvino_studio.cache_clear()
     for name, seen in hashes.items():
-        print(f"  {name}: {'the same pixels in every run' if len(seen) == 1 else f'{len(seen)} different pictures'}")
-    agreement = {name: None if ref == name else psnr(images[name], images[ref]) for name, ref in references.items()}
-    rows = {name: (times[name], first[name], agreement[name]) for name in times}
-    rows[KIT_PREVIEW] = (statistics.median(previews[1:]), None, None)  # the first came with the loading
-    return rows
+        if seen:
+            print(f"  {name}: {'the same pixels in every run' if len(seen) == 1 else f'{len(seen)} different pictures'}")
+    agreement = {name: None if ref == name else psnr(images[name], images[ref]) if ref in images else None
+                 for name, ref in references.items()}
+    measured = {name: (times[name], first[name], agreement[name]) for name in times}
+    if previews:
+        measured[KIT_PREVIEW] = (statistics.median(previews[1:]), None, None)  # the first came with the loading
+    return measured
 
 
 def versions() -> str:
@@ -336,7 +346,14 @@ def main():
     parser.add_argument("--sizes", default="256,512")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rows", default=",".join(ROWS),
+                        help=f"the rows to run, of {', '.join(ROWS)} (fp32 always runs: the ratios are to it); "
+                             "fewer rows need less memory at 512 px")
     args = parser.parse_args()
+    unknown = set(args.rows.split(",")) - set(ROWS)
+    if unknown:
+        parser.error(f"--rows: unknown {', '.join(sorted(unknown))}; known: {', '.join(ROWS)}")
+    rows = [ROWS[r] for r in ROWS if r in args.rows.split(",") or r == "fp32"]
     # the kit's openvino exports go beside the peer's, in the temp folder (delete kit-bench-cache when done)
     os.environ.setdefault("KIT_CACHE", str(Path(tempfile.gettempdir()) / "kit-bench-cache"))
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -356,12 +373,13 @@ def main():
           f"OpenVINO's default inference precision here: {precision}")
     print("building the sd-turbo architecture with random weights (cached in the temp folder)…", flush=True)
     root = random_weights()
-    ir = openvino_export(root)
-    kit_openvino_export(root, sizes)
+    ir = openvino_export(root) if {PEER, PEER_TAESD} & set(rows) else None
+    if {KIT_OV, KIT_OV_TAESD} & set(rows):
+        kit_openvino_export(root, sizes)
 
     results = {}
     for size in sizes:
-        results[size] = measure(root, ir, size, args.seed, args.repeat)
+        results[size] = measure(root, ir, size, args.seed, args.repeat, rows)
         gc.collect()  # let one size's models go before the next size loads its own
     for size, rows in results.items():
         base = rows[FP32][0]
@@ -376,7 +394,7 @@ def main():
     print("\nthe kit's openvino backend: speed-up over (time of the other path / the kit's openvino time)")
     pairs = [(KIT_OV, TORCH_BEST), (KIT_OV, PEER), (KIT_OV_TAESD, TORCH_BEST_TAESD), (KIT_OV_TAESD, PEER_TAESD)]
     print(table([(f"{ours} vs {other}", *(f"{results[s][other][0] / results[s][ours][0]:.2f}x" for s in sizes))
-                 for ours, other in pairs], ("pair", *(f"{s} px" for s in sizes))))
+                 for ours, other in pairs if {ours, other} <= set(rows)], ("pair", *(f"{s} px" for s in sizes))))
 
 
 if __name__ == "__main__":

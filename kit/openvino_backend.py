@@ -232,9 +232,11 @@ class Stand(torch.nn.Module):
         try:
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the tracer's notes on shape-dependent branches: the export fixes those
-                module = self._torch[0] if self._torch else self.reload()
-                model = ov.convert_model(_Traced(module, self.trace), example_input=tuple(args),
-                                         input=[ov.PartialShape(s) for s in shapes])
+                module = _Traced(self._torch[0] if self._torch else self.reload(), self.trace)
+                try:
+                    model = ov.convert_model(module, example_input=tuple(args), input=[ov.PartialShape(s) for s in shapes])
+                except Exception:  # e.g. transformers 5.5's causal mask cannot be traced by TorchScript
+                    model = ov.convert_model(_exported_program(module, args, shapes))
         except Exception as err:  # convert_model raises RuntimeError or the traced library's own errors
             first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
             raise NotConverted(f"the {self.component} did not convert to OpenVINO: {first}") from err
@@ -299,7 +301,7 @@ class TextEncoder(Stand):
         if self.torch_fallback is None:
             try:
                 hidden, pooled = self.run(input_ids.long())
-            except NotConverted as err:  # e.g. transformers 5.5's causal mask cannot be traced: torch encodes
+            except NotConverted as err:  # neither TorchScript nor torch.export could take it: torch encodes
                 warnings.warn(f"{err}; the text encoder runs in torch, float32", stacklevel=2)
                 self.torch_fallback = self._torch[0] if self._torch else self.reload()
         if self.torch_fallback is not None:
@@ -307,6 +309,15 @@ class TextEncoder(Stand):
                 hidden, pooled = self.torch_fallback(input_ids, return_dict=False)[:2]
         out = BaseModelOutputWithPooling(last_hidden_state=hidden, pooler_output=pooled)
         return out if return_dict else out.to_tuple()
+
+
+def _exported_program(module, args, shapes):
+    """`module` through torch.export, the second way in when TorchScript tracing fails: the
+    dimensions `shapes` marks -1 stay free (examples with a batch of 1 are doubled, so that the
+    batch is not taken for a constant)."""
+    args = tuple(a.repeat(2, *[1] * (a.ndim - 1)) if a.ndim and a.shape[0] == 1 else a for a in args)
+    dynamic = tuple({i: torch.export.Dim.AUTO for i, n in enumerate(s) if n == -1} for s in shapes)
+    return torch.export.export(module, args, dynamic_shapes=(dynamic,), strict=False)  # (dynamic,): forward(*args)
 
 
 class _Traced(torch.nn.Module):

@@ -119,3 +119,34 @@ def test_kit_backend_picks_the_default_backend(monkeypatch):
     monkeypatch.setenv("KIT_BACKEND", "cuda-graphs")
     with pytest.raises(KitError, match="backend must be one of"):
         kit.Studio(preset="tiny")
+
+
+@needs_openvino
+def test_a_text_encoder_that_torchscript_cannot_trace_goes_through_torch_export(studio, monkeypatch, tmp_path):
+    """transformers 5.5's causal mask breaks TorchScript tracing of CLIP; torch.export takes it, so
+    the text encoder still runs in OpenVINO (not in torch float32, which cost 0.3 s at sd-turbo's size)."""
+    import openvino
+    import torch
+
+    convert = openvino.convert_model
+    taken = []
+
+    def torchscript_refused(model, **kwargs):
+        taken.append(type(model).__name__)
+        if isinstance(model, torch.nn.Module):
+            raise RuntimeError("Couldn't get TorchScript module by tracing.")
+        return convert(model, **kwargs)
+
+    monkeypatch.setattr(openvino, "convert_model", torchscript_refused)
+    monkeypatch.setattr(openvino_backend, "cache_root", lambda: tmp_path)
+    encoder = studio.pipe.text_encoder
+    stand = openvino_backend.TextEncoder(encoder, None, "f32")
+    ids = studio.pipe.tokenizer(["a face", "a farmer in a red shirt"], padding="max_length", max_length=77,
+                                return_tensors="pt").input_ids
+    with torch.no_grad():
+        hidden, pooled = stand(ids, return_dict=False)
+        want = encoder(ids, return_dict=False)
+    assert taken == ["_Traced", "ExportedProgram"] and stand.torch_fallback is None
+    assert torch.allclose(hidden, want[0], atol=1e-4) and torch.allclose(pooled, want[1], atol=1e-4)
+    with torch.no_grad():  # the batch and the prompt's length stayed free
+        assert stand(ids[:1, :20], return_dict=False)[0].shape == (1, 20, encoder.config.hidden_size)
