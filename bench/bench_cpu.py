@@ -43,6 +43,7 @@ import argparse
 import gc
 import hashlib
 import logging
+import math
 import os
 import shutil
 import statistics
@@ -320,8 +321,8 @@ def measure(root: Path, ir: Path, size: int, seed: int, repeat: int, rows: list[
     for name, seen in hashes.items():
         if seen:
             print(f"  {name}: {'the same pixels in every run' if len(seen) == 1 else f'{len(seen)} different pictures'}")
-    agreement = {name: None if ref == name else psnr(images[name], images[ref]) if ref in images else None
-                 for name, ref in references.items()}
+    agreement = {name: None if ref == name else psnr(images[name], images[ref]) if ref in images else math.nan
+                 for name, ref in references.items()}  # nan: its reference row was not run
     measured = {name: (times[name], first[name], agreement[name]) for name in times}
     if previews:
         measured[KIT_PREVIEW] = (statistics.median(previews[1:]), None, None)  # the first came with the loading
@@ -385,7 +386,8 @@ def main():
         base = rows[FP32][0]
         print(f"\nsd-turbo arch (random weights), {size} px, 1 step, prompt to PIL, median of {args.repeat}")
         print(table([(name, f"{t:.2f} s", f"{base / t:.2f}x", "" if f is None else f"{f:.1f} s",
-                      "reference" if p is None and name != KIT_PREVIEW else "" if p is None else f"{p:.1f} dB")
+                      "reference" if p is None and name != KIT_PREVIEW else "" if p is None
+                      else "(reference not run)" if math.isnan(p) else f"{p:.1f} dB")
                      for name, (t, f, p) in rows.items()],
                     ("path", "median", "vs float32", "first picture", "PSNR vs float32")))
     print()

@@ -596,6 +596,9 @@ def doctor() -> DoctorReport:
     )
     report["presets"] = {name: _readiness(cached(p)) for name, p in PRESETS.items()}
     report["tiny"] = _toy_world()
+    from . import openvino_backend
+
+    report["backend"] = openvino_backend.describe(device)
     try:
         default = get()
         parts = {k: v for k, v in cached(default).items() if k != "inpaint"}

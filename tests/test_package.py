@@ -1,5 +1,7 @@
 """The package as a newcomer meets it: a light import, the cli, the doctor, clean notebooks."""
 
+import importlib.metadata
+import importlib.util
 import json
 import subprocess
 import sys
@@ -42,6 +44,20 @@ def test_doctor_reports_device_versions_presets_and_the_plan():
     assert report["presets"]["tiny"] == report["presets"]["tiny-sdxl"] == "ready"  # built from code: nothing to fetch
     assert "tiny" in report["default"]  # KIT_PRESET=tiny in the tests
     assert "<table>" in report._repr_html_() and "device" in str(report)
+    openvino = importlib.util.find_spec("openvino") is not None
+    assert report["backend"].startswith("torch; ") and ("openvino" in report["backend"])
+    assert ("installed:" in report["backend"]) == (openvino and report["device"] == "cpu")
+
+
+def test_doctor_names_the_backend_kit_backend_picks_and_how_to_get_openvino(monkeypatch):
+    from kit import openvino_backend
+
+    monkeypatch.setenv("KIT_BACKEND", "openvino")
+    assert openvino_backend.describe("cpu").startswith("openvino; ")
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: (
+        real(name) if name != "openvino" else (_ for _ in ()).throw(importlib.metadata.PackageNotFoundError(name))))
+    assert 'pip install "kit-portraits[openvino]"' in openvino_backend.describe("cpu")
 
 
 def test_cli_doctor_and_a_clear_error():
