@@ -13,11 +13,12 @@ PIL image, at each size in `--sizes`; medians of `--repeat` runs, taken in alter
    precision on this CPU (printed); TAESD is AutoencoderTiny's decoder converted with
    `openvino.convert_model` and put in place of the VAE decoder;
 4. the kit's own OpenVINO backend (`Studio(..., backend="openvino")`, kit/openvino_backend.py), full
-   VAE and TAESD: its exports are made (once, cached in $KIT_CACHE/openvino, here the temp folder's
-   kit-bench-cache) before measuring, as the peer's are; it prints whether every run gave the same
-   pixels, and its speed-ups over the torch bf16 rows and over the peer.
+   VAE and TAESD, and preview first (the full image after a TAESD preview, as PromptStudio shows it
+   on a CPU: the seconds to each): its exports are made (once, cached in $KIT_CACHE/openvino, here
+   the temp folder's kit-bench-cache) before measuring, as the peer's are; it prints whether every
+   run gave the same pixels, and its speed-ups over the torch rows and over the peer.
 
-Every row of a size is held in memory at once: all nine at 512 px take more than 24 GB, so on a smaller
+Every row of a size is held in memory at once: all ten at 512 px take more than 24 GB, so on a smaller
 machine run one size per process (`--sizes 256`, then `--sizes 512`) and fewer rows (`--rows`).
 
 Each row shows its median, its speed-up over plain float32, its first picture (load, for OpenVINO
@@ -69,6 +70,9 @@ KIT = "the kit's default, preview first: full image"
 KIT_PREVIEW = "the kit's default, preview first: first picture (TAESD)"
 KIT_OV = "the kit, backend='openvino', full VAE"
 KIT_OV_TAESD = "the kit, backend='openvino', TAESD"
+KIT_OV_FIRST = "the kit, backend='openvino', preview first: full image"
+KIT_OV_PREVIEW = "the kit, backend='openvino', preview first: first picture (TAESD)"
+PREVIEW_ROWS = (KIT_PREVIEW, KIT_OV_PREVIEW)  # rows derived from a preview-first row's previews
 PEER = "OpenVINO (optimum-intel), full VAE"
 PEER_TAESD = "OpenVINO (optimum-intel), TAESD"
 TORCH_BEST = "torch bf16 + channels_last, full VAE"
@@ -185,14 +189,17 @@ def kit_openvino_export(root: Path, sizes: list[int]):
               f"{time.perf_counter() - start:.0f} s (once; cached in {openvino_backend.cache_root()})", flush=True)
 
 
-def kit_openvino_path(root: Path, size: int, seed: int, preview: bool, hashes: set):
+def kit_openvino_path(root: Path, size: int, seed: int, preview: bool, hashes: set, previews: list | None = None):
     """`Studio(..., backend="openvino").generate`; each picture's pixel hash goes to `hashes` (one
-    hash: the same pixels every run, as a replay needs)."""
+    hash: the same pixels every run, as a replay needs). With `previews`, the full image comes
+    after a TAESD preview, as PromptStudio shows it on a CPU, and the seconds to each preview go there."""
     studio = kit_openvino_studio(root, size)
 
     def generate(latents):
         assert torch.equal(studio.noise([seed], size, size), latents), "the kit draws its latents from the seed"
-        art, = studio.generate(PROMPT, seed=seed, size=size, preview=preview)
+        start = time.perf_counter()
+        shown = None if previews is None else lambda images: previews.append(time.perf_counter() - start)
+        art, = studio.generate(PROMPT, seed=seed, size=size, preview=preview, on_preview=shown)
         hashes.add(art.record.sha256)
         return art.image
 
@@ -275,18 +282,20 @@ def openvino_path(folder: Path, size: int):
 
 
 # `--rows` names: short name -> row
-ROWS = {"kit-ov": KIT_OV, "kit-ov-taesd": KIT_OV_TAESD, "kit": KIT, "fp32": FP32, "fp32-taesd": FP32_TAESD,
+ROWS = {"kit-ov": KIT_OV, "kit-ov-taesd": KIT_OV_TAESD, "kit-ov-first": KIT_OV_FIRST, "kit": KIT, "fp32": FP32, "fp32-taesd": FP32_TAESD,
         "torch-bf16": TORCH_BEST, "torch-bf16-taesd": TORCH_BEST_TAESD, "peer": PEER, "peer-taesd": PEER_TAESD}
 
 
-def paths(root: Path, ir: Path, size: int, seed: int, previews: list, hashes: dict, rows: list[str]) -> dict:
+def paths(root: Path, ir: Path, size: int, seed: int, previews: dict, hashes: dict, rows: list[str]) -> dict:
     """name -> (loader returning `generate(latents) -> PIL image`, row whose picture it should match),
     for the rows asked for."""
     bf16 = torch.bfloat16
     every = {
         KIT_OV: (lambda: kit_openvino_path(root, size, seed, False, hashes[KIT_OV]), FP32),
         KIT_OV_TAESD: (lambda: kit_openvino_path(root, size, seed, True, hashes[KIT_OV_TAESD]), FP32_TAESD),
-        KIT: (lambda: kit_path(root, size, seed, previews), FP32),
+        KIT_OV_FIRST: (lambda: kit_openvino_path(root, size, seed, False, hashes[KIT_OV_FIRST], previews[KIT_OV_PREVIEW]),
+                       FP32),
+        KIT: (lambda: kit_path(root, size, seed, previews[KIT_PREVIEW]), FP32),
         FP32: (lambda: torch_path(root, torch.float32), FP32),
         FP32_TAESD: (lambda: torch_path(root, torch.float32, taesd=True), FP32_TAESD),
         TORCH_BEST: (lambda: torch_path(root, bf16, channels_last=True), FP32),
@@ -305,8 +314,9 @@ def psnr(a, b) -> float:
 def measure(root: Path, ir: Path, size: int, seed: int, repeat: int, rows: list[str]) -> dict:
     """{name: (median s, first picture s, PSNR dB or None)} for one size."""
     latents = torch.randn((1, 4, size // 8, size // 8), generator=torch.Generator().manual_seed(seed))
-    generators, first, images, references, previews = {}, {}, {}, {}, []
-    hashes = {KIT_OV: set(), KIT_OV_TAESD: set()}
+    generators, first, images, references = {}, {}, {}, {}
+    previews = {name: [] for name in PREVIEW_ROWS}  # seconds to each preview of the preview-first rows
+    hashes = {KIT_OV: set(), KIT_OV_TAESD: set(), KIT_OV_FIRST: set()}
     for name, (load, reference) in paths(root, ir, size, seed, previews, hashes, rows).items():
         print(f"{size} px: loading {name}…", flush=True)
         start = time.perf_counter()
@@ -324,8 +334,9 @@ def measure(root: Path, ir: Path, size: int, seed: int, repeat: int, rows: list[
     agreement = {name: None if ref == name else psnr(images[name], images[ref]) if ref in images else math.nan
                  for name, ref in references.items()}  # nan: its reference row was not run
     measured = {name: (times[name], first[name], agreement[name]) for name in times}
-    if previews:
-        measured[KIT_PREVIEW] = (statistics.median(previews[1:]), None, None)  # the first came with the loading
+    for name, seen in previews.items():
+        if seen:
+            measured[name] = (statistics.median(seen[1:]), None, None)  # the first came with the loading
     return measured
 
 
@@ -386,7 +397,7 @@ def main():
         base = rows[FP32][0]
         print(f"\nsd-turbo arch (random weights), {size} px, 1 step, prompt to PIL, median of {args.repeat}")
         print(table([(name, f"{t:.2f} s", f"{base / t:.2f}x", "" if f is None else f"{f:.1f} s",
-                      "reference" if p is None and name != KIT_PREVIEW else "" if p is None
+                      "reference" if p is None and name not in PREVIEW_ROWS else "" if p is None
                       else "(reference not run)" if math.isnan(p) else f"{p:.1f} dB")
                      for name, (t, f, p) in rows.items()],
                     ("path", "median", "vs float32", "first picture", "PSNR vs float32")))
@@ -394,9 +405,11 @@ def main():
     print(table([(name, *(f"{results[s][name][0]:.2f} s" for s in sizes)) for name in results[sizes[0]]],
                 ("path", *(f"{s} px" for s in sizes))))
     print("\nthe kit's openvino backend: speed-up over (time of the other path / the kit's openvino time)")
-    pairs = [(KIT_OV, TORCH_BEST), (KIT_OV, PEER), (KIT_OV_TAESD, TORCH_BEST_TAESD), (KIT_OV_TAESD, PEER_TAESD)]
+    pairs = [(KIT_OV, TORCH_BEST), (KIT_OV, PEER), (KIT_OV_TAESD, TORCH_BEST_TAESD), (KIT_OV_TAESD, PEER_TAESD),
+             (KIT_OV_FIRST, PEER), (KIT_OV_PREVIEW, PEER_TAESD), (KIT_OV_FIRST, KIT), (KIT_OV_PREVIEW, KIT_PREVIEW)]
     print(table([(f"{ours} vs {other}", *(f"{results[s][other][0] / results[s][ours][0]:.2f}x" for s in sizes))
-                 for ours, other in pairs if {ours, other} <= set(rows)], ("pair", *(f"{s} px" for s in sizes))))
+                 for ours, other in pairs if {ours, other} <= set(results[sizes[0]])],
+                ("pair", *(f"{s} px" for s in sizes))))
 
 
 if __name__ == "__main__":
