@@ -86,7 +86,7 @@ def describe(device: str) -> str:
         installed = f"openvino {version('openvino')} installed"
     except PackageNotFoundError:
         return (f"{default}; openvino is not installed ({INSTALL}): on a 2-core AVX-512-BF16 CPU it measured "
-                "1.3-1.8x faster than torch bfloat16 (bench/bench_cpu.py)")
+                "1.25-1.8x faster than torch bfloat16 (bench/bench_cpu.py)")
     if device != "cpu":
         return f"{default}; {installed}, but it runs on the CPU and this machine computes on {device}"
     return (f"{default}; {installed}: Studio(backend='openvino') or KIT_BACKEND=openvino runs the models with it "

@@ -55,8 +55,13 @@ def test_doctor_names_the_backend_kit_backend_picks_and_how_to_get_openvino(monk
     monkeypatch.setenv("KIT_BACKEND", "openvino")
     assert openvino_backend.describe("cpu").startswith("openvino; ")
     real = importlib.metadata.version
-    monkeypatch.setattr(importlib.metadata, "version", lambda name: (
-        real(name) if name != "openvino" else (_ for _ in ()).throw(importlib.metadata.PackageNotFoundError(name))))
+
+    def without_openvino(name):
+        if name == "openvino":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", without_openvino)
     assert 'pip install "kit-portraits[openvino]"' in openvino_backend.describe("cpu")
 
 
