@@ -109,7 +109,7 @@ def scrubbing(moves: int = 50, size: int = 512, frames: int = 8) -> dict:
         for i in range(moves):
             index = (i + 1) % frames  # every move goes to another frame
             start = time.perf_counter()
-            ui.slider.value = index
+            ui.slider.value = index + 1  # the slider counts frames from 1, as the caption does
             times.append(time.perf_counter() - start)
             assert ui.image.value == ui.frame_png[index]
         encode = statistics.median(clock(lambda: png_bytes(ui.walk[i % frames].image)) for i in range(10))
