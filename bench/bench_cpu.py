@@ -282,8 +282,9 @@ def openvino_path(folder: Path, size: int):
 
 
 # `--rows` names: short name -> row
-ROWS = {"kit-ov": KIT_OV, "kit-ov-taesd": KIT_OV_TAESD, "kit-ov-first": KIT_OV_FIRST, "kit": KIT, "fp32": FP32, "fp32-taesd": FP32_TAESD,
-        "torch-bf16": TORCH_BEST, "torch-bf16-taesd": TORCH_BEST_TAESD, "peer": PEER, "peer-taesd": PEER_TAESD}
+ROWS = {"kit-ov": KIT_OV, "kit-ov-taesd": KIT_OV_TAESD, "kit-ov-first": KIT_OV_FIRST, "kit": KIT, "fp32": FP32,
+        "fp32-taesd": FP32_TAESD, "torch-bf16": TORCH_BEST, "torch-bf16-taesd": TORCH_BEST_TAESD, "peer": PEER,
+        "peer-taesd": PEER_TAESD}
 
 
 def paths(root: Path, ir: Path, size: int, seed: int, previews: dict, hashes: dict, rows: list[str]) -> dict:
@@ -293,8 +294,8 @@ def paths(root: Path, ir: Path, size: int, seed: int, previews: dict, hashes: di
     every = {
         KIT_OV: (lambda: kit_openvino_path(root, size, seed, False, hashes[KIT_OV]), FP32),
         KIT_OV_TAESD: (lambda: kit_openvino_path(root, size, seed, True, hashes[KIT_OV_TAESD]), FP32_TAESD),
-        KIT_OV_FIRST: (lambda: kit_openvino_path(root, size, seed, False, hashes[KIT_OV_FIRST], previews[KIT_OV_PREVIEW]),
-                       FP32),
+        KIT_OV_FIRST: (lambda: kit_openvino_path(root, size, seed, False, hashes[KIT_OV_FIRST],
+                                                 previews[KIT_OV_PREVIEW]), FP32),
         KIT: (lambda: kit_path(root, size, seed, previews[KIT_PREVIEW]), FP32),
         FP32: (lambda: torch_path(root, torch.float32), FP32),
         FP32_TAESD: (lambda: torch_path(root, torch.float32, taesd=True), FP32_TAESD),
@@ -329,8 +330,9 @@ def measure(root: Path, ir: Path, size: int, seed: int, repeat: int, rows: list[
     torch_pipeline.cache_clear()
     kit_openvino_studio.cache_clear()
     for name, seen in hashes.items():
-        if seen:
-            print(f"  {name}: {'the same pixels in every run' if len(seen) == 1 else f'{len(seen)} different pictures'}")
+        if seen:  # the row ran
+            same = "the same pixels in every run" if len(seen) == 1 else f"{len(seen)} different pictures"
+            print(f"  {name}: {same}")
     agreement = {name: None if ref == name else psnr(images[name], images[ref]) if ref in images else math.nan
                  for name, ref in references.items()}  # nan: its reference row was not run
     measured = {name: (times[name], first[name], agreement[name]) for name in times}
@@ -386,20 +388,20 @@ def main():
     print("building the sd-turbo architecture with random weights (cached in the temp folder)…", flush=True)
     root = random_weights()
     ir = openvino_export(root) if {PEER, PEER_TAESD} & set(rows) else None
-    if {KIT_OV, KIT_OV_TAESD} & set(rows):
+    if {KIT_OV, KIT_OV_TAESD, KIT_OV_FIRST} & set(rows):
         kit_openvino_export(root, sizes)
 
     results = {}
     for size in sizes:
         results[size] = measure(root, ir, size, args.seed, args.repeat, rows)
         gc.collect()  # let one size's models go before the next size loads its own
-    for size, rows in results.items():
-        base = rows[FP32][0]
+    for size, measured in results.items():
+        base = measured[FP32][0]
         print(f"\nsd-turbo arch (random weights), {size} px, 1 step, prompt to PIL, median of {args.repeat}")
         print(table([(name, f"{t:.2f} s", f"{base / t:.2f}x", "" if f is None else f"{f:.1f} s",
                       "reference" if p is None and name not in PREVIEW_ROWS else "" if p is None
                       else "(reference not run)" if math.isnan(p) else f"{p:.1f} dB")
-                     for name, (t, f, p) in rows.items()],
+                     for name, (t, f, p) in measured.items()],
                     ("path", "median", "vs float32", "first picture", "PSNR vs float32")))
     print()
     print(table([(name, *(f"{results[s][name][0]:.2f} s" for s in sizes)) for name in results[sizes[0]]],
