@@ -128,9 +128,11 @@ def sample(rng: np.random.Generator, **fixed) -> Portrait:
     return Portrait(**values)
 
 
-def caption(portrait: Portrait, rng: np.random.Generator | None = None, drop: float = 0.0) -> str:
+def caption(portrait: Portrait, rng: np.random.Generator | None = None, drop: float = 0.0,
+            subject_drop: float | None = None) -> str:
     """The portrait's caption. With `rng`, each attribute's words are left out with probability
-    `drop`, the rest shuffled, and a few filler words added (how the models are trained)."""
+    `drop`, the rest shuffled, and a few filler words added (how the models are trained); the
+    role is left out with probability `subject_drop` (default: half of `drop`)."""
     p = portrait
     article = "an" if p.role[0] in "aeiou" else "a"
     subject = f"a portrait of {article} {p.role}"
@@ -144,7 +146,7 @@ def caption(portrait: Portrait, rng: np.random.Generator | None = None, drop: fl
         parts.insert(int(rng.integers(len(parts) + 1)), " ".join(rng.choice(FILLER, size=rng.integers(1, 4))))
     if rng.random() < 0.3:
         subject = [f"portrait of {article} {p.role}", f"{article} {p.role}", p.role][int(rng.integers(3))]
-    if rng.random() < drop / 2:
+    if rng.random() < (drop / 2 if subject_drop is None else subject_drop):
         return ", ".join(parts)
     return ", ".join([subject, *parts])
 

@@ -224,6 +224,15 @@ def test_training_captions_without_drop_keep_every_attribute():
     assert any(toyworld.caption(portrait, np.random.default_rng(s)) != plain for s in range(20))  # shuffled
 
 
+def test_subject_drop_sets_how_often_the_role_is_left_out():
+    rng = np.random.default_rng(11)
+    portraits = [toyworld.sample(rng) for _ in range(400)]
+    named = [sum(words(toyworld.caption(p, rng, drop=0.6, subject_drop=share)) & {p.role} != set() for p in portraits)
+             for share in (0.0, 0.5)]
+    assert named[0] == 400  # never left out
+    assert 140 < named[1] < 260  # about half
+
+
 def test_training_captions_are_deterministic_per_rng():
     portrait = toyworld.sample(np.random.default_rng(0))
     first = [toyworld.caption(portrait, np.random.default_rng(9), drop=0.3) for _ in range(3)]
