@@ -21,15 +21,15 @@ def test_seed_noise_is_pinned():
 def test_a_tiny_image_is_pinned(studio):
     art, = studio.generate(PROMPT, seed=7)
     pixels = np.asarray(art.image).astype(int)
-    expected = [[[183, 191, 67], [195, 193, 45], [197, 165, 42]],
-                [[193, 180, 38], [216, 184, 37], [204, 165, 52]]]
+    expected = [[[181, 188, 72], [196, 189, 47], [197, 162, 42]],
+                [[191, 175, 41], [218, 178, 35], [208, 161, 47]]]
     assert np.abs(pixels[:2, :3] - expected).max() <= 2  # the last bits of arithmetic may differ by CPU
-    np.testing.assert_allclose(pixels.reshape(-1, 3).mean(0), [127.59, 128.17, 77.84], atol=0.5)
+    np.testing.assert_allclose(pixels.reshape(-1, 3).mean(0), [122.63, 130.63, 74.99], atol=0.5)
 
 
 def test_a_tiny_preview_is_pinned(studio):
     art, = studio.generate(PROMPT, seed=7, preview=True)
     pixels = np.asarray(art.image).astype(int)
-    expected = [[[147, 152, 54], [176, 175, 53], [205, 174, 49]], [[202, 169, 44], [193, 169, 33], [199, 170, 53]]]
+    expected = [[[145, 151, 53], [177, 174, 51], [204, 172, 47]], [[200, 167, 44], [197, 170, 34], [201, 169, 52]]]
     assert np.abs(pixels[:2, :3] - expected).max() <= 2
-    np.testing.assert_allclose(pixels.reshape(-1, 3).mean(0), [141.49, 119.92, 76.21], atol=0.5)
+    np.testing.assert_allclose(pixels.reshape(-1, 3).mean(0), [135.49, 121.84, 77.18], atol=0.5)

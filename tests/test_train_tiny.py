@@ -15,7 +15,7 @@ from kit import embed, tiny, toyworld
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "train_tiny.py"
 WEIGHTS = {"clip", "vae", "taesd", "text_encoder", "unet", "inpaint_unet"}
-TRAINED = ("vae", "clip", "taesd", "unet", "inpaint")
+TRAINED = ("vae", "clip", "taesd", "unet", "roles", "inpaint")
 SMOKE = ["--scale", "0.002", "--images", "64", "--held-out", "32", "--threads", "1"]
 
 
@@ -126,6 +126,25 @@ def test_card_names_the_written_files(trained):
     accuracy = card["clip_zero_shot_accuracy"]
     assert set(accuracy) == {"background", "clothing", "headwear", "rendering"}
     assert all(0 <= v <= 1 for v in accuracy.values()) and accuracy == report["card"]["clip_zero_shot_accuracy"]
+
+
+def test_training_adds_noise_on_the_schedule_the_pipeline_samples_with(script):
+    """Zero terminal SNR: at the last timestep no signal is left, in training as in sampling, so the
+    first sampling step starts from what the model was trained on (pure noise)."""
+    pipeline_schedule = tiny.build_pipeline(trained=False).scheduler.alphas_cumprod
+    assert torch.equal(script.noise_schedule(), pipeline_schedule)
+    assert pipeline_schedule[-1] < 1e-6 and pipeline_schedule[0] > 0.99  # sd-turbo's own schedule ends at 0.0047
+    assert bool((pipeline_schedule[1:] < pipeline_schedule[:-1]).all())
+
+
+def test_role_captions_name_the_role_and_keep_the_first_half(script):
+    data = script.Data(40, seed=3)
+    captions = data.role_captions(seed=4)
+    half = script.CAPTIONS_PER_IMAGE // 2
+    for portrait, before, after in zip(data.portraits, data.captions, captions):
+        assert after[:half] == before[:half]
+        assert all(text.split(", ")[0].endswith(portrait.role) for text in after[half:]), after
+    assert captions == data.role_captions(seed=4) and captions != data.role_captions(seed=5)
 
 
 def test_unknown_stage_is_refused_before_any_work(script, tmp_path, capsys):
