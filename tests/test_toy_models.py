@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 import kit
-from kit import tiny, toyworld
+from kit import auditing, tiny, toyworld
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
@@ -99,19 +99,24 @@ def clip_steps(embedder, walk) -> np.ndarray:
     return np.linalg.norm(vectors[1:] - vectors[:-1], axis=1), np.linalg.norm(vectors[-1] - vectors[0])
 
 
-def test_a_walk_between_two_prompts_changes_gradually(studio, embedder):
-    """Farmer to scholar (the same seed): the figure changes step by step, and even pacing evens the steps.
-    (A walk between two discrete attributes, such as a red and a blue background, jumps instead:
-    the toy model learnt four colours, not the colours between them; lesson 2 shows it.)"""
+def test_a_walk_between_two_prompts_changes_gradually_with_even_pacing(studio, embedder):
+    """Farmer to scholar at seeds 1 to 6 (same seed at both ends). The role decides the hat (80% and
+    20% of farmers and scholars wear one), so where the two ends differ in it, equal steps in t
+    show the hat appear in one or two frames: the change is steep there, not sudden. Even pacing
+    with refinement finds the frames inside the steep part, and the steps come out small and near
+    equal. Measured on the shipped weights: the largest raw step is .35 to .96 of the whole
+    change; even-paced (refine=4), .13 to .30, largest over smallest 1.07 to 2.86."""
     template = "a portrait of a {}, red background, flat colour areas, bold black outlines"
-    keys = [(template.format("farmer"), 5), (template.format("scholar"), 5)]
-    walk = studio.walk(keys, frames=9)
-    steps, whole = clip_steps(embedder, walk)
-    assert whole > 0.2  # the two ends differ
-    assert steps.max() < 0.5 * whole  # no single step makes most of the change
-
-    even, _ = clip_steps(embedder, studio.walk(keys, frames=9, even=True, reuse=walk))
-    assert even.max() / even.min() < 2.0
+    jumps = 0
+    for seed in range(1, 7):
+        keys = [(template.format("farmer"), seed), (template.format("scholar"), seed)]
+        walk = studio.walk(keys, frames=9)
+        raw, whole = clip_steps(embedder, walk)
+        even, _ = clip_steps(embedder, studio.walk(keys, frames=9, even=True, refine=4, reuse=walk))
+        jumps += raw.max() > 0.5 * whole
+        assert even.max() < 0.4 * whole, seed  # no step makes much of the change
+        assert even.max() / even.min() < 4.0, seed
+    assert jumps >= 2  # the raw walks this test evens out are steep somewhere
 
 
 def test_a_walk_between_two_seeds_keeps_the_prompt_and_moves_gradually(studio, embedder):
@@ -130,13 +135,13 @@ FUSION_PAIRS = [("watercolour wash, soft edges", "flat colour areas, bold black 
 @pytest.mark.parametrize("a, b", FUSION_PAIRS, ids=["watercolour-outline", "mosaic-floral", "gold-dots", "stripes-mosaic"])
 def test_a_fusion_lies_between_its_styles_and_moves_with_its_weight(studio, embedder, a, b):
     """Each fusion's CLIP vector projected on the line from style a's picture to style b's (0 at a, 1 at b),
-    averaged over 8 seeds. One seed's picture switches from one rendering to the other at some weight rather
+    averaged over 16 seeds. One seed's picture switches from one rendering to the other at some weight rather
     than mixing them (the toy model learnt seven renderings, not the space between them); where it switches
     depends on the seed, so on average the picture moves with the weight. Measured on the shipped weights:
-    watercolour-outline 0, .07, .64, .96, 1; mosaic-floral 0, .05, .37, 1, 1; gold-dots 0, .10, .52, 1, 1;
-    stripes-mosaic 0, .01, .21, .99, 1."""
+    watercolour-outline 0, .04, .41, .90, 1; mosaic-floral 0, .06, .14, .95, 1; gold-dots 0, .04, .62, 1, 1;
+    stripes-mosaic 0, .02, .79, .89, 1 (mosaic holds on longest: half of each leaves most seeds' pictures mosaic)."""
     projections = []
-    for seed in range(1, 9):
+    for seed in range(1, 17):
         arts = [studio.fuse({a: 1 - w, b: w}, subject="a portrait of an elder", seed=seed)
                 for w in (0.0, 0.25, 0.5, 0.75, 1.0)]
         vectors = unit_rows(embedder.images(images_of(arts)))
@@ -218,21 +223,99 @@ def skews():
     return tiny.card()["skews"]
 
 
-@pytest.mark.xfail(strict=True, reason="not yet: the model under-learns the skews (scholar hat 0.34 for a planted 0.2, "
-                   "baker black 0.28 for 0.1): the audit finds their direction, not their size (issue 13 stays open)")
-@pytest.mark.parametrize("name", ["headwear", "clothing"])
-def test_the_audit_recovers_each_planted_skew(studio, embedder, skews, name):
-    skew = next(s for s in skews if s["name"] == name)
-    report = kit.audit(studio, skew["template"], skew["terms"], seeds=range(48), probes=skew["probes"],
+def caption_words(label: str) -> str:
+    """The caption phrase a probe label stands for ("black clothes" -> "wearing black clothes")."""
+    return label if label in (toyworld.HAT, toyworld.NO_HAT) else f"wearing {label}"
+
+
+@pytest.fixture(scope="module")
+def probe_error(studio, embedder, skews) -> dict:
+    """The probe's own error on the generator's pictures, per label: 1 - the share the audit gives a
+    label over 24 pictures whose prompt names it ("a portrait of a <control role>, <label's words>")."""
+    error = {}
+    for skew in skews:
+        (group, labels), = skew["probes"].items()
+        words = [caption_words(label) for label in labels]
+        report = kit.audit(studio, f"a portrait of a {skew['control']}, {{term}}", words, seeds=range(900, 924),
+                           probes=skew["probes"], embedder=embedder, rounds=100)
+        error.update({(group, label): 1 - report.value(asked, f"{group}: {label}")["value"]
+                      for asked, label in zip(words, labels)})
+    return error
+
+
+def test_the_probe_reads_the_labels_in_generated_pictures(probe_error):
+    """Measured on the shipped weights: at most 0.04 (one picture in 24 asked to be bareheaded, and one
+    asked for black clothes, read otherwise)."""
+    assert max(probe_error.values()) <= 0.12, probe_error
+
+
+def audit_rows(studio, embedder, skew, seeds) -> tuple[kit.AuditReport, list[dict]]:
+    """One planted skew audited on `seeds`: the report, and for every (term, label) the estimate,
+    its 95% interval and the true share."""
+    report = kit.audit(studio, skew["template"], skew["terms"], seeds=seeds, probes=skew["probes"],
                        embedder=embedder, rounds=400)
     (group, labels), = skew["probes"].items()
-    for term in skew["terms"]:
-        for label in labels:
-            value = report.value(term, f"{group}: {label}")
-            true = skew["shares"][term][label]
-            inside = value["low"] <= true <= value["high"]
-            assert inside or abs(value["value"] - true) <= 0.1, (term, label, value, true)
-    control = skew["control"]
-    for label in labels:  # the control term is not flagged: its interval holds its true share
-        value = report.value(control, f"{group}: {label}")
-        assert value["low"] <= skew["shares"][control][label] <= value["high"], (label, value)
+    return report, [{"term": term, "group": group, "label": label, "true": skew["shares"][term][label],
+                     **report.value(term, f"{group}: {label}")} for term in skew["terms"] for label in labels]
+
+
+@pytest.fixture(scope="module")
+def audits(studio, embedder, skews) -> dict:
+    """Each planted skew audited on 48 seeds per role: {skew name: (report, rows)}."""
+    return {skew["name"]: audit_rows(studio, embedder, skew, range(48)) for skew in skews}
+
+
+@pytest.mark.parametrize("name", ["headwear", "clothing"])
+def test_the_audit_finds_each_planted_skew_and_invents_none(skews, audits, name):
+    """The paired difference between the two skewed roles, on the label the skew sets apart, excludes 0
+    and points the planted way; the control role is not flagged; and every estimate is near its true
+    share (measured on the shipped weights: at most 0.12 away). Not flagged: read together, the control's
+    intervals hold its true shares at 95% (each of its k labels' intervals at 1 - 0.05/k, so that a
+    faithful model fails this one time in twenty, not one in five with four labels)."""
+    skew = next(s for s in skews if s["name"] == name)
+    report, rows = audits[name]
+    (group, labels), = skew["probes"].items()
+    a, b = (term for term in skew["terms"] if term != skew["control"])
+    label = max(labels, key=lambda label: skew["shares"][a][label] - skew["shares"][b][label])
+    difference = report.difference(f"{group}: {label}", a, b)
+    assert difference["low"] > 0, (a, b, label, difference)
+    for row in rows:
+        assert abs(row["value"] - row["true"]) <= 0.15, row
+    for label in labels:
+        low, high = auditing.interval(report.replicates[skew["control"], f"{group}: {label}"], 1 - 0.05 / len(labels))
+        assert low <= skew["shares"][skew["control"]][label] <= high, (label, low, high)
+
+
+@pytest.mark.xfail(strict=True, reason="not yet (issue 13 stays open): the model draws the planted shares to "
+                   "within 0.12, not within the audit's intervals: 13 of 18 hold the truth (farmer's hat 0.90 for 0.80 "
+                   "and scholar's 0.08 for 0.20, each with its complement; baker's purple 0.21 for 0.10)")
+def test_every_true_share_lies_inside_its_interval(skews, audits, probe_error):
+    """Each true share inside its 95% interval or, only where the probe's own error is larger than the
+    interval's half-width, within 0.1 of the estimate."""
+    for skew in skews:
+        _, rows = audits[skew["name"]]
+        for row in rows:
+            inside = row["low"] <= row["true"] <= row["high"]
+            excused = probe_error[row["group"], row["label"]] > (row["high"] - row["low"]) / 2
+            assert inside or (excused and abs(row["value"] - row["true"]) <= 0.1), row
+
+
+@pytest.fixture(scope="module")
+def coverage(studio, embedder, skews) -> float:
+    """Eight audits of 24 seeds each, on seeds none of them share: over every role and label of both
+    skews (144 intervals), the share of 95% intervals that hold the true share."""
+    held = []
+    for k in range(8):
+        seeds = range(2000 + 24 * k, 2000 + 24 * (k + 1))
+        for skew in skews:
+            _, rows = audit_rows(studio, embedder, skew, seeds)
+            held += [row["low"] <= row["true"] <= row["high"] for row in rows]
+    assert len(held) == 8 * (3 * 2 + 3 * 4)
+    return float(np.mean(held))
+
+
+def test_repeated_audits_cover_the_truth_most_of_the_time(coverage):
+    """Measured on the shipped weights: 0.88 of 144 intervals. 95% intervals should hold the truth about
+    0.95 of the time, and these do not yet (issue 13 stays open): an audit's interval counts the seeds'
+    chance, not the model's own error in the shares it learnt (up to 0.12, above)."""
+    assert coverage >= 0.75
