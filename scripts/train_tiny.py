@@ -260,14 +260,22 @@ def noisy(z0: torch.Tensor, rng, alpha_bar: torch.Tensor):
     return a.sqrt() * z0 + (1 - a).sqrt() * eps, t, a.sqrt() * eps - (1 - a).sqrt() * z0
 
 
-def train_unet(data: Data, args) -> dict:
+def train_denoiser(data: Data, args, stage: str, captions=None, resume: bool = False) -> dict:
+    """Train the text encoder and the UNet together (v-prediction on noise_schedule()) on `captions`
+    (default: the training captions), from their seeded random weights or, with `resume`, from what
+    an earlier stage saved in --out."""
     vae, scaling = trained_vae(args)
     means, stds = latents(vae, data, scaling)
-    tokens = data.tokens("pipeline")
-    text_encoder = tiny.build_text_encoder(args.seed, trained=False).train()
-    unet = tiny.build_unet(args.seed, trained=False).train()
+    tokens = data.tokens("pipeline", captions)
+    text_encoder = tiny.build_text_encoder(args.seed, trained=False)
+    unet = tiny.build_unet(args.seed, trained=False)
+    if resume:
+        text_encoder = load_weights(text_encoder, args.out / "text_encoder.safetensors")
+        unet = load_weights(unet, args.out / "unet.safetensors")
+    text_encoder.train()
+    unet.train()
     alpha_bar = noise_schedule()
-    steps, size = args.steps("unet"), BATCH["unet"]
+    steps, size = args.steps(stage), BATCH[stage]
 
     def loss_fn(rng):
         idx, which = data.batch(rng, size)
@@ -276,10 +284,14 @@ def train_unet(data: Data, args) -> dict:
         context = text_encoder(tokens[idx, which])[0]
         return F.mse_loss(unet(zt, t, encoder_hidden_states=context).sample, target)
 
-    log = fit("unet", [*text_encoder.parameters(), *unet.parameters()], steps, LR["unet"], loss_fn, args.seed)
+    log = fit(stage, [*text_encoder.parameters(), *unet.parameters()], steps, LR[stage], loss_fn, args.seed)
     save_weights(text_encoder, args.out / "text_encoder.safetensors")
     save_weights(unet, args.out / "unet.safetensors")
     return log.summary()
+
+
+def train_unet(data: Data, args) -> dict:
+    return train_denoiser(data, args, "unet")
 
 
 def train_roles(data: Data, args) -> dict:
@@ -288,27 +300,7 @@ def train_roles(data: Data, args) -> dict:
     a role alone moves it only part of the way to the shares planted in the toy world (its baker
     wore white 54% of the time where the toy world has 70%; 66% after this stage): the shares are
     what lesson 5's audit is about."""
-    vae, scaling = trained_vae(args)
-    means, stds = latents(vae, data, scaling)
-    tokens = data.tokens("pipeline", data.role_captions(args.seed + 2))
-    text_encoder = load_weights(tiny.build_text_encoder(args.seed, trained=False), args.out / "text_encoder.safetensors")
-    unet = load_weights(tiny.build_unet(args.seed, trained=False), args.out / "unet.safetensors")
-    text_encoder.train()
-    unet.train()
-    alpha_bar = noise_schedule()
-    steps, size = args.steps("roles"), BATCH["roles"]
-
-    def loss_fn(rng):
-        idx, which = data.batch(rng, size)
-        z0 = means[idx] + stds[idx] * torch.randn_like(means[idx])
-        zt, t, target = noisy(z0, rng, alpha_bar)
-        context = text_encoder(tokens[idx, which])[0]
-        return F.mse_loss(unet(zt, t, encoder_hidden_states=context).sample, target)
-
-    log = fit("roles", [*text_encoder.parameters(), *unet.parameters()], steps, LR["roles"], loss_fn, args.seed)
-    save_weights(text_encoder, args.out / "text_encoder.safetensors")
-    save_weights(unet, args.out / "unet.safetensors")
-    return log.summary()
+    return train_denoiser(data, args, "roles", data.role_captions(args.seed + 2), resume=True)
 
 
 def random_masks(rng, n: int) -> torch.Tensor:
