@@ -26,9 +26,11 @@ preset's CLIP and measured:
   log2(k)). Low entropy for one term and high for others hints that the model draws that term
   in one look.
 
-Confidence intervals: 95% percentile bootstrap over seeds. Each round resamples the seed
-indices with replacement, the same resample for every term (paired), with a fixed RNG seed, so
-a report is reproducible. `AuditReport.difference` gives the paired interval of a difference.
+Confidence intervals, 95%: a term's probe share has a Wilson score interval over its seeds
+(`share_interval`); the other measures, and every difference between two terms, a percentile
+bootstrap over seeds. Each bootstrap round resamples the seed indices with replacement, the same
+resample for every term (paired), with a fixed RNG seed, so a report is reproducible.
+`AuditReport.difference` gives the paired interval of a difference.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import math
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,6 +209,27 @@ def interval(replicates, level: float = LEVEL) -> tuple[float, float]:
     tail = (1 - level) / 2 * 100
     low, high = np.nanpercentile(np.asarray(replicates, dtype=np.float64), [tail, 100 - tail])
     return float(low), float(high)
+
+
+def share_interval(share: float, n: int, level: float = LEVEL) -> tuple[float, float]:
+    """Wilson score interval of a share measured on `n` seeds' images.
+
+    The percentile bootstrap cannot do this near 0 or 1: when a label shows in none of 24
+    images, every resample has none either, and "0% (0% to 0%)" would claim a certainty that
+    24 seeds cannot give; at a true share of 10%, 24 seeds see none 8% of the time. Wilson's
+    interval there is 0% to 14%, and it holds the true share about as often as its level says
+    at every share (Brown, Cai and DasGupta 2001 recommend it for small samples). A share here
+    is a mean of probe probabilities from 0 to 1, whose spread is at most a yes/no answer's at
+    the same mean, so the interval is the yes/no one, or a little wider than needed.
+    """
+    from statistics import NormalDist
+
+    share = min(max(float(share), 0.0), 1.0)
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    shrink = 1 + z * z / n
+    centre = (share + z * z / (2 * n)) / shrink
+    half = z / shrink * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 class PairwiseDistance:
@@ -484,14 +508,29 @@ class AuditReport:
         if term is not None and term not in self.terms:
             raise KitError(f"term must be one of {', '.join(self.terms)}, got {term!r}")
 
-    def value(self, term: str, measure: str) -> dict:
-        """{"value", "low", "high"} for one term and measure."""
+    def value(self, term: str, measure: str, level: float | None = None) -> dict:
+        """{"value", "low", "high"} for one term and measure; the interval at `level` (default:
+        the report's, 95%). A probe share's interval is `share_interval` over the seeds, any
+        other's the percentile bootstrap."""
         self._check(measure, term)
-        low, high = interval(self.replicates[term, measure], self.settings["level"])
-        return {"value": self.estimates[term, measure], "low": low, "high": high}
+        level = self._level(level)
+        value = self.estimates[term, measure]
+        if self.is_share(measure):
+            low, high = share_interval(value, len(self.seeds), level)
+        else:
+            low, high = interval(self.replicates[term, measure], level)
+        return {"value": value, "low": low, "high": high}
 
-    def difference(self, measure: str, a: str, b: str) -> dict:
-        """Term `a` minus term `b` on `measure`, with its paired bootstrap interval.
+    def _level(self, level) -> float:
+        if level is None:
+            return self.settings["level"]
+        if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.5 <= level < 1:
+            raise KitError(f"level must be a number from 0.5 to below 1 (0.95 for 95%), got {level!r}")
+        return float(level)
+
+    def difference(self, measure: str, a: str, b: str, level: float | None = None) -> dict:
+        """Term `a` minus term `b` on `measure`, with its paired bootstrap interval (at `level`,
+        default the report's).
 
         Both terms' replicates come from the same seed resamples, so their difference per
         round is a paired difference; an interval that excludes 0 is a difference these seeds
@@ -500,7 +539,7 @@ class AuditReport:
         self._check(measure, a)
         self._check(term=b)
         rounds = self.replicates[a, measure] - self.replicates[b, measure]
-        low, high = interval(rounds, self.settings["level"])
+        low, high = interval(rounds, self._level(level))
         return {"value": self.estimates[a, measure] - self.estimates[b, measure], "low": low, "high": high}
 
     def rows(self) -> list[dict]:
@@ -597,7 +636,7 @@ class AuditReport:
             head = [f"<b>{plots.escape(part)}</b>" for part in textwrap.wrap(measure, 80)]
             head += [f"<sup>{plots.escape(part)}</sup>" for part in textwrap.wrap(meaning, 100)]
         about = (f"{s['template']!r}, {len(self.seeds)} paired seeds, "
-                 f"bars show {s['level']:.0%} bootstrap intervals")
+                 f"bars show {s['level']:.0%} intervals")
         lines = head + [f"<sup>{plots.escape(part)}</sup>" for part in textwrap.wrap(about, 100)]
         if s.get("preset") == "tiny":
             lines.append("<sup>tiny preset: a toy model trained on skewed toy pictures, not a portrait of any real group</sup>")

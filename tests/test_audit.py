@@ -81,6 +81,32 @@ def test_paired_difference_is_narrower_than_the_separate_intervals():
     assert high - low < separate / 2
 
 
+def binomial_coverage(interval_of, n: int, share: float) -> float:
+    """How often `interval_of(k, n)` holds `share` when k of n images show the label (exact)."""
+    return sum(math.comb(n, k) * share ** k * (1 - share) ** (n - k)
+               for k in range(n + 1) if interval_of(k, n)[0] <= share <= interval_of(k, n)[1])
+
+
+def test_share_interval_is_wilsons_and_holds_the_share_as_often_as_it_says():
+    # none of 24 images: 0 to z^2 / (n + z^2), not "0 to 0"; symmetric in share and 1 - share
+    assert A.share_interval(0, 24) == (0.0, pytest.approx(1.959964 ** 2 / (24 + 1.959964 ** 2), rel=1e-6))
+    low, high = A.share_interval(0.3, 24)
+    assert (1 - high, 1 - low) == pytest.approx(A.share_interval(0.7, 24))
+    assert low < 0.3 < high and A.share_interval(0.3, 96)[1] - A.share_interval(0.3, 96)[0] < (high - low) / 1.8
+    assert A.share_interval(0.3, 24, 0.99)[0] < low
+    shares = np.arange(0.05, 0.96, 0.05)
+    for n in (8, 24, 48):
+        wilson = [binomial_coverage(lambda k, n: A.share_interval(k / n, n), n, p) for p in shares]
+        assert 0.94 <= np.mean(wilson) <= 0.97 and min(wilson) >= 0.92, (n, wilson)
+    # the percentile bootstrap of the same yes/no answers falls short at small shares
+    indices = A.bootstrap_indices(24, 1000)
+
+    def bootstrap(k, n):
+        return A.interval((indices < k).mean(axis=1))  # images 0 .. k-1 show the label
+
+    assert binomial_coverage(bootstrap, 24, 0.1) < 0.92 < binomial_coverage(lambda k, n: A.share_interval(k / n, n), 24, 0.1)
+
+
 def test_probe_shares_sum_to_one_per_group():
     vectors, prompts, probes = _synthetic()
     estimates, replicates, _ = A.measure(vectors, prompts, probes, rounds=200)
@@ -187,6 +213,21 @@ def test_table_is_rounded_with_named_columns_and_shares_in_percent():
     sami = table[table["term"] == "Sami"].set_index("measure")["value"]
     assert sami["<i>setting</i>: street"] == 54.1 and sami["<i>setting</i>: field"] == 0.0
     assert sami["diversity"] == 0.011
+
+
+def test_a_share_no_image_shows_still_gets_an_honest_interval():
+    report = _report(values=SMALL)  # Sami's "field" share is 7.7e-07, over 4 seeds
+    field = report.value("Sami", "<i>setting</i>: field")
+    assert field["low"] == pytest.approx(0, abs=1e-6)
+    assert field["high"] == A.share_interval(7.69295e-07, 4)[1] and field["high"] > 0.45  # not "0% to 0%"
+    assert report.value("Sami", "<i>setting</i>: field", level=0.99)["high"] > field["high"]
+    narrow, wide = (report.value("Sami", "diversity", level=level) for level in (0.5, 0.95))
+    assert wide["low"] < narrow["low"] <= narrow["high"] < wide["high"]  # other measures: the bootstrap's
+    for bad in (95, 1.0, 0.2, True, "0.95"):
+        with pytest.raises(KitError, match="level"):
+            report.value("Sami", "diversity", level=bad)
+        with pytest.raises(KitError, match="level"):
+            report.difference("diversity", "Sami", "<b>Yoruba</b>", level=bad)
 
 
 def test_table_without_pandas_is_the_same_rows(monkeypatch):
