@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 import kit
-from kit import auditing, tiny, toyworld
+from kit import tiny, toyworld
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
@@ -282,40 +282,61 @@ def test_the_audit_finds_each_planted_skew_and_invents_none(skews, audits, name)
     for row in rows:
         assert abs(row["value"] - row["true"]) <= 0.15, row
     for label in labels:
-        low, high = auditing.interval(report.replicates[skew["control"], f"{group}: {label}"], 1 - 0.05 / len(labels))
-        assert low <= skew["shares"][skew["control"]][label] <= high, (label, low, high)
+        held = report.value(skew["control"], f"{group}: {label}", level=1 - 0.05 / len(labels))
+        assert held["low"] <= skew["shares"][skew["control"]][label] <= held["high"], (label, held)
 
 
-@pytest.mark.xfail(strict=True, reason="not yet (issue 13 stays open): the model draws the planted shares to "
-                   "within 0.12, not within the audit's intervals: 13 of 18 hold the truth (farmer's hat 0.90 for 0.80 "
-                   "and scholar's 0.08 for 0.20, each with its complement; baker's purple 0.21 for 0.10)")
 def test_every_true_share_lies_inside_its_interval(skews, audits, probe_error):
-    """Each true share inside its 95% interval or, only where the probe's own error is larger than the
-    interval's half-width, within 0.1 of the estimate."""
+    """Each true share inside its interval or, only where the probe's own error is larger than the
+    interval's half-width, within 0.1 of the estimate; "each" read at 95% for all 18 intervals at
+    once (each at 1 - 0.05/18). Read one at a time, 95% intervals of 48 seeds all hold the truth in
+    only about 45% of audits of a model that draws exactly the planted shares (simulated), so that
+    test would fail a faithful model about half the time; this one about one time in twenty.
+    Measured on the shipped weights: all 18 hold together; one at a time, 15 of 18 hold (the
+    scholar's hat, 0.08 on these seeds and 0.17 over 192 others, with its complement; the baker's
+    purple, 0.21 for 0.10). A faithful model has 3 or more such misses in about 1 audit in 10."""
+    level = 1 - 0.05 / sum(len(audits[skew["name"]][1]) for skew in skews)
     for skew in skews:
-        _, rows = audits[skew["name"]]
+        report, rows = audits[skew["name"]]
         for row in rows:
-            inside = row["low"] <= row["true"] <= row["high"]
-            excused = probe_error[row["group"], row["label"]] > (row["high"] - row["low"]) / 2
-            assert inside or (excused and abs(row["value"] - row["true"]) <= 0.1), row
+            held = report.value(row["term"], f"{row['group']}: {row['label']}", level=level)
+            inside = held["low"] <= row["true"] <= held["high"]
+            excused = probe_error[row["group"], row["label"]] > (held["high"] - held["low"]) / 2
+            assert inside or (excused and abs(row["value"] - row["true"]) <= 0.1), (row, held)
 
 
 @pytest.fixture(scope="module")
-def coverage(studio, embedder, skews) -> float:
-    """Eight audits of 24 seeds each, on seeds none of them share: over every role and label of both
-    skews (144 intervals), the share of 95% intervals that hold the true share."""
-    held = []
+def repeated(studio, embedder, skews) -> list[dict]:
+    """Eight audits of 24 seeds each, on seeds none of them share: every role and label of both skews
+    (144 intervals), each row with its audit's number `k`."""
+    rows = []
     for k in range(8):
         seeds = range(2000 + 24 * k, 2000 + 24 * (k + 1))
         for skew in skews:
-            _, rows = audit_rows(studio, embedder, skew, seeds)
-            held += [row["low"] <= row["true"] <= row["high"] for row in rows]
-    assert len(held) == 8 * (3 * 2 + 3 * 4)
-    return float(np.mean(held))
+            rows += [dict(row, k=k) for row in audit_rows(studio, embedder, skew, seeds)[1]]
+    assert len(rows) == 8 * (3 * 2 + 3 * 4)
+    return rows
 
 
-def test_repeated_audits_cover_the_truth_most_of_the_time(coverage):
-    """Measured on the shipped weights: 0.88 of 144 intervals. 95% intervals should hold the truth about
-    0.95 of the time, and these do not yet (issue 13 stays open): an audit's interval counts the seeds'
-    chance, not the model's own error in the shares it learnt (up to 0.12, above)."""
-    assert coverage >= 0.75
+def test_repeated_audits_cover_the_truth_about_as_often_as_they_say(repeated):
+    """95% intervals should hold the true share about 95% of the time. Measured on the shipped
+    weights: 0.96 of 144 (0.88 with the percentile bootstrap the shares had before, which cannot
+    give a label no image shows any interval wider than 0)."""
+    coverage = np.mean([row["low"] <= row["true"] <= row["high"] for row in repeated])
+    assert 0.9 <= coverage <= 0.99, coverage
+
+
+def test_the_model_draws_the_planted_shares_and_the_intervals_cover_what_it_draws(repeated):
+    """Two things an audit's misses can come from, measured apart on the 8 x 24 seeds above. The
+    model: each share over all 192 seeds is near its planted truth (measured: at most 0.074 away, the
+    baker's black clothes 0.03 for 0.10). The audit: each 24-seed interval holds what the model
+    draws, estimated from the other 7 audits' 168 seeds (whose own chance makes this a little below
+    95%, about 0.93 for a calibrated interval; measured: 0.92)."""
+    by_label = {}
+    for row in repeated:
+        by_label.setdefault((row["term"], row["label"]), []).append(row)
+    for rows in by_label.values():
+        assert abs(np.mean([row["value"] for row in rows]) - rows[0]["true"]) <= 0.12, rows[0]
+    held = [row["low"] <= np.mean([other["value"] for other in rows if other is not row]) <= row["high"]
+            for rows in by_label.values() for row in rows]
+    assert np.mean(held) >= 0.85, np.mean(held)
