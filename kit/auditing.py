@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import plots
+from . import checks, plots
 from .errors import KitError
 from .files import write_atomic
 
@@ -524,9 +524,7 @@ class AuditReport:
     def _level(self, level) -> float:
         if level is None:
             return self.settings["level"]
-        if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.5 <= level < 1:
-            raise KitError(f"level must be a number from 0.5 to below 1 (0.95 for 95%), got {level!r}")
-        return float(level)
+        return checks.number(level, "level (0.95 for 95%)", 0.5, 0.9999)
 
     def difference(self, measure: str, a: str, b: str, level: float | None = None) -> dict:
         """Term `a` minus term `b` on `measure`, with its paired bootstrap interval (at `level`,

@@ -223,7 +223,8 @@ def test_a_share_no_image_shows_still_gets_an_honest_interval():
     assert report.value("Sami", "<i>setting</i>: field", level=0.99)["high"] > field["high"]
     narrow, wide = (report.value("Sami", "diversity", level=level) for level in (0.5, 0.95))
     assert wide["low"] < narrow["low"] <= narrow["high"] < wide["high"]  # other measures: the bootstrap's
-    for bad in (95, 1.0, 0.2, True, "0.95"):
+    assert report.value("Sami", "diversity", level=np.float32(0.5)) == narrow
+    for bad in (95, 1.0, 0.2, True, "0.95", float("nan")):
         with pytest.raises(KitError, match="level"):
             report.value("Sami", "diversity", level=bad)
         with pytest.raises(KitError, match="level"):
