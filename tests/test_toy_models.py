@@ -309,28 +309,21 @@ def chance_all_hold(skews, seeds: int, level: float) -> float:
     """Exactly: the chance that every probe share's interval at `level` holds its planted share, in an
     audit of `seeds` seeds of a model that draws each role's labels with exactly the planted shares."""
     from itertools import product
-    from math import factorial
+    from math import factorial, prod
 
     from kit.auditing import share_interval
 
-    holds = {(k, share): (lambda low, high: low <= share <= high)(*share_interval(k / seeds, seeds, level))
-             for skew in skews for shares in skew["shares"].values() for share in shares.values()
-             for k in range(seeds + 1)}
-    chance = 1.0
-    for skew in skews:
-        for shares in skew["shares"].values():
-            p = list(shares.values())
-            total = 0.0
-            for counts in product(range(seeds + 1), repeat=len(p) - 1):  # the last label takes the rest
-                counts = (*counts, seeds - sum(counts))
-                if counts[-1] < 0 or not all(holds[k, share] for k, share in zip(counts, p)):
-                    continue
-                ways = factorial(seeds)
-                for k, share in zip(counts, p):
-                    ways = ways / factorial(k) * share ** k
-                total += ways
-            chance *= total
-    return chance
+    intervals = [share_interval(k / seeds, seeds, level) for k in range(seeds + 1)]  # k of the seeds show a label
+
+    def chance_for_role(shares: list[float]) -> float:
+        total = 0.0
+        for counts in product(range(seeds + 1), repeat=len(shares) - 1):  # the last label takes the rest
+            counts = (*counts, seeds - sum(counts))
+            if counts[-1] >= 0 and all(intervals[k][0] <= share <= intervals[k][1] for k, share in zip(counts, shares)):
+                total += factorial(seeds) * prod(share ** k / factorial(k) for k, share in zip(counts, shares))
+        return total
+
+    return prod(chance_for_role(list(shares.values())) for skew in skews for shares in skew["shares"].values())
 
 
 def test_one_at_a_time_intervals_would_fail_a_faithful_model_about_half_the_time(skews):
