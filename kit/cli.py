@@ -22,6 +22,9 @@ def lab(args) -> int:
     if report["kept"]:
         print(f"kit: kept your edited {', '.join(report['kept'])}; `kit lab --reset` puts the shipped "
               "version back and keeps yours as a .bak file", flush=True)
+    if report["blocked"]:
+        print(f"kit: left alone {', '.join(report['blocked'])} in {folder}: not files (a folder, a FIFO or a link); "
+              "move them away to get those lessons", flush=True)
     problem = presets.startup_problem(preset)
     if problem:
         print(f"kit: {problem}", file=sys.stderr, flush=True)

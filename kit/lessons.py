@@ -7,7 +7,8 @@ overwritten; one the user left untouched is updated when a newer kit ships a new
 ``reset`` puts the shipped version back and keeps the user's copy beside it.
 
 What the kit copied is remembered in ``.kit-lessons.json`` (file name -> SHA-256 of the copy),
-which is how it knows an untouched lesson from an edited one.
+which is how it knows an untouched lesson from an edited one. The user's folder is read with the
+kit's one file reader: a folder, a FIFO or a device where a lesson would go is left alone, never waited on.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from .errors import KitError
-from .files import write_atomic
+from .files import ReadError, read_file, write_atomic
 
 MANIFEST = ".kit-lessons.json"
 
@@ -40,14 +41,16 @@ def user_folder(folder=None) -> Path:
     return Path(folder or os.environ.get("KIT_LESSONS") or "~/kit-lessons").expanduser().resolve()
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _manifest(folder: Path) -> dict:
+    """The record of copies; {} when missing or unreadable. Something that is not a file in its place
+    is not the kit's to replace: a KitError says so."""
+    path = folder / MANIFEST
+    if path.is_symlink() or path.exists() and not path.is_file():
+        raise KitError(f"{str(path)!r} is not a file (a folder, a FIFO, a device or a link): the kit keeps its "
+                       "record of copied lessons there; move it away, or pass another folder with --lessons DIR")
     try:
-        data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(read_file(path, field="lessons record").decode("utf-8"))
+    except (ReadError, ValueError, RecursionError):
         return {}
     return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(data, dict) else {}
 
@@ -57,7 +60,8 @@ def install(folder=None, *, reset: bool = False) -> dict[str, list[str]]:
 
     {"copied": new lessons, "updated": untouched copies replaced by a newer shipped version,
      "kept": lessons the user edited (left alone), "reset": edited lessons put back (with
-     `reset`, the user's copy kept as NAME.ipynb.TIMESTAMP.bak), "current": already up to date}.
+     `reset`, the user's copy kept as NAME.ipynb.TIMESTAMP.bak), "current": already up to date,
+     "blocked": names taken by something that is not a file (a folder, a FIFO), left alone}.
     """
     target = user_folder(folder)
     if target.exists() and not target.is_dir():
@@ -66,28 +70,32 @@ def install(folder=None, *, reset: bool = False) -> dict[str, list[str]]:
     if source.resolve() == target:
         raise KitError(f"{str(target)!r} holds the shipped lessons themselves: choose another folder with --lessons DIR")
     copied = _manifest(target)
-    report: dict[str, list[str]] = {"copied": [], "updated": [], "kept": [], "reset": [], "current": []}
+    report: dict[str, list[str]] = {"copied": [], "updated": [], "kept": [], "reset": [], "current": [],
+                                    "blocked": []}
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     for lesson in sorted(source.glob("*.ipynb")):
         data = lesson.read_bytes()
         new_hash = hashlib.sha256(data).hexdigest()
         mine = target / lesson.name
-        if not mine.exists():
+        if not mine.exists() and not mine.is_symlink():
             action = "copied"
+        elif mine.is_symlink() or not mine.is_file():
+            action = "blocked"  # the user's folder, FIFO or link: never read, never replaced
         else:
-            have = _sha256(mine)
+            mine_data = read_file(mine, field="lesson")
+            have = hashlib.sha256(mine_data).hexdigest()
             if have == new_hash:
                 action = "current"
             elif have == copied.get(lesson.name):
                 action = "updated"       # the user never touched the copy the kit made
             elif reset:
-                write_atomic(target / f"{lesson.name}.{stamp}.bak", mine.read_bytes(), exist="number")
+                write_atomic(target / f"{lesson.name}.{stamp}.bak", mine_data, exist="number")
                 action = "reset"
             else:
                 action = "kept"
         if action in ("copied", "updated", "reset"):
             write_atomic(mine, data)
-        if action != "kept":
+        if action not in ("kept", "blocked"):
             copied[lesson.name] = new_hash
         report[action].append(lesson.name)
     write_atomic(target / MANIFEST, json.dumps(copied, indent=1, sort_keys=True).encode())

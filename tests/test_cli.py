@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -18,6 +19,8 @@ import pytest
 
 from kit import KitError, lessons, presets
 from kit.cli import main
+
+from fifo import bounded
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
@@ -208,6 +211,34 @@ def test_lessons_folder_must_be_a_folder(tmp_path):
     with pytest.raises(KitError, match="is a file"):
         lessons.install(tmp_path / "file")
     assert main(["lab", "--lessons", str(tmp_path / "file")]) == 2
+
+
+def test_a_folder_or_fifo_named_like_a_lesson_is_left_alone(tmp_path, monkeypatch):
+    """`kit lab` neither crashes on a folder nor waits on a FIFO where a lesson would go: both stay as they are."""
+    source = tmp_path / "shipped"
+    source.mkdir()
+    for name in ("a.ipynb", "b.ipynb", "c.ipynb"):
+        (source / name).write_text(f"lesson {name}")
+    monkeypatch.setattr(lessons, "shipped", lambda: source)
+    folder = tmp_path / "mine"
+    (folder / "a.ipynb").mkdir(parents=True)
+    (folder / "a.ipynb" / "notes.txt").write_text("mine")
+    os.mkfifo(folder / "b.ipynb")
+    report = bounded(lambda: lessons.install(folder), folder / "b.ipynb")
+    assert report["blocked"] == ["a.ipynb", "b.ipynb"] and report["copied"] == ["c.ipynb"]
+    assert (folder / "a.ipynb" / "notes.txt").read_text() == "mine" and stat.S_ISFIFO(os.lstat(folder / "b.ipynb").st_mode)
+    report = bounded(lambda: lessons.install(folder, reset=True), folder / "b.ipynb")
+    assert report["blocked"] == ["a.ipynb", "b.ipynb"] and report["current"] == ["c.ipynb"]
+    assert not list(folder.glob("*.bak"))
+
+
+def test_a_fifo_in_place_of_the_lessons_record_is_a_clear_error(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    os.mkfifo(folder / lessons.MANIFEST)
+    with pytest.raises(KitError, match="FIFO"):
+        bounded(lambda: lessons.install(folder), folder / lessons.MANIFEST)
+    assert stat.S_ISFIFO(os.lstat(folder / lessons.MANIFEST).st_mode)  # not the kit's file: never replaced
 
 
 def test_a_wheel_ships_the_lessons(tmp_path):
