@@ -25,7 +25,7 @@ from pathlib import Path
 from . import __version__
 from .artwork import load, pixel_hash
 from .errors import KitError
-from .files import read_image, write_atomic
+from .files import ReadError, read_file, read_image, write_atomic
 from .xmp import COMPOSITE, TRAINED  # the IPTC digital source types, as the PNG's XMP states them too
 
 HUMAN_EDITS = "http://cv.iptc.org/newscodes/digitalsourcetype/humanEdits"  # IPTC: changes by a person, no model
@@ -34,6 +34,7 @@ ALGORITHMS = ("es256", "es384", "es512", "ps256", "ps384", "ps512", "ed25519")
 INSTALL = 'content credentials need the c2pa-python package: pip install "kit-portraits[c2pa]"'
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _C2PA_CHUNK = b"caBX"  # the PNG chunk that holds a C2PA manifest store
+_PEM_BYTES = 1 << 20  # a certificate chain or a key is a few kB
 
 
 def available() -> bool:
@@ -54,20 +55,36 @@ def _c2pa():
 
 
 def has_manifest(path) -> bool:
-    """Whether a PNG file holds a C2PA manifest chunk (read without c2pa; says nothing about validity)."""
-    with open(path, "rb") as file:
-        if file.read(8) != _PNG_SIGNATURE:
+    """Whether a PNG file holds a C2PA manifest chunk (read without c2pa; says nothing about validity).
+
+    The file is read with the kit's one reader: a FIFO or a device is refused (KitError), never waited on."""
+    return _has_manifest(_read(path, "path"))
+
+
+def _has_manifest(data: bytes) -> bool:
+    if data[:8] != _PNG_SIGNATURE:
+        return False
+    offset = 8
+    while offset + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[offset:offset + 8])
+        if kind == _C2PA_CHUNK:
+            return True
+        if kind == b"IEND":
             return False
-        while True:
-            header = file.read(8)
-            if len(header) < 8:
-                return False
-            length, kind = struct.unpack(">I4s", header)
-            if kind == _C2PA_CHUNK:
-                return True
-            if kind == b"IEND":
-                return False
-            file.seek(length + 4, os.SEEK_CUR)  # data and CRC
+        offset += 8 + length + 4  # header, data and CRC
+    return False
+
+
+def _read(path, field: str) -> bytes:
+    """The bytes of a file given by a user (regular files only, bounded), or KitError naming `field`.
+
+    A path no file system takes (too long, a NUL byte) is refused the same way as a missing file."""
+    try:
+        return read_file(path, field=field)
+    except ReadError as err:
+        raise KitError(f"{field}: cannot read {err.where}: {err.reason}") from None
+    except ValueError:  # os.stat refuses a path with a NUL byte before asking the file system
+        raise KitError(f"{field}: {str(path)[:200]!r} is not a path a file system takes") from None
 
 
 # Person actions that have a C2PA action of their own: drawing on the image, painting the mask.
@@ -133,23 +150,23 @@ def _pem(value, field: str) -> str:
     if isinstance(value, bytes):
         value = value.decode("ascii", errors="replace")
     if isinstance(value, os.PathLike) or (isinstance(value, str) and "-----BEGIN" not in value):
-        path = Path(value).expanduser()
-        if not path.is_file():
-            raise KitError(f"{field} must be PEM text or a path to a PEM file; no file at {str(path)!r}")
-        value = path.read_text(encoding="ascii", errors="replace")
+        try:
+            value = read_file(Path(value).expanduser(), field=field, max_bytes=_PEM_BYTES).decode("ascii", "replace")
+        except ValueError as err:  # a ReadError, or a path with a NUL byte
+            reason = getattr(err, "reason", "not a path")
+            raise KitError(f"{field} must be PEM text or a path to a PEM file; {str(value)[:200]!r}: {reason}") from None
     if not isinstance(value, str) or "-----BEGIN" not in value:
         raise KitError(f"{field} is not PEM text (it should start with '-----BEGIN')")
     return value
 
 
-def _png(path, field: str) -> Path:
+def _png(path, field: str) -> tuple[Path, bytes]:
+    """(path, bytes) of a PNG file given by the user; KitError when it is not one."""
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise KitError(f"{field}: no file at {str(path)!r}")
-    with open(path, "rb") as file:
-        if file.read(8) != _PNG_SIGNATURE:
-            raise KitError(f"{field}: {str(path)!r} is not a PNG; the kit signs the PNGs it saves")
-    return path
+    data = _read(path, field)
+    if data[:8] != _PNG_SIGNATURE:
+        raise KitError(f"{field}: {str(path)!r} is not a PNG; the kit signs the PNGs it saves")
+    return path, data
 
 
 def sign(path, cert_chain, private_key, *, original=None, out=None, alg: str = "es256",
@@ -163,13 +180,13 @@ def sign(path, cert_chain, private_key, *, original=None, out=None, alg: str = "
     out: where to write (default: replace `path`, atomically). timestamp_url: an RFC 3161
     time-stamp authority (network), none by default.
     """
-    path = _png(path, "path")
+    path, data = _png(path, "path")
     c2pa = _c2pa()
     if alg not in ALGORITHMS:
         raise KitError(f"alg must be one of {', '.join(ALGORITHMS)}, got {alg!r}")
     chain = _pem(cert_chain, "cert_chain")
     key = _pem(private_key, "private_key")
-    if has_manifest(path):
+    if _has_manifest(data):
         raise KitError(f"{str(path)!r} already carries content credentials; sign the unsigned file")
     record = load(path).record
     if record.kind == "imported":
@@ -190,7 +207,7 @@ def sign(path, cert_chain, private_key, *, original=None, out=None, alg: str = "
             builder.add_ingredient({"title": "original.png", "relationship": "parentOf", "label": "original"},
                                    "image/png", io.BytesIO(parent))
         signed = io.BytesIO()
-        builder.sign(signer, "image/png", io.BytesIO(path.read_bytes()), signed)
+        builder.sign(signer, "image/png", io.BytesIO(data), signed)
     except c2pa.C2paError as err:
         raise KitError(f"signing failed: {err}. The certificate must be an X.509 v3 end-entity certificate "
                        "with digitalSignature key usage and an emailProtection or documentSigning extended "
@@ -207,11 +224,11 @@ def _recorded_source(record):
     """The source file a restore or restyle record names, when it is on disk with the recorded pixels; else None."""
     info = getattr(record, record.kind) or {}
     path = info.get("source_path")
-    if not isinstance(path, str) or not Path(path).is_file():
+    if not isinstance(path, str):
         return None
     try:
         image = read_image(path, field="original")
-    except KitError:
+    except ValueError:  # a KitError (missing, unreadable, a name too long), or a path with a NUL byte
         return None
     return path if pixel_hash(image) == info.get("source_sha256") else None
 
@@ -225,7 +242,7 @@ def _ingredient_bytes(original) -> bytes:
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
         return buffer.getvalue()
-    return _png(original, "original").read_bytes()
+    return _png(original, "original")[1]
 
 
 def read(path, trust_anchors=None) -> dict | None:
@@ -238,18 +255,15 @@ def read(path, trust_anchors=None) -> dict | None:
     `trust_anchors` (PEM text or file); a self-made certificate is valid but not trusted.
     """
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise KitError(f"no file at {str(path)!r}")
+    data = _read(path, "path")
     c2pa = _c2pa()
-    with open(path, "rb") as file:
-        is_png = file.read(8) == _PNG_SIGNATURE
-    if is_png and not has_manifest(path):
+    if data[:8] == _PNG_SIGNATURE and not _has_manifest(data):
         return None
     context = None
     if trust_anchors is not None:
         context = c2pa.Context.from_dict({"trust": {"trust_anchors": _pem(trust_anchors, "trust_anchors")}})
     try:
-        with open(path, "rb") as file:
+        with io.BytesIO(data) as file:
             reader = c2pa.Reader.try_create(_mime(path), file, None, context)
             if reader is None:
                 return None
@@ -293,7 +307,7 @@ def status(path) -> dict | None:
     """
     try:
         present = has_manifest(path)
-    except OSError:
+    except KitError:  # missing, or not a regular file (a FIFO is never waited on)
         return None
     if not present:
         return None

@@ -5,6 +5,7 @@ and a leaf certificate with the extensions C2PA asks for. It is never written to
 """
 
 import datetime
+import os
 import sys
 
 import numpy as np
@@ -15,6 +16,8 @@ import kit
 from kit import credentials, xmp
 from kit.errors import KitError
 from kit.provenance import Artwork, Record
+
+from fifo import bounded
 
 
 def _art(kind="generate", color=(200, 120, 40)):
@@ -202,3 +205,28 @@ def test_bad_signing_input(tmp_path, chain):
     credentials.sign(path, cert_chain, key)
     with pytest.raises(KitError, match="already carries"):
         credentials.sign(path, cert_chain, key)
+
+
+# ---------------------------------------------------------------- broken input
+
+
+def test_status_of_a_fifo_is_none_and_never_waits(tmp_path):
+    fifo = tmp_path / "signed.png"
+    os.mkfifo(fifo)
+    assert bounded(lambda: credentials.status(fifo), fifo) is None
+    with pytest.raises(KitError, match="FIFO"):
+        bounded(lambda: credentials.has_manifest(fifo), fifo)
+
+
+@needs_c2pa
+@pytest.mark.parametrize("source", ["/" + "x" * 5000 + ".png", "/tmp/a\x00b.png",
+                                    "/" + "/".join(["e" * 200] * 40) + ".png"])
+def test_a_restyle_whose_record_names_an_unusable_path_asks_for_the_original(tmp_path, chain, source):
+    cert_chain, key, _ = chain
+    art = _art("restyle")
+    art.record.restyle = {"source_path": source, "source_sha256": "0" * 64}
+    path = art.save(tmp_path)
+    with pytest.raises(KitError, match="pass original="):
+        credentials.sign(path, cert_chain, key)
+    with pytest.raises(KitError, match="cert_chain"):
+        credentials.sign(path, "c" * 5000, key)  # neither PEM text nor a path a file system takes
