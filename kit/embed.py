@@ -178,8 +178,9 @@ def _short_hash(text: str) -> str:
 def expand(items) -> list:
     """Paths and PIL images, with each folder replaced by its image files (recursive, sorted).
 
-    Inside folders only files with an image suffix count, and hidden files and
-    folders (".DS_Store", "._photo.jpg") are left out. A path that does not exist
+    Inside folders every entry with an image suffix counts except folders, so a broken link,
+    a FIFO or a device named like an image is reported when read, never dropped; hidden files
+    and folders (".DS_Store", "._photo.jpg") are left out. A path that does not exist
     stays in the list and is reported when read.
     """
     if isinstance(items, (str, os.PathLike, Image.Image)):
@@ -191,7 +192,7 @@ def expand(items) -> list:
         elif isinstance(item, (str, os.PathLike)):
             path = Path(item).expanduser()
             if path.is_dir():
-                found = [p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                found = [p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not _is_folder(p)
                          and not any(part.startswith(".") for part in p.relative_to(path).parts)]
                 out.extend(sorted(found, key=lambda p: p.relative_to(path).parts))
             else:
@@ -199,6 +200,13 @@ def expand(items) -> list:
         else:
             raise KitError(f"images[{index}] must be a PIL image, a file path or a folder, got {type(item).__name__}")
     return out
+
+
+def _is_folder(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a name the file system cannot follow (a loop of links): read, and reported, as a file
+        return False
 
 
 # ---------------------------------------------------------------- the embedder
@@ -312,6 +320,10 @@ class Embedder:
                 raise KitError(f"texts[{index}] must be a string, got {type(text).__name__}")
             if not text.strip():
                 raise KitError(f"texts[{index}] is empty: give every text some words")
+            bad = next((c for c in text if "\ud800" <= c <= "\udfff"), None)
+            if bad is not None:  # half of a UTF-16 pair: not a character, nothing can encode it
+                raise KitError(f"texts[{index}] holds a lone surrogate ({bad!r}), which is not text: "
+                               "decode the text with its own encoding first")
         keys = [_hash(b"text", text.encode("utf-8")) for text in texts]
         return self._embed(keys, texts, self._encode_texts, desc="embedding texts")[0]
 

@@ -1,6 +1,7 @@
 """The embedder: vectors, batching, the disk cache, robust image reading, model loading."""
 
 import io
+import os
 import sqlite3
 import warnings
 
@@ -11,6 +12,8 @@ from PIL import Image
 from kit import KitError, embed, presets
 from kit.embed import Embedder, VectorCache, load_clip
 from kit.files import read_image
+
+from fifo import bounded
 
 
 @pytest.fixture(scope="module")
@@ -259,6 +262,27 @@ def test_bad_images_are_skipped_and_reported(base, tmp_path):
         assert base.images([folder, tmp_path / "missing.png"]).shape == (5, 64)
     with pytest.raises(KitError, match="text.png"):
         base.images([folder], errors="raise")
+
+
+def test_a_folders_broken_link_device_link_and_fifo_are_errors_never_dropped(base, tmp_path):
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    noise(0).save(folder / "good.png")
+    (folder / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    (folder / "device.png").symlink_to("/dev/null")
+    os.mkfifo(folder / "pipe.png")
+    (folder / "album.png").mkdir()  # a folder named like an image is a folder: its images count
+    noise(1).save(folder / "album.png" / "inner.png")
+    result = bounded(lambda: base.embed_images(folder), folder / "pipe.png")
+    assert [p.name for p in result.items] == ["inner.png", "good.png"]  # sorted by path parts
+    reasons = {p.name: reason for p, reason in result.errors}
+    assert reasons == {"device.png": "a device, not a regular file", "gone.png": "no such file",
+                       "pipe.png": "a FIFO (named pipe), not a regular file"}
+
+
+def test_a_text_with_a_lone_surrogate_is_a_clear_error(base):
+    with pytest.raises(KitError, match=r"texts\[1\] .*surrogate"):
+        base.texts(["a cat", "a dog \ud800"])
 
 
 def test_huge_images_are_skipped_before_decoding(base, tmp_path):
