@@ -30,7 +30,7 @@ from . import checks, presets
 from .collection_engines import ImageEncoder, check_engine, embed_local, embed_ray
 from .collection_map import CollectionMap, indices_of, map_vectors, thin
 from .collection_store import (MANIFEST, Shard, Source, load_embeddings, load_errors, new_manifest, open_dataset,
-                               plan_shards, read_source, remove_stale, shard_complete, write_manifest, write_shard)
+                               plan_shards, read_shard, read_source, remove_stale, write_manifest, write_shard)
 from .embed import model_id as clip_model_id
 from .errors import KitError
 from .files import MAX_PIXELS
@@ -122,7 +122,7 @@ def embed_collection(source, out, engine: str = "local", address: str | None = N
     summary = Summary(str(dataset), model, engine, total=len(src.keys), shards=len(shards))
     pending = []
     for shard in shards:
-        if shard_complete(dataset, shard, model):
+        if read_shard(dataset, shard, model, dim) is not None:  # read back whole: a damaged shard is made again
             summary.shards_skipped += 1
             summary.skipped += shard.size
         else:

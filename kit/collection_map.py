@@ -89,6 +89,9 @@ class CollectionMap:
     def export_coordinates(self, path, *, exist: str = "error") -> Path:
         """Write id, x, y (and z), fitted, and the metadata columns to a Parquet file (atomically).
 
+        The map's own columns always win: a metadata column named x, y, z or fitted is kept as
+        ``source_x`` (``source_x_1`` ... when that name is taken too), so no coordinate is ever
+        replaced by the source's values.
         exist: when the file is there: "error" (the default), "replace" it, or "number" (``name-1.parquet``).
         """
         pa = require_pyarrow()
@@ -97,9 +100,14 @@ class CollectionMap:
         for axis, values in zip("xyz", self.coords.T):
             columns[axis] = pa.array(values, pa.float32())
         columns["fitted"] = pa.array(self.fitted)
+        taken = set(columns) | set(self.columns) | set(OWN_COLUMNS)
         for name, values in self.columns.items():
-            if name != "id":
-                columns[name] = pa.array(values)
+            if name == "id":
+                continue
+            if name in OWN_COLUMNS:
+                name = _free_name(f"source_{name}", taken)
+                taken.add(name)
+            columns[name] = pa.array(values)
         table = pa.table(columns)
         return write_atomic(path, lambda file: pa.parquet.write_table(table, file), exist=exist)
 
@@ -130,6 +138,18 @@ class CollectionMap:
         if name not in self.columns:
             raise KitError(f"no column {name!r}; the map's columns are {', '.join(self.columns)}")
         return self.columns[name]
+
+
+OWN_COLUMNS = ("x", "y", "z", "fitted")  # what export_coordinates writes itself, besides id
+
+
+def _free_name(name: str, taken: set) -> str:
+    """`name`, or name_1, name_2 ... : the first that no column has."""
+    number, free = 0, name
+    while free in taken:
+        number += 1
+        free = f"{name}_{number}"
+    return free
 
 
 def _label(value) -> str:

@@ -12,29 +12,44 @@ The dataset is a folder of Parquet shards and a manifest::
 The sorted list of paths is cut into shards of `shard_size`, so the same source gives the
 same shards. ``id`` is the sha1 of the path (relative to the source), ``embedding`` a unit
 float32 vector (null when the image could not be read), ``error`` the reason (null when
-fine). Each shard is written whole (temp file + rename) and carries its own path-list hash
-and row count, so a rerun keeps the shards that are complete and embeds only the rest.
+fine). Each shard is written whole (temp file + rename) with a CRC on every page and carries
+its own path-list hash and row count, so a rerun keeps the shards that are complete and embeds
+only the rest.
+
+Nothing on disk is trusted: every file is read with the kit's one reader (regular files only,
+bounded), the manifest is checked field by field (`check_manifest`), and a shard counts as
+complete only when all of it reads back and holds exactly its paths (`read_shard`); a damaged
+one is made again. A folder, FIFO or link in the place of the kit's file is not the kit's to
+replace: it is refused with a KitError and left as it is.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from . import checks
 from .embed import IMAGE_SUFFIXES, expand
 from .errors import KitError
-from .files import clean_temp_files, write_atomic
+from .files import MAX_BYTES, ReadError, clean_temp_files, read_file, write_atomic
 
 __all__ = ["load_embeddings", "load_errors", "read_source", "plan_shards", "image_id", "MANIFEST"]
 
 FORMAT = "kit-embeddings/1"
 MANIFEST = "_manifest.json"
 COLUMNS = ("id", "path", "embedding", "model_id", "pretrained", "width", "height", "error")
+MAX_MANIFEST_BYTES = 256 * 2**20  # ~2 million shards' entries
+MAX_SHARD_BYTES = 4 * 2**30
+MAX_DIM = 1 << 16
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def require_pyarrow():
@@ -72,7 +87,7 @@ def read_source(source) -> Source:
             raise KitError(f"no image files in {root} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}, recursively)")
         folders = [key.rpartition("/")[0] for key in keys]
         return Source(str(root), root, keys, pa.table({"folder": pa.array(folders, pa.string())}))
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise KitError(f"source {source} does not exist: give a folder of images or a .csv/.parquet list of paths")
     table = _read_list(path)
     if "path" not in table.column_names:
@@ -81,11 +96,7 @@ def read_source(source) -> Source:
     if clash:
         raise KitError(f"{path} has columns named {', '.join(clash)}, which the dataset uses itself: "
                        f"rename them (e.g. {clash[0]!r} -> 'source_{clash[0]}')")
-    keys = table.column("path").to_pylist()
-    for row, key in enumerate(keys):
-        if key is None or not str(key).strip():
-            raise KitError(f"{path}: row {row + 1} has an empty path")
-    keys = [Path(str(key).strip()).as_posix() for key in keys]
+    keys = [_check_key(key, path, row) for row, key in enumerate(table.column("path").to_pylist())]
     order = sorted(range(len(keys)), key=keys.__getitem__)
     keys = [keys[i] for i in order]
     for before, after in zip(keys, keys[1:]):
@@ -97,19 +108,36 @@ def read_source(source) -> Source:
     return Source(str(path.resolve()), path.resolve().parent, keys, meta)
 
 
+def _check_key(key, path: Path, row: int) -> str:
+    """One path of a list, as the dataset keys it: a local file path, never a URL (which a path would mangle)."""
+    key = "" if key is None else str(key).strip()
+    if not key:
+        raise KitError(f"{path}: row {row + 1} has an empty path")
+    if _URL.match(key):
+        raise KitError(f"{path}: row {row + 1} names a URL ({key[:100]!r}); the kit embeds local files: "
+                       "download the images and list their paths")
+    if "\x00" in key:
+        raise KitError(f"{path}: row {row + 1} has a NUL character in its path, which no file system takes")
+    return Path(key).as_posix()
+
+
 def _read_list(path: Path):
+    """The table of a .csv or .parquet list, read with the kit's one reader (regular files only, bounded)."""
     pa = require_pyarrow()
     suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise KitError(f"source {path} must be a folder, a .csv or a .parquet file, not {suffix or 'a file without suffix'}")
     try:
+        data = pa.BufferReader(read_file(path, field="source", max_bytes=MAX_BYTES))
         if suffix == ".csv":
             from pyarrow import csv
 
-            return csv.read_csv(path, convert_options=csv.ConvertOptions(column_types={"path": pa.string()}))
-        if suffix in (".parquet", ".pq"):
-            return pa.parquet.read_table(path)
+            return csv.read_csv(data, convert_options=csv.ConvertOptions(column_types={"path": pa.string()}))
+        return pa.parquet.read_table(data)
+    except ReadError as err:
+        raise KitError(f"cannot read the list {path}: {err.reason}") from None
     except (pa.ArrowException, OSError) as err:
         raise KitError(f"cannot read the list {path}: {err}") from None
-    raise KitError(f"source {path} must be a folder, a .csv or a .parquet file, not {suffix or 'a file without suffix'}")
 
 
 def image_id(key: str) -> str:
@@ -190,41 +218,137 @@ def write_manifest(dataset: Path, manifest: dict) -> None:
 
 
 def _read_manifest(dataset: Path) -> dict | None:
+    """The dataset's manifest, checked field by field; None when there is none."""
     path = dataset / MANIFEST
-    if not path.is_file():
+    if not _kits_file(path, "the manifest"):
         return None
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise KitError(f"{path} is not readable ({err}): delete it and run again (complete shards are kept)") from None
+        manifest = json.loads(read_file(path, field=MANIFEST, max_bytes=MAX_MANIFEST_BYTES).decode("utf-8"))
+    except (ValueError, RecursionError) as err:  # a ReadError, not UTF-8 or JSON, or nested past what a parser follows
+        reason = getattr(err, "reason", None) or ("nested too deep" if isinstance(err, RecursionError) else err)
+        raise KitError(f"{path} is not readable ({reason}): delete it and run again (complete shards are kept)") from None
+    return check_manifest(manifest, path)
+
+
+def check_manifest(manifest, path: Path) -> dict:
+    """`manifest` when every field the kit reads is of its type and in its range; KitError naming the field."""
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise KitError(f"{path} is not a kit embeddings manifest ({FORMAT}): use another output folder")
+
+    def field(name, check, *args):
+        if name not in manifest:
+            raise KitError(f"{path}: the field {name!r} is missing: delete the manifest and run `kit embed` again")
+        return check(manifest[name], f"{path}: {name}", *args)
+
+    for name in ("model_id", "clip_model", "pretrained", "source", "root"):
+        field(name, _text)
+    field("dim", checks.whole, 1, MAX_DIM)
+    shard_size = field("shard_size", checks.whole, 1)
+    total = field("total", checks.whole, 0)
+    field("complete", checks.flag)
+    shards = field("shards", _entries)
+    for index, entry in enumerate(shards):
+        where = f"{path}: shards[{index}]"
+        if not isinstance(entry, dict) or set(entry) != {"index", "file", "paths", "hash"}:
+            raise KitError(f"{where} must hold index, file, paths and hash")
+        if checks.whole(entry["index"], f"{where}.index", index, index) != index:
+            raise KitError(f"{where}.index must be {index}")
+        if entry["file"] != Shard(index, 0, 0, "").file:
+            raise KitError(f"{where}.file must be {Shard(index, 0, 0, '').file!r}, got {str(entry['file'])[:100]!r}")
+        checks.whole(entry["paths"], f"{where}.paths", 1, shard_size)
+        if not isinstance(entry["hash"], str) or not re.fullmatch(r"[0-9a-f]{40}", entry["hash"]):
+            raise KitError(f"{where}.hash must be the sha1 of the shard's paths (40 hex digits)")
+    if sum(entry["paths"] for entry in shards) != total:
+        raise KitError(f"{path}: total is {total}, but the shards hold {sum(e['paths'] for e in shards)} paths")
     return manifest
+
+
+def _text(value, field: str) -> str:
+    if not isinstance(value, str) or len(value) > 100_000:
+        raise KitError(f"{field} must be text, got {type(value).__name__}")
+    return value
+
+
+def _entries(value, field: str) -> list:
+    if not isinstance(value, list):
+        raise KitError(f"{field} must be a list of shard entries, got {type(value).__name__}")
+    return value
+
+
+def _kits_file(path: Path, what: str) -> bool:
+    """Whether the kit's file `path` is there (False when missing). A folder, FIFO, device or link in
+    its place is not one the kit wrote (it writes regular files by rename): KitError, and it is left alone."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return False
+    except OSError as err:
+        raise KitError(f"{what} {path} cannot be read ({err.strerror or err})") from None
+    if stat.S_ISREG(mode):
+        return True
+    kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a symlink"
+            if stat.S_ISLNK(mode) else "not a regular file")
+    raise KitError(f"{what} {path} is {kind}, not a file the kit wrote: move it away and run again")
 
 
 # ---------------------------------------------------------------- shard files
 
 
-def shard_complete(dataset: Path, shard: Shard, model: str) -> bool:
-    """True when the shard file holds exactly this shard's paths, embedded by `model`."""
-    info = _shard_info(dataset / shard.file)
-    if info is None:
-        return False
+def read_shard(dataset: Path, shard: Shard, model: str, dim: int):
+    """The shard's pyarrow Table when its file reads back whole and holds exactly this shard; else None.
+
+    Every page is read and its CRC checked, the paths are hashed again, and every readable row
+    must have a finite vector: a damaged shard is made again, never trusted. A shard of another
+    model is a KitError (two models never mix), and so is a folder, FIFO or link in its place.
+    """
+    pa = require_pyarrow()
+    path = dataset / shard.file
+    if not _kits_file(path, "the shard"):
+        return None
+    try:
+        data = pa.BufferReader(read_file(path, field="shard", max_bytes=MAX_SHARD_BYTES))
+        table = pa.parquet.read_table(data, page_checksum_verification=True)
+        info = json.loads(table.schema.metadata[b"kit"])
+    except (ReadError, pa.ArrowException, OSError, KeyError, TypeError, ValueError, RecursionError):
+        return None
+    if not isinstance(info, dict):
+        return None
     if info.get("model_id") != model:
-        raise KitError(f"{dataset / shard.file} holds embeddings of {info.get('model_id')}, not {model}: "
+        raise KitError(f"{path} holds embeddings of {str(info.get('model_id'))[:100]}, not {model}: "
                        "embeddings of two models don't mix. Use another output folder.")
-    return info.get("hash") == shard.hash and info.get("rows") == shard.size == info["rows_in_file"]
+    return table if _holds(table, info, shard, dim) else None
+
+
+def _holds(table, info: dict, shard: Shard, dim: int) -> bool:
+    """Whether a shard's table is exactly `shard`: its paths, their ids, one finite vector per readable row."""
+    pa = require_pyarrow()
+    if info.get("hash") != shard.hash or info.get("rows") != shard.size or table.num_rows != shard.size:
+        return False
+    types = {"id": pa.string(), "path": pa.string(), "embedding": pa.list_(pa.float32(), dim), "error": pa.string()}
+    if any(name not in table.column_names or table.schema.field(name).type != kind for name, kind in types.items()):
+        return False
+    paths = table.column("path").to_pylist()
+    if None in paths or hashlib.sha1("\n".join(paths).encode("utf-8")).hexdigest() != shard.hash \
+            or table.column("id").to_pylist() != [image_id(key) for key in paths]:
+        return False
+    failed = np.array([error is not None for error in table.column("error").to_pylist()], dtype=bool)
+    embedding = table.column("embedding").combine_chunks()
+    if not np.array_equal(embedding.is_null().to_numpy(zero_copy_only=False), failed):
+        return False
+    vectors = embedding.filter(pa.array(~failed)).flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+    return bool(np.isfinite(vectors).all() and (np.abs(vectors).max(axis=1) > 0).all())
 
 
 def _shard_info(path: Path) -> dict | None:
-    """The kit metadata and row count of a shard file; None when missing or unreadable."""
+    """The kit metadata of a regular shard file; None when it is not one the kit wrote."""
     pa = require_pyarrow()
     try:
-        metadata = pa.parquet.read_metadata(path)
-        info = json.loads(metadata.schema.to_arrow_schema().metadata[b"kit"])
-        info["rows_in_file"] = metadata.num_rows
-        return info
-    except (OSError, pa.ArrowException, KeyError, TypeError, ValueError):
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return None
+        data = pa.BufferReader(read_file(path, field="shard", max_bytes=MAX_SHARD_BYTES))
+        info = json.loads(pa.parquet.read_metadata(data).schema.to_arrow_schema().metadata[b"kit"])
+        return info if isinstance(info, dict) else None
+    except (ReadError, OSError, pa.ArrowException, KeyError, TypeError, ValueError, RecursionError):
         return None
 
 
@@ -255,7 +379,7 @@ def write_shard(dataset: Path, src: Source, shard: Shard, rows: dict, model: str
         columns[name] = meta.column(name)
     info = {"format": FORMAT, "model_id": model, "shard": shard.index, "hash": shard.hash, "rows": shard.size}
     table = pa.table(columns).replace_schema_metadata({"kit": json.dumps(info)})
-    write_atomic(dataset / shard.file, lambda file: pa.parquet.write_table(table, file))
+    write_atomic(dataset / shard.file, lambda file: pa.parquet.write_table(table, file, write_page_checksum=True))
     return [(key, row[3]) for key, row in zip(keys, ordered) if row[3] is not None]
 
 
@@ -276,18 +400,18 @@ def remove_stale(dataset: Path, count: int) -> None:
 
 def _dataset_tables(dataset):
     """(manifest, [pyarrow Table of each complete shard]); warns about shards missing."""
-    pa = require_pyarrow()
     dataset = Path(dataset).expanduser()
     manifest = _read_manifest(dataset) if dataset.is_dir() else None
     if manifest is None:
         raise KitError(f"{dataset} is not a kit embeddings dataset (no {MANIFEST}): make one with `kit embed`")
     tables, missing = [], []
     for entry in manifest["shards"]:
-        shard = Shard(int(entry["index"]), 0, int(entry["paths"]), entry["hash"])
-        if shard_complete(dataset, shard, manifest["model_id"]):
-            tables.append(pa.parquet.read_table(dataset / shard.file))
-        else:
+        shard = Shard(entry["index"], 0, entry["paths"], entry["hash"])
+        table = read_shard(dataset, shard, manifest["model_id"], manifest["dim"])
+        if table is None:
             missing.append(entry["file"])
+        else:
+            tables.append(table)
     if missing:
         warnings.warn(f"{dataset} is incomplete: {len(missing)} of {len(manifest['shards'])} shards are missing "
                       f"or unfinished (first: {missing[0]}); run `kit embed` again to finish it", stacklevel=3)
@@ -305,7 +429,7 @@ def load_embeddings(dataset) -> tuple[np.ndarray, dict]:
     import pyarrow.compute as pc
 
     manifest, tables = _dataset_tables(dataset)
-    dim = int(manifest["dim"])
+    dim = manifest["dim"]
     if not tables:
         return np.zeros((0, dim), dtype=np.float32), {name: np.array([], dtype=object) for name in ("id", "path")}
     table = pa.concat_tables(tables, promote_options="default")

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from kit import KitError, cli
+from kit.files import _host
 from kit.collection import (MANIFEST, embed_collection, indices_of, load_embeddings, load_errors,
                             map_collection, map_vectors, thin)
 
@@ -160,7 +161,7 @@ def test_damaged_and_missing_shards_are_redone_the_rest_kept(local, source, tmp_
     damaged = (out / "shard-00001.parquet").read_bytes()
     (out / "shard-00001.parquet").write_bytes(damaged[: len(damaged) // 2])
     (out / "shard-00003.parquet").unlink()
-    (out / ".kit-999999999-x1.tmp").write_bytes(b"half a shard")  # left by a killed run (no such process)
+    (out / f".kit-999999999@{_host()}-x1y2z3w4.tmp").write_bytes(b"half a shard")  # a killed run's (no such pid)
     shutil.copy(out / "shard-00004.parquet", out / "shard-00009.parquet")  # the kit's, from a larger collection
     (out / "shard-00010.parquet").write_bytes(b"someone else's file")  # not provably the kit's: kept
     (out / ".notes.tmp-1").write_bytes(b"someone else's temp file")
