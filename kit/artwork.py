@@ -28,7 +28,7 @@ from PIL import Image, PngImagePlugin
 
 from . import xmp
 from .errors import KitError
-from .files import ReadError, has_alpha, read_file, read_image, to_rgb, write_atomic
+from .files import ReadError, check_path, has_alpha, name_part, read_file, read_image, to_rgb, write_atomic
 from .record import Record
 
 __all__ = ["Artwork", "ReplayResult", "load", "replay", "pixel_hash"]
@@ -77,8 +77,14 @@ class Artwork:
         if image.mode not in _PNG_MODES:  # 16-bit and float greys scaled, not clipped; alpha kept
             image = to_rgb(image, alpha=has_alpha(image), field="Artwork.image")
         made = xmp.packet(self.record)  # a record XMP cannot carry is refused here, before anything is written
-        if not self.record.sha256:
-            self.record.sha256 = pixel_hash(image)
+        pixels = pixel_hash(image)
+        if self.record.sha256 and self.record.sha256 != pixels:
+            raise KitError(
+                f"Artwork.image is not the picture its record describes (record.sha256 {self.record.sha256[:12]}..., "
+                f"the pixels' {pixels[:12]}...): it was changed after it was made. A record must not lie about "
+                "its pixels: save the changed picture with a record of its own, e.g. "
+                "kit.Artwork(image, kit.Record(kind='imported', prompt=...)), or keep the original as it was.")
+        self.record.sha256 = pixels
         info = PngImagePlugin.PngInfo()
         info.add_text("parameters", self.record.parameters())  # tEXt, or iTXt when not latin-1
         info.add_itxt("kit", self.record.to_json())
@@ -117,7 +123,7 @@ class Artwork:
 
 def _writable_folder(folder) -> Path:
     """The folder as a Path, created if needed; KitError naming it when it cannot be written."""
-    folder = Path(folder).expanduser()
+    folder = check_path(folder, "folder")
     if folder.exists() and not folder.is_dir():
         raise KitError(f"{str(folder)!r} is a file, not a folder")
     try:
@@ -130,18 +136,23 @@ def _writable_folder(folder) -> Path:
 
 
 def _file_stem(name: str) -> str:
-    stem = str(name).removesuffix(".png").removesuffix(".PNG").strip()
+    if not isinstance(name, str):
+        raise KitError(f"name must be a plain file name like 'portrait' or 'portrait.png', got {name!r}")
+    stem = name.removesuffix(".png").removesuffix(".PNG").strip()
     if not stem or "/" in stem or "\\" in stem or stem.startswith("."):
         raise KitError(f"name must be a plain file name like 'portrait' or 'portrait.png', got {name!r}")
+    check_path(stem + "-10000.png", "name")  # NUL bytes, lone surrogates, too long with the number save may add
     return stem
 
 
 def _default_stem(record: Record) -> str:
+    """A file name from the record's time, seed and hash: each part passes the one name rule, so a forged
+    record cannot choose where its file goes."""
     try:
         stamp = datetime.fromisoformat(record.created).strftime("%Y%m%d-%H%M%S")
-    except ValueError:
+    except (ValueError, TypeError):
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-seed{record.seed}-{record.sha256[:8]}"
+    return f"{stamp}-seed{name_part(record.seed, 'record.seed')}-{name_part(record.sha256[:8], 'record.sha256')}"
 
 
 def load(path) -> Artwork:
@@ -184,7 +195,10 @@ def load(path) -> Artwork:
         record = Record.from_parameters(text["parameters"])
     else:
         record = Record(kind="imported", kit_version="")
-    verified = bool(record.sha256) and record.sha256 == pixel_hash(image)
+    pixels = pixel_hash(image)
+    verified = bool(record.sha256) and record.sha256 == pixels
+    if not record.sha256 and record.kind == "imported":
+        record.sha256 = pixels  # a foreign PNG's hash, as read: a gallery can name, hide and trace it (still unverified)
     return Artwork(image=image, record=record, verified=verified, path=path)
 
 

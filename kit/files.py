@@ -10,6 +10,7 @@ transparency on one background, palette, CMYK and 16-bit images scaled to 8-bit 
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import socket
@@ -24,6 +25,11 @@ from .errors import KitError
 
 TEMP_PREFIX = ".kit-"
 TEMP_SUFFIX = ".tmp"
+# The whole name write_atomic gives a temp file: .kit-<pid>@<host>-<mkstemp's 8 random characters>.tmp.
+# Only a file whose name matches all of it can be the kit's: a user's ".kit-1-notes.tmp" is never touched.
+_TEMP_NAME = re.compile(r"\.kit-(\d+)@([A-Za-z0-9_.]+)-[a-z0-9_]{8}\.tmp")
+NAME_MAX = 255  # bytes in one file name, as Linux, macOS and Windows file systems allow
+PATH_MAX = 4096  # bytes in a whole path
 
 
 def _host() -> str:
@@ -37,6 +43,50 @@ def _umask() -> int:
     return mask
 
 
+def check_path(value, field: str) -> Path:
+    """`value` (text or a path) as a Path, or KitError naming `field`: the one rule for every path the kit is
+    given, typed or read from a file. Refused before any file system call: NUL bytes, lone surrogates,
+    names longer than the file system allows."""
+    if isinstance(value, bytes) or not isinstance(value, (str, os.PathLike)):
+        raise KitError(f"{field} must be a file or folder path (text), got {type(value).__name__}")
+    text = os.fspath(value)
+    if not isinstance(text, str) or not text:
+        raise KitError(f"{field} must be a file or folder path (text), got {value!r}")
+    if "\x00" in text:
+        raise KitError(f"{field} holds a NUL byte, which no path can: {text[:80]!r}")
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise KitError(f"{field} holds a character that is not text (a lone surrogate): {text[:80]!r}") from None
+    if size > PATH_MAX:
+        raise KitError(f"{field} is {size:,} bytes long; a path may have at most {PATH_MAX:,}")
+    long = next((part for part in text.split(os.sep) if len(part.encode("utf-8")) > NAME_MAX), None)
+    if long is not None:
+        raise KitError(f"{field} has a name of {len(long.encode('utf-8')):,} bytes ({long[:40]!r}...); "
+                       f"a file or folder name may have at most {NAME_MAX}")
+    return Path(text).expanduser()
+
+
+def name_part(value, field: str, *, limit: int = 64) -> str:
+    """Text from data (a record's hash, a seed, a user's name) made safe as part of a file name: letters,
+    digits, '-', '_' and '.' kept, anything else (a '/', '..', a NUL) refused with a KitError naming `field`.
+    The one rule for every file name the kit derives from data, so data never chooses a folder."""
+    text = str(value)
+    if not re.fullmatch(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*", text) or ".." in text or len(text) > limit:
+        raise KitError(f"{field} cannot be part of a file name (letters, digits, '-', '_' and '.', at most "
+                       f"{limit}), got {text[:80]!r}")
+    return text
+
+
+def is_file(path) -> bool:
+    """Whether `path` is a regular file now; False for anything that is not, or cannot be, one (a path too
+    long, with a NUL byte, of the wrong type), never an error: a record's path is data, and may be any text."""
+    try:
+        return stat.S_ISREG(os.stat(check_path(path, "path")).st_mode)
+    except (KitError, OSError, ValueError):
+        return False
+
+
 def write_atomic(path, data: bytes | Callable, *, exist: str = "replace", mode: int = 0o644) -> Path:
     """Write `data` (bytes, or a function given the open binary file) to `path` atomically.
 
@@ -45,7 +95,7 @@ def write_atomic(path, data: bytes | Callable, *, exist: str = "replace", mode: 
     """
     if exist not in ("replace", "error", "number"):
         raise KitError(f"exist must be 'error', 'replace' or 'number', got {exist!r}")
-    path = Path(path).expanduser()
+    path = check_path(path, "path")
     folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -77,15 +127,29 @@ def append_line(path, line: str, *, mode: int = 0o644) -> Path:
 
     A log is never rewritten, so there is nothing to rename into place: a line is written
     whole by one write() to a file opened O_APPEND (writers on one machine never interleave
-    within a line), then fsynced. A reader skips a last line cut short by a crash.
+    within a line), then fsynced. A write cut short (a full disk, a kill) leaves a last line
+    without its newline: the next line starts on a line of its own, so the cut one can never
+    swallow it, and readers skip the cut one. A write that fails raises a KitError; nothing
+    is reported done that is not on disk.
     """
     if "\n" in line:
         raise KitError("append_line writes one line: the text must not hold a newline")
-    path = Path(path).expanduser()
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
+        data = (line + "\n").encode("utf-8")
+    except UnicodeEncodeError:
+        raise KitError(f"the line for {str(path)!r} holds a character that is not text (a lone surrogate)") from None
+    path = check_path(path, "path")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), mode)
         try:
-            os.write(fd, (line + "\n").encode("utf-8"))
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise OSError(errno.EINVAL, "not a regular file")
+            if info.st_size and os.pread(fd, 1, info.st_size - 1) != b"\n":
+                data = b"\n" + data  # the last line was cut short: keep it apart from this one
+            written = os.write(fd, data)
+            if written != len(data):
+                raise OSError(errno.ENOSPC, f"only {written} of {len(data)} bytes were written")
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -121,16 +185,16 @@ def _put(temp: str, path: Path, exist: str) -> Path:
 def clean_temp_files(folder) -> list[Path]:
     """Remove the temp files that crashed writers of the kit left in `folder`; returns what was removed.
 
-    Only files named like this module names them (``.kit-<pid>@<host>-*.tmp``), written on this
-    machine, and only when the process that wrote them is gone: another process's write in
-    progress is never touched, nor another machine's on a shared folder.
+    Only regular files whose whole name is one `write_atomic` gives (``.kit-<pid>@<host>-<8 random>.tmp``),
+    written on this machine, and only when the process that wrote them is gone: a user's file named
+    alike is never touched, nor another process's write in progress, nor another machine's on a shared folder.
     """
     removed = []
     for temp in Path(folder).glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}"):
-        pid, _, host = temp.name[len(TEMP_PREFIX):].split("-", 1)[0].partition("@")
-        if host and host != _host():
-            continue  # another machine's writer (a gallery on a shared folder): its process is not ours to judge
-        if not pid.isdigit() or _alive(int(pid)) or not temp.is_file() or temp.is_symlink():
+        name = _TEMP_NAME.fullmatch(temp.name)
+        if name is None or name[2] != _host() or _alive(int(name[1])):
+            continue
+        if not temp.is_file() or temp.is_symlink():
             continue
         temp.unlink(missing_ok=True)
         removed.append(temp)
@@ -215,7 +279,10 @@ def read_file(path, *, field: str = "file", max_bytes: int = MAX_BYTES) -> bytes
     A folder, a device (``/dev/zero``), a FIFO or a socket, or a symlink to one, is refused by
     its type (``os.stat``) before it is opened, so nothing waits on a pipe or reads forever.
     """
-    path = Path(os.fspath(path)).expanduser()
+    try:
+        path = check_path(path, field)
+    except KitError as err:
+        raise ReadError(field, repr(str(path))[:120], str(err).removeprefix(f"{field} ")) from None
     where = repr(str(path))
     try:
         info = os.stat(path)

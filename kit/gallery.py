@@ -29,6 +29,8 @@ import json
 import os
 import re
 import sqlite3
+import stat
+import unicodedata
 import warnings
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
@@ -37,7 +39,7 @@ from pathlib import Path
 
 from .artwork import Artwork, _writable_folder, load
 from .errors import KitError
-from .files import append_line, clean_temp_files, set_aside, sqlite_damaged
+from .files import ReadError, append_line, clean_temp_files, read_file, set_aside, sqlite_damaged
 from .record import Record, check_person
 
 __all__ = ["Gallery", "Lineage", "default_folder", "KINDS"]
@@ -111,10 +113,23 @@ class Gallery:
     def _connect(self) -> sqlite3.Connection:
         # One short-lived connection per operation: safe across threads, kernels and processes.
         # Autocommit; writes take the lock up front (BEGIN IMMEDIATE), so two writers never deadlock.
-        return sqlite3.connect(self.index, timeout=30, isolation_level=None)
+        db = sqlite3.connect(self.index, timeout=30, isolation_level=None)
+        db.create_function("kit_fold", 1, _fold, deterministic=True)
+        return db
 
     def _open(self) -> None:
         """Check the index, create or upgrade its tables; KitError naming the fix when it is damaged."""
+        try:  # sqlite would open a FIFO and wait on it for ever, or write through a link to another file
+            mode = os.lstat(self.index).st_mode
+        except FileNotFoundError:
+            mode = stat.S_IFREG
+        except OSError as err:
+            raise KitError(f"cannot open the gallery index {str(self.index)!r}: {err.strerror or err}") from None
+        if not stat.S_ISREG(mode):
+            what = "a symbolic link" if stat.S_ISLNK(mode) else "a folder" if stat.S_ISDIR(mode) else \
+                "a FIFO or device"
+            raise KitError(f"the gallery index {str(self.index)!r} is {what}, not the file the kit keeps there: "
+                           f"move it out of the gallery folder and open it again (the PNGs rebuild the index)")
         try:
             with closing(self._connect()) as db:
                 problems = [row[0] for row in db.execute("PRAGMA quick_check")]
@@ -254,8 +269,9 @@ class Gallery:
         ``gallery-marks.jsonl`` whenever it changed, so a rebuilt index hides what was hidden.
         """
         disk = self._on_disk()
-        indexed = {file: (size, mtime) for file, size, mtime in
-                   self._read("SELECT file, size, mtime_ns FROM artworks")}
+        # a row without a pixel hash (a foreign PNG indexed by an older version) is read again once, to get one
+        indexed = {file: (size, mtime) if sha else (-1, -1) for file, size, mtime, sha in
+                   self._read("SELECT file, size, mtime_ns, sha256 FROM artworks")}
         left_out = {file: (size, mtime) for file, size, mtime in
                     self._read("SELECT file, size, mtime_ns FROM unindexed")}
         new, changed, skipped, fill = [], [], [], []
@@ -338,9 +354,14 @@ class Gallery:
         by hand is left out of every one of them alike (its row stays, for ``lineage``).
         """
         order = "id DESC" if newest_first else "id"
-        rows = self._read(f"SELECT file FROM artworks {where} ORDER BY {order}", args)
-        disk = self._on_disk()
-        return [file for file, in rows if file in disk]
+        query = f"SELECT file, size, mtime_ns FROM artworks {where} ORDER BY {order}"
+        rows, disk = self._read(query, args), self._on_disk()
+        if any(file in disk and disk[file] != (size, mtime) for file, size, mtime in rows):
+            self.rebuild_index()  # a PNG changed or was replaced since it was indexed: look at it again
+            rows, disk = self._read(query, args), self._on_disk()
+        # a file listed is the file indexed (same size and mtime): one replaced by something the kit cannot
+        # read keeps its old row and is left out, of len() and iteration alike
+        return [file for file, size, mtime in rows if disk.get(file) == (size, mtime)]
 
     def _load_all(self, files):
         for name in files:
@@ -376,7 +397,7 @@ class Gallery:
         if prompt is not None:
             if not isinstance(prompt, str):
                 raise KitError(f"prompt must be text, got {prompt!r}")
-            clauses.append("instr(lower(prompt), lower(?)) > 0")
+            clauses.append("instr(kit_fold(prompt), kit_fold(?)) > 0")  # ÉLÈVE finds élève: sqlite's lower() is ASCII
             args.append(prompt)
         if style is not None and not isinstance(style, str):
             raise KitError(f"style must be a style id (text), got {style!r}")
@@ -396,9 +417,11 @@ class Gallery:
         where = "WHERE " + " AND ".join(clauses) if clauses else ""
         if not hidden:
             where = f"{where} {'AND' if where else 'WHERE'} coalesce(sha256, '') NOT IN (SELECT sha256 FROM hidden)"
-        found = self._load_all(self._listed(where, tuple(args)))
+        left_out = set() if hidden or self._sync_marks() else self._hidden_in_log()  # the index lags on a full disk
+        found = [art for art in self._load_all(self._listed(where, tuple(args)))
+                 if art.record.sha256 not in left_out]
         if start is None and end is None:
-            return list(found)
+            return found
         # times compared as instants (records from other machines carry other offsets)
         return [art for art in found if _in_range(art.record.created, start, end)]
 
@@ -415,6 +438,8 @@ class Gallery:
 
     def hidden(self) -> set[str]:
         """The pixel hashes of the hidden images."""
+        if not self._sync_marks():
+            return self._hidden_in_log()
         return {sha for sha, in self._read("SELECT sha256 FROM hidden")}
 
     def credit(self, sha256, action: dict) -> None:
@@ -460,44 +485,68 @@ class Gallery:
         self._sync_marks()
 
     def _marks(self) -> list[dict]:
-        """The marks log, oldest first; lines that are not marks (a last line cut short by a crash) are skipped."""
+        """The marks log, oldest first: the one reader of ``gallery-marks.jsonl``.
+
+        A line that is not a well-formed mark (cut short by a crash or a full disk, not UTF-8, not JSON,
+        a mark without its action, written by hand) is skipped and reported in one warning, never an error:
+        the lines around it still count. A marks file that is not a regular file is a KitError naming it.
+        """
         try:
-            text = self.marks_file.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return []
-        except OSError as err:
-            raise KitError(f"cannot read {str(self.marks_file)!r}: {err.strerror or err}") from err
-        marks = []
-        for line in text.splitlines():
-            try:
-                mark = json.loads(line)
-            except ValueError:
+            data = read_file(self.marks_file, field=self.MARKS, max_bytes=MAX_MARKS_BYTES)
+        except ReadError as err:
+            if err.reason == "no such file":
+                return []
+            raise KitError(f"cannot read the gallery's marks {str(self.marks_file)!r}: {err.reason}. Move it "
+                           "aside: hidden marks and credits are read from it") from None
+        marks, bad = [], []
+        for number, line in enumerate(data.split(b"\n"), 1):
+            if not line.strip():
                 continue
-            if isinstance(mark, dict) and isinstance(mark.get("sha256"), str) and isinstance(mark.get("mark"), str):
+            mark = _mark_from(line)
+            if mark is None:
+                bad.append(number)
+            else:
                 marks.append(mark)
+        if bad:
+            lines = ", ".join(map(str, bad[:5])) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+            warnings.warn(f"{self.MARKS}: skipped {len(bad)} line(s) that are not marks (line {lines})",
+                          stacklevel=3)
         return marks
 
-    def _sync_marks(self) -> None:
-        """Fill the hidden table from the marks log when the log changed since it was last read."""
+    def _sync_marks(self) -> bool:
+        """Fill the hidden table from the marks log when the log changed since it was last read.
+
+        The table is a cache of the log: on a full disk it cannot be written, which is said in a warning and
+        is no error (the mark itself is in the log); returns False then, and the next call tries again.
+        """
         try:
-            stat = self.marks_file.stat()
-            stamp = (stat.st_size, stat.st_mtime_ns)
+            info = self.marks_file.stat()
+            stamp = (info.st_size, info.st_mtime_ns)
         except FileNotFoundError:
             stamp = (0, 0)
         if self._read("SELECT size, mtime_ns FROM marks_read") == [stamp]:
-            return
-        state: dict[str, bool] = {}
-        for mark in self._marks():
-            if mark["mark"] in ("hidden", "shown"):
-                state[mark["sha256"]] = mark["mark"] == "hidden"
+            return True
+        hidden = self._hidden_in_log()
         try:
             with closing(self._connect()) as db:
                 with self._transaction(db):
                     db.execute("DELETE FROM hidden")  # a cache of the log, filled again from it
-                    db.executemany("INSERT INTO hidden (sha256) VALUES (?)", [(h,) for h, on in state.items() if on])
+                    db.executemany("INSERT INTO hidden (sha256) VALUES (?)", [(sha,) for sha in hidden])
                     db.execute("INSERT OR REPLACE INTO marks_read (id, size, mtime_ns) VALUES (1, ?, ?)", stamp)
         except sqlite3.Error as err:
-            raise self._error(err, "update") from err
+            if not _is_disk_full(err):
+                raise self._error(err, "update") from err
+            warnings.warn(f"the disk holding {str(self.folder)!r} is full: the marks are noted in {self.MARKS}, "
+                          "and the index catches up when there is room", stacklevel=3)
+            return False
+        return True
+
+    def _hidden_in_log(self) -> set[str]:
+        state: dict[str, bool] = {}
+        for mark in self._marks():
+            if mark["mark"] in ("hidden", "shown"):
+                state[mark["sha256"]] = mark["mark"] == "hidden"
+        return {sha for sha, on in state.items() if on}
 
     # -- lineage ---------------------------------------------------------------------
 
@@ -646,6 +695,36 @@ def _is_disk_full(err: BaseException | None) -> bool:
     return False
 
 
+MAX_MARKS_BYTES = 64 * 2**20  # the marks log: about half a million marks
+_MARKS = ("hidden", "shown", "person")
+
+
+def _mark_from(line: bytes) -> dict | None:
+    """One line of the marks log as a mark, or None when it is not a well-formed one."""
+    try:
+        mark = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if not isinstance(mark, dict) or mark.get("mark") not in _MARKS or not isinstance(mark.get("sha256"), str) \
+            or not re.fullmatch(r"[0-9a-f]{64}", mark["sha256"]):
+        return None
+    if mark["mark"] == "person":
+        try:
+            mark["action"], = check_person([mark.get("action")], "action")
+        except KitError:
+            return None
+    return mark
+
+
+def _fold(text):
+    """Text as the prompt filter compares it: Unicode case folding, composed (É and E + U+0301 alike)."""
+    return unicodedata.normalize("NFC", text).casefold() if isinstance(text, str) else text
+
+
+_EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
+_LATEST = datetime.max.replace(tzinfo=timezone.utc)
+
+
 def _moment(value, field: str, end: bool = False) -> datetime | None:
     """A filter's date or time as an aware datetime (UTC when none is given); a date as `end` means the day's end."""
     if value is None or value == "":
@@ -659,11 +738,16 @@ def _moment(value, field: str, end: bool = False) -> datetime | None:
                            f"got {value!r}") from None
     if isinstance(value, datetime):
         value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-        return value + timedelta(microseconds=1) if end else value  # an `until` time is included
-    if isinstance(value, date):
-        moment = datetime.combine(value, time(), tzinfo=timezone.utc)
-        return moment + timedelta(days=1) if end else moment
-    raise KitError(f"{field} must be a date, a datetime or ISO text, got {type(value).__name__}")
+        step = timedelta(microseconds=1)  # an `until` time is included
+    elif isinstance(value, date):
+        value, step = datetime.combine(value, time(), tzinfo=timezone.utc), timedelta(days=1)
+    else:
+        raise KitError(f"{field} must be a date, a datetime or ISO text, got {type(value).__name__}")
+    try:
+        value = value.astimezone(timezone.utc)
+        return value + step if end else value
+    except OverflowError:  # 9999-12-31 or datetime.max as `until`, datetime.min in another zone as `since`
+        return _LATEST if end else _EARLIEST
 
 
 def _in_range(created: str, start: datetime | None, end: datetime | None) -> bool:
@@ -673,4 +757,8 @@ def _in_range(created: str, start: datetime | None, end: datetime | None) -> boo
         return False  # a record without a readable time matches no date filter
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
+    try:
+        moment = moment.astimezone(timezone.utc)
+    except OverflowError:
+        moment = _EARLIEST if moment.year == 1 else _LATEST
     return (start is None or moment >= start) and (end is None or moment < end)

@@ -125,6 +125,13 @@ class Record:
         if not isinstance(self.extra, dict):
             raise KitError(f"Record.extra must be a dict, got {self.extra!r}")
         self.extra = _json_copy("extra", self.extra)
+        for name in (*_STR, *_OPTIONAL_STR):
+            _check_text(f"Record.{name}", getattr(self, name))
+        if self.sha256 and not _SHA256.fullmatch(self.sha256):
+            # a hash names a file and a gallery row: data must never be able to make it a path
+            raise KitError(f"Record.sha256 must be the 64 hex digits of a pixel hash (or empty), "
+                           f"got {self.sha256[:80]!r}")
+        self.sha256 = self.sha256.lower()
 
     # -- JSON ---------------------------------------------------------------
 
@@ -150,8 +157,12 @@ class Record:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Record:
+        if isinstance(text, (str, bytes)) and len(text) > MAX_JSON:
+            raise KitError(f"not a valid Record JSON: {len(text):,} characters, over the limit of {MAX_JSON:,}")
         try:
             data = json.loads(text)
+        except RecursionError:
+            raise KitError(f"not a valid Record JSON: nested deeper than {MAX_DEPTH} levels") from None
         except (TypeError, ValueError) as err:
             raise KitError(f"not a valid Record JSON: {err}") from err
         return cls.from_dict(data)
@@ -380,12 +391,43 @@ def _as_float(name, value) -> float:
         raise KitError(f"Record.{name} must be a number, got {value!r}") from None
 
 
+MAX_DEPTH = 32  # how deeply a record's settings may nest (a record is data: a forged one may nest 100,000 deep)
+MAX_JSON = 8 * 2**20  # characters of a record's JSON text
+
+
 def _json_copy(name, value):
-    """A deep copy through JSON: tuples become lists, so a saved record equals its load."""
+    """A deep copy through JSON: tuples become lists, so a saved record equals its load. Refused with a KitError
+    naming the field: what is not JSON, nests deeper than MAX_DEPTH, or holds text that is not text."""
+    _check_plain(f"Record.{name}", value, 0)
     try:
         return json.loads(json.dumps(value, ensure_ascii=False))
     except (TypeError, ValueError) as err:
         raise KitError(f"Record.{name} must hold only JSON values: {err}") from None
+
+
+def _check_plain(name: str, value, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise KitError(f"{name} nests deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(f"{name} key", key)
+            _check_plain(f"{name}[{key!r}]" if isinstance(key, str) and len(key) < 40 else name, item, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_plain(name, item, depth + 1)
+    else:
+        _check_text(name, value)
+
+
+def _check_text(name: str, value) -> None:
+    """A lone surrogate (from a broken decode) cannot be written as UTF-8: refused here, naming the field,
+    rather than failing later in the middle of a save."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise KitError(f"{name} holds a character that is not text (a lone surrogate): "
+                           f"{value[:60].encode('utf-8', 'backslashreplace').decode()!r}") from None
 
 
 # ---------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from PIL import Image, ImageDraw
 from . import checks
 from .artwork import Artwork, pixel_hash
 from .errors import KitError
-from .files import read_image
+from .files import check_path, is_file, read_image
 from .record import Record, check_person, credit, sampler_name, seed_action
 from .runs import Stopped
 from .studio import CHECKS, MAX_RECORD_SIDE, RENDERERS
@@ -322,7 +322,7 @@ def render(studio, record: Record, run=None, image=None, mask=None) -> Restorati
     if record.kind != "restore" or "source_sha256" not in info:
         raise KitError(f"not a restoration record (kind {record.kind!r})")
     if image is None:
-        if not info.get("source_path") or not Path(info["source_path"]).is_file():
+        if not is_file(info.get("source_path")):
             raise KitError("the source image of this restoration is not on disk: pass it as image=")
         image = info["source_path"]
     source = check_image(image)
@@ -385,6 +385,8 @@ def check_record(studio, record) -> None:
     info = record.restore
     if not isinstance(info, dict) or not isinstance(info.get("source_sha256"), str):
         raise KitError("record.restore must be an object naming the source image (source_sha256)")
+    if info.get("source_path") is not None:
+        check_path(info["source_path"], "record.restore.source_path")
     size = info.get("work_size")
     def side(v):
         return isinstance(v, int) and not isinstance(v, bool) and 8 <= v <= studio.preset.max_size and v % 8 == 0

@@ -40,6 +40,7 @@ from PIL import Image
 from . import checks, fusion, styles
 from .artwork import Artwork, pixel_hash
 from .errors import KitError
+from .files import check_path, is_file
 from .record import Record, check_person, credit, sampler_name, seed_action
 from .restore import check_image
 from .runs import Stopped
@@ -256,7 +257,7 @@ def find_source(studio, record: Record) -> Image.Image:
     tried = []
     path = info.get("source_path")
     if path:
-        if Path(path).is_file():
+        if is_file(path):
             try:
                 source = check_image(path, "record.restyle.source_path")
             except KitError as err:
@@ -413,9 +414,8 @@ def check_record(studio, record) -> None:
         if not ok or not (0 <= box[0] < box[2] <= size[0] and 0 <= box[1] < box[3] <= size[1]):
             raise KitError(f"record.restyle.crop must be [left, top, right, bottom] inside the source's "
                            f"{size[0]}x{size[1]} px, got {box!r}")
-    path = info.get("source_path")
-    if path is not None and (not isinstance(path, str) or not path or "\x00" in path):
-        raise KitError("record.restyle.source_path must be a file path")
+    if info.get("source_path") is not None:
+        check_path(info["source_path"], "record.restyle.source_path")
     if record.fusion:
         subject = studio.check_prompt(record.subject, "record.subject")
         for c in fusion.check_weights(record.fusion):

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+import kit.files
 from kit import KitError
 from kit.files import clean_temp_files, write_atomic
 
@@ -49,8 +50,9 @@ def test_a_failing_writer_leaves_the_old_file_and_no_temp(tmp_path):
 def test_only_temp_files_of_dead_kit_writers_are_cleaned(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(dead.stdout)
-    leftovers = tmp_path / f".kit-{dead_pid}-abc.tmp"
-    mine = tmp_path / f".kit-{os.getpid()}-def.tmp"          # a write in progress in a live process
+    host = kit.files._host()
+    leftovers = tmp_path / f".kit-{dead_pid}@{host}-abc_1234.tmp"  # write_atomic's whole name
+    mine = tmp_path / f".kit-{os.getpid()}@{host}-def_1234.tmp"  # a write in progress in a live process
     theirs = tmp_path / ".other-123.tmp"                     # not the kit's name
     elsewhere = tmp_path / f".kit-{dead_pid}@another_machine-xyz.tmp"  # a shared folder: not ours to judge
     for path in (leftovers, mine, theirs, elsewhere):

@@ -27,8 +27,10 @@ def made(tmp_path_factory):
     mask = Image.new("L", (64, 64), 0)
     mask.paste(255, (16, 16, 40, 40))
     restored = studio.restore(folder / "source.png", mask, seed=1)
+    restyled = studio.restyle(folder / "source.png", "a weaver", seed=4, strength=0.5)
     paths = {name: art.save(folder) for name, art in
-             [("generate", one), ("batch", pair[1]), ("walk", frame), ("fuse", fused), ("restore", restored)]}
+             [("generate", one), ("batch", pair[1]), ("walk", frame), ("fuse", fused), ("restore", restored),
+              ("restyle", restyled)]}
     return studio, paths
 
 
@@ -89,6 +91,15 @@ FORGERIES = [
     ("restore", {"restore": "gone"}, "Record.restore must be a dict"),
     ("restore", {"restore": {"mask_png": ""}}, "record.restore must be an object naming the source"),
     ("restore", {"width": 10 ** 9}, "record.width"),
+    ("restore", {"restore__source_path": 7}, "record.restore.source_path must be a file or folder path"),
+    ("restore", {"restore__source_path": ["a", "b"]}, "record.restore.source_path must be a file or folder path"),
+    ("restore", {"restore__source_path": "/tmp/" + "x" * 300}, "record.restore.source_path has a name of 300"),
+    ("restore", {"restore__source_path": "/x" * 3000}, "record.restore.source_path is 6,000 bytes long"),
+    ("restore", {"restore__source_path": "a\x00b"}, "record.restore.source_path holds a NUL byte"),
+    ("restyle", {"restyle__source_path": 7}, "record.restyle.source_path must be a file or folder path"),
+    ("restyle", {"restyle__source_path": {"a": 1}}, "record.restyle.source_path must be a file or folder path"),
+    ("restyle", {"restyle__source_path": "/tmp/" + "y" * 300}, "record.restyle.source_path has a name of 300"),
+    ("restyle", {"sha256": "/../../escaped"}, "Record.sha256 must be the 64 hex digits"),
 ]
 
 

@@ -204,17 +204,23 @@ def test_only_dead_writers_temp_files_are_removed(tmp_path):
                           check=True, timeout=GUARD)
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
-        files = {
-            "dead": tmp_path / f".kit-{dead.stdout.strip()}-abc.png.tmp",  # a killed save's leftover
-            "alive": tmp_path / f".kit-{alive.pid}-def.png.tmp",  # another process's save in progress
-            "mine": tmp_path / f".kit-{os.getpid()}-ghi.png.tmp",  # this process's own
-            "user": tmp_path / ".kit-notes.tmp",  # a file of the user's that only looks like one
+        host, gone = kit.files._host(), dead.stdout.strip()
+        files = {  # named as write_atomic names its temp files: .kit-<pid>@<host>-<8 random>.tmp
+            "dead": tmp_path / f".kit-{gone}@{host}-abc_1234.tmp",  # a killed save's leftover
+            "alive": tmp_path / f".kit-{alive.pid}@{host}-def_1234.tmp",  # another process's save in progress
+            "mine": tmp_path / f".kit-{os.getpid()}@{host}-ghi_1234.tmp",  # this process's own
+            "other machine": tmp_path / f".kit-{gone}@not-{host}-jkl_1234.tmp",  # a shared folder's other writer
+            # a user's own files that only look like the kit's: never removed, whatever their number says
+            "user": tmp_path / ".kit-notes.tmp",
+            "user with a number": tmp_path / f".kit-{gone}-notes.tmp",
+            "user with a host": tmp_path / f".kit-{gone}@{host}-my-notes.tmp",
+            "user, long": tmp_path / f".kit-{gone}@{host}-abc_12345.tmp",
         }
         for path in files.values():
             path.write_bytes(b"\x89PNG partial")
         reopened = Gallery(tmp_path)
         assert {name: path.exists() for name, path in files.items()} == {
-            "dead": False, "alive": True, "mine": True, "user": True}
+            "dead": False, **{name: True for name in files if name != "dead"}}
         assert len(assert_listed_and_verified(reopened)) == 1
     finally:
         alive.kill()

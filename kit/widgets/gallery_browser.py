@@ -10,7 +10,7 @@ import traitlets as T
 
 from ..errors import KitError
 from ..gallery import KINDS, Gallery, default_folder
-from .common import NO_STYLE, Panel, image_slot, png_bytes, show_png, style_dropdown
+from .common import NO_STYLE, SEED_MAX, Panel, image_slot, png_bytes, show_png, style_dropdown
 
 THUMB = 112     # px, a thumbnail's side
 LARGE = 320     # px, the opened image's width
@@ -105,7 +105,7 @@ class GalleryBrowser(Panel):
     def filters(self) -> dict:
         """The `Gallery.find` arguments the controls describe; KitError naming a bad one."""
         seed = self.seed.value.strip()
-        if seed and not seed.isdigit():
+        if seed and not (seed.isascii() and seed.isdigit()):  # '²' and '٣' are digits to str.isdigit, not to int()
             raise KitError(f"seed must be a whole number (or empty for any), got {seed!r}")
         return dict(prompt=self.prompt.value.strip() or None, style=self.style.value or None,
                     kind=self.kind.value or None, seed=int(seed) if seed else None,
@@ -197,6 +197,11 @@ class GalleryBrowser(Panel):
             self.show_error(KitError(f"continue in one of {', '.join(self.continue_buttons)}, got {name!r}"))
             return None
         record = self.opened.record
+        if record.seed > SEED_MAX:
+            self.show_error(KitError(
+                f"seed {record.seed} is larger than a seed field holds exactly ({SEED_MAX}): continue in code, "
+                f"with studio.generate(..., seed={record.seed}), so the seed is not rounded"))
+            return None
         try:
             studio = self._studio(record)
             panel = _FILL[name](studio, self.gallery if studio.gallery is None else None, self.opened)
