@@ -3,6 +3,7 @@
 import importlib.metadata
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +100,19 @@ def test_the_layer_rules_hold():
     out = subprocess.run([str(linter)], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stdout[-3000:]
     assert f"Contracts: {len(contracts)} kept, 0 broken." in out.stdout
+
+
+def test_the_version_is_kept_in_one_place():
+    from importlib.metadata import version
+
+    assert version("kit-portraits") == kit.__version__
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert re.search(r'^version\s*=\s*"', pyproject, re.M) is None  # no second copy of the number
+    assert 'version = { attr = "kit.__version__" }' in pyproject
+
+
+def test_design_md_names_every_engine_file():
+    table = (ROOT / "design.md").read_text()
+    files = sorted(p.name for p in (ROOT / "kit").glob("*.py"))
+    missing = [name for name in files if f"`{name}`" not in table and name != "__init__.py"]
+    assert missing == [], f"design.md's file table does not name {missing}"
