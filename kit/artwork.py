@@ -198,7 +198,7 @@ def load(path) -> Artwork:
     pixels = pixel_hash(image)
     verified = bool(record.sha256) and record.sha256 == pixels
     if not record.sha256 and record.kind == "imported":
-        record.sha256 = pixels  # a foreign PNG's hash, as read: a gallery can name, hide and trace it (still unverified)
+        record.sha256 = pixels  # a foreign PNG's hash as read: a gallery can name, hide and trace it (unverified)
     return Artwork(image=image, record=record, verified=verified, path=path)
 
 
