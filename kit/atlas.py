@@ -53,7 +53,7 @@ import numpy as np
 from . import checks
 from . import styles as kit_styles
 from .errors import KitError
-from .projection import Placer
+from .projection import Placer, directions
 
 __all__ = ["StyleAtlas", "KINDS", "COLOR_BY", "ERA_BINS", "MEDIUM_FAMILIES",
            "style_texts", "era_bin", "medium_family", "thumbnail_uri"]
@@ -180,7 +180,7 @@ class StyleAtlas:
         self.seed = None if seed is None else int(seed)
         self.points: list[dict] = []     # the table: one dict per point, in the order added
         self.skipped: list = []          # (item, reason) for images that could not be read
-        self.model = None                # the fitted umap.UMAP
+        self.model = None                # the fitted umap.UMAP (None also when too few distinct points for one)
         self.pca = None                  # the fitted sklearn PCA, or None when not used
         self.dim = None                  # 2 or 3 once fitted
         self._index: dict[str, int] = {}
@@ -192,7 +192,7 @@ class StyleAtlas:
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{sum(p['kind'] == kind for p in self.points)} {kind}" for kind in KINDS)
-        state = f"fitted {self.dim}D" if self.model is not None else "not fitted"
+        state = f"fitted {self.dim}D" if self.placer is not None else "not fitted"
         return f"StyleAtlas({len(self)} points: {counts}; {state})"
 
     @property
@@ -273,7 +273,15 @@ class StyleAtlas:
         if pca is not None and (not isinstance(pca, int) or pca < 0):
             raise KitError(f"pca must be a whole number of dimensions >= 0 or None, got {pca!r}")
         umap = _import_umap()
-        data = self._matrix()
+        data, same = _distinct_rows(self._matrix())
+        if len(data) < MIN_POINTS:  # too few distinct points for a neighbourhood: a fixed layout, no UMAP
+            coords = _few_points(len(data), dim)[same]
+            self.model, self.pca, self.dim = None, None, dim
+            self.placer = Placer(data, coords[np.unique(same, return_index=True)[1]], k=1)
+            for row, point in zip(coords, self.points):
+                point["xy"] = row
+            return coords
+        n = len(data)
         reducer = None
         if pca and n > pca and data.shape[1] > pca:
             from sklearn.decomposition import PCA
@@ -298,8 +306,11 @@ class StyleAtlas:
                 coords = np.asarray(model.fit_transform(data), dtype=np.float32)
             except (ValueError, RuntimeError) as err:  # an option umap refuses only once it runs
                 raise KitError(f"UMAP could not fit with the options {umap_kwargs!r}: {err}") from None
+        if not np.isfinite(coords).all():
+            raise KitError("UMAP gave coordinates that are not finite numbers: the points are too alike to map")
         self.model, self.pca, self.dim = model, reducer, dim
         self.placer = Placer(data, coords, k=model.n_neighbors, pca=reducer)
+        coords = coords[same]  # repeated points share the place of their first copy
         for row, point in zip(coords, self.points):
             point["xy"] = row
         return coords
@@ -425,7 +436,7 @@ class StyleAtlas:
         return self.embedder
 
     def _need_fit(self, what: str) -> None:
-        if self.model is None:
+        if self.placer is None:
             raise KitError(f"{what} needs a fitted map: call atlas.fit() first")
 
     def _model_name(self) -> str:
@@ -510,8 +521,7 @@ def _as_matrix(vectors, what: str) -> np.ndarray:
         array = array.reshape(1, -1)
     if array.ndim != 2 or array.shape[1] == 0:
         raise KitError(f"{what} must be a 2D array (rows, dim), got shape {array.shape}")
-    if not np.isfinite(array).all():
-        raise KitError(f"{what} contain NaN or infinite values")
+    directions(array, what)  # names the first row with NaN, infinite values or no length
     return array
 
 
@@ -535,11 +545,26 @@ def _check_umap_options(options: dict, n: int) -> dict:
     return options
 
 
+def _distinct_rows(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the distinct rows in table order, the index of each row among them). UMAP is fitted on distinct
+    rows only: copies at distance zero break its neighbour graph (four identical points gave NaN)."""
+    _, first, inverse = np.unique(data, axis=0, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first)] = np.arange(len(first))
+    return data[np.sort(first)], rank[inverse.reshape(-1)]
+
+
+def _few_points(count: int, dim: int) -> np.ndarray:
+    """A fixed layout of 1 to 3 distinct points: the origin, or the corners of a regular polygon."""
+    angles = 2 * np.pi * np.arange(count) / count
+    coords = np.zeros((count, dim), dtype=np.float32)
+    if count > 1:
+        coords[:, 0], coords[:, 1] = np.cos(angles), np.sin(angles)
+    return coords
+
+
 def _unit_rows(vectors: np.ndarray, what: str) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    if (norms == 0).any():
-        raise KitError(f"{what} contain an all-zero row, which has no direction to compare")
-    return (vectors / norms).astype(np.float32)
+    return directions(vectors, what)  # the maps' one check: a huge row is a direction, a zero one is refused
 
 
 def _meta_rows(meta, n: int) -> list[dict]:

@@ -21,6 +21,7 @@ from .collection_engines import check_engine, place_chunks
 from .collection_store import require_pyarrow
 from .errors import KitError
 from .files import write_atomic
+from .projection import directions
 
 __all__ = ["map_vectors", "CollectionMap", "thin", "indices_of"]
 
@@ -178,6 +179,7 @@ def map_vectors(vectors, columns: dict | None = None, *, sample: int = 20_000, d
     vectors = np.asarray(vectors, dtype=np.float32)
     if vectors.ndim != 2 or len(vectors) < MIN_POINTS:
         raise KitError(f"vectors must be an (n, dim) array with n >= {MIN_POINTS}, got shape {vectors.shape}")
+    directions(vectors, "vectors")  # every row, before the sample is drawn: an error names the caller's row
     n = len(vectors)
     columns = dict(columns) if columns else {}
     columns.setdefault("id", np.array([f"row-{i}" for i in range(n)], dtype=object))

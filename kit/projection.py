@@ -26,10 +26,31 @@ _BLOCK_BYTES = 80_000_000   # distances computed per block: bounded memory for a
 
 
 def unit_rows(rows) -> np.ndarray:
-    """Rows scaled to unit length, float32 (all-zero rows stay zero)."""
-    rows = np.asarray(rows, dtype=np.float32)
+    """Rows scaled to unit length, float32 (all-zero rows stay zero). Lengths are taken in float64:
+    in float32 the squared length of a row of 3e38s overflows, and the row would scale to zero."""
+    rows = np.asarray(rows, dtype=np.float64)
     norms = np.linalg.norm(rows, axis=1, keepdims=True)
     return (rows / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def directions(vectors, what: str) -> np.ndarray:
+    """The one check of vectors given to a map: unit float32 rows of a 2D array of numbers, or a
+    KitError naming the first row that has no direction (NaN, infinite or all zeros)."""
+    try:
+        rows = np.asarray(vectors, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise KitError(f"{what} must be an array of numbers") from None
+    if rows.ndim == 1:
+        rows = rows.reshape(1, -1)
+    if rows.ndim != 2 or rows.shape[1] == 0:
+        raise KitError(f"{what} must be a 2D array (rows, dim), got shape {rows.shape}")
+    bad = np.flatnonzero(~np.isfinite(rows).all(axis=1))
+    if len(bad):
+        raise KitError(f"{what} row {bad[0]} holds NaN or infinite values ({len(bad)} such rows)")
+    zero = np.flatnonzero(~rows.any(axis=1))
+    if len(zero):
+        raise KitError(f"{what} row {zero[0]} is all-zero, which has no direction to compare ({len(zero)} such rows)")
+    return unit_rows(rows)
 
 
 class Placer:
@@ -54,7 +75,7 @@ class Placer:
 
     def prepare(self, vectors) -> np.ndarray:
         """Vectors as the fitted space holds them: unit rows, reduced by the PCA when there is one."""
-        data = unit_rows(vectors)
+        data = directions(vectors, "vectors")
         return data if self.pca is None else unit_rows(self.pca.transform(data))
 
     def transform(self, data: np.ndarray) -> np.ndarray:
