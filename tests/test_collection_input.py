@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from kit import KitError
+from kit import KitError, cli
 from kit import collection_store as store
 from kit.collection import MANIFEST, embed_collection, load_embeddings, load_errors, map_vectors
 
@@ -90,6 +90,9 @@ def test_a_shard_damaged_inside_is_remade_never_trusted(dataset, reference, sour
     with pytest.warns(UserWarning, match="1 of 3 shards are missing or unfinished"):
         vectors, _ = load_embeddings(dataset)  # never an OSError from the damaged pages
     assert len(vectors) == 5
+    with pytest.warns(UserWarning, match="missing or unfinished"):  # `kit map` maps the shards it can trust
+        assert cli.main(["map", str(dataset), "--out", str(dataset.parent / "map.parquet"), "--sample", "4"]) == 0
+    assert pq.read_table(dataset.parent / "map.parquet").num_rows == 5
     summary = embed(source, dataset)
     assert (summary.shards_written, summary.shards_skipped) == (1, 2)
     same_rows(dataset, reference)
