@@ -22,7 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("KIT_PRESET", "tiny")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 _folder("KIT_GALLERY", "kit-test-gallery-")
-_folder("KIT_CACHE", "kit-test-cache-")      # the tiny preset's saved models, the embedding cache: never ~/.cache/kit
+_folder("KIT_CACHE", "kit-test-cache-")  # the tiny preset's saved models, the embedding cache: never ~/.cache/kit
 _folder("KIT_LESSONS", "kit-test-lessons-")
 
 

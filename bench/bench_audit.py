@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from kit import auditing as A  # noqa: E402
+
 # the former formulation lives with the test that holds the new one equal to it
 from tests.test_audit_memory import old_measure  # noqa: E402
 
@@ -60,12 +61,15 @@ def data(seeds: int, dim: int):
     def unit(x):
         return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
-    vectors = unit(rng.normal(size=(1, seeds, dim)) + rng.normal(size=(TERMS, 1, dim))
-                   + 0.3 * rng.normal(size=(TERMS, seeds, dim))).astype(np.float32)
+    vectors = unit(
+        rng.normal(size=(1, seeds, dim)) + rng.normal(size=(TERMS, 1, dim)) + 0.3 * rng.normal(size=(TERMS, seeds, dim))
+    ).astype(np.float32)
     prompts = unit(rng.normal(size=(TERMS, dim))).astype(np.float32)
     centre = vectors.mean(axis=(0, 1))
-    probes = {"attire": (["dress", "suit"], unit(centre + 0.02 * rng.normal(size=(2, dim)))),
-              "age": (["young", "old", "middle-aged"], unit(centre + 0.02 * rng.normal(size=(3, dim))))}
+    probes = {
+        "attire": (["dress", "suit"], unit(centre + 0.02 * rng.normal(size=(2, dim)))),
+        "age": (["young", "old", "middle-aged"], unit(centre + 0.02 * rng.normal(size=(3, dim)))),
+    }
     return vectors, prompts, probes
 
 
@@ -109,8 +113,12 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[256, 1024], help="seeds per term")
     parser.add_argument("--rounds", type=int, default=A.ROUNDS, help="bootstrap rounds (default 1,000)")
     parser.add_argument("--dim", type=int, default=512, help="embedding width (CLIP ViT-B-32: 512)")
-    parser.add_argument("--old-max-gb", type=float, default=3.0,
-                        help="most memory the former formulation may take; it runs fewer rounds beyond that")
+    parser.add_argument(
+        "--old-max-gb",
+        type=float,
+        default=3.0,
+        help="most memory the former formulation may take; it runs fewer rounds beyond that",
+    )
     parser.add_argument("--one", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
@@ -118,11 +126,15 @@ def main(argv=None) -> None:
         return one(method, int(seeds), int(rounds), int(dim), out)
 
     cap = min(args.old_max_gb * (1 << 30), available_bytes() / 2)
-    print(f"measure(): {TERMS} terms, {args.rounds:,} bootstrap rounds, dim {args.dim}, 5 probe labels; "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, numpy {np.__version__}; "
-          f"former formulation capped at {cap / (1 << 30):.1f} GB")
-    head = (f"{'seeds':>6} | {'old: wall':>10} {'cpu':>8} {'traced':>10} {'RSS rise':>10} {'rounds':>7} | "
-            f"{'new: wall':>10} {'cpu':>8} {'traced':>10} {'RSS rise':>10} {'bound':>9} | {'max |new - old|':>15}")
+    print(
+        f"measure(): {TERMS} terms, {args.rounds:,} bootstrap rounds, dim {args.dim}, 5 probe labels; "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, numpy {np.__version__}; "
+        f"former formulation capped at {cap / (1 << 30):.1f} GB"
+    )
+    head = (
+        f"{'seeds':>6} | {'old: wall':>10} {'cpu':>8} {'traced':>10} {'RSS rise':>10} {'rounds':>7} | "
+        f"{'new: wall':>10} {'cpu':>8} {'traced':>10} {'RSS rise':>10} {'bound':>9} | {'max |new - old|':>15}"
+    )
     print(head)
     print("-" * len(head))
     with tempfile.TemporaryDirectory(prefix="bench-audit-") as folder:
@@ -137,14 +149,18 @@ def main(argv=None) -> None:
             with np.load(f"{folder}/new.npz") as a, np.load(f"{folder}/old.npz") as b:
                 diff = max(float(np.nanmax(np.abs(a[key][:old_rounds] - b[key]), initial=0.0)) for key in b.files)
             bound = A.bootstrap_memory(TERMS, seeds, args.dim, labels=5, rounds=args.rounds)
-            print(f"{seeds:>6} | {old['wall'] * scale:>9.2f}s{mark}{old['cpu'] * scale:>7.2f}s{mark}"
-                  f"{old['traced'] * scale / MB:>8.0f}MB{mark}{old['rss'] * scale / MB:>8.0f}MB{mark}{old_rounds:>7} | "
-                  f"{new['wall']:>9.2f}s {new['cpu']:>7.2f}s {new['traced'] / MB:>8.1f}MB {new['rss'] / MB:>8.1f}MB "
-                  f"{sum(bound.values()) / MB:>7.1f}MB | {diff:>15.1e}")
-    print("x: the former formulation ran `rounds` rounds; its figures are scaled to the full rounds "
-          "(memory and time linear in rounds). traced: peak of tracemalloc during the call; RSS rise: "
-          "increase of the process's peak resident memory; bound: kit.auditing.bootstrap_memory "
-          "(working + returned replicates).")
+            print(
+                f"{seeds:>6} | {old['wall'] * scale:>9.2f}s{mark}{old['cpu'] * scale:>7.2f}s{mark}"
+                f"{old['traced'] * scale / MB:>8.0f}MB{mark}{old['rss'] * scale / MB:>8.0f}MB{mark}{old_rounds:>7} | "
+                f"{new['wall']:>9.2f}s {new['cpu']:>7.2f}s {new['traced'] / MB:>8.1f}MB {new['rss'] / MB:>8.1f}MB "
+                f"{sum(bound.values()) / MB:>7.1f}MB | {diff:>15.1e}"
+            )
+    print(
+        "x: the former formulation ran `rounds` rounds; its figures are scaled to the full rounds "
+        "(memory and time linear in rounds). traced: peak of tracemalloc during the call; RSS rise: "
+        "increase of the process's peak resident memory; bound: kit.auditing.bootstrap_memory "
+        "(working + returned replicates)."
+    )
 
 
 if __name__ == "__main__":

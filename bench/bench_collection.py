@@ -81,8 +81,10 @@ def embed_part(args, work: Path, ray) -> None:
     images = work / "images"
     write_images(images, args.images, args.size)
     preset = vit_b_32_preset(work)
-    print(f"\n1. embed_collection: {args.images} JPEGs of {args.size} px, ViT-B-32 (random weights), "
-          f"batch {args.batch_size}, shards of {args.shard_size}, best of {args.repeats}; {load()}")
+    print(
+        f"\n1. embed_collection: {args.images} JPEGs of {args.size} px, ViT-B-32 (random weights), "
+        f"batch {args.batch_size}, shards of {args.shard_size}, best of {args.repeats}; {load()}"
+    )
     from kit import presets
 
     default = str(presets.pick_dtype("cpu", None, presets.get(preset))).replace("torch.", "")
@@ -95,26 +97,42 @@ def embed_part(args, work: Path, ray) -> None:
             out = work / f"dataset-{engine}-{workers}-{dtype}"
             shutil.rmtree(out, ignore_errors=True)
             start = time.perf_counter()
-            summary = embed_collection(images, out, engine=engine, workers=workers, preset=preset,
-                                       batch_size=args.batch_size, shard_size=args.shard_size, device="cpu",
-                                       progress=False, dtype=dtype)
+            summary = embed_collection(
+                images,
+                out,
+                engine=engine,
+                workers=workers,
+                preset=preset,
+                batch_size=args.batch_size,
+                shard_size=args.shard_size,
+                device="cpu",
+                progress=False,
+                dtype=dtype,
+            )
             seconds[engine, workers, dtype] = min(seconds[engine, workers, dtype], time.perf_counter() - start)
             assert summary.ok and summary.done == args.images, summary
             table = pq.read_table(out)
             vectors[engine, workers, dtype] = np.stack(
-                table.sort_by("id").column("embedding").to_numpy(zero_copy_only=False))
+                table.sort_by("id").column("embedding").to_numpy(zero_copy_only=False)
+            )
     before = seconds["local", None, "float32"]
     print(f"{'engine':<8} {'workers':>7} {'dtype':>9} {'seconds':>8} {'images/s':>9} {'vs local float32':>17}")
     for (engine, workers, dtype), wall in seconds.items():
-        print(f"{engine:<8} {workers or '-':>7} {dtype:>9} {wall:8.1f} {args.images / wall:9.1f} {before / wall:16.2f}x")
+        print(
+            f"{engine:<8} {workers or '-':>7} {dtype:>9} {wall:8.1f} {args.images / wall:9.1f} {before / wall:16.2f}x"
+        )
     local = seconds["local", None, default]
-    print(f"Ray overhead at 1 worker: {seconds['ray', 1, default] / local - 1:+.0%} of the local wall time "
-          f"({seconds['ray', 1, default] - local:+.1f} s)")
+    print(
+        f"Ray overhead at 1 worker: {seconds['ray', 1, default] / local - 1:+.0%} of the local wall time "
+        f"({seconds['ray', 1, default] - local:+.1f} s)"
+    )
     reference = vectors["local", None, "float32"]
     for key in runs[1:]:
         cosine = np.sum(vectors[key] * reference, axis=1)
-        print(f"{key[0]}({key[1] or '-'}) {key[2]} vs local float32: lowest cosine {cosine.min():.4f}, "
-              f"max |difference| {np.abs(vectors[key] - reference).max():.2e}")
+        print(
+            f"{key[0]}({key[1] or '-'}) {key[2]} vs local float32: lowest cosine {cosine.min():.4f}, "
+            f"max |difference| {np.abs(vectors[key] - reference).max():.2e}"
+        )
     print(load())
 
 
@@ -127,8 +145,10 @@ def map_part(args, ray_ready) -> None:
     vectors = clustered(args.points, 512, args.clusters, 1.0)
     rng = np.random.default_rng(1)
     subset = np.sort(rng.choice(args.points, min(5_000, args.points), replace=False))
-    print(f"\n2. maps: {args.points:,} x 512 vectors in {args.clusters} clusters, fit on {args.sample:,}, "
-          f"trustworthiness k=10 on {len(subset):,} points; {load()}")
+    print(
+        f"\n2. maps: {args.points:,} x 512 vectors in {args.clusters} clusters, fit on {args.sample:,}, "
+        f"trustworthiness k=10 on {len(subset):,} points; {load()}"
+    )
 
     def trust(coords):
         return trustworthiness(vectors[subset], coords[subset], n_neighbors=10, metric="cosine")
@@ -148,8 +168,10 @@ def map_part(args, ray_ready) -> None:
             seconds[engine] = min(seconds[engine], time.perf_counter() - start)
             assert np.array_equal(coords, cmap.coords[rest]), f"{engine} placed points elsewhere"
     for engine in engines:
-        print(f"placing {len(rest):,} points, {engine}{' (2 workers)' if engine == 'ray' else ''}: "
-              f"{seconds[engine]:.1f} s ({len(rest) / seconds[engine]:.0f} points/s), best of {args.repeats}")
+        print(
+            f"placing {len(rest):,} points, {engine}{' (2 workers)' if engine == 'ray' else ''}: "
+            f"{seconds[engine]:.1f} s ({len(rest) / seconds[engine]:.0f} points/s), best of {args.repeats}"
+        )
     if "ray" in engines:
         print(f"Ray placing vs local: {seconds['local'] / seconds['ray']:.2f}x; coordinates identical on both")
     if args.full:
@@ -198,7 +220,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="kit-bench-collection-") as folder:
         if not args.skip_embed:
             if ray is None:
-                raise SystemExit("the embedding part compares Ray with the local engine: drop --no-ray or add --skip-embed")
+                raise SystemExit(
+                    "the embedding part compares Ray with the local engine: drop --no-ray or add --skip-embed"
+                )
             embed_part(args, Path(folder), ray)
         if not args.skip_map:
             map_part(args, lambda: ray is not None)

@@ -51,7 +51,7 @@ import statistics
 import sys
 import tempfile
 import time
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -60,7 +60,6 @@ sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
 from common import interleaved, sd_turbo_architecture, table  # noqa: E402
 
 PROMPT = "portrait of an elder, ukiyo-e woodblock print"
@@ -106,11 +105,12 @@ def check_text_encoder(model, folder: Path):
 
 def picture(pipe, latents):
     size = latents.shape[-1] * 8
-    return pipe(PROMPT, latents=latents, num_inference_steps=1, guidance_scale=0.0,
-                height=size, width=size, output_type="pil").images[0]
+    return pipe(
+        PROMPT, latents=latents, num_inference_steps=1, guidance_scale=0.0, height=size, width=size, output_type="pil"
+    ).images[0]
 
 
-@lru_cache(maxsize=None)  # one pipeline per dtype, shared by its full-VAE and TAESD rows
+@cache  # one pipeline per dtype, shared by its full-VAE and TAESD rows
 def torch_pipeline(root: Path, dtype):
     from diffusers import StableDiffusionPipeline
 
@@ -140,8 +140,14 @@ def kit_path(root: Path, size: int, seed: int, previews: list):
     import kit
     from kit import presets
 
-    preset = presets.Preset(name="sd-turbo-arch", model=str(root / "pipeline"), preview=str(root / "taesd"),
-                            steps=1, guidance=0.0, size=size)
+    preset = presets.Preset(
+        name="sd-turbo-arch",
+        model=str(root / "pipeline"),
+        preview=str(root / "taesd"),
+        steps=1,
+        guidance=0.0,
+        size=size,
+    )
     studio = kit.Studio(preset=preset)
     studio.progress_bar = False
     print(f"  the kit picked {studio.dtype} on {studio.device}: {presets.dtype_choice(studio.device, preset)[1]}")
@@ -149,8 +155,9 @@ def kit_path(root: Path, size: int, seed: int, previews: list):
     def generate(latents):
         assert torch.equal(studio.noise([seed], size, size), latents), "the kit draws its latents from the seed"
         start = time.perf_counter()
-        art, = studio.generate(PROMPT, seed=seed, size=size,
-                               on_preview=lambda images: previews.append(time.perf_counter() - start))
+        (art,) = studio.generate(
+            PROMPT, seed=seed, size=size, on_preview=lambda images: previews.append(time.perf_counter() - start)
+        )
         return art.image
 
     return generate
@@ -159,11 +166,17 @@ def kit_path(root: Path, size: int, seed: int, previews: list):
 def sd_turbo_arch(root: Path, size: int):
     from kit import presets
 
-    return presets.Preset(name="sd-turbo-arch", model=str(root / "pipeline"), preview=str(root / "taesd"),
-                          steps=1, guidance=0.0, size=size)
+    return presets.Preset(
+        name="sd-turbo-arch",
+        model=str(root / "pipeline"),
+        preview=str(root / "taesd"),
+        steps=1,
+        guidance=0.0,
+        size=size,
+    )
 
 
-@lru_cache(maxsize=None)  # one studio for the full-VAE and TAESD rows of a size
+@cache  # one studio for the full-VAE and TAESD rows of a size
 def kit_openvino_studio(root: Path, size: int):
     import kit
 
@@ -185,8 +198,11 @@ def kit_openvino_export(root: Path, sizes: list[int]):
     kit_openvino_studio.cache_clear()
     gc.collect()
     if openvino_backend.exports:
-        print(f"the kit's openvino backend exported {openvino_backend.exports} models in "
-              f"{time.perf_counter() - start:.0f} s (once; cached in {openvino_backend.cache_root()})", flush=True)
+        print(
+            f"the kit's openvino backend exported {openvino_backend.exports} models in "
+            f"{time.perf_counter() - start:.0f} s (once; cached in {openvino_backend.cache_root()})",
+            flush=True,
+        )
 
 
 def kit_openvino_path(root: Path, size: int, seed: int, preview: bool, hashes: set, previews: list | None = None):
@@ -199,7 +215,7 @@ def kit_openvino_path(root: Path, size: int, seed: int, preview: bool, hashes: s
         assert torch.equal(studio.noise([seed], size, size), latents), "the kit draws its latents from the seed"
         start = time.perf_counter()
         shown = None if previews is None else lambda images: previews.append(time.perf_counter() - start)
-        art, = studio.generate(PROMPT, seed=seed, size=size, preview=preview, on_preview=shown)
+        (art,) = studio.generate(PROMPT, seed=seed, size=size, preview=preview, on_preview=shown)
         hashes.add(art.record.sha256)
         return art.image
 
@@ -282,9 +298,18 @@ def openvino_path(folder: Path, size: int):
 
 
 # `--rows` names: short name -> row
-ROWS = {"kit-ov": KIT_OV, "kit-ov-taesd": KIT_OV_TAESD, "kit-ov-first": KIT_OV_FIRST, "kit": KIT, "fp32": FP32,
-        "fp32-taesd": FP32_TAESD, "torch-bf16": TORCH_BEST, "torch-bf16-taesd": TORCH_BEST_TAESD, "peer": PEER,
-        "peer-taesd": PEER_TAESD}
+ROWS = {
+    "kit-ov": KIT_OV,
+    "kit-ov-taesd": KIT_OV_TAESD,
+    "kit-ov-first": KIT_OV_FIRST,
+    "kit": KIT,
+    "fp32": FP32,
+    "fp32-taesd": FP32_TAESD,
+    "torch-bf16": TORCH_BEST,
+    "torch-bf16-taesd": TORCH_BEST_TAESD,
+    "peer": PEER,
+    "peer-taesd": PEER_TAESD,
+}
 
 
 def paths(root: Path, ir: Path, size: int, seed: int, previews: dict, hashes: dict, rows: list[str]) -> dict:
@@ -294,8 +319,10 @@ def paths(root: Path, ir: Path, size: int, seed: int, previews: dict, hashes: di
     every = {
         KIT_OV: (lambda: kit_openvino_path(root, size, seed, False, hashes[KIT_OV]), FP32),
         KIT_OV_TAESD: (lambda: kit_openvino_path(root, size, seed, True, hashes[KIT_OV_TAESD]), FP32_TAESD),
-        KIT_OV_FIRST: (lambda: kit_openvino_path(root, size, seed, False, hashes[KIT_OV_FIRST],
-                                                 previews[KIT_OV_PREVIEW]), FP32),
+        KIT_OV_FIRST: (
+            lambda: kit_openvino_path(root, size, seed, False, hashes[KIT_OV_FIRST], previews[KIT_OV_PREVIEW]),
+            FP32,
+        ),
         KIT: (lambda: kit_path(root, size, seed, previews[KIT_PREVIEW]), FP32),
         FP32: (lambda: torch_path(root, torch.float32), FP32),
         FP32_TAESD: (lambda: torch_path(root, torch.float32, taesd=True), FP32_TAESD),
@@ -333,8 +360,10 @@ def measure(root: Path, ir: Path, size: int, seed: int, repeat: int, rows: list[
         if seen:  # the row ran
             same = "the same pixels in every run" if len(seen) == 1 else f"{len(seen)} different pictures"
             print(f"  {name}: {same}")
-    agreement = {name: None if ref == name else psnr(images[name], images[ref]) if ref in images else math.nan
-                 for name, ref in references.items()}  # nan: its reference row was not run
+    agreement = {
+        name: None if ref == name else psnr(images[name], images[ref]) if ref in images else math.nan
+        for name, ref in references.items()
+    }  # nan: its reference row was not run
     measured = {name: (times[name], first[name], agreement[name]) for name in times}
     for name, seen in previews.items():
         if seen:
@@ -360,9 +389,12 @@ def main():
     parser.add_argument("--sizes", default="256,512")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--rows", default=",".join(ROWS),
-                        help=f"the rows to run, of {', '.join(ROWS)} (fp32 always runs: the ratios are to it); "
-                             "fewer rows need less memory at 512 px")
+    parser.add_argument(
+        "--rows",
+        default=",".join(ROWS),
+        help=f"the rows to run, of {', '.join(ROWS)} (fp32 always runs: the ratios are to it); "
+        "fewer rows need less memory at 512 px",
+    )
     args = parser.parse_args()
     unknown = set(args.rows.split(",")) - set(ROWS)
     if unknown:
@@ -383,8 +415,10 @@ def main():
     logging.getLogger("optimum").setLevel(logging.ERROR)
     print(versions())
     precision = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
-    print(f"CPU: {os.cpu_count()} cores, {cpu_flags()}; torch threads {torch.get_num_threads()}; "
-          f"OpenVINO's default inference precision here: {precision}")
+    print(
+        f"CPU: {os.cpu_count()} cores, {cpu_flags()}; torch threads {torch.get_num_threads()}; "
+        f"OpenVINO's default inference precision here: {precision}"
+    )
     print("building the sd-turbo architecture with random weights (cached in the temp folder)…", flush=True)
     root = random_weights()
     ir = openvino_export(root) if {PEER, PEER_TAESD} & set(rows) else None
@@ -398,20 +432,55 @@ def main():
     for size, measured in results.items():
         base = measured[FP32][0]
         print(f"\nsd-turbo arch (random weights), {size} px, 1 step, prompt to PIL, median of {args.repeat}")
-        print(table([(name, f"{t:.2f} s", f"{base / t:.2f}x", "" if f is None else f"{f:.1f} s",
-                      "reference" if p is None and name not in PREVIEW_ROWS else "" if p is None
-                      else "(reference not run)" if math.isnan(p) else f"{p:.1f} dB")
-                     for name, (t, f, p) in measured.items()],
-                    ("path", "median", "vs float32", "first picture", "PSNR vs float32")))
+        print(
+            table(
+                [
+                    (
+                        name,
+                        f"{t:.2f} s",
+                        f"{base / t:.2f}x",
+                        "" if f is None else f"{f:.1f} s",
+                        "reference"
+                        if p is None and name not in PREVIEW_ROWS
+                        else ""
+                        if p is None
+                        else "(reference not run)"
+                        if math.isnan(p)
+                        else f"{p:.1f} dB",
+                    )
+                    for name, (t, f, p) in measured.items()
+                ],
+                ("path", "median", "vs float32", "first picture", "PSNR vs float32"),
+            )
+        )
     print()
-    print(table([(name, *(f"{results[s][name][0]:.2f} s" for s in sizes)) for name in results[sizes[0]]],
-                ("path", *(f"{s} px" for s in sizes))))
+    print(
+        table(
+            [(name, *(f"{results[s][name][0]:.2f} s" for s in sizes)) for name in results[sizes[0]]],
+            ("path", *(f"{s} px" for s in sizes)),
+        )
+    )
     print("\nthe kit's openvino backend: speed-up over (time of the other path / the kit's openvino time)")
-    pairs = [(KIT_OV, TORCH_BEST), (KIT_OV, PEER), (KIT_OV_TAESD, TORCH_BEST_TAESD), (KIT_OV_TAESD, PEER_TAESD),
-             (KIT_OV_FIRST, PEER), (KIT_OV_PREVIEW, PEER_TAESD), (KIT_OV_FIRST, KIT), (KIT_OV_PREVIEW, KIT_PREVIEW)]
-    print(table([(f"{ours} vs {other}", *(f"{results[s][other][0] / results[s][ours][0]:.2f}x" for s in sizes))
-                 for ours, other in pairs if {ours, other} <= set(results[sizes[0]])],
-                ("pair", *(f"{s} px" for s in sizes))))
+    pairs = [
+        (KIT_OV, TORCH_BEST),
+        (KIT_OV, PEER),
+        (KIT_OV_TAESD, TORCH_BEST_TAESD),
+        (KIT_OV_TAESD, PEER_TAESD),
+        (KIT_OV_FIRST, PEER),
+        (KIT_OV_PREVIEW, PEER_TAESD),
+        (KIT_OV_FIRST, KIT),
+        (KIT_OV_PREVIEW, KIT_PREVIEW),
+    ]
+    print(
+        table(
+            [
+                (f"{ours} vs {other}", *(f"{results[s][other][0] / results[s][ours][0]:.2f}x" for s in sizes))
+                for ours, other in pairs
+                if {ours, other} <= set(results[sizes[0]])
+            ],
+            ("pair", *(f"{s} px" for s in sizes)),
+        )
+    )
 
 
 if __name__ == "__main__":

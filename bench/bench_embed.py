@@ -78,8 +78,10 @@ def main(argv=None) -> None:
     from kit import presets
     from kit.embed import Embedder
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu, "
-          f"{args.size} px JPEGs, best of {repeat}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu, "
+        f"{args.size} px JPEGs, best of {repeat}"
+    )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -91,10 +93,13 @@ def main(argv=None) -> None:
         images = torch.stack([emb.preprocess(Image.open(p).convert("RGB")) for p in paths]).to(emb.dtype)
         with torch.inference_mode():
             emb.model.encode_image(images[:2])  # warm-up
-            batched, single = timed([
-                lambda: [emb.model.encode_image(images[i:i + 32]) for i in range(0, n_vit, 32)],
-                lambda: [emb.model.encode_image(images[i:i + 1]) for i in range(n_vit)],
-            ], repeat)
+            batched, single = timed(
+                [
+                    lambda: [emb.model.encode_image(images[i : i + 32]) for i in range(0, n_vit, 32)],
+                    lambda: [emb.model.encode_image(images[i : i + 1]) for i in range(n_vit)],
+                ],
+                repeat,
+            )
         rows.append((f"ViT-B-32 encode_image, forward, {str(emb.dtype)[6:]}", n_vit / batched, n_vit / single))
 
         # end to end on files: read, decode, preprocess, forward
@@ -112,8 +117,10 @@ def main(argv=None) -> None:
         picked, plain = timed([lambda: emb.images(paths), lambda: full.images(paths)], repeat)
         cosine = float((emb.images(paths) * full.images(paths)).sum(axis=1).min())
         print(f"\n{'Embedder.images(files), batched':<38} {str(emb.dtype)[6:] + ' (its pick)':>14} {'float32':>12}")
-        print(f"{'ViT-B-32':<38} {n_vit / picked:8.1f} img/s {n_vit / plain:6.1f} img/s {plain / picked:6.2f}x"
-              f"   (lowest cosine to float32: {cosine:.5f})")
+        print(
+            f"{'ViT-B-32':<38} {n_vit / picked:8.1f} img/s {n_vit / plain:6.1f} img/s {plain / picked:6.2f}x"
+            f"   (lowest cosine to float32: {cosine:.5f})"
+        )
 
         # the cache, with the tiny preset
         paths = write_images(tmp / "cache", n_cache, args.size)
@@ -125,8 +132,10 @@ def main(argv=None) -> None:
             first = min(first, clock(lambda: tiny.images(paths)))
             second = min(second, clock(lambda: tiny.images(paths)))
         print(f"\n{f'tiny preset, {n_cache} images':<38} {'first pass':>14} {'second (cached)':>16} {'speed-up':>9}")
-        print(f"{'Embedder.images(files)':<38} {first:12.2f} s {second:14.3f} s {first / second:8.1f}x"
-              f"   ({1e6 * second / n_cache:.0f} us per cached image)")
+        print(
+            f"{'Embedder.images(files)':<38} {first:12.2f} s {second:14.3f} s {first / second:8.1f}x"
+            f"   ({1e6 * second / n_cache:.0f} us per cached image)"
+        )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, os.path.dirname(__file__))
 
 import numpy as np  # noqa: E402
-
 from common import interleaved, sd_turbo_architecture, table  # noqa: E402
 
 
@@ -40,16 +39,23 @@ def inpaint_architecture(root: Path) -> Path:
     base = StableDiffusionPipeline.from_pretrained(root / "pipeline")
     torch.manual_seed(1)
     unet = UNet2DConditionModel(**{**dict(base.unet.config), "in_channels": 9})
-    StableDiffusionInpaintPipeline(unet=unet, vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer,
-                                   scheduler=base.scheduler, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False).save_pretrained(folder, safe_serialization=True)
+    StableDiffusionInpaintPipeline(
+        unet=unet,
+        vae=base.vae,
+        text_encoder=base.text_encoder,
+        tokenizer=base.tokenizer,
+        scheduler=base.scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    ).save_pretrained(folder, safe_serialization=True)
     return folder
 
 
 def psnr(a, b) -> float:
     a, b = (np.asarray(getattr(x, "image", x), dtype=np.float64) for x in (a, b))
     mse = float(np.mean((a - b) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255 ** 2 / mse)
+    return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
 
 
 def main():
@@ -62,14 +68,23 @@ def main():
     from kit import presets, restore
 
     root = sd_turbo_architecture()
-    preset = presets.Preset(name="sd-turbo-arch", model=str(root / "pipeline"), preview=str(root / "taesd"),
-                            inpaint=str(inpaint_architecture(root)), steps=1, guidance=0.0, size=args.size)
+    preset = presets.Preset(
+        name="sd-turbo-arch",
+        model=str(root / "pipeline"),
+        preview=str(root / "taesd"),
+        inpaint=str(inpaint_architecture(root)),
+        steps=1,
+        guidance=0.0,
+        size=args.size,
+    )
     before = kit.Studio(preset=preset, dtype="float32")
     after = kit.Studio(preset=preset)
     for studio in (before, after):
         studio.progress_bar = False
-    print(f"{args.size} px, 1 step, median of {args.repeat}; the kit's default here: {after.dtype} "
-          f"({presets.dtype_choice(after.device, preset)[1]})")
+    print(
+        f"{args.size} px, 1 step, median of {args.repeat}; the kit's default here: {after.dtype} "
+        f"({presets.dtype_choice(after.device, preset)[1]})"
+    )
 
     weights, subject = {"ukiyo-e": 0.6, "art-deco": 0.4}, "portrait of an elder"
     picture = before.generate(subject, seed=5)[0].image
@@ -81,18 +96,28 @@ def main():
     rows = []
     for name, call in (("fusion", fuse), ("restyle", restyle), ("restoration", heal)):
         results = {"float32": call(before), "default": call(after)}
-        times = interleaved({"float32": lambda c=call: c(before), "default": lambda c=call: c(after)},
-                            args.repeat, warmup=0)
+        times = interleaved(
+            {"float32": lambda c=call: c(before), "default": lambda c=call: c(after)}, args.repeat, warmup=0
+        )
         # restoration shows no preview first: what it paints is disclosed on the finished image
         first_picture = None if name == "restoration" else first_picture_time(after, call, args.repeat)
         print(f"  {name}: float32 {times['float32']:.2f} s, default {times['default']:.2f} s", flush=True)
-        rows.append((name, f"{times['float32']:.2f} s", f"{times['default']:.2f} s",
-                     f"{times['float32'] / times['default']:.2f}x",
-                     "-" if first_picture is None else f"{first_picture:.2f} s "
-                                                       f"({times['float32'] / first_picture:.2f}x)",
-                     f"{psnr(results['default'], results['float32']):.1f} dB"))
-    print(table(rows, ("feature", "float32 (before)", "default now", "speed-up", "first picture (vs before)",
-                       "PSNR vs float32")))
+        rows.append(
+            (
+                name,
+                f"{times['float32']:.2f} s",
+                f"{times['default']:.2f} s",
+                f"{times['float32'] / times['default']:.2f}x",
+                "-" if first_picture is None else f"{first_picture:.2f} s ({times['float32'] / first_picture:.2f}x)",
+                f"{psnr(results['default'], results['float32']):.1f} dB",
+            )
+        )
+    print(
+        table(
+            rows,
+            ("feature", "float32 (before)", "default now", "speed-up", "first picture (vs before)", "PSNR vs float32"),
+        )
+    )
 
 
 def first_picture_time(studio, call, repeat: int) -> float:
@@ -103,7 +128,7 @@ def first_picture_time(studio, call, repeat: int) -> float:
     for _ in range(repeat):
         start = time.perf_counter()
         seen = []
-        call(studio, on_preview=lambda images: seen.append(time.perf_counter() - start))
+        call(studio, on_preview=lambda images, seen=seen, start=start: seen.append(time.perf_counter() - start))
         times.append(seen[0] if seen else time.perf_counter() - start)
     return statistics.median(times)
 

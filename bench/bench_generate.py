@@ -39,8 +39,13 @@ def main():
     args = parser.parse_args()
 
     imports = import_times(max(args.repeat, 5))
-    print(table([(m, f"{t * 1000:.0f} ms") for m, t in imports.items()] +
-                [("kit / torch", f"{imports['kit'] / imports['torch']:.3f}")], ("import", "time")))
+    print(
+        table(
+            [(m, f"{t * 1000:.0f} ms") for m, t in imports.items()]
+            + [("kit / torch", f"{imports['kit'] / imports['torch']:.3f}")],
+            ("import", "time"),
+        )
+    )
     print()
 
     import torch
@@ -58,16 +63,27 @@ def main():
 
     def bare():
         with torch.inference_mode():
-            pipe(prompt, latents=latents.clone(), num_inference_steps=1, guidance_scale=0.0,
-                 height=256, width=256, output_type="pil")
+            pipe(
+                prompt,
+                latents=latents.clone(),
+                num_inference_steps=1,
+                guidance_scale=0.0,
+                height=256,
+                width=256,
+                output_type="pil",
+            )
 
     def ours():
         studio.generate(prompt, seed=seed, steps=1, guidance=0.0, size=256)
 
     times = interleaved({"bare diffusers call": bare, "Studio.generate": ours}, repeat=args.repeat)
     overhead = times["Studio.generate"] / times["bare diffusers call"] - 1
-    print(table([(k, f"{v:.2f} s") for k, v in times.items()] + [("overhead", f"{overhead:+.1%}")],
-                ("sd-turbo arch, 256 px, 1 step, CPU", "median")))
+    print(
+        table(
+            [(k, f"{v:.2f} s") for k, v in times.items()] + [("overhead", f"{overhead:+.1%}")],
+            ("sd-turbo arch, 256 px, 1 step, CPU", "median"),
+        )
+    )
     print()
 
     taesd = AutoencoderTiny.from_pretrained(root / "taesd")
@@ -82,8 +98,13 @@ def main():
             taesd.decode(big)
 
     times = interleaved({"full VAE": full_vae, "TAESD": preview}, repeat=args.repeat)
-    print(table([(k, f"{v:.2f} s") for k, v in times.items()] +
-                [("TAESD speed-up", f"{times['full VAE'] / times['TAESD']:.1f}x")], ("decode 512 px, CPU", "median")))
+    print(
+        table(
+            [(k, f"{v:.2f} s") for k, v in times.items()]
+            + [("TAESD speed-up", f"{times['full VAE'] / times['TAESD']:.1f}x")],
+            ("decode 512 px, CPU", "median"),
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -61,28 +61,47 @@ LAYOUTS = ("contiguous", "channels_last")
 DECODERS = ("vae", "taesd")
 PATHS = ("kit", "diffusers")
 OVERFLOW = 1e5  # scale of the planted VAE decoder activations: far past float16's 65504, easy for float32
-HEADER = ("model", "path", "dtype", "layout", "compile", "batch", "decoder",
-          "latency (median)", "images/s", "PSNR vs fp32 (dB)", "decoder output", "note")
+HEADER = (
+    "model",
+    "path",
+    "dtype",
+    "layout",
+    "compile",
+    "batch",
+    "decoder",
+    "latency (median)",
+    "images/s",
+    "PSNR vs fp32 (dB)",
+    "decoder output",
+    "note",
+)
 
 
 @dataclass(frozen=True)
 class Config:
     """One row of the matrix."""
 
-    model: str    # "sd", "sdxl" or "sdxl-overflow"
-    path: str     # "kit" (Studio.generate) or "diffusers" (the pipeline called directly)
+    model: str  # "sd", "sdxl" or "sdxl-overflow"
+    path: str  # "kit" (Studio.generate) or "diffusers" (the pipeline called directly)
     dtype: str
-    layout: str   # "contiguous" or "channels_last"
+    layout: str  # "contiguous" or "channels_last"
     compile: bool
     batch: int
     decoder: str  # "vae" (full) or "taesd"
 
     def cells(self) -> tuple:
-        return (self.model, self.path, self.dtype, self.layout, "on" if self.compile else "off",
-                str(self.batch), self.decoder)
+        return (
+            self.model,
+            self.path,
+            self.dtype,
+            self.layout,
+            "on" if self.compile else "off",
+            str(self.batch),
+            self.decoder,
+        )
 
     @property
-    def reference(self) -> "Config":
+    def reference(self) -> Config:
         """The row whose first image this one should match: the kit in float32, as plain as it gets."""
         return replace(self, path="kit", dtype="float32", layout="contiguous", compile=False, batch=1)
 
@@ -91,14 +110,27 @@ def matrix(batches=(1, 4, 8), compile: bool = True) -> list[Config]:
     """The configurations to measure, grouped so each loaded pipeline serves consecutive rows."""
     batches = sorted(set(batches))
     ends = sorted({batches[0], batches[-1]})
-    rows = [Config("sd", "kit", dtype, layout, False, batch, decoder)
-            for dtype in DTYPES for layout in LAYOUTS for decoder in DECODERS for batch in batches]
-    rows += [Config("sd", "diffusers", dtype, "contiguous", False, batch, decoder)
-             for dtype in DTYPES for decoder in DECODERS for batch in ends]
+    rows = [
+        Config("sd", "kit", dtype, layout, False, batch, decoder)
+        for dtype in DTYPES
+        for layout in LAYOUTS
+        for decoder in DECODERS
+        for batch in batches
+    ]
+    rows += [
+        Config("sd", "diffusers", dtype, "contiguous", False, batch, decoder)
+        for dtype in DTYPES
+        for decoder in DECODERS
+        for batch in ends
+    ]
     if compile:  # the UNet only; every layout and batch size is a compile of its own
         rows += [Config("sd", "kit", "float16", layout, True, batch, "vae") for layout in LAYOUTS for batch in ends]
-    rows += [Config(model, path, dtype, "contiguous", False, 1, "vae")
-             for model in ("sdxl", "sdxl-overflow") for path in PATHS for dtype in DTYPES]
+    rows += [
+        Config(model, path, dtype, "contiguous", False, 1, "vae")
+        for model in ("sdxl", "sdxl-overflow")
+        for path in PATHS
+        for dtype in DTYPES
+    ]
     return rows
 
 
@@ -114,26 +146,61 @@ def sd_preset(dry_run: bool):
     else:
         print("building the sd-turbo architecture with random weights (cached in the temp folder)…", flush=True)
         root, size = sd_turbo_architecture(), 512
-    return presets.Preset(name="sd-bench", model=str(root / "pipeline"), preview=str(root / "taesd"),
-                          steps=1, guidance=0.0, size=size, min_size=32, max_size=max(size, 512))
+    return presets.Preset(
+        name="sd-bench",
+        model=str(root / "pipeline"),
+        preview=str(root / "taesd"),
+        steps=1,
+        guidance=0.0,
+        size=size,
+        min_size=32,
+        max_size=max(size, 512),
+    )
 
 
 SDXL_UNET = dict(  # SDXL's layout (text_time embedding, two-level transformer depth) at toy width
-    sample_size=32, in_channels=4, out_channels=4, layers_per_block=1, norm_num_groups=32,
-    block_out_channels=(32, 64), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), transformer_layers_per_block=(1, 2),
-    attention_head_dim=(2, 4), use_linear_projection=True, cross_attention_dim=64,  # 32 + 32: both encoders
-    addition_embed_type="text_time", addition_time_embed_dim=8,
+    sample_size=32,
+    in_channels=4,
+    out_channels=4,
+    layers_per_block=1,
+    norm_num_groups=32,
+    block_out_channels=(32, 64),
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    transformer_layers_per_block=(1, 2),
+    attention_head_dim=(2, 4),
+    use_linear_projection=True,
+    cross_attention_dim=64,  # 32 + 32: both encoders
+    addition_embed_type="text_time",
+    addition_time_embed_dim=8,
     projection_class_embeddings_input_dim=80,  # 6 size/crop numbers x 8 + the pooled text (32)
 )
 SDXL_VAE = dict(  # 8x, like SDXL's, with its scaling factor and force_upcast=True
-    in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, norm_num_groups=32,
-    block_out_channels=(32, 64, 64, 64), down_block_types=("DownEncoderBlock2D",) * 4,
-    up_block_types=("UpDecoderBlock2D",) * 4, sample_size=256, scaling_factor=0.13025, force_upcast=True,
+    in_channels=3,
+    out_channels=3,
+    latent_channels=4,
+    layers_per_block=1,
+    norm_num_groups=32,
+    block_out_channels=(32, 64, 64, 64),
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    sample_size=256,
+    scaling_factor=0.13025,
+    force_upcast=True,
 )
-SDXL_TEXT = dict(vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                 max_position_embeddings=77, projection_dim=32, hidden_act="gelu",
-                 bos_token_id=49406, eos_token_id=49407, pad_token_id=49407)
+SDXL_TEXT = dict(
+    vocab_size=49408,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    max_position_embeddings=77,
+    projection_dim=32,
+    hidden_act="gelu",
+    bos_token_id=49406,
+    eos_token_id=49407,
+    pad_token_id=49407,
+)
 
 
 def sdxl_folders() -> dict[str, Path]:
@@ -166,12 +233,19 @@ def save_sdxl(folder: Path, overflow_folder: Path) -> None:
 
     torch.manual_seed(0)
     pipe = StableDiffusionXLPipeline(
-        vae=AutoencoderKL(**SDXL_VAE), unet=UNet2DConditionModel(**SDXL_UNET),
+        vae=AutoencoderKL(**SDXL_VAE),
+        unet=UNet2DConditionModel(**SDXL_UNET),
         text_encoder=CLIPTextModel(CLIPTextConfig(**SDXL_TEXT)),
         text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**SDXL_TEXT)),
-        tokenizer=tiny.clip_tokenizer(), tokenizer_2=tiny.clip_tokenizer(),
-        scheduler=EulerDiscreteScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-                                         timestep_spacing="trailing", steps_offset=1),
+        tokenizer=tiny.clip_tokenizer(),
+        tokenizer_2=tiny.clip_tokenizer(),
+        scheduler=EulerDiscreteScheduler(
+            beta_schedule="scaled_linear",
+            beta_start=0.00085,
+            beta_end=0.012,
+            timestep_spacing="trailing",
+            steps_offset=1,
+        ),
         add_watermarker=False,
     )
     pipe.save_pretrained(folder, safe_serialization=True)
@@ -188,8 +262,9 @@ def presets_for(dry_run: bool) -> dict:
     size = 32 if dry_run else 256
     found = {"sd": sd_preset(dry_run)}
     for name, folder in sdxl_folders().items():
-        found[name] = presets.Preset(name=name, model=str(folder), family="sdxl", steps=1, guidance=0.0,
-                                     size=size, min_size=32, max_size=512)
+        found[name] = presets.Preset(
+            name=name, model=str(folder), family="sdxl", steps=1, guidance=0.0, size=size, min_size=32, max_size=512
+        )
     return found
 
 
@@ -241,8 +316,14 @@ def load_diffusers(preset, device: str, dtype: str) -> Loaded:
     def make(n, decoder):
         pipe.vae = decoders[decoder]
         latents = torch.stack([noise(SEED + i, shape) for i in range(n)]).to(device, dtype)  # the kit's noise
-        return pipe([PROMPT] * n, num_inference_steps=preset.steps, guidance_scale=preset.guidance,
-                    height=preset.size, width=preset.size, latents=latents).images
+        return pipe(
+            [PROMPT] * n,
+            num_inference_steps=preset.steps,
+            guidance_scale=preset.guidance,
+            height=preset.size,
+            width=preset.size,
+            latents=latents,
+        ).images
 
     return Loaded(make, pipe.unet, decoders)
 
@@ -295,7 +376,7 @@ def quiet_libraries() -> None:
 @dataclass
 class Result:
     seconds: float | None = None
-    image: object = None      # the first image of the last call
+    image: object = None  # the first image of the last call
     finite: bool | None = None
     note: str = ""
 
@@ -331,20 +412,27 @@ def measure(configs: list[Config], models: dict, device: str, repeat: int, warmu
         groups.setdefault((config.model, config.path, config.dtype, config.compile), []).append(config)
     results, done = {}, 0
     for (model, path, dtype, compiled), rows in groups.items():
-        results.update({config: Result(note="skipped: the dry run traces one compile row") for config in rows
-                        if config in skip})
+        results.update(
+            {config: Result(note="skipped: the dry run traces one compile row") for config in rows if config in skip}
+        )
         rows = [config for config in rows if config not in skip]
         if not rows:
             continue
         start = time.perf_counter()
         try:
-            loaded = (load_kit(models[model], device, dtype, compiled, batch_size) if path == "kit"
-                      else load_diffusers(models[model], device, dtype))
+            loaded = (
+                load_kit(models[model], device, dtype, compiled, batch_size)
+                if path == "kit"
+                else load_diffusers(models[model], device, dtype)
+            )
         except Exception as err:  # one broken load fails its rows, not the run
             results.update({config: Result(note=failure(err)) for config in rows})
             continue
-        print(f"  loaded {model} {path} {dtype}{' compile' if compiled else ''} in {time.perf_counter() - start:.1f} s",
-              file=sys.stderr, flush=True)
+        print(
+            f"  loaded {model} {path} {dtype}{' compile' if compiled else ''} in {time.perf_counter() - start:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
         seen = watch_outputs(loaded)
         for config in rows:
             seen.clear()
@@ -356,8 +444,11 @@ def measure(configs: list[Config], models: dict, device: str, repeat: int, warmu
             except Exception as err:  # say so in the table: float16 on a CPU may lack an op
                 results[config] = Result(note=failure(err))
             done += 1
-            print(f"  [{done}/{len(configs) - len(skip)}] {' '.join(config.cells())}: {latency(results[config])}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"  [{done}/{len(configs) - len(skip)}] {' '.join(config.cells())}: {latency(results[config])}",
+                file=sys.stderr,
+                flush=True,
+            )
         del loaded
         if device.startswith("cuda"):  # free its memory before the next load
             gc.collect()
@@ -370,7 +461,7 @@ def psnr(a, b) -> float:
 
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     mse = float(((a - b) ** 2).mean())
-    return math.inf if mse == 0 else 10 * math.log10(255 ** 2 / mse)
+    return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
 
 
 def latency(result: Result) -> str:
@@ -432,8 +523,10 @@ def main(argv=None) -> int:
     import diffusers
 
     where = "CPU (dry run: timings mean nothing)" if args.dry_run else torch.cuda.get_device_name(0)
-    print(f"{where}; torch {torch.__version__}, diffusers {diffusers.__version__}; 1 step, guidance 0; "
-          f"sd {models['sd'].size} px, sdxl {models['sdxl'].size} px; median of {repeat} after {warmup} warm-up")
+    print(
+        f"{where}; torch {torch.__version__}, diffusers {diffusers.__version__}; 1 step, guidance 0; "
+        f"sd {models['sd'].size} px, sdxl {models['sdxl'].size} px; median of {repeat} after {warmup} warm-up"
+    )
     print(table(rows(configs, results, args.dry_run), HEADER))
     return 0
 

@@ -40,10 +40,17 @@ def studio_for(size: int):
     import kit
     from kit import presets
 
-    root = sd_turbo_architecture(Path(tempfile.gettempdir())
-                                 / f"kit-bench-sd-turbo-arch-transformers-{transformers.__version__}")
-    preset = presets.Preset(name="sd-turbo-arch", model=str(root / "pipeline"), preview=str(root / "taesd"),
-                            steps=1, guidance=0.0, size=size)
+    root = sd_turbo_architecture(
+        Path(tempfile.gettempdir()) / f"kit-bench-sd-turbo-arch-transformers-{transformers.__version__}"
+    )
+    preset = presets.Preset(
+        name="sd-turbo-arch",
+        model=str(root / "pipeline"),
+        preview=str(root / "taesd"),
+        steps=1,
+        guidance=0.0,
+        size=size,
+    )
     studio = kit.Studio(preset=preset)
     studio.progress_bar = False
     return studio
@@ -60,8 +67,12 @@ def measure(size: int, repeat: int) -> dict:
     def stroke():
         n[0] += 1
         k = n[0]
-        return {"points": [[size * (0.1 + 0.03 * (k % 20)), size * 0.2], [size * 0.5, size * (0.3 + 0.02 * (k % 30))]],
-                "size": size / 40, "color": "#%02x3050" % (40 * k % 256), "erase": False}
+        return {
+            "points": [[size * (0.1 + 0.03 * (k % 20)), size * 0.2], [size * 0.5, size * (0.3 + 0.02 * (k % 30))]],
+            "size": size / 40,
+            "color": "#%02x3050" % (40 * k % 256),
+            "erase": False,
+        }
 
     def live():
         ui.strokes = [*ui.strokes, stroke()]
@@ -88,8 +99,7 @@ def main(argv=None):
     for size in args.sizes:
         t = measure(size, args.repeat)
         rows.append((f"{size} px", f"{t['live']:.2f} s", f"{t['full']:.2f} s", f"{t['full'] / t['live']:.2f}x"))
-    print(table(rows, ("size", "live (end of stroke -> TAESD image)", "full re-render (full VAE)",
-                       "full / live")))
+    print(table(rows, ("size", "live (end of stroke -> TAESD image)", "full re-render (full VAE)", "full / live")))
 
 
 if __name__ == "__main__":

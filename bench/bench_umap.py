@@ -53,8 +53,12 @@ def main():
     parser.add_argument("--n", type=int, default=10_000, help="points (default 10,000)")
     parser.add_argument("--dim", type=int, default=512, help="embedding dimensions (default 512)")
     parser.add_argument("--clusters", type=int, default=30)
-    parser.add_argument("--spread", type=float, default=1.0,
-                        help="noise norm relative to the unit centres (1.0: in-cluster cosine ~0.5)")
+    parser.add_argument(
+        "--spread",
+        type=float,
+        default=1.0,
+        help="noise norm relative to the unit centres (1.0: in-cluster cosine ~0.5)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="interleaved timing runs of each method")
     parser.add_argument("--tw-sample", type=int, default=3000, help="points for trustworthiness; 0 = all")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data")
@@ -69,8 +73,10 @@ def main():
 
     vectors, labels = clustered(args.n, args.dim, args.clusters, args.spread, args.seed)
     new_points = clustered(10, args.dim, args.clusters, args.spread, args.seed + 1)[0]
-    print(f"data: {args.n:,} x {args.dim} float32, {args.clusters} clusters, spread {args.spread}; "
-          f"{platform.processor() or platform.machine()}, umap {umap.__version__}")
+    print(
+        f"data: {args.n:,} x {args.dim} float32, {args.clusters} clusters, spread {args.spread}; "
+        f"{platform.processor() or platform.machine()}, umap {umap.__version__}"
+    )
 
     def atlas_fit(data, seed=42, **kwargs):
         atlas = StyleAtlas(None, seed=seed)
@@ -82,11 +88,15 @@ def main():
     warm_n = min(args.n, 5000)
     _, warm_default, _ = timed(lambda: umap.UMAP(n_epochs=10).fit_transform(vectors[:warm_n]))
     _, warm_atlas, _ = timed(lambda: atlas_fit(vectors[:warm_n], n_epochs=10).place(new_points))
-    print(f"warm-up on {warm_n:,} points (numba compile or cache load): "
-          f"umap.UMAP {warm_default:.1f} s, StyleAtlas fit+place {warm_atlas:.1f} s")
+    print(
+        f"warm-up on {warm_n:,} points (numba compile or cache load): "
+        f"umap.UMAP {warm_default:.1f} s, StyleAtlas fit+place {warm_atlas:.1f} s"
+    )
 
-    methods = {"umap.UMAP() defaults": lambda: umap.UMAP().fit_transform(vectors),
-               "StyleAtlas.fit (seed=42)": lambda: atlas_fit(vectors)}
+    methods = {
+        "umap.UMAP() defaults": lambda: umap.UMAP().fit_transform(vectors),
+        "StyleAtlas.fit (seed=42)": lambda: atlas_fit(vectors),
+    }
     if not args.no_unseeded:
         methods["StyleAtlas.fit (seed=None)"] = lambda: atlas_fit(vectors, seed=None)
     runs = {name: [] for name in methods}
@@ -123,13 +133,17 @@ def main():
     atlas = results["StyleAtlas.fit (seed=42)"]
     _, first, _ = timed(lambda: atlas.place(new_points))
     times = [timed(lambda: atlas.place(new_points))[1] for _ in range(15)]
-    print(f"\nplace() of 10 new points: first call {first * 1000:.0f} ms, "
-          f"then median {statistics.median(times) * 1000:.0f} ms over {len(times)} calls")
+    print(
+        f"\nplace() of 10 new points: first call {first * 1000:.0f} ms, "
+        f"then median {statistics.median(times) * 1000:.0f} ms over {len(times)} calls"
+    )
 
     ratio, tw = rows["StyleAtlas.fit (seed=42)"]
     ok = ratio <= 0.5 and tw >= base_tw - 0.01
-    print(f"\ntarget (ratio <= 0.50, trustworthiness >= {base_tw - 0.01:.4f}): "
-          f"{'met' if ok else 'NOT met'} (ratio {ratio:.2f}, trustworthiness {tw:.4f})")
+    print(
+        f"\ntarget (ratio <= 0.50, trustworthiness >= {base_tw - 0.01:.4f}): "
+        f"{'met' if ok else 'NOT met'} (ratio {ratio:.2f}, trustworthiness {tw:.4f})"
+    )
 
 
 if __name__ == "__main__":

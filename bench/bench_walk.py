@@ -45,17 +45,17 @@ def throughput(studio, frames: int, repeat: int, **settings) -> dict:
     best = {"batched": float("inf"), "one by one": float("inf")}
     for _ in range(repeat):  # take turns, so both see the same background load
         best["batched"] = min(best["batched"], clock(lambda: studio.walk(KEYFRAMES, frames=frames, **settings)))
-        best["one by one"] = min(best["one by one"],
-                                 clock(lambda: studio.walk(KEYFRAMES, frames=frames, batch_size=1, **settings)))
+        best["one by one"] = min(
+            best["one by one"], clock(lambda: studio.walk(KEYFRAMES, frames=frames, batch_size=1, **settings))
+        )
     return {name: frames / seconds for name, seconds in best.items()}
 
 
 def build_sd_turbo_like(folder: Path) -> Path:
     """stabilityai/sd-turbo's architecture (SD 2.1) with random weights, saved as a pipeline folder."""
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
     from diffusers.utils import logging as diffusers_logging
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
     from transformers.utils import logging as transformers_logging
 
     from kit import tiny
@@ -65,27 +65,53 @@ def build_sd_turbo_like(folder: Path) -> Path:
         library.disable_progress_bar()
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
-        sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
-        block_out_channels=(320, 640, 1280, 1280), attention_head_dim=(5, 10, 20, 20),
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=2,
+        block_out_channels=(320, 640, 1280, 1280),
+        attention_head_dim=(5, 10, 20, 20),
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=1024, use_linear_projection=True,
+        cross_attention_dim=1024,
+        use_linear_projection=True,
     )
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=49408, hidden_size=1024, num_hidden_layers=23, num_attention_heads=16,
-        intermediate_size=4096, hidden_act="gelu", projection_dim=1024, max_position_embeddings=77,
-    ))
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=49408,
+            hidden_size=1024,
+            num_hidden_layers=23,
+            num_attention_heads=16,
+            intermediate_size=4096,
+            hidden_act="gelu",
+            projection_dim=1024,
+            max_position_embeddings=77,
+        )
+    )
     vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, sample_size=512,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        layers_per_block=2,
+        sample_size=512,
         block_out_channels=(128, 256, 512, 512),
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
     )
-    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                       timestep_spacing="trailing", steps_offset=1)
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", timestep_spacing="trailing", steps_offset=1
+    )
     tokenizer = CLIPTokenizer.from_pretrained(tiny.write_clip_tokenizer(folder / "tokenizer-src"))
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     target = folder / "sd-turbo-random"
     pipe.to(torch.float16).save_pretrained(target, safe_serialization=True)  # half the disk; loaded as float32
     return target
@@ -112,9 +138,14 @@ def scrubbing(moves: int = 50, size: int = 512, frames: int = 8) -> dict:
             ui.slider.value = index + 1  # the slider counts frames from 1, as the caption does
             times.append(time.perf_counter() - start)
             assert ui.image.value == ui.frame_png[index]
-        encode = statistics.median(clock(lambda: png_bytes(ui.walk[i % frames].image)) for i in range(10))
-        return {"median_ms": 1000 * statistics.median(times), "max_ms": 1000 * max(times),
-                "encode_ms": 1000 * encode, "png_kb": len(ui.frame_png[0]) / 1024, "size": ui.walk[0].image.size}
+        encode = statistics.median(clock(lambda i=i: png_bytes(ui.walk[i % frames].image)) for i in range(10))
+        return {
+            "median_ms": 1000 * statistics.median(times),
+            "max_ms": 1000 * max(times),
+            "encode_ms": 1000 * encode,
+            "png_kb": len(ui.frame_png[0]) / 1024,
+            "size": ui.walk[0].image.size,
+        }
 
 
 def main(argv=None) -> None:
@@ -153,8 +184,10 @@ def main(argv=None) -> None:
     print(f"{'model':<24}{'px':>5}{'frames':>8}{'batched':>24}{'one by one':>24}{'ratio':>8}")
     for name, px, frames, batch, result in rows:
         batched, single = result["batched"], result["one by one"]
-        print(f"{name:<24}{px:>5}{frames:>8}{_rate(batched) + f' bs={batch}':>24}{_rate(single) + ' bs=1':>24}"
-              f"{batched / single:>7.2f}x")
+        print(
+            f"{name:<24}{px:>5}{frames:>8}{_rate(batched) + f' bs={batch}':>24}{_rate(single) + ' bs=1':>24}"
+            f"{batched / single:>7.2f}x"
+        )
     if args.quick and not args.skip_big:
         print(f"(--quick: the big model rendered {big_frames} frames, 2 of them keyframes that go alone)")
     print()

@@ -57,7 +57,13 @@ def sd_turbo_architecture(folder: str | Path | None = None) -> Path:
     Next to it, `taesd/` holds a TAESD-shaped AutoencoderTiny. Built once per folder.
     """
     import torch
-    from diffusers import AutoencoderKL, AutoencoderTiny, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        AutoencoderTiny,
+        EulerDiscreteScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel
 
     from kit import tiny
@@ -71,9 +77,16 @@ def sd_turbo_architecture(folder: str | Path | None = None) -> Path:
         vae=AutoencoderKL(**SD_VAE),
         text_encoder=CLIPTextModel(CLIPTextConfig(**OPENCLIP_H_TEXT)),
         tokenizer=tiny.clip_tokenizer(),
-        scheduler=EulerDiscreteScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-                                         timestep_spacing="trailing", steps_offset=1),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        scheduler=EulerDiscreteScheduler(
+            beta_schedule="scaled_linear",
+            beta_start=0.00085,
+            beta_end=0.012,
+            timestep_spacing="trailing",
+            steps_offset=1,
+        ),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )
     pipe.save_pretrained(root / "pipeline", safe_serialization=True)
     AutoencoderTiny().save_pretrained(root / "taesd", safe_serialization=True)

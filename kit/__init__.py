@@ -27,9 +27,31 @@ _LAZY = {
     "Run": "kit.runs",
     "Stopped": "kit.runs",
 }
-_SUBMODULES = {"styles", "widgets", "presets", "latents", "walks", "fusion", "provenance", "embed", "atlas", "auditing",
-               "restore", "restyle", "credentials", "sheet", "tiny", "collection", "files", "lessons", "projection", "runs",
-               "record", "artwork", "gallery"}
+_SUBMODULES = {
+    "styles",
+    "widgets",
+    "presets",
+    "latents",
+    "walks",
+    "fusion",
+    "provenance",
+    "embed",
+    "atlas",
+    "auditing",
+    "restore",
+    "restyle",
+    "credentials",
+    "sheet",
+    "tiny",
+    "collection",
+    "files",
+    "lessons",
+    "projection",
+    "runs",
+    "record",
+    "artwork",
+    "gallery",
+}
 
 __all__ = ["KitError", "__version__", *_LAZY, *sorted(_SUBMODULES)]
 

@@ -34,7 +34,6 @@ from .record import Record
 __all__ = ["Artwork", "ReplayResult", "load", "replay", "pixel_hash"]
 
 
-
 def pixel_hash(image: Image.Image) -> str:
     """sha256 over the image's size and its RGB pixel bytes (any mode is converted to RGB)."""
     rgb = image if image.mode == "RGB" else image.convert("RGB")
@@ -83,7 +82,8 @@ class Artwork:
                 f"Artwork.image is not the picture its record describes (record.sha256 {self.record.sha256[:12]}..., "
                 f"the pixels' {pixels[:12]}...): it was changed after it was made. A record must not lie about "
                 "its pixels: save the changed picture with a record of its own, e.g. "
-                "kit.Artwork(image, kit.Record(kind='imported', prompt=...)), or keep the original as it was.")
+                "kit.Artwork(image, kit.Record(kind='imported', prompt=...)), or keep the original as it was."
+            )
         self.record.sha256 = pixels
         info = PngImagePlugin.PngInfo()
         info.add_text("parameters", self.record.parameters())  # tEXt, or iTXt when not latin-1
@@ -110,15 +110,19 @@ class Artwork:
     def _repr_html_(self) -> str:
         data = base64.b64encode(self._repr_png_()).decode("ascii")
         caption = html.escape(f"{self.record.prompt or '(no prompt)'} · seed {self.record.seed}")
-        return (f'<figure style="display:inline-block;margin:4px">'
-                f'<img src="data:image/png;base64,{data}" alt="{caption}">'
-                f'<figcaption style="max-width:256px;font-size:small">{caption}</figcaption></figure>')
+        return (
+            f'<figure style="display:inline-block;margin:4px">'
+            f'<img src="data:image/png;base64,{data}" alt="{caption}">'
+            f'<figcaption style="max-width:256px;font-size:small">{caption}</figcaption></figure>'
+        )
 
     def __repr__(self) -> str:
         prompt = self.record.prompt if len(self.record.prompt) <= 40 else self.record.prompt[:37] + "..."
         extra = "" if self.verified is None else f", verified={self.verified}"
-        return (f"Artwork({self.record.kind}, {self.image.width}x{self.image.height}, "
-                f"seed={self.record.seed}, prompt={prompt!r}{extra})")
+        return (
+            f"Artwork({self.record.kind}, {self.image.width}x{self.image.height}, "
+            f"seed={self.record.seed}, prompt={prompt!r}{extra})"
+        )
 
 
 def _writable_folder(folder) -> Path:
@@ -206,6 +210,7 @@ def load(path) -> Artwork:
 # Replay
 # ---------------------------------------------------------------------------
 
+
 @dataclass(eq=False)
 class ReplayResult:
     """A regenerated artwork next to the original, and whether their pixels agree.
@@ -244,13 +249,16 @@ def replay(path_or_artwork, studio) -> ReplayResult:
     artwork = studio.render(dataclasses.replace(original.record))
     if not isinstance(getattr(artwork, "image", None), Image.Image):
         raise KitError("studio.render(record) must return an Artwork")
-    differences = {name: (getattr(original.record, name), getattr(artwork.record, name))
-                   for name in (*_SAME_MODEL, "device", "dtype", "backend")
-                   if getattr(original.record, name) != getattr(artwork.record, name)}
+    differences = {
+        name: (getattr(original.record, name), getattr(artwork.record, name))
+        for name in (*_SAME_MODEL, "device", "dtype", "backend")
+        if getattr(original.record, name) != getattr(artwork.record, name)
+    }
     diff = _max_abs_diff(original.image, artwork.image)
     same_model = not set(differences) & set(_SAME_MODEL)
-    return ReplayResult(artwork=artwork, original=original, match=diff == 0 and same_model, max_abs_diff=diff,
-                        differences=differences)
+    return ReplayResult(
+        artwork=artwork, original=original, match=diff == 0 and same_model, max_abs_diff=diff, differences=differences
+    )
 
 
 def _max_abs_diff(a: Image.Image, b: Image.Image) -> int:

@@ -55,14 +55,23 @@ from . import styles as kit_styles
 from .errors import KitError
 from .projection import Placer, directions
 
-__all__ = ["StyleAtlas", "KINDS", "COLOR_BY", "ERA_BINS", "MEDIUM_FAMILIES",
-           "style_texts", "era_bin", "medium_family", "thumbnail_uri"]
+__all__ = [
+    "StyleAtlas",
+    "KINDS",
+    "COLOR_BY",
+    "ERA_BINS",
+    "MEDIUM_FAMILIES",
+    "style_texts",
+    "era_bin",
+    "medium_family",
+    "thumbnail_uri",
+]
 
 KINDS = ("style", "image", "generated")
 COLOR_BY = ("region", "continent", "era", "medium", "kind")
-MIN_POINTS = 4          # UMAP needs a neighbourhood of at least 3 other points
+MIN_POINTS = 4  # UMAP needs a neighbourhood of at least 3 other points
 UNLABELLED = kit_styles.UNLABELLED
-THUMBNAIL_SIZE = 64     # pixels, longest side
+THUMBNAIL_SIZE = 64  # pixels, longest side
 PCA_DIMS = 50
 
 # How the map groups the catalogue's free text (era bins, medium families): data in
@@ -152,7 +161,7 @@ def _import_umap():
                     by_function.setdefault(id(value.py_func), {})[id(value)] = value
         for dispatchers in by_function.values():
             serial = [d for d in dispatchers.values() if not d.targetoptions.get("parallel")]
-            for dispatcher in (list(dispatchers.values()) if len(dispatchers) == 1 else serial[:1]):
+            for dispatcher in list(dispatchers.values()) if len(dispatchers) == 1 else serial[:1]:
                 try:
                     dispatcher.enable_caching()
                 except Exception:  # no writable cache folder: the function compiles as before
@@ -178,14 +187,14 @@ class StyleAtlas:
             raise KitError(f"seed must be a whole number or None, got {seed!r}")
         self.embedder = embedder
         self.seed = None if seed is None else int(seed)
-        self.points: list[dict] = []     # the table: one dict per point, in the order added
-        self.skipped: list = []          # (item, reason) for images that could not be read
-        self.model = None                # the fitted umap.UMAP (None also when too few distinct points for one)
-        self.pca = None                  # the fitted sklearn PCA, or None when not used
-        self.dim = None                  # 2 or 3 once fitted
+        self.points: list[dict] = []  # the table: one dict per point, in the order added
+        self.skipped: list = []  # (item, reason) for images that could not be read
+        self.model = None  # the fitted umap.UMAP (None also when too few distinct points for one)
+        self.pca = None  # the fitted sklearn PCA, or None when not used
+        self.dim = None  # 2 or 3 once fitted
         self._index: dict[str, int] = {}
         self._matrix_cache = None
-        self.placer = None               # kit.projection.Placer for the fitted map
+        self.placer = None  # kit.projection.Placer for the fitted map
 
     def __len__(self) -> int:
         return len(self.points)
@@ -226,16 +235,29 @@ class StyleAtlas:
             raise KitError(f"embedder.texts returned shape {vectors.shape} for {len(flat)} texts")
         start, means = 0, []
         for phrasings in texts:
-            means.append(vectors[start:start + len(phrasings)].mean(axis=0))
+            means.append(vectors[start : start + len(phrasings)].mean(axis=0))
             start += len(phrasings)
-        meta = [{"kind": "style", "id": s.id, "name": s.name, "region": s.region, "continent": s.continent,
-                 "place": s.place, "era_start": s.era_start, "era_end": s.era_end, "era": s.era,
-                 "medium": s.medium, "description": s.description, "sensitive": s.sensitive,
-                 "note": s.note} for s in chosen]
+        meta = [
+            {
+                "kind": "style",
+                "id": s.id,
+                "name": s.name,
+                "region": s.region,
+                "continent": s.continent,
+                "place": s.place,
+                "era_start": s.era_start,
+                "era_end": s.era_end,
+                "era": s.era,
+                "medium": s.medium,
+                "description": s.description,
+                "sensitive": s.sensitive,
+                "note": s.note,
+            }
+            for s in chosen
+        ]
         return self._add(np.stack(means), meta)
 
-    def add_images(self, items, label: str | None = None, region: str | None = None,
-                   kind: str = "image") -> list[str]:
+    def add_images(self, items, label: str | None = None, region: str | None = None, kind: str = "image") -> list[str]:
         """Embed images (PIL images, files, folders) and add them; returns the new ids.
 
         Unreadable items are skipped and listed in `atlas.skipped` as (item, reason).
@@ -268,8 +290,10 @@ class StyleAtlas:
             raise KitError(f"dim must be 2 or 3, got {dim!r}")
         n = len(self.points)
         if n < MIN_POINTS:
-            raise KitError(f"fit needs at least {MIN_POINTS} points and the atlas has {n}: "
-                           "add_styles(), add_images() or add_vectors() first")
+            raise KitError(
+                f"fit needs at least {MIN_POINTS} points and the atlas has {n}: "
+                "add_styles(), add_images() or add_vectors() first"
+            )
         if pca is not None and (not isinstance(pca, int) or pca < 0):
             raise KitError(f"pca must be a whole number of dimensions >= 0 or None, got {pca!r}")
         umap = _import_umap()
@@ -288,8 +312,14 @@ class StyleAtlas:
 
             reducer = PCA(n_components=pca, random_state=0 if self.seed is None else self.seed)
             data = reducer.fit_transform(data).astype(np.float32)
-        params = {"n_components": dim, "metric": "cosine", "n_neighbors": min(15, n - 1),
-                  "n_epochs": _epochs(n), "init": "spectral" if n >= 10 else "pca", "low_memory": True}
+        params = {
+            "n_components": dim,
+            "metric": "cosine",
+            "n_neighbors": min(15, n - 1),
+            "n_epochs": _epochs(n),
+            "init": "spectral" if n >= 10 else "pca",
+            "low_memory": True,
+        }
         if self.seed is None:
             params["n_jobs"] = -1
         else:
@@ -322,8 +352,9 @@ class StyleAtlas:
         rows = [p["xy"] for p in self.points if p.get("xy") is not None]
         return np.stack(rows) if rows else np.zeros((0, self.dim), dtype=np.float32)
 
-    def place(self, items, *, kind: str = "generated", label: str | None = None,
-              region: str | None = None, meta=None) -> np.ndarray:
+    def place(
+        self, items, *, kind: str = "generated", label: str | None = None, region: str | None = None, meta=None
+    ) -> np.ndarray:
         """Put new images (or vectors) on the fitted map without refitting; returns their coordinates.
 
         items: images as `add_images` takes them, or an array of embeddings (then `meta`
@@ -431,8 +462,10 @@ class StyleAtlas:
 
     def _need_embedder(self):
         if self.embedder is None:
-            raise KitError("this atlas has no embedder: StyleAtlas(kit.Embedder()) embeds texts and images; "
-                           "add_vectors() works without one")
+            raise KitError(
+                "this atlas has no embedder: StyleAtlas(kit.Embedder()) embeds texts and images; "
+                "add_vectors() works without one"
+            )
         return self.embedder
 
     def _need_fit(self, what: str) -> None:
@@ -444,8 +477,10 @@ class StyleAtlas:
 
     def _check_dim(self, vectors: np.ndarray) -> None:
         if self.points and vectors.shape[1] != len(self.points[0]["vector"]):
-            raise KitError(f"vectors have {vectors.shape[1]} dimensions but the atlas holds "
-                           f"{len(self.points[0]['vector'])}-dimensional embeddings (one embedder per atlas)")
+            raise KitError(
+                f"vectors have {vectors.shape[1]} dimensions but the atlas holds "
+                f"{len(self.points[0]['vector'])}-dimensional embeddings (one embedder per atlas)"
+            )
 
     def _matrix(self) -> np.ndarray:
         if self._matrix_cache is None or len(self._matrix_cache) != len(self.points):
@@ -461,10 +496,18 @@ class StyleAtlas:
         meta = []
         for number, item in enumerate(result.items):
             is_file = isinstance(item, (str, os.PathLike))
-            meta.append({"kind": kind, "id": Path(item).stem if is_file else f"{kind}-{len(self) + number + 1}",
-                         "name": Path(item).name if is_file else (label or kind), "label": label,
-                         "region": region, "continent": kit_styles.REGIONS.get(region),
-                         "path": str(item) if is_file else None, "thumbnail": thumbnail_uri(item)})
+            meta.append(
+                {
+                    "kind": kind,
+                    "id": Path(item).stem if is_file else f"{kind}-{len(self) + number + 1}",
+                    "name": Path(item).name if is_file else (label or kind),
+                    "label": label,
+                    "region": region,
+                    "continent": kit_styles.REGIONS.get(region),
+                    "path": str(item) if is_file else None,
+                    "thumbnail": thumbnail_uri(item),
+                }
+            )
         vectors = np.asarray(result.vectors, dtype=np.float32).reshape(len(meta), -1)
         return vectors, meta
 
@@ -486,10 +529,24 @@ class StyleAtlas:
             while point_id in self._index:
                 suffix += 1
                 point_id = f"{base}-{suffix}"
-            point = {"kind": kind, "id": point_id, "name": str(row.get("name") or base), "label": None,
-                     "region": None, "continent": None, "place": None, "era_start": None, "era_end": None,
-                     "era": None, "medium": None, "description": None, "sensitive": False, "note": None,
-                     "path": None, "thumbnail": None}
+            point = {
+                "kind": kind,
+                "id": point_id,
+                "name": str(row.get("name") or base),
+                "label": None,
+                "region": None,
+                "continent": None,
+                "place": None,
+                "era_start": None,
+                "era_end": None,
+                "era": None,
+                "medium": None,
+                "description": None,
+                "sensitive": False,
+                "note": None,
+                "path": None,
+                "thumbnail": None,
+            }
             point.update({key: value for key, value in row.items() if key not in ("kind", "id", "name")})
             if point["continent"] is None and point["region"] in kit_styles.REGIONS:
                 point["continent"] = kit_styles.REGIONS[point["region"]]
@@ -507,8 +564,11 @@ def _is_vector(value) -> bool:
     """True for a numeric array, or a list or tuple of plain numbers (one embedding)."""
     if isinstance(value, np.ndarray):
         return value.dtype.kind in "fiu"
-    return (isinstance(value, (list, tuple)) and len(value) > 0
-            and all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in value))
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) > 0
+        and all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in value)
+    )
 
 
 def _as_matrix(vectors, what: str) -> np.ndarray:

@@ -23,7 +23,7 @@ from .styles import UNLABELLED
 SYMBOLS_2D = {"style": "circle", "image": "square", "generated": "star"}
 SYMBOLS_3D = {"style": "circle", "image": "square", "generated": "diamond"}  # scatter3d has no star
 SIZES = {"style": 9, "image": 8, "generated": 13}
-WEBGL_ABOVE = 5000      # points: SVG scatter gets sluggish in the browser beyond this
+WEBGL_ABOVE = 5000  # points: SVG scatter gets sluggish in the browser beyond this
 UNLABELLED_COLOUR = "#b0b0b0"
 
 
@@ -48,12 +48,20 @@ def figure(points: list[dict], dim: int, color_by: str, model_name: str):
         members = groups[name]
         xy = np.stack([p["xy"] for p in members])
         colour = UNLABELLED_COLOUR if name == UNLABELLED else palette[number % len(palette)]
-        marker = {"color": colour, "symbol": [symbols[p["kind"]] for p in members],
-                  "size": [SIZES[p["kind"]] for p in members],
-                  "line": {"width": 0.5, "color": "white"}}
-        common = {"name": plots.escape(name), "legendgroup": name, "mode": "markers",
-                  "customdata": [p["id"] for p in members], "hovertext": [hover(p) for p in members],
-                  "hoverinfo": "text"}
+        marker = {
+            "color": colour,
+            "symbol": [symbols[p["kind"]] for p in members],
+            "size": [SIZES[p["kind"]] for p in members],
+            "line": {"width": 0.5, "color": "white"},
+        }
+        common = {
+            "name": plots.escape(name),
+            "legendgroup": name,
+            "mode": "markers",
+            "customdata": [p["id"] for p in members],
+            "hovertext": [hover(p) for p in members],
+            "hoverinfo": "text",
+        }
         if dim == 3:
             marker["size"] = [s * 0.6 for s in marker["size"]]
             fig.add_trace(go.Scatter3d(x=xy[:, 0], y=xy[:, 1], z=xy[:, 2], marker=marker, **common))
@@ -65,12 +73,25 @@ def figure(points: list[dict], dim: int, color_by: str, model_name: str):
     # goes under the map (beside it, a long legend squeezes the map into a strip) and scrolls
     # past 30% of the height, so on a narrow page the map keeps most of it.
     plots.theme(fig)
-    fig.update_layout(hovermode="closest", height=640,
-                      legend={"title": {"text": plots.escape(color_by), "side": "top left"}, "orientation": "h",
-                              "x": 0, "xanchor": "left", "y": -0.02, "yanchor": "top", "maxheight": 0.3},
-                      margin={"l": 10, "r": 10, "t": 50, "b": 10},
-                      title={"text": plots.escape(f"Style atlas: {len(mapped)} points, UMAP of {model_name}"),
-                             "x": 0.01, "xanchor": "left"})  # left: the toolbar is on the right
+    fig.update_layout(
+        hovermode="closest",
+        height=640,
+        legend={
+            "title": {"text": plots.escape(color_by), "side": "top left"},
+            "orientation": "h",
+            "x": 0,
+            "xanchor": "left",
+            "y": -0.02,
+            "yanchor": "top",
+            "maxheight": 0.3,
+        },
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        title={
+            "text": plots.escape(f"Style atlas: {len(mapped)} points, UMAP of {model_name}"),
+            "x": 0.01,
+            "xanchor": "left",
+        },
+    )  # left: the toolbar is on the right
     if dim == 3:
         fig.update_layout(scene={"xaxis": hidden, "yaxis": hidden, "zaxis": hidden})
     else:
@@ -93,8 +114,13 @@ def group(point: dict, color_by: str) -> str:
 def group_order(color_by: str, name: str):
     """Legend order: the catalogue's own order for known values, then others A-Z, unlabelled last."""
     table = kit_styles.classification()
-    known = {"region": list(kit_styles.REGIONS), "continent": list(kit_styles.CONTINENTS),
-             "era": table.era_labels, "medium": table.medium_labels, "kind": list(KINDS)}[color_by]
+    known = {
+        "region": list(kit_styles.REGIONS),
+        "continent": list(kit_styles.CONTINENTS),
+        "era": table.era_labels,
+        "medium": table.medium_labels,
+        "kind": list(KINDS),
+    }[color_by]
     if name == UNLABELLED:
         return (2, 0, "")
     if name in known:
@@ -104,8 +130,9 @@ def group_order(color_by: str, name: str):
 
 def mid_tones(colours: list[str]) -> list[str]:
     """The colours that show on a white and on a near-black page (relative luminance 0.1 to 0.6)."""
+
     def luminance(colour: str) -> float:
-        r, g, b = (int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5))
+        r, g, b = (int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5))
         r, g, b = (v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4 for v in (r, g, b))
         return 0.2126 * r + 0.7152 * g + 0.0722 * b
 

@@ -88,11 +88,15 @@ What these numbers can and cannot show.
   the communities named before drawing conclusions.
 """
 
-TINY_NOTE = ("This report used the tiny preset: its image model and CLIP were trained on the toy world, "
-             "pictures with skews planted on purpose (kit.tiny.card() lists them). The numbers say what this "
-             "toy model learnt from those pictures, nothing about any real group of people.")
-TINY_SDXL_NOTE = ("This report used the tiny-sdxl preset: its image model has random weights; it shows that the "
-                  "SDXL code path runs. The numbers describe noise, nothing about any real group of people.")
+TINY_NOTE = (
+    "This report used the tiny preset: its image model and CLIP were trained on the toy world, "
+    "pictures with skews planted on purpose (kit.tiny.card() lists them). The numbers say what this "
+    "toy model learnt from those pictures, nothing about any real group of people."
+)
+TINY_SDXL_NOTE = (
+    "This report used the tiny-sdxl preset: its image model has random weights; it shows that the "
+    "SDXL code path runs. The numbers describe noise, nothing about any real group of people."
+)
 NOTES = {"tiny": TINY_NOTE, "tiny-sdxl": TINY_SDXL_NOTE}  # the built-here presets' word at the top of a report
 
 
@@ -149,8 +153,9 @@ def check_probes(probes) -> dict[str, list[str]]:
     if probes is None:
         return {}
     if not isinstance(probes, dict) or not probes:
-        raise KitError("probes must be None or a non-empty dict of groups, e.g. "
-                       "{'attire': ['traditional dress', 'western suit']}")
+        raise KitError(
+            "probes must be None or a non-empty dict of groups, e.g. {'attire': ['traditional dress', 'western suit']}"
+        )
     clean = {}
     for group, labels in probes.items():
         if not isinstance(group, str) or not group.strip():
@@ -312,8 +317,14 @@ def cluster(vectors: np.ndarray, k: int, seed: int = KMEANS_SEED) -> np.ndarray:
         return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(vectors.astype(np.float64))
 
 
-def measure(vectors: np.ndarray, prompt_vectors: np.ndarray, probes: dict | None = None,
-            rounds: int = ROUNDS, seed: int = BOOTSTRAP_SEED, labels: np.ndarray | None = None):
+def measure(
+    vectors: np.ndarray,
+    prompt_vectors: np.ndarray,
+    probes: dict | None = None,
+    rounds: int = ROUNDS,
+    seed: int = BOOTSTRAP_SEED,
+    labels: np.ndarray | None = None,
+):
     """Every measure with its bootstrap replicates, from embeddings alone.
 
     vectors: (terms, seeds, dim) unit image embeddings, the same seed order for every term.
@@ -342,8 +353,10 @@ def measure(vectors: np.ndarray, prompt_vectors: np.ndarray, probes: dict | None
     if labels is None:
         labels = cluster(vectors.reshape(n_terms * n_seeds, -1), n_terms).reshape(n_terms, n_seeds)
     labels = np.asarray(labels)
-    groups = [(group, names, np.asarray(label_vectors, dtype=np.float64))
-              for group, (names, label_vectors) in (probes or {}).items()]
+    groups = [
+        (group, names, np.asarray(label_vectors, dtype=np.float64))
+        for group, (names, label_vectors) in (probes or {}).items()
+    ]
     shares = [f"{group}: {name}" for group, names, _ in groups for name in names]
     rows = max(1, BLOCK_BYTES // (8 * max(n_seeds, len(shares))))  # rounds per block of counts
     estimates, replicates = {}, {}
@@ -352,8 +365,10 @@ def measure(vectors: np.ndarray, prompt_vectors: np.ndarray, probes: dict | None
         images = np.asarray(vectors[t], dtype=np.float64)
         diversity = PairwiseDistance(images)
         distance = 1.0 - images @ np.asarray(prompt_vectors[t], dtype=np.float64)
-        p = np.concatenate([probe_probabilities(images, label_vectors) for _, _, label_vectors in groups]
-                           + [np.zeros((n_seeds, 0))], axis=1)
+        p = np.concatenate(
+            [probe_probabilities(images, label_vectors) for _, _, label_vectors in groups] + [np.zeros((n_seeds, 0))],
+            axis=1,
+        )
         # indicators of the clusters this term's images are in (an empty cluster adds 0 bits)
         used = np.unique(labels[t])
         in_cluster = (labels[t][:, None] == used[(used >= 0) & (used < n_terms)]).astype(np.float64)
@@ -397,8 +412,19 @@ def bootstrap_memory(terms: int, seeds: int, dim: int, labels: int = 0, rounds: 
 # ---------------------------------------------------------------- the audit
 
 
-def audit(studio, template, terms, seeds=range(8), probes=None, embedder=None, *, rounds: int = ROUNDS,
-          run=None, on_step=None, **options) -> AuditReport:
+def audit(
+    studio,
+    template,
+    terms,
+    seeds=range(8),
+    probes=None,
+    embedder=None,
+    *,
+    rounds: int = ROUNDS,
+    run=None,
+    on_step=None,
+    **options,
+) -> AuditReport:
     """Generate `template` filled with each term, with the same seeds for every term, and measure.
 
     probes: optional {group: [labels]} for zero-shot CLIP probes, e.g.
@@ -417,12 +443,14 @@ def audit(studio, template, terms, seeds=range(8), probes=None, embedder=None, *
     if "n" in options or "seed" in options:
         raise KitError("seeds sets which images are made: give seeds=..., not n or seed")
     if len(terms) * len(seeds) > MAX_IMAGES:
-        raise KitError(f"{len(terms)} terms x {len(seeds)} seeds is {len(terms) * len(seeds)} images; "
-                       f"at most {MAX_IMAGES} per audit")
+        raise KitError(
+            f"{len(terms)} terms x {len(seeds)} seeds is {len(terms) * len(seeds)} images; "
+            f"at most {MAX_IMAGES} per audit"
+        )
     records = []
     for term in terms:
         for seed in seeds:
-            record, = studio.plan(template.replace("{term}", term), seed=seed, **options)
+            (record,) = studio.plan(template.replace("{term}", term), seed=seed, **options)
             record.extra["audit"] = {"term": term, "template": template}
             records.append(record)
 
@@ -443,18 +471,36 @@ def audit(studio, template, terms, seeds=range(8), probes=None, embedder=None, *
 
     first = records[0]
     settings = {
-        "template": template, "terms": terms, "seeds": seeds, "probes": probes,
-        "preset": studio.preset.name, "model": first.model, "clip": getattr(embedder, "model_id", ""),
-        "steps": first.steps, "guidance": first.guidance, "size": [first.width, first.height],
-        "style": first.style, "negative": first.negative, "decoder": first.decoder,
-        "rounds": rounds, "bootstrap_seed": BOOTSTRAP_SEED, "kmeans_seed": KMEANS_SEED,
-        "temperature": TEMPERATURE, "level": LEVEL, "kit_version": first.kit_version,
+        "template": template,
+        "terms": terms,
+        "seeds": seeds,
+        "probes": probes,
+        "preset": studio.preset.name,
+        "model": first.model,
+        "clip": getattr(embedder, "model_id", ""),
+        "steps": first.steps,
+        "guidance": first.guidance,
+        "size": [first.width, first.height],
+        "style": first.style,
+        "negative": first.negative,
+        "decoder": first.decoder,
+        "rounds": rounds,
+        "bootstrap_seed": BOOTSTRAP_SEED,
+        "kmeans_seed": KMEANS_SEED,
+        "temperature": TEMPERATURE,
+        "level": LEVEL,
+        "kit_version": first.kit_version,
     }
-    by_term = {term: artworks[i * len(seeds):(i + 1) * len(seeds)] for i, term in enumerate(terms)}
-    return AuditReport(settings=settings, prompts=prompts, artworks=by_term, vectors=vectors,
-                       estimates={(terms[t], name): value for (t, name), value in estimates.items()},
-                       replicates={(terms[t], name): value for (t, name), value in replicates.items()},
-                       clusters={term: labels[i].tolist() for i, term in enumerate(terms)})
+    by_term = {term: artworks[i * len(seeds) : (i + 1) * len(seeds)] for i, term in enumerate(terms)}
+    return AuditReport(
+        settings=settings,
+        prompts=prompts,
+        artworks=by_term,
+        vectors=vectors,
+        estimates={(terms[t], name): value for (t, name), value in estimates.items()},
+        replicates={(terms[t], name): value for (t, name), value in replicates.items()},
+        clusters={term: labels[i].tolist() for i, term in enumerate(terms)},
+    )
 
 
 # ---------------------------------------------------------------- the report
@@ -542,8 +588,9 @@ class AuditReport:
 
     def rows(self) -> list[dict]:
         """One dict per term and measure: term, measure, value, low, high."""
-        return [{"term": term, "measure": name, **self.value(term, name)}
-                for term in self.terms for name in self.measures]
+        return [
+            {"term": term, "measure": name, **self.value(term, name)} for term in self.terms for name in self.measures
+        ]
 
     def is_share(self, measure: str) -> bool:
         """Whether `measure` is a probe share (a probability from 0 to 1, shown in %)."""
@@ -565,10 +612,16 @@ class AuditReport:
         for row in self.rows():
             share = self.is_share(row["measure"])
             scale, places = (100.0, 1) if share else (1.0, digits)
-            rows.append({"term": row["term"], "measure": row["measure"],
-                         "value": _rounded(row["value"] * scale, places),
-                         low: _rounded(row["low"] * scale, places), high: _rounded(row["high"] * scale, places),
-                         "unit": SHARE_UNIT if share else UNITS[row["measure"]]})
+            rows.append(
+                {
+                    "term": row["term"],
+                    "measure": row["measure"],
+                    "value": _rounded(row["value"] * scale, places),
+                    low: _rounded(row["low"] * scale, places),
+                    high: _rounded(row["high"] * scale, places),
+                    "unit": SHARE_UNIT if share else UNITS[row["measure"]],
+                }
+            )
         return _frame(rows, ["term", "measure", "value", low, high, "unit"], index=["term", "measure"])
 
     def differences(self, measure: str, digits: int = 3):
@@ -584,14 +637,24 @@ class AuditReport:
         low, high = self._interval_name("low"), self._interval_name("high")
         rows = []
         for i, a in enumerate(self.terms):
-            for b in self.terms[i + 1:]:
+            for b in self.terms[i + 1 :]:
                 d = self.difference(measure, a, b)
-                rows.append({"term A": a, "term B": b, "A - B": _rounded(d["value"] * scale, places),
-                             low: _rounded(d["low"] * scale, places), high: _rounded(d["high"] * scale, places),
-                             "unit": "% points" if share else UNITS[measure],
-                             "seeds show a difference": bool(d["low"] > 0 or d["high"] < 0)})
-        return _frame(rows, ["term A", "term B", "A - B", low, high, "unit", "seeds show a difference"],
-                      index=["term A", "term B"])
+                rows.append(
+                    {
+                        "term A": a,
+                        "term B": b,
+                        "A - B": _rounded(d["value"] * scale, places),
+                        low: _rounded(d["low"] * scale, places),
+                        high: _rounded(d["high"] * scale, places),
+                        "unit": "% points" if share else UNITS[measure],
+                        "seeds show a difference": bool(d["low"] > 0 or d["high"] < 0),
+                    }
+                )
+        return _frame(
+            rows,
+            ["term A", "term B", "A - B", low, high, "unit", "seeds show a difference"],
+            index=["term A", "term B"],
+        )
 
     def to_csv(self, path, *, exist: str = "error") -> Path:
         """Write the table as CSV (atomically); returns the path written.
@@ -626,22 +689,38 @@ class AuditReport:
         # Title lines, then the plot well below them: the title never runs into the axis titles,
         # the legend or the plotly toolbar at the top right.
         # terms are text, not markup: the tick labels show them escaped (plotly renders some HTML tags)
-        fig.update_xaxes(title_text="term", tickmode="array", tickvals=self.terms,
-                         ticktext=[plots.escape(term) for term in self.terms])
+        fig.update_xaxes(
+            title_text="term",
+            tickmode="array",
+            tickvals=self.terms,
+            ticktext=[plots.escape(term) for term in self.terms],
+        )
         # Plotly does not wrap titles: long user text (a template, a group name) is wrapped here.
         head = [f"<b>{plots.escape(measure)}</b>: {plots.escape(meaning)}"]
         if len(measure) + len(meaning) > 80:
             head = [f"<b>{plots.escape(part)}</b>" for part in textwrap.wrap(measure, 80)]
             head += [f"<sup>{plots.escape(part)}</sup>" for part in textwrap.wrap(meaning, 100)]
-        about = (f"{s['template']!r}, {len(self.seeds)} paired seeds, "
-                 f"bars show {s['level']:.0%} intervals")
+        about = f"{s['template']!r}, {len(self.seeds)} paired seeds, bars show {s['level']:.0%} intervals"
         lines = head + [f"<sup>{plots.escape(part)}</sup>" for part in textwrap.wrap(about, 100)]
         if s.get("preset") == "tiny":
-            lines.append("<sup>tiny preset: a toy model trained on skewed toy pictures, not a portrait of any real group</sup>")
-        fig.update_layout(title=dict(text="<br>".join(lines), x=0, xref="paper", xanchor="left",
-                                     y=1, yref="container", yanchor="top", pad=dict(t=34), font=dict(size=15)),
-                          margin=dict(t=50 + 22 * len(lines), l=70, r=30, b=60),
-                          height=400 + 22 * len(lines))
+            lines.append(
+                "<sup>tiny preset: a toy model trained on skewed toy pictures, not a portrait of any real group</sup>"
+            )
+        fig.update_layout(
+            title=dict(
+                text="<br>".join(lines),
+                x=0,
+                xref="paper",
+                xanchor="left",
+                y=1,
+                yref="container",
+                yanchor="top",
+                pad=dict(t=34),
+                font=dict(size=15),
+            ),
+            margin=dict(t=50 + 22 * len(lines), l=70, r=30, b=60),
+            height=400 + 22 * len(lines),
+        )
         return plots.theme(fig)  # readable on a light and a dark notebook
 
     def _bars(self, measure, name):
@@ -649,12 +728,19 @@ class AuditReport:
 
         values = [self.value(term, measure) for term in self.terms]
         number = "%{y:.0%}" if self.is_share(measure) else "%{y:.3f}"
-        return go.Bar(x=self.terms, y=[v["value"] for v in values], name=plots.escape(name),
-                      error_y=dict(type="data", symmetric=False,
-                                   array=[v["high"] - v["value"] for v in values],
-                                   arrayminus=[v["value"] - v["low"] for v in values]),
-                      customdata=[plots.escape(term) for term in self.terms],
-                      hovertemplate="%{customdata}: " + number + "<extra>" + plots.escape(name) + "</extra>")
+        return go.Bar(
+            x=self.terms,
+            y=[v["value"] for v in values],
+            name=plots.escape(name),
+            error_y=dict(
+                type="data",
+                symmetric=False,
+                array=[v["high"] - v["value"] for v in values],
+                arrayminus=[v["value"] - v["low"] for v in values],
+            ),
+            customdata=[plots.escape(term) for term in self.terms],
+            hovertemplate="%{customdata}: " + number + "<extra>" + plots.escape(name) + "</extra>",
+        )
 
     def contact_sheet(self, term: str, cell: int = 128):
         """The term's images in seed order, labelled with their seeds and k-means clusters."""
@@ -666,14 +752,17 @@ class AuditReport:
         arts = self.artworks[term]
         labels = [f"seed {a.record.seed} · c{c}" for a, c in zip(arts, self.clusters.get(term, [""] * len(arts)))]
         side = cell - 4
-        images = [a.image if max(a.image.size) >= side else a.image.resize((side, side), Image.NEAREST)
-                  for a in arts]  # small images (the tiny preset's 64 px) are enlarged, pixels kept sharp
+        images = [
+            a.image if max(a.image.size) >= side else a.image.resize((side, side), Image.NEAREST) for a in arts
+        ]  # small images (the tiny preset's 64 px) are enlarged, pixels kept sharp
         return contact_sheet(images, labels=labels, columns=min(len(arts), 8), cell=cell, title=self.prompts[term])
 
     def __repr__(self):
         s = self.settings
-        return (f"AuditReport({s['template']!r}, {len(self.terms)} terms x {len(self.seeds)} seeds, "
-                f"preset={s['preset']!r}, {len(self.measures)} measures)")
+        return (
+            f"AuditReport({s['template']!r}, {len(self.terms)} terms x {len(self.seeds)} seeds, "
+            f"preset={s['preset']!r}, {len(self.measures)} measures)"
+        )
 
     def _repr_html_(self) -> str:
         """One table to read: a row per term, a column per measure, each cell the value and its interval."""
@@ -683,36 +772,48 @@ class AuditReport:
         span = " rowspan='2'" if two_rows else ""
         head = [f"<th{span} style='text-align:left'>term</th>"]
         head += [f"<th{span}>{esc(name)}<br><small>{esc(UNITS[name])}</small></th>" for name in plain]
-        head += [f"<th colspan='{len(labels)}' style='text-align:center'>{esc(group)}<br>"
-                 f"<small>{esc(SHARE_UNIT)}</small></th>"
-                 for group, labels in self.probes.items()]
+        head += [
+            f"<th colspan='{len(labels)}' style='text-align:center'>{esc(group)}<br>"
+            f"<small>{esc(SHARE_UNIT)}</small></th>"
+            for group, labels in self.probes.items()
+        ]
         header = f"<tr>{''.join(head)}</tr>"
         if two_rows:
-            header += "<tr>" + "".join(f"<th>{esc(label)}</th>" for labels in self.probes.values()
-                                       for label in labels) + "</tr>"
+            header += (
+                "<tr>"
+                + "".join(f"<th>{esc(label)}</th>" for labels in self.probes.values() for label in labels)
+                + "</tr>"
+            )
         body = []
         for term in self.terms:
             cells = []
             for name in self.measures:
                 v = self.value(term, name)
                 show = _percent if self.is_share(name) else _decimal
-                cells.append(f"<td style='text-align:right;white-space:nowrap'>{show(v['value'])}<br>"
-                             f"<small>{show(v['low'])} &ndash; {show(v['high'])}</small></td>")
+                cells.append(
+                    f"<td style='text-align:right;white-space:nowrap'>{show(v['value'])}<br>"
+                    f"<small>{show(v['low'])} &ndash; {show(v['high'])}</small></td>"
+                )
             body.append(f"<tr><th style='text-align:left'>{esc(term)}</th>{''.join(cells)}</tr>")
-        settings = (f"preset <code>{esc(str(s['preset']))}</code>, CLIP <code>{esc(str(s['clip']))}</code>, "
-                    f"{len(self.seeds)} paired seeds, {s['steps']} steps, {s['size'][0]}x{s['size'][1]} px, "
-                    f"{s['rounds']} bootstrap rounds")
+        settings = (
+            f"preset <code>{esc(str(s['preset']))}</code>, CLIP <code>{esc(str(s['clip']))}</code>, "
+            f"{len(self.seeds)} paired seeds, {s['steps']} steps, {s['size'][0]}x{s['size'][1]} px, "
+            f"{s['rounds']} bootstrap rounds"
+        )
         note = ""
         if s.get("preset") in NOTES:
-            note = (f"<p style='border-left:4px solid #e0a000;padding:4px 8px;margin:4px 0'>"
-                    f"{esc(NOTES[s['preset']])}</p>")
-        return (f"<div class='kit-audit'>{note}<p><b>Audit</b> of <code>{esc(s['template'])}</code>: {settings}</p>"
-                f"<table><thead>{header}</thead><tbody>{''.join(body)}</tbody></table>"
-                f"<p><small>Each cell: the value for the term's images, and below it its {s['level']:.0%} "
-                f"bootstrap interval over seeds. Probe shares add up to 100% within a group for each "
-                f"term.</small></p>"
-                f"<details><summary>Caveats: what these numbers can and cannot show</summary>"
-                f"<pre style='white-space:pre-wrap'>{esc(self.caveats)}</pre></details></div>")
+            note = (
+                f"<p style='border-left:4px solid #e0a000;padding:4px 8px;margin:4px 0'>{esc(NOTES[s['preset']])}</p>"
+            )
+        return (
+            f"<div class='kit-audit'>{note}<p><b>Audit</b> of <code>{esc(s['template'])}</code>: {settings}</p>"
+            f"<table><thead>{header}</thead><tbody>{''.join(body)}</tbody></table>"
+            f"<p><small>Each cell: the value for the term's images, and below it its {s['level']:.0%} "
+            f"bootstrap interval over seeds. Probe shares add up to 100% within a group for each "
+            f"term.</small></p>"
+            f"<details><summary>Caveats: what these numbers can and cannot show</summary>"
+            f"<pre style='white-space:pre-wrap'>{esc(self.caveats)}</pre></details></div>"
+        )
 
 
 # ---------------------------------------------------------------- showing numbers

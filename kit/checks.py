@@ -15,9 +15,12 @@ from .errors import KitError
 
 def whole(value, field: str, low: int, high: int | None = None) -> int:
     """`value` as an int in low..high (no upper bound when `high` is None), or KitError naming `field`."""
-    ok = not isinstance(value, bool) and (isinstance(value, numbers.Integral)
-                                          or isinstance(value, numbers.Real) and math.isfinite(value)
-                                          and float(value).is_integer())
+    ok = not isinstance(value, bool) and (
+        isinstance(value, numbers.Integral)
+        or isinstance(value, numbers.Real)
+        and math.isfinite(value)
+        and float(value).is_integer()
+    )
     if not ok or int(value) < low or high is not None and int(value) > high:
         span = f">= {low}" if high is None else f"from {low} to {high}"
         raise KitError(f"{field} must be a whole number {span}, got {value!r}")

@@ -20,11 +20,17 @@ def lab(args) -> int:
     folder = lessons.user_folder(args.folder)
     print(f"kit: lessons in {folder} ({_lesson_summary(report)})", flush=True)
     if report["kept"]:
-        print(f"kit: kept your edited {', '.join(report['kept'])}; `kit lab --reset` puts the shipped "
-              "version back and keeps yours as a .bak file", flush=True)
+        print(
+            f"kit: kept your edited {', '.join(report['kept'])}; `kit lab --reset` puts the shipped "
+            "version back and keeps yours as a .bak file",
+            flush=True,
+        )
     if report["blocked"]:
-        print(f"kit: left alone {', '.join(report['blocked'])} in {folder}: not files (a folder, a FIFO or a link); "
-              "move them away to get those lessons", flush=True)
+        print(
+            f"kit: left alone {', '.join(report['blocked'])} in {folder}: not files (a folder, a FIFO or a link); "
+            "move them away to get those lessons",
+            flush=True,
+        )
     problem = presets.startup_problem(preset)
     if problem:
         print(f"kit: {problem}", file=sys.stderr, flush=True)
@@ -53,8 +59,12 @@ def _run_until_stopped(command: list[str], env: dict) -> int:
     (JupyterLab would otherwise stop to ask "Shutdown this Jupyter server?"); this process then
     sends the server SIGTERM, which makes it shut its kernels down and free the port.
     """
-    server = subprocess.Popen(command, env=env, start_new_session=True,
-                              preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+    server = subprocess.Popen(
+        command,
+        env=env,
+        start_new_session=True,
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+    )
 
     def stop(signum, frame):
         raise _Stop(signum)
@@ -113,9 +123,18 @@ def download(args) -> int:
 def embed(args) -> int:
     from .collection import embed_collection
 
-    summary = embed_collection(args.source, args.out, engine=args.engine, address=args.address, workers=args.workers,
-                               preset=args.preset, batch_size=args.batch_size, shard_size=args.shard_size,
-                               device=args.device, new_source=args.new_source)
+    summary = embed_collection(
+        args.source,
+        args.out,
+        engine=args.engine,
+        address=args.address,
+        workers=args.workers,
+        preset=args.preset,
+        batch_size=args.batch_size,
+        shard_size=args.shard_size,
+        device=args.device,
+        new_source=args.new_source,
+    )
     print(summary)
     return 0 if summary.ok else 1
 
@@ -123,37 +142,68 @@ def embed(args) -> int:
 def map_(args) -> int:
     from .collection import map_collection
 
-    cmap = map_collection(args.dataset, sample=args.sample, dim=args.dim, engine=args.engine, seed=args.seed,
-                          address=args.address, workers=args.workers, chunk_size=args.chunk_size)
+    cmap = map_collection(
+        args.dataset,
+        sample=args.sample,
+        dim=args.dim,
+        engine=args.engine,
+        seed=args.seed,
+        address=args.address,
+        workers=args.workers,
+        chunk_size=args.chunk_size,
+    )
     path = cmap.export_coordinates(args.out, exist="replace" if args.overwrite else "error")
-    print(f"mapped {len(cmap):,} images in {args.dim}D: UMAP fitted on {int(cmap.fitted.sum()):,} "
-          f"in {cmap.seconds['fit']:.1f} s, the rest placed in {cmap.seconds['place']:.1f} s -> {path}")
+    print(
+        f"mapped {len(cmap):,} images in {args.dim}D: UMAP fitted on {int(cmap.fitted.sum()):,} "
+        f"in {cmap.seconds['fit']:.1f} s, the rest placed in {cmap.seconds['place']:.1f} s -> {path}"
+    )
     return 0
 
 
 def _engine_options(p) -> None:
-    p.add_argument("--engine", choices=["local", "ray"], default="local",
-                   help="local: this process, no Ray; ray: a Ray cluster (--address) or a local Ray")
+    p.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local: this process, no Ray; ray: a Ray cluster (--address) or a local Ray",
+    )
     p.add_argument("--address", help="Ray cluster to join, e.g. auto (with --engine ray)")
-    p.add_argument("--workers", type=int, help="Ray workers (default: one per GPU, else one for embed; every CPU for map)")
+    p.add_argument(
+        "--workers", type=int, help="Ray workers (default: one per GPU, else one for embed; every CPU for map)"
+    )
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="kit", description="Explore AI portraits and the world's art styles.",
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="kit",
+        description="Explore AI portraits and the world's art styles.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser(
-        "lab", help="open JupyterLab on your copy of the lessons",
+        "lab",
+        help="open JupyterLab on your copy of the lessons",
         description="Copy the shipped lessons into your lessons folder (once; your edits are kept) and open "
-                    "JupyterLab there. JupyterLab's own options go after --, e.g. `kit lab -- --ServerApp.ip=0.0.0.0`.",
-        epilog=_presets_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", help="model preset for the lessons (sets KIT_PRESET): "
-                                    "tiny (offline), sd-turbo (default), sdxl-turbo, tiny-sdxl (offline), a repo id or a folder")
-    p.add_argument("--lessons", "--notebooks", dest="folder", metavar="DIR",
-                   help="your lessons folder (default: $KIT_LESSONS or ~/kit-lessons)")
-    p.add_argument("--reset", action="store_true",
-                   help="put the shipped lessons back; your edited copies are kept as .bak files")
+        "JupyterLab there. JupyterLab's own options go after --, e.g. `kit lab -- --ServerApp.ip=0.0.0.0`.",
+        epilog=_presets_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--preset",
+        help="model preset for the lessons (sets KIT_PRESET): "
+        "tiny (offline), sd-turbo (default), sdxl-turbo, tiny-sdxl (offline), a repo id or a folder",
+    )
+    p.add_argument(
+        "--lessons",
+        "--notebooks",
+        dest="folder",
+        metavar="DIR",
+        help="your lessons folder (default: $KIT_LESSONS or ~/kit-lessons)",
+    )
+    p.add_argument(
+        "--reset", action="store_true", help="put the shipped lessons back; your edited copies are kept as .bak files"
+    )
     p.add_argument("--port", type=_port, help="port for JupyterLab (default: its own choice, 8888 or the next free)")
     p.add_argument("--no-browser", action="store_true", help="do not open a browser window")
     p.set_defaults(run=lab)
@@ -164,21 +214,30 @@ def main(argv=None) -> int:
     p = commands.add_parser("download", help="fetch a preset's weights into the Hugging Face cache")
     p.add_argument("preset", nargs="?", default=None, help="preset name or repo id (default: $KIT_PRESET or sd-turbo)")
     p.add_argument("--inpaint", action="store_true", help="also fetch the inpainting pipeline (restoration lessons)")
-    p.add_argument("--dtype", choices=("float16", "float32", "bfloat16"), default=None,
-                   help="the precision whose weight files to fetch: float16 takes the fp16 files a CUDA GPU loads, "
-                        "the others the full-precision files (default: what a Studio on this machine uses)")
+    p.add_argument(
+        "--dtype",
+        choices=("float16", "float32", "bfloat16"),
+        default=None,
+        help="the precision whose weight files to fetch: float16 takes the fp16 files a CUDA GPU loads, "
+        "the others the full-precision files (default: what a Studio on this machine uses)",
+    )
     p.set_defaults(run=download)
 
     p = commands.add_parser("embed", help="embed a whole collection of images into resumable Parquet shards")
-    p.add_argument("source", help="folder of images (searched recursively) or a .csv/.parquet list with a 'path' column")
+    p.add_argument(
+        "source", help="folder of images (searched recursively) or a .csv/.parquet list with a 'path' column"
+    )
     p.add_argument("--out", required=True, metavar="DATASET", help="folder for the shards and their manifest")
     _engine_options(p)
     p.add_argument("--preset", help="preset whose open_clip model embeds (default: $KIT_PRESET or sd-turbo)")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     p.add_argument("--shard-size", type=int, default=1000, help="images per Parquet shard (default 1000)")
     p.add_argument("--device", help="cpu or cuda (default: the best there is)")
-    p.add_argument("--new-source", action="store_true",
-                   help="the dataset in --out was made from another source folder or list: update it from this one")
+    p.add_argument(
+        "--new-source",
+        action="store_true",
+        help="the dataset in --out was made from another source folder or list: update it from this one",
+    )
     p.set_defaults(run=embed)
 
     p = commands.add_parser("map", help="UMAP coordinates of an embedded collection, exported to Parquet")
@@ -195,7 +254,7 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = []
     if "--" in argv:  # JupyterLab's own options, for `kit lab` only
-        argv, extra = argv[:argv.index("--")], argv[argv.index("--") + 1:]
+        argv, extra = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
     args = parser.parse_args(argv)
     if extra and args.command != "lab":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -221,7 +280,11 @@ def _presets_help() -> str:
     from .presets import PRESETS
 
     lines = [f"  {name:<11} {preset.description}" for name, preset in PRESETS.items()]
-    return "presets:\n" + "\n".join(lines) + "\n  org/model   any diffusers text-to-image repo on the Hub, or a local folder"
+    return (
+        "presets:\n"
+        + "\n".join(lines)
+        + "\n  org/model   any diffusers text-to-image repo on the Hub, or a local folder"
+    )
 
 
 if __name__ == "__main__":

@@ -29,15 +29,39 @@ from pathlib import Path
 from . import checks, presets
 from .collection_engines import ImageEncoder, check_engine, embed_local, embed_ray
 from .collection_map import CollectionMap, indices_of, map_vectors, thin
-from .collection_store import (MANIFEST, Shard, Source, load_embeddings, load_errors, new_manifest, open_dataset,
-                               plan_shards, read_shard, read_source, remove_stale, write_manifest, write_shard)
+from .collection_store import (
+    MANIFEST,
+    Shard,
+    Source,
+    load_embeddings,
+    load_errors,
+    new_manifest,
+    open_dataset,
+    plan_shards,
+    read_shard,
+    read_source,
+    remove_stale,
+    write_manifest,
+    write_shard,
+)
 from .embed import model_id as clip_model_id
 from .errors import KitError
 from .files import MAX_PIXELS
 from .runs import Stopped, as_run
 
-__all__ = ["embed_collection", "Summary", "ImageEncoder", "load_embeddings", "load_errors",
-           "map_collection", "map_vectors", "CollectionMap", "thin", "indices_of", "MANIFEST"]
+__all__ = [
+    "embed_collection",
+    "Summary",
+    "ImageEncoder",
+    "load_embeddings",
+    "load_errors",
+    "map_collection",
+    "map_vectors",
+    "CollectionMap",
+    "thin",
+    "indices_of",
+    "MANIFEST",
+]
 
 
 @dataclass
@@ -56,8 +80,8 @@ class Summary:
     shards_written: int = 0
     shards_skipped: int = 0
     unfinished: list = field(default_factory=list)  # shard indices this run could not finish
-    reason: str | None = None                       # why, when some are unfinished
-    errors: list = field(default_factory=list)      # (path, reason) of the images that failed now
+    reason: str | None = None  # why, when some are unfinished
+    errors: list = field(default_factory=list)  # (path, reason) of the images that failed now
     seconds: float = 0.0
 
     @property
@@ -67,24 +91,41 @@ class Summary:
 
     def __str__(self) -> str:
         rate = (self.done + self.failed) / self.seconds if self.seconds > 0 else 0.0
-        lines = [f"{self.total:,} images in {self.shards} shards of {self.dataset} ({self.model_id}, {self.engine} engine)",
-                 f"  done {self.done:,}  failed {self.failed:,}  skipped {self.skipped:,} "
-                 f"(shards: {self.shards_written} written, {self.shards_skipped} already complete)",
-                 f"  {self.seconds:.1f} s, {rate:.1f} images/s"]
+        lines = [
+            f"{self.total:,} images in {self.shards} shards of {self.dataset} ({self.model_id}, {self.engine} engine)",
+            f"  done {self.done:,}  failed {self.failed:,}  skipped {self.skipped:,} "
+            f"(shards: {self.shards_written} written, {self.shards_skipped} already complete)",
+            f"  {self.seconds:.1f} s, {rate:.1f} images/s",
+        ]
         for path, reason in self.errors[:5]:
             lines.append(f"  unreadable: {path}: {reason}")
         if len(self.errors) > 5:
             lines.append(f"  ... and {len(self.errors) - 5} more (load_errors() lists them all)")
         if self.unfinished:
-            lines.append(f"  {len(self.unfinished)} shards unfinished ({self.reason}): "
-                         "run the same command again to resume")
+            lines.append(
+                f"  {len(self.unfinished)} shards unfinished ({self.reason}): run the same command again to resume"
+            )
         return "\n".join(lines)
 
 
-def embed_collection(source, out, engine: str = "local", address: str | None = None, workers: int | None = None,
-                     preset=None, batch_size: int = 64, shard_size: int = 1000, *, device: str | None = None,
-                     max_pixels: int = MAX_PIXELS, on_shard=None, progress: bool = True,
-                     new_source: bool = False, run=None, dtype=None) -> Summary:
+def embed_collection(
+    source,
+    out,
+    engine: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
+    preset=None,
+    batch_size: int = 64,
+    shard_size: int = 1000,
+    *,
+    device: str | None = None,
+    max_pixels: int = MAX_PIXELS,
+    on_shard=None,
+    progress: bool = True,
+    new_source: bool = False,
+    run=None,
+    dtype=None,
+) -> Summary:
     """Embed every image of `source` into Parquet shards under `out`; returns a `Summary`.
 
     source: a folder tree of images, or a .csv/.parquet list with a ``path`` column.
@@ -128,8 +169,9 @@ def embed_collection(source, out, engine: str = "local", address: str | None = N
         else:
             pending.append(shard)
     remove_stale(dataset, len(shards))
-    manifest = new_manifest(src, shards, model=model, clip_model=preset.clip_model, pretrained=pretrained,
-                            dim=dim, shard_size=shard_size)
+    manifest = new_manifest(
+        src, shards, model=model, clip_model=preset.clip_model, pretrained=pretrained, dim=dim, shard_size=shard_size
+    )
     write_manifest(dataset, manifest)
 
     # 3. Embed them on the engine; each shard is written as soon as its rows are in.
@@ -178,8 +220,18 @@ class _ShardWriter:
     complete shards are written.
     """
 
-    def __init__(self, dataset: Path, source: Source, shards: list[Shard], model: str, pretrained: str,
-                 dim: int, summary: Summary, on_shard, run):
+    def __init__(
+        self,
+        dataset: Path,
+        source: Source,
+        shards: list[Shard],
+        model: str,
+        pretrained: str,
+        dim: int,
+        summary: Summary,
+        on_shard,
+        run,
+    ):
         self.dataset, self.source, self.model, self.pretrained, self.dim = dataset, source, model, pretrained, dim
         self.summary, self.on_shard, self.run = summary, on_shard, run
         self.shards = {shard.index: shard for shard in shards}
@@ -191,8 +243,12 @@ class _ShardWriter:
         touched = set()
         for i, (shard, key) in enumerate(zip(batch["shard"], batch["key"])):
             shard = int(shard)
-            self.rows[shard][str(key)] = (batch["embedding"][i], int(batch["width"][i]),
-                                          int(batch["height"][i]), str(batch["error"][i]) or None)
+            self.rows[shard][str(key)] = (
+                batch["embedding"][i],
+                int(batch["width"][i]),
+                int(batch["height"][i]),
+                str(batch["error"][i]) or None,
+            )
             touched.add(shard)
         for shard in sorted(touched):
             if len(self.rows[shard]) == self.shards[shard].size:
@@ -216,10 +272,29 @@ class _ShardWriter:
         return sorted(self.shards)
 
 
-def map_collection(dataset, sample: int = 20_000, dim: int = 2, engine: str = "local", seed: int | None = 0,
-                   *, address: str | None = None, workers: int | None = None, chunk_size: int = 5_000,
-                   progress: bool = True) -> CollectionMap:
+def map_collection(
+    dataset,
+    sample: int = 20_000,
+    dim: int = 2,
+    engine: str = "local",
+    seed: int | None = 0,
+    *,
+    address: str | None = None,
+    workers: int | None = None,
+    chunk_size: int = 5_000,
+    progress: bool = True,
+) -> CollectionMap:
     """Map a dataset written by `embed_collection` (unreadable images left out); see `map_vectors`."""
     vectors, rows = load_embeddings(dataset)
-    return map_vectors(vectors, rows, sample=sample, dim=dim, engine=engine, seed=seed, address=address,
-                       workers=workers, chunk_size=chunk_size, progress=progress)
+    return map_vectors(
+        vectors,
+        rows,
+        sample=sample,
+        dim=dim,
+        engine=engine,
+        seed=seed,
+        address=address,
+        workers=workers,
+        chunk_size=chunk_size,
+        progress=progress,
+    )

@@ -45,8 +45,14 @@ class ImageEncoder:
     image becomes an error row, never a failed batch.
     """
 
-    def __init__(self, preset, device: str = "cpu", threads: int | None = None, max_pixels: int = MAX_PIXELS,
-                 dtype: str = "float32"):
+    def __init__(
+        self,
+        preset,
+        device: str = "cpu",
+        threads: int | None = None,
+        max_pixels: int = MAX_PIXELS,
+        dtype: str = "float32",
+    ):
         import torch
 
         from .embed import load_clip
@@ -95,8 +101,9 @@ class ImageEncoder:
 
 
 def _records(src, shard) -> list[dict]:
-    return [{"shard": shard.index, "key": key, "file": str(src.root / key)}
-            for key in src.keys[shard.start:shard.stop]]
+    return [
+        {"shard": shard.index, "key": key, "file": str(src.root / key)} for key in src.keys[shard.start : shard.stop]
+    ]
 
 
 def embed_local(run, src, pending, preset, device, batch_size, max_pixels, dtype) -> None:
@@ -104,7 +111,7 @@ def embed_local(run, src, pending, preset, device, batch_size, max_pixels, dtype
     for shard in pending:
         records = _records(src, shard)
         for start in range(0, len(records), batch_size):
-            chunk = records[start:start + batch_size]
+            chunk = records[start : start + batch_size]
             run.add(encoder({name: [r[name] for r in chunk] for name in ("shard", "key", "file")}))
 
 
@@ -130,9 +137,13 @@ def embed_ray(run, src, pending, preset, device, address, workers, batch_size, m
         records = [record for shard in pending for record in _records(src, shard)]
         blocks = max(1, math.ceil(len(records) / batch_size))
         dataset = ray.data.from_items(records, override_num_blocks=blocks).map_batches(
-            ImageEncoder, fn_constructor_kwargs={"preset": preset, "max_pixels": max_pixels, "dtype": dtype, **kwargs},
-            compute=ray.data.ActorPoolStrategy(size=workers), batch_size=batch_size, batch_format="numpy",
-            **actor)
+            ImageEncoder,
+            fn_constructor_kwargs={"preset": preset, "max_pixels": max_pixels, "dtype": dtype, **kwargs},
+            compute=ray.data.ActorPoolStrategy(size=workers),
+            batch_size=batch_size,
+            batch_format="numpy",
+            **actor,
+        )
         context = ray.data.DataContext.get_current()
         bars, context.enable_progress_bars = context.enable_progress_bars, False  # our own bar counts images
         try:

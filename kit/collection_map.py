@@ -45,8 +45,7 @@ class CollectionMap:
         return len(self.coords)
 
     def __repr__(self) -> str:
-        return (f"CollectionMap({len(self):,} points in {self.coords.shape[1]}D, "
-                f"fitted on {int(self.fitted.sum()):,})")
+        return f"CollectionMap({len(self):,} points in {self.coords.shape[1]}D, fitted on {int(self.fitted.sum()):,})"
 
     def select(self, column: str, value) -> np.ndarray:
         """Indices of every row whose `column` equals `value` (all rows, not a thinned subset)."""
@@ -56,8 +55,16 @@ class CollectionMap:
         """Indices of at most `max_points` rows that keep every value of column `by` (or every map region)."""
         return thin(self.coords, None if by is None else self._column(by), max_points=max_points, seed=seed)
 
-    def place(self, vectors, *, engine: str = "local", address: str | None = None, workers: int | None = None,
-              chunk_size: int = 5_000, progress: bool = True) -> np.ndarray:
+    def place(
+        self,
+        vectors,
+        *,
+        engine: str = "local",
+        address: str | None = None,
+        workers: int | None = None,
+        chunk_size: int = 5_000,
+        progress: bool = True,
+    ) -> np.ndarray:
         """Coordinates of new vectors on this map (the map itself does not change).
 
         Chunks of `chunk_size` rows go through the atlas's placer (`kit.projection`), in this process
@@ -72,7 +79,7 @@ class CollectionMap:
             raise KitError(f"vectors must be an (n, {dim}) array like the map's embeddings, got shape {vectors.shape}")
         placer = self.atlas.placer
         data = placer.prepare(vectors)
-        chunks = [data[start:start + chunk_size] for start in range(0, len(data), chunk_size)]
+        chunks = [data[start : start + chunk_size] for start in range(0, len(data), chunk_size)]
         if not chunks:
             return np.zeros((0, self.coords.shape[1]), dtype=np.float32)
         bar = None
@@ -118,15 +125,24 @@ class CollectionMap:
         import plotly.graph_objects as go
 
         keep = self.thin(color_by, max_points=max_points, seed=seed)
-        labels = (np.full(len(self), "all", dtype=object) if color_by is None
-                  else np.array([_label(v) for v in self._column(color_by)], dtype=object))
+        labels = (
+            np.full(len(self), "all", dtype=object)
+            if color_by is None
+            else np.array([_label(v) for v in self._column(color_by)], dtype=object)
+        )
         paths = self.columns.get("path", self.columns["id"])
         fig = go.Figure()
         for value in sorted(set(labels[keep])):
             rows = keep[labels[keep] == value]
             points = {"x": self.coords[rows, 0], "y": self.coords[rows, 1]}
-            common = {"name": plots.escape(value), "mode": "markers", "customdata": self.columns["id"][rows],
-                      "hovertext": [plots.escape(p) for p in paths[rows]], "hoverinfo": "text", "marker": {"size": 3}}
+            common = {
+                "name": plots.escape(value),
+                "mode": "markers",
+                "customdata": self.columns["id"][rows],
+                "hovertext": [plots.escape(p) for p in paths[rows]],
+                "hoverinfo": "text",
+                "marker": {"size": 3},
+            }
             if self.coords.shape[1] == 3:
                 fig.add_trace(go.Scatter3d(**points, z=self.coords[rows, 2], **common))
             else:
@@ -157,9 +173,19 @@ def _label(value) -> str:
     return "unlabelled" if value is None or value == "" else str(value)
 
 
-def map_vectors(vectors, columns: dict | None = None, *, sample: int = 20_000, dim: int = 2, engine: str = "local",
-                seed: int | None = 0, address: str | None = None, workers: int | None = None,
-                chunk_size: int = 5_000, progress: bool = True) -> CollectionMap:
+def map_vectors(
+    vectors,
+    columns: dict | None = None,
+    *,
+    sample: int = 20_000,
+    dim: int = 2,
+    engine: str = "local",
+    seed: int | None = 0,
+    address: str | None = None,
+    workers: int | None = None,
+    chunk_size: int = 5_000,
+    progress: bool = True,
+) -> CollectionMap:
     """Map many vectors: fit UMAP (StyleAtlas.fit's recipe) on a random sample, place the rest.
 
     The rest are placed in chunks of `chunk_size` with the fitted model's transform: in this
@@ -195,8 +221,10 @@ def map_vectors(vectors, columns: dict | None = None, *, sample: int = 20_000, d
     started = time.perf_counter()
     atlas = StyleAtlas(None, seed=seed)
     paths = columns.get("path", columns["id"])
-    atlas.add_vectors(vectors[fit_rows], [{"id": str(columns["id"][i]), "name": Path(str(paths[i])).name,
-                                           "path": str(paths[i])} for i in fit_rows])
+    atlas.add_vectors(
+        vectors[fit_rows],
+        [{"id": str(columns["id"][i]), "name": Path(str(paths[i])).name, "path": str(paths[i])} for i in fit_rows],
+    )
     coords = np.zeros((n, dim), dtype=np.float32)
     coords[fit_rows] = atlas.fit(dim=dim)
     seconds = {"fit": time.perf_counter() - started}
@@ -205,8 +233,9 @@ def map_vectors(vectors, columns: dict | None = None, *, sample: int = 20_000, d
     started = time.perf_counter()
     rest = np.flatnonzero(~fitted)
     if len(rest):
-        coords[rest] = cmap.place(vectors[rest], engine=engine, address=address, workers=workers,
-                                  chunk_size=chunk_size, progress=progress)
+        coords[rest] = cmap.place(
+            vectors[rest], engine=engine, address=address, workers=workers, chunk_size=chunk_size, progress=progress
+        )
     seconds["place"] = time.perf_counter() - started
     return cmap
 
@@ -214,8 +243,9 @@ def map_vectors(vectors, columns: dict | None = None, *, sample: int = 20_000, d
 # ---------------------------------------------------------------- thinning for display
 
 
-def thin(coords, labels=None, max_points: int = 20_000, seed: int = 0, min_per_label: int = 20,
-         grid: int = 32) -> np.ndarray:
+def thin(
+    coords, labels=None, max_points: int = 20_000, seed: int = 0, min_per_label: int = 20, grid: int = 32
+) -> np.ndarray:
     """Sorted indices of at most `max_points` points, a stratified sample that keeps every label.
 
     Each label keeps all its points up to `min_per_label` (less when there are too many labels
@@ -238,8 +268,10 @@ def thin(coords, labels=None, max_points: int = 20_000, seed: int = 0, min_per_l
     order = np.argsort(strata, kind="stable")
     names, starts, counts = np.unique(strata[order], return_index=True, return_counts=True)
     if len(names) > max_points:
-        raise KitError(f"{len(names)} labels cannot all be shown with max_points={max_points}: "
-                       "raise max_points or colour by a column with fewer values")
+        raise KitError(
+            f"{len(names)} labels cannot all be shown with max_points={max_points}: "
+            "raise max_points or colour by a column with fewer values"
+        )
     floor = np.minimum(counts, max(1, min(min_per_label, max_points // len(names))))
     budget = max_points - int(floor.sum())
     extra = counts - floor
@@ -250,8 +282,10 @@ def thin(coords, labels=None, max_points: int = 20_000, seed: int = 0, min_per_l
         for i in np.argsort(-(share - np.floor(share)), kind="stable")[:leftover]:
             quota[i] += quota[i] < counts[i]
     rng = np.random.default_rng(seed)
-    kept = [rng.choice(order[start:start + count], size=int(k), replace=False)
-            for start, count, k in zip(starts, counts, quota)]
+    kept = [
+        rng.choice(order[start : start + count], size=int(k), replace=False)
+        for start, count, k in zip(starts, counts, quota)
+    ]
     return np.sort(np.concatenate(kept))
 
 

@@ -58,7 +58,9 @@ def require_pyarrow():
         import pyarrow
         import pyarrow.parquet  # noqa: F401 - the submodule is used as pyarrow.parquet
     except ImportError:
-        raise KitError("collections are stored as Parquet and need pyarrow: pip install pyarrow (or 'kit-portraits[ray]')") from None
+        raise KitError(
+            "collections are stored as Parquet and need pyarrow: pip install pyarrow (or 'kit-portraits[ray]')"
+        ) from None
     return pyarrow
 
 
@@ -94,8 +96,10 @@ def read_source(source) -> Source:
         raise KitError(f"{path} has no 'path' column (its columns: {', '.join(table.column_names)})")
     clash = [name for name in table.column_names if name in COLUMNS and name != "path"]
     if clash:
-        raise KitError(f"{path} has columns named {', '.join(clash)}, which the dataset uses itself: "
-                       f"rename them (e.g. {clash[0]!r} -> 'source_{clash[0]}')")
+        raise KitError(
+            f"{path} has columns named {', '.join(clash)}, which the dataset uses itself: "
+            f"rename them (e.g. {clash[0]!r} -> 'source_{clash[0]}')"
+        )
     keys = [_check_key(key, path, row) for row, key in enumerate(table.column("path").to_pylist())]
     order = sorted(range(len(keys)), key=keys.__getitem__)
     keys = [keys[i] for i in order]
@@ -114,8 +118,10 @@ def _check_key(key, path: Path, row: int) -> str:
     if not key:
         raise KitError(f"{path}: row {row + 1} has an empty path")
     if _URL.match(key):
-        raise KitError(f"{path}: row {row + 1} names a URL ({key[:100]!r}); the kit embeds local files: "
-                       "download the images and list their paths")
+        raise KitError(
+            f"{path}: row {row + 1} names a URL ({key[:100]!r}); the kit embeds local files: "
+            "download the images and list their paths"
+        )
     if "\x00" in key:
         raise KitError(f"{path}: row {row + 1} has a NUL character in its path, which no file system takes")
     return Path(key).as_posix()
@@ -126,7 +132,9 @@ def _read_list(path: Path):
     pa = require_pyarrow()
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
-        raise KitError(f"source {path} must be a folder, a .csv or a .parquet file, not {suffix or 'a file without suffix'}")
+        raise KitError(
+            f"source {path} must be a folder, a .csv or a .parquet file, not {suffix or 'a file without suffix'}"
+        )
     try:
         data = pa.BufferReader(read_file(path, field="source", max_bytes=MAX_BYTES))
         if suffix == ".csv":
@@ -186,30 +194,48 @@ def open_dataset(out, src: Source, model: str, shard_size: int, new_source: bool
     old = _read_manifest(dataset) if dataset.is_dir() else None
     if old is None and dataset.is_dir() and any(dataset.iterdir()):
         example = sorted(p.name for p in dataset.iterdir())[0]
-        raise KitError(f"out {dataset} already holds files that are not a kit embeddings dataset (e.g. {example!r}) "
-                       "and the kit never writes into someone else's folder: give a new or empty folder")
+        raise KitError(
+            f"out {dataset} already holds files that are not a kit embeddings dataset (e.g. {example!r}) "
+            "and the kit never writes into someone else's folder: give a new or empty folder"
+        )
     if old is not None and not new_source and (old.get("source"), old.get("root")) != (src.description, str(src.root)):
-        raise KitError(f"{dataset} holds the embeddings of {old.get('source')!r}, and this run embeds "
-                       f"{src.description!r}: give another output folder, or, if the collection moved there, "
-                       "pass new_source=True (`kit embed --new-source`)")
+        raise KitError(
+            f"{dataset} holds the embeddings of {old.get('source')!r}, and this run embeds "
+            f"{src.description!r}: give another output folder, or, if the collection moved there, "
+            "pass new_source=True (`kit embed --new-source`)"
+        )
     if old is not None and old.get("model_id") != model:
-        raise KitError(f"{dataset} holds embeddings of {old.get('model_id')}, and this run uses {model}: "
-                       "embeddings of two models don't mix. Use another output folder, or delete this one.")
+        raise KitError(
+            f"{dataset} holds embeddings of {old.get('model_id')}, and this run uses {model}: "
+            "embeddings of two models don't mix. Use another output folder, or delete this one."
+        )
     if old is not None and old.get("shard_size") != shard_size:
-        raise KitError(f"{dataset} was written with shard_size={old.get('shard_size')}, this run asks for "
-                       f"{shard_size}: run with shard_size={old.get('shard_size')} (--shard-size) to resume, "
-                       "or use another output folder")
+        raise KitError(
+            f"{dataset} was written with shard_size={old.get('shard_size')}, this run asks for "
+            f"{shard_size}: run with shard_size={old.get('shard_size')} (--shard-size) to resume, "
+            "or use another output folder"
+        )
     dataset.mkdir(parents=True, exist_ok=True)
     return dataset
 
 
-def new_manifest(src: Source, shards: list[Shard], *, model: str, clip_model: str, pretrained: str, dim: int,
-                 shard_size: int) -> dict:
+def new_manifest(
+    src: Source, shards: list[Shard], *, model: str, clip_model: str, pretrained: str, dim: int, shard_size: int
+) -> dict:
     """The manifest of a run that has not finished yet (``complete`` False)."""
-    return {"format": FORMAT, "model_id": model, "clip_model": clip_model, "pretrained": pretrained,
-            "dim": dim, "shard_size": shard_size, "source": src.description, "root": str(src.root),
-            "total": len(src.keys), "complete": False,
-            "shards": [{"index": s.index, "file": s.file, "paths": s.size, "hash": s.hash} for s in shards]}
+    return {
+        "format": FORMAT,
+        "model_id": model,
+        "clip_model": clip_model,
+        "pretrained": pretrained,
+        "dim": dim,
+        "shard_size": shard_size,
+        "source": src.description,
+        "root": str(src.root),
+        "total": len(src.keys),
+        "complete": False,
+        "shards": [{"index": s.index, "file": s.file, "paths": s.size, "hash": s.hash} for s in shards],
+    }
 
 
 def write_manifest(dataset: Path, manifest: dict) -> None:
@@ -226,7 +252,9 @@ def _read_manifest(dataset: Path) -> dict | None:
         manifest = json.loads(read_file(path, field=MANIFEST, max_bytes=MAX_MANIFEST_BYTES).decode("utf-8"))
     except (ValueError, RecursionError) as err:  # a ReadError, not UTF-8 or JSON, or nested past what a parser follows
         reason = getattr(err, "reason", None) or ("nested too deep" if isinstance(err, RecursionError) else err)
-        raise KitError(f"{path} is not readable ({reason}): delete it and run again (complete shards are kept)") from None
+        raise KitError(
+            f"{path} is not readable ({reason}): delete it and run again (complete shards are kept)"
+        ) from None
     return check_manifest(manifest, path)
 
 
@@ -286,8 +314,15 @@ def _kits_file(path: Path, what: str) -> bool:
         raise KitError(f"{what} {path} cannot be read ({err.strerror or err})") from None
     if stat.S_ISREG(mode):
         return True
-    kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a symlink"
-            if stat.S_ISLNK(mode) else "not a regular file")
+    kind = (
+        "a folder"
+        if stat.S_ISDIR(mode)
+        else "a FIFO"
+        if stat.S_ISFIFO(mode)
+        else "a symlink"
+        if stat.S_ISLNK(mode)
+        else "not a regular file"
+    )
     raise KitError(f"{what} {path} is {kind}, not a file the kit wrote: move it away and run again")
 
 
@@ -314,8 +349,10 @@ def read_shard(dataset: Path, shard: Shard, model: str, dim: int):
     if not isinstance(info, dict):
         return None
     if info.get("model_id") != model:
-        raise KitError(f"{path} holds embeddings of {str(info.get('model_id'))[:100]}, not {model}: "
-                       "embeddings of two models don't mix. Use another output folder.")
+        raise KitError(
+            f"{path} holds embeddings of {str(info.get('model_id'))[:100]}, not {model}: "
+            "embeddings of two models don't mix. Use another output folder."
+        )
     return table if _holds(table, info, shard, dim) else None
 
 
@@ -328,8 +365,11 @@ def _holds(table, info: dict, shard: Shard, dim: int) -> bool:
     if any(name not in table.column_names or table.schema.field(name).type != kind for name, kind in types.items()):
         return False
     paths = table.column("path").to_pylist()
-    if None in paths or hashlib.sha1("\n".join(paths).encode("utf-8")).hexdigest() != shard.hash \
-            or table.column("id").to_pylist() != [image_id(key) for key in paths]:
+    if (
+        None in paths
+        or hashlib.sha1("\n".join(paths).encode("utf-8")).hexdigest() != shard.hash
+        or table.column("id").to_pylist() != [image_id(key) for key in paths]
+    ):
         return False
     failed = np.array([error is not None for error in table.column("error").to_pylist()], dtype=bool)
     embedding = table.column("embedding").combine_chunks()
@@ -352,14 +392,15 @@ def _shard_info(path: Path) -> dict | None:
         return None
 
 
-def write_shard(dataset: Path, src: Source, shard: Shard, rows: dict, model: str, pretrained: str,
-                dim: int) -> list[tuple[str, str]]:
+def write_shard(
+    dataset: Path, src: Source, shard: Shard, rows: dict, model: str, pretrained: str, dim: int
+) -> list[tuple[str, str]]:
     """Write one shard whole (temp file + rename); returns (path, reason) of its unreadable images.
 
     rows: key -> (embedding, width, height, error or None), one for each of the shard's keys.
     """
     pa = require_pyarrow()
-    keys = src.keys[shard.start:shard.stop]
+    keys = src.keys[shard.start : shard.stop]
     ordered = [rows[key] for key in keys]
     failed = np.array([row[3] is not None for row in ordered])
     embedding = np.stack([row[0] for row in ordered]).astype(np.float32)
@@ -389,7 +430,7 @@ def remove_stale(dataset: Path, count: int) -> None:
     A file is removed only when it proves the kit wrote it: a shard carries the kit's metadata.
     """
     for path in dataset.glob("shard-*.parquet"):
-        number = path.name[len("shard-"):-len(".parquet")]
+        number = path.name[len("shard-") : -len(".parquet")]
         if number.isdigit() and int(number) >= count and (_shard_info(path) or {}).get("format") == FORMAT:
             path.unlink()
     clean_temp_files(dataset)
@@ -413,8 +454,11 @@ def _dataset_tables(dataset):
         else:
             tables.append(table)
     if missing:
-        warnings.warn(f"{dataset} is incomplete: {len(missing)} of {len(manifest['shards'])} shards are missing "
-                      f"or unfinished (first: {missing[0]}); run `kit embed` again to finish it", stacklevel=3)
+        warnings.warn(
+            f"{dataset} is incomplete: {len(missing)} of {len(manifest['shards'])} shards are missing "
+            f"or unfinished (first: {missing[0]}); run `kit embed` again to finish it",
+            stacklevel=3,
+        )
     return manifest, tables
 
 
@@ -437,11 +481,17 @@ def load_embeddings(dataset) -> tuple[np.ndarray, dict]:
     skipped = len(table) - len(fine)
     if skipped:
         first = table.filter(pc.invert(pc.is_null(table.column("error")))).slice(0, 1).to_pylist()[0]
-        warnings.warn(f"left out {skipped} of {len(table)} images that could not be read "
-                      f"(first: {first['path']}: {first['error']}); load_errors() lists them", stacklevel=2)
+        warnings.warn(
+            f"left out {skipped} of {len(table)} images that could not be read "
+            f"(first: {first['path']}: {first['error']}); load_errors() lists them",
+            stacklevel=2,
+        )
     vectors = fine.column("embedding").combine_chunks().flatten().to_numpy().reshape(-1, dim)
-    rows = {name: fine.column(name).to_numpy(zero_copy_only=False)
-            for name in fine.column_names if name not in ("embedding", "model_id", "pretrained", "error")}
+    rows = {
+        name: fine.column(name).to_numpy(zero_copy_only=False)
+        for name in fine.column_names
+        if name not in ("embedding", "model_id", "pretrained", "error")
+    }
     return vectors.astype(np.float32, copy=False), rows
 
 

@@ -30,8 +30,8 @@ import numpy as np
 from PIL import Image
 
 from . import checks, presets
-from .errors import KitError
 from .embed_cache import VectorCache, default_cache_path  # noqa: F401 - re-exported: kit.embed.VectorCache
+from .errors import KitError
 from .files import MAX_PIXELS, ReadError, read_file, read_image
 
 TINY_CLIP = "kit-tiny-clip"
@@ -192,8 +192,13 @@ def expand(items) -> list:
         elif isinstance(item, (str, os.PathLike)):
             path = Path(item).expanduser()
             if path.is_dir():
-                found = [p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not _is_folder(p)
-                         and not any(part.startswith(".") for part in p.relative_to(path).parts)]
+                found = [
+                    p
+                    for p in path.rglob("*")
+                    if p.suffix.lower() in IMAGE_SUFFIXES
+                    and not _is_folder(p)
+                    and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                ]
                 out.extend(sorted(found, key=lambda p: p.relative_to(path).parts))
             else:
                 out.append(path)
@@ -244,8 +249,15 @@ class Embedder:
     The model is loaded on first use.
     """
 
-    def __init__(self, preset=None, device: str | None = None, cache=True, batch_size: int = 32,
-                 max_pixels: int = MAX_PIXELS, dtype=None):
+    def __init__(
+        self,
+        preset=None,
+        device: str | None = None,
+        cache=True,
+        batch_size: int = 32,
+        max_pixels: int = MAX_PIXELS,
+        dtype=None,
+    ):
         batch_size = checks.whole(batch_size, "batch_size", 1)
         max_pixels = checks.whole(max_pixels, "max_pixels", 1)
         self.preset = presets.get(preset)
@@ -322,8 +334,10 @@ class Embedder:
                 raise KitError(f"texts[{index}] is empty: give every text some words")
             bad = next((c for c in text if "\ud800" <= c <= "\udfff"), None)
             if bad is not None:  # half of a UTF-16 pair: not a character, nothing can encode it
-                raise KitError(f"texts[{index}] holds a lone surrogate ({bad!r}), which is not text: "
-                               "decode the text with its own encoding first")
+                raise KitError(
+                    f"texts[{index}] holds a lone surrogate ({bad!r}), which is not text: "
+                    "decode the text with its own encoding first"
+                )
         keys = [_hash(b"text", text.encode("utf-8")) for text in texts]
         return self._embed(keys, texts, self._encode_texts, desc="embedding texts")[0]
 
@@ -338,16 +352,20 @@ class Embedder:
         """Embed images: an (N, dim) float32 array, one unit row per image that could be read.
 
         items: PIL images, file paths and folders (expanded recursively to their image
-        files, sorted; see `expand`), or a single one of these. Unreadable items are skipped with a warning naming how many;
+        files, sorted; see `expand`), or a single one of these. Unreadable items are skipped with a warning naming
+        how many;
         use `embed_images` to learn which row belongs to which item and why items
         were skipped. errors="raise" raises KitError naming an unreadable item instead.
         """
         result = self.embed_images(items, errors=errors)
         if result.errors:
             item, reason = result.errors[0]
-            warnings.warn(f"skipped {len(result.errors)} of {len(result.items) + len(result.errors)} images "
-                          f"that could not be read (first: {item}: {reason}); "
-                          "embed_images() lists them all", stacklevel=2)
+            warnings.warn(
+                f"skipped {len(result.errors)} of {len(result.items) + len(result.errors)} images "
+                f"that could not be read (first: {item}: {reason}); "
+                "embed_images() lists them all",
+                stacklevel=2,
+            )
         return result.vectors
 
     def embed_images(self, items, errors: str = "skip") -> ImageEmbeddings:
@@ -388,8 +406,9 @@ class Embedder:
             return dict(zip(ok, unit_float32(vectors)))
 
         readable = [index for index, key in enumerate(keys) if key is not None]
-        vectors, found = self._embed([keys[i] for i in readable], [items[i] for i in readable],
-                                     encode, desc="embedding images")
+        vectors, found = self._embed(
+            [keys[i] for i in readable], [items[i] for i in readable], encode, desc="embedding images"
+        )
         rows, kept, skipped = [], [], []
         row = 0
         for index, item in enumerate(items):

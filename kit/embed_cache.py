@@ -54,9 +54,11 @@ class VectorCache:
             info = os.stat(self.path)
             self._file = (info.st_dev, info.st_ino)
             if not self._ready:
-                db.execute("CREATE TABLE IF NOT EXISTS vectors (model TEXT NOT NULL, key TEXT NOT NULL, "
-                           "vector BLOB NOT NULL, dim INTEGER, dtype TEXT, crc INTEGER, "
-                           "PRIMARY KEY (model, key)) WITHOUT ROWID")
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS vectors (model TEXT NOT NULL, key TEXT NOT NULL, "
+                    "vector BLOB NOT NULL, dim INTEGER, dtype TEXT, crc INTEGER, "
+                    "PRIMARY KEY (model, key)) WITHOUT ROWID"
+                )
                 columns = {row[1] for row in db.execute("PRAGMA table_info(vectors)")}
                 for name, kind in (("dim", "INTEGER"), ("dtype", "TEXT"), ("crc", "INTEGER")):
                     if name not in columns:  # a cache written before rows were checked: its rows read as misses
@@ -96,16 +98,25 @@ class VectorCache:
         except OSError:
             return False
         self._ready = False
-        warnings.warn(f"embedding cache {self.path} is not usable ({type(err).__name__}: {err}): set aside as "
-                      f"{aside.name} and started afresh; its vectors are computed again", stacklevel=5)
+        warnings.warn(
+            f"embedding cache {self.path} is not usable ({type(err).__name__}: {err}): set aside as "
+            f"{aside.name} and started afresh; its vectors are computed again",
+            stacklevel=5,
+        )
         return True
 
     def _failed(self, err: Exception) -> None:
         if not self.broken:
-            fix = ("; it is not an SQLite file, so the kit leaves it alone: delete it or pass another cache= "
-                   "path (or cache=False)" if sqlite_damaged(err) else "")
-            warnings.warn(f"embedding cache {self.path} is not usable ({type(err).__name__}: {err}); "
-                          f"continuing without it{fix}", stacklevel=5)
+            fix = (
+                "; it is not an SQLite file, so the kit leaves it alone: delete it or pass another cache= "
+                "path (or cache=False)"
+                if sqlite_damaged(err)
+                else ""
+            )
+            warnings.warn(
+                f"embedding cache {self.path} is not usable ({type(err).__name__}: {err}); continuing without it{fix}",
+                stacklevel=5,
+            )
         self.broken = True
 
     def get(self, model: str, keys: list[str], dim: int) -> dict[str, np.ndarray]:
@@ -121,10 +132,12 @@ class VectorCache:
         def work(db):
             found, bad = {}, 0
             for start in range(0, len(keys), 500):  # stays under SQLite's limit on query parameters
-                chunk = keys[start:start + 500]
+                chunk = keys[start : start + 500]
                 marks = ",".join("?" * len(chunk))
-                rows = db.execute("SELECT key, dim, dtype, crc, vector FROM vectors "
-                                  f"WHERE model = ? AND key IN ({marks})", [model, *chunk])
+                rows = db.execute(
+                    f"SELECT key, dim, dtype, crc, vector FROM vectors WHERE model = ? AND key IN ({marks})",
+                    [model, *chunk],
+                )
                 for key, stored_dim, dtype, crc, blob in rows:
                     vector = _checked(blob, stored_dim, dtype, crc, dim, self.TOLERANCE)
                     if vector is None:
@@ -136,8 +149,11 @@ class VectorCache:
         found, bad = self._run(work, ({}, 0))
         if bad:
             if not self.rejected:
-                warnings.warn(f"embedding cache {self.path}: {bad} cached vector(s) were damaged or of another "
-                              "size and are computed again", stacklevel=3)
+                warnings.warn(
+                    f"embedding cache {self.path}: {bad} cached vector(s) were damaged or of another "
+                    "size and are computed again",
+                    stacklevel=3,
+                )
             self.rejected += bad
         return found
 
@@ -153,13 +169,18 @@ class VectorCache:
                 rows.append((model, key, vector.size, "float32", zlib.crc32(blob), blob))
         if len(rows) < len(vectors) and not self._refused:
             self._refused = True
-            warnings.warn(f"embedding cache {self.path}: {len(vectors) - len(rows)} vector(s) were not finite unit "
-                          "vectors and were not cached", stacklevel=3)
+            warnings.warn(
+                f"embedding cache {self.path}: {len(vectors) - len(rows)} vector(s) were not finite unit "
+                "vectors and were not cached",
+                stacklevel=3,
+            )
 
         def work(db):
             with db:
-                db.executemany("INSERT OR REPLACE INTO vectors (model, key, dim, dtype, crc, vector) "
-                               "VALUES (?, ?, ?, ?, ?, ?)", rows)
+                db.executemany(
+                    "INSERT OR REPLACE INTO vectors (model, key, dim, dtype, crc, vector) VALUES (?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
 
         if rows:
             self._run(work, None)
@@ -178,8 +199,13 @@ class VectorCache:
 
 def _checked(blob, stored_dim, dtype, crc, dim: int, tolerance: float) -> np.ndarray | None:
     """The vector in `blob` when it is what a row claims and what was asked for, else None."""
-    if not isinstance(blob, bytes) or dtype != "float32" or stored_dim != dim or len(blob) != 4 * dim \
-            or zlib.crc32(blob) != crc:
+    if (
+        not isinstance(blob, bytes)
+        or dtype != "float32"
+        or stored_dim != dim
+        or len(blob) != 4 * dim
+        or zlib.crc32(blob) != crc
+    ):
         return None
     vector = np.frombuffer(blob, dtype=np.float32)
     if not np.isfinite(vector).all() or abs(float(np.dot(vector, vector)) - 1.0) > 2 * tolerance:

@@ -16,9 +16,9 @@ import re
 import socket
 import stat
 import tempfile
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 from . import checks
 from .errors import KitError
@@ -62,8 +62,10 @@ def check_path(value, field: str) -> Path:
         raise KitError(f"{field} is {size:,} bytes long; a path may have at most {PATH_MAX:,}")
     long = next((part for part in text.split(os.sep) if len(part.encode("utf-8")) > NAME_MAX), None)
     if long is not None:
-        raise KitError(f"{field} has a name of {len(long.encode('utf-8')):,} bytes ({long[:40]!r}...); "
-                       f"a file or folder name may have at most {NAME_MAX}")
+        raise KitError(
+            f"{field} has a name of {len(long.encode('utf-8')):,} bytes ({long[:40]!r}...); "
+            f"a file or folder name may have at most {NAME_MAX}"
+        )
     return Path(text).expanduser()
 
 
@@ -73,8 +75,10 @@ def name_part(value, field: str, *, limit: int = 64) -> str:
     The one rule for every file name the kit derives from data, so data never chooses a folder."""
     text = str(value)
     if not re.fullmatch(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*", text) or ".." in text or len(text) > limit:
-        raise KitError(f"{field} cannot be part of a file name (letters, digits, '-', '_' and '.', at most "
-                       f"{limit}), got {text[:80]!r}")
+        raise KitError(
+            f"{field} cannot be part of a file name (letters, digits, '-', '_' and '.', at most "
+            f"{limit}), got {text[:80]!r}"
+        )
     return text
 
 
@@ -216,8 +220,9 @@ def _alive(pid: int) -> bool:
 def sqlite_damaged(err: Exception) -> bool:
     """Whether an sqlite3 error says the database file is damaged or is not a database at all."""
     name = getattr(err, "sqlite_errorname", "")
-    return name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in str(err) \
-        or "not a database" in str(err)
+    return (
+        name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in str(err) or "not a database" in str(err)
+    )
 
 
 def set_aside(path, tag: str = "damaged") -> Path:
@@ -317,14 +322,29 @@ def read_file(path, *, field: str = "file", max_bytes: int = MAX_BYTES) -> bytes
 def _check_regular(mode: int, field: str, where: str) -> None:
     if stat.S_ISREG(mode):
         return
-    kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
-            else "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-            else "not a file")
+    kind = (
+        "a folder"
+        if stat.S_ISDIR(mode)
+        else "a FIFO (named pipe)"
+        if stat.S_ISFIFO(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "not a file"
+    )
     raise ReadError(field, where, f"{kind}, not a regular file")
 
 
-def read_image(source, *, field: str = "image", alpha: bool = False, max_pixels: int = MAX_PIXELS,
-               max_bytes: int = MAX_BYTES, draft: tuple[int, int] | None = None):
+def read_image(
+    source,
+    *,
+    field: str = "image",
+    alpha: bool = False,
+    max_pixels: int = MAX_PIXELS,
+    max_bytes: int = MAX_BYTES,
+    draft: tuple[int, int] | None = None,
+):
     """The one image reader: a new 8-bit RGB PIL image (RGBA with ``alpha=True``), upright.
 
     source: a file path, bytes, a binary file object, a PIL image, a numpy array, or an
@@ -347,15 +367,20 @@ def read_image(source, *, field: str = "image", alpha: bool = False, max_pixels:
     from PIL import Image
 
     max_pixels, max_bytes = checks.whole(max_pixels, "max_pixels", 1), checks.whole(max_bytes, "max_bytes", 1)
-    if not isinstance(source, (str, bytes, bytearray, memoryview, os.PathLike, np.ndarray, Image.Image)) \
-            and not hasattr(source, "read") and isinstance(getattr(source, "image", None), Image.Image):
+    if (
+        not isinstance(source, (str, bytes, bytearray, memoryview, os.PathLike, np.ndarray, Image.Image))
+        and not hasattr(source, "read")
+        and isinstance(getattr(source, "image", None), Image.Image)
+    ):
         source = source.image  # an Artwork, or anything else that carries its image
     if isinstance(source, np.ndarray):
         try:
             source = Image.fromarray(source)
         except (TypeError, ValueError):
-            raise KitError(f"{field}: a {source.dtype} array of shape {source.shape} is not an image "
-                           "(use H x W x 3 uint8, H x W uint8/uint16, or H x W float in 0..1)") from None
+            raise KitError(
+                f"{field}: a {source.dtype} array of shape {source.shape} is not an image "
+                "(use H x W x 3 uint8, H x W uint8/uint16, or H x W float in 0..1)"
+            ) from None
     if isinstance(source, Image.Image):
         where = "the PIL image given"
         _check_pixels(source.size, max_pixels, field, where)
@@ -372,8 +397,10 @@ def read_image(source, *, field: str = "image", alpha: bool = False, max_pixels:
             where = repr(str(getattr(source, "name", "the file object given")))
             data = _read_stream(source, field, where, max_bytes)
         else:
-            raise KitError(f"{field} must be a PIL image, an Artwork, a numpy array, bytes, a file object or "
-                           f"a file path, got {type(source).__name__}")
+            raise KitError(
+                f"{field} must be a PIL image, an Artwork, a numpy array, bytes, a file object or "
+                f"a file path, got {type(source).__name__}"
+            )
         image = _decode(data, field, where, max_pixels, draft)
     return to_rgb(_upright(image), alpha=alpha, field=field, where=where)
 

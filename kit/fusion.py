@@ -56,10 +56,10 @@ from .record import Drawn, credit, seed_action
 from .sheet import contact_sheet
 from .studio import CHECKS, INPUTS
 
-MAX_STYLES = 5          # components in one blend (and styles in the mixer)
-MAX_WEIGHT = 100.0      # |weight| as given, before normalising
-MAX_CANCEL = 0.5        # negative weights may add up to at most this share of the positive ones
-MAX_GRID_STEPS = 11     # points along each edge of a fusion grid
+MAX_STYLES = 5  # components in one blend (and styles in the mixer)
+MAX_WEIGHT = 100.0  # |weight| as given, before normalising
+MAX_CANCEL = 0.5  # negative weights may add up to at most this share of the positive ones
+MAX_GRID_STEPS = 11  # points along each edge of a fusion grid
 LOOKS_LIKE_ID = re.compile(r"[a-z0-9]+(-[a-z0-9]+)+")
 EXAMPLE = "{'ukiyo-e': 0.6, 'art-deco': 0.4}"
 
@@ -72,7 +72,7 @@ EXAMPLE = "{'ukiyo-e': 0.6, 'art-deco': 0.4}"
 class Component:
     """One term of a blend: a catalogue style or a free prompt, with its weight as given."""
 
-    key: str                    # the style id, or the free prompt text
+    key: str  # the style id, or the free prompt text
     weight: float
     style: style_catalogue.Style | None  # None for a free prompt
 
@@ -104,8 +104,9 @@ def _component_key(key) -> tuple[str, style_catalogue.Style | None]:
 def check_weights(weights) -> list[Component]:
     """The components of a weights dict, in the order given; KitError naming the problem."""
     if not isinstance(weights, dict):
-        raise KitError(f"weights must be a dict of style ids (or prompts) to numbers, e.g. {EXAMPLE}; "
-                       f"got {type(weights).__name__}")
+        raise KitError(
+            f"weights must be a dict of style ids (or prompts) to numbers, e.g. {EXAMPLE}; got {type(weights).__name__}"
+        )
     if not weights:
         raise KitError(f"weights is empty: give 1 to {MAX_STYLES} styles with their weights, e.g. {EXAMPLE}")
     if len(weights) > MAX_STYLES:
@@ -120,18 +121,22 @@ def check_weights(weights) -> list[Component]:
             raise KitError(f"weights[{name!r}] must be a number, got {weight!r} ({type(weight).__name__})")
         weight = float(weight)
         if not math.isfinite(weight) or abs(weight) > MAX_WEIGHT:
-            raise KitError(f"weights[{name!r}] must be a finite number from {-MAX_WEIGHT:g} to {MAX_WEIGHT:g}, "
-                           f"got {weight}")
+            raise KitError(
+                f"weights[{name!r}] must be a finite number from {-MAX_WEIGHT:g} to {MAX_WEIGHT:g}, got {weight}"
+            )
         components.append(Component(name, weight, style))
     positive = sum(c.weight for c in components if c.weight > 0)
     negative = -sum(c.weight for c in components if c.weight < 0)
     if positive == 0:
-        raise KitError(f"weights need at least one positive weight (they are divided by their sum), "
-                       f"got {_plain(weights)}")
+        raise KitError(
+            f"weights need at least one positive weight (they are divided by their sum), got {_plain(weights)}"
+        )
     if negative > MAX_CANCEL * positive:
-        raise KitError(f"weights: the negative weights add up to {negative:g}, more than half of the positive "
-                       f"ones ({positive:g}); a negative weight pushes away from a style, but may cancel at most "
-                       f"half of the blend")
+        raise KitError(
+            f"weights: the negative weights add up to {negative:g}, more than half of the positive "
+            f"ones ({positive:g}); a negative weight pushes away from a style, but may cancel at most "
+            f"half of the blend"
+        )
     return components
 
 
@@ -210,8 +215,9 @@ def encode_component(studio, prompt: str, negative: str, guidance: float, encodi
     return cond
 
 
-def conditioning(studio, weights, subject: str, negative: str = "", guidance: float = 0.0,
-                 encoding: str = WEBUI) -> dict:
+def conditioning(
+    studio, weights, subject: str, negative: str = "", guidance: float = 0.0, encoding: str = WEBUI
+) -> dict:
     """The blended conditioning of one image: each non-zero component encoded on its own (as many
     chunks long as the longest), then blended."""
     components = sorted((c for c in check_weights(weights) if c.weight != 0), key=lambda c: c.key)
@@ -237,15 +243,15 @@ def inputs(studio, records) -> tuple[dict, torch.Tensor]:
 # Making images
 
 
-def plan(studio, weights, subject, *, seed=None, negative=None, steps=None, guidance=None, size=None,
-         preview=False):
+def plan(studio, weights, subject, *, seed=None, negative=None, steps=None, guidance=None, size=None, preview=False):
     """Check a fusion request and return its Record, without touching a model."""
     components = check_weights(weights)
     subject = studio.check_prompt(subject, "subject")
     for c in components:
         studio.check_prompt(c.prompt(subject), f"weights[{c.key!r}] prompt")
-    record, = studio.plan(subject, negative=negative, seed=seed, steps=steps, guidance=guidance, size=size,
-                          preview=preview)
+    (record,) = studio.plan(
+        subject, negative=negative, seed=seed, steps=steps, guidance=guidance, size=size, preview=preview
+    )
     return _fused(record, weights, subject, seed_action(seed))
 
 
@@ -253,16 +259,39 @@ def _fused(record, weights, subject: str, seed_chosen: list[dict] | None = None)
     """A copy of `record` (its settings checked) for `subject` in a blend of `weights`; `seed_chosen`:
     the person's seed action (`seed_action`), none when the seed was left to chance."""
     components = check_weights(weights)
-    fused = replace(record, kind="fuse", prompt=f"{describe(weights)}: {subject}", subject=subject, style=None,
-                    fusion={c.key: c.weight for c in components})
-    person = [{"action": "typed the prompt", "prompt": subject},
-              {"action": "set the fusion weights", "weights": dict(fused.fusion)},
-              *([{"action": "typed the negative prompt"}] if record.negative else []), *(seed_chosen or [])]
+    fused = replace(
+        record,
+        kind="fuse",
+        prompt=f"{describe(weights)}: {subject}",
+        subject=subject,
+        style=None,
+        fusion={c.key: c.weight for c in components},
+    )
+    person = [
+        {"action": "typed the prompt", "prompt": subject},
+        {"action": "set the fusion weights", "weights": dict(fused.fusion)},
+        *([{"action": "typed the negative prompt"}] if record.negative else []),
+        *(seed_chosen or []),
+    ]
     return credit(fused, person)
 
 
-def fuse(studio, weights, subject, *, seed=None, negative=None, steps=None, guidance=None, size=None,
-         preview=False, on_step=None, on_preview=None, run=None, save=True):
+def fuse(
+    studio,
+    weights,
+    subject,
+    *,
+    seed=None,
+    negative=None,
+    steps=None,
+    guidance=None,
+    size=None,
+    preview=False,
+    on_step=None,
+    on_preview=None,
+    run=None,
+    save=True,
+):
     """One image of `subject` in a weighted blend of styles or prompts (see the module notes).
 
     >>> art = studio.fuse({"ukiyo-e": 0.6, "art-deco": 0.4}, subject="portrait of an elder", seed=3)
@@ -273,8 +302,17 @@ def fuse(studio, weights, subject, *, seed=None, negative=None, steps=None, guid
     preview out of the studio's gallery. `on_preview(images)` gets the TAESD picture before the
     full decode, as in `Studio.generate`.
     """
-    record = plan(studio, weights, subject, seed=seed, negative=negative, steps=steps, guidance=guidance,
-                  size=size, preview=preview)
+    record = plan(
+        studio,
+        weights,
+        subject,
+        seed=seed,
+        negative=negative,
+        steps=steps,
+        guidance=guidance,
+        size=size,
+        preview=preview,
+    )
     return studio.render_many([record], on_step=on_step, on_preview=on_preview, run=run, save=save)[0]
 
 
@@ -302,8 +340,9 @@ def grid_cells(keys: list[str], points: int) -> tuple[list[dict | None], int]:
     each edge is a two-style sweep and the inside mixes all three.
     """
     if isinstance(points, bool) or not isinstance(points, numbers.Integral) or not 2 <= points <= MAX_GRID_STEPS:
-        raise KitError(f"points (grid points along each edge) must be a whole number from 2 to {MAX_GRID_STEPS}, "
-                       f"got {points!r}")
+        raise KitError(
+            f"points (grid points along each edge) must be a whole number from 2 to {MAX_GRID_STEPS}, got {points!r}"
+        )
     n = int(points) - 1
     if len(keys) == 2:
         a, b = keys
@@ -321,8 +360,23 @@ def label(weights: dict) -> str:
     return " : ".join(f"{w:.2g}" for w in weights.values())
 
 
-def fusion_grid(studio, styles, subject, seed=None, points=None, *, steps=None, negative=None, guidance=None,
-                size=None, preview=False, diffusion_steps=None, cell=160, on_step=None, run=None):
+def fusion_grid(
+    studio,
+    styles,
+    subject,
+    seed=None,
+    points=None,
+    *,
+    steps=None,
+    negative=None,
+    guidance=None,
+    size=None,
+    preview=False,
+    diffusion_steps=None,
+    cell=160,
+    on_step=None,
+    run=None,
+):
     """A contact sheet of blends: a sweep for 2 styles, a barycentric triangle for 3.
 
     `points` is the number of grid points along each edge (2 styles: `points`
@@ -335,12 +389,17 @@ def fusion_grid(studio, styles, subject, seed=None, points=None, *, steps=None, 
     the sampler's steps, each with a FutureWarning (use `studio.fusion_grid(..., points=, steps=)`).
     """
     if points is None and steps is not None:
-        warnings.warn("fusion_grid(steps=N) counted grid points; use points=N (steps will mean diffusion steps, "
-                      "as everywhere else)", FutureWarning, stacklevel=2)
+        warnings.warn(
+            "fusion_grid(steps=N) counted grid points; use points=N (steps will mean diffusion steps, "
+            "as everywhere else)",
+            FutureWarning,
+            stacklevel=2,
+        )
         points, steps = steps, None
     if diffusion_steps is not None:
-        warnings.warn("fusion_grid(diffusion_steps=N) is now steps=N (with points= for the grid)",
-                      FutureWarning, stacklevel=2)
+        warnings.warn(
+            "fusion_grid(diffusion_steps=N) is now steps=N (with points= for the grid)", FutureWarning, stacklevel=2
+        )
         steps = diffusion_steps
     points = 5 if points is None else points
     keys = check_styles(styles, 2, 3)
@@ -348,12 +407,24 @@ def fusion_grid(studio, styles, subject, seed=None, points=None, *, steps=None, 
     chosen = seed_action(seed)
     seed = Drawn(random_seed()) if seed is None else seed
     blends = [weights for weights in cells if weights is not None]
-    first = plan(studio, blends[0], subject, seed=seed, negative=negative, steps=steps,
-                 guidance=guidance, size=size, preview=preview)  # checks every key and the settings once
+    first = plan(
+        studio,
+        blends[0],
+        subject,
+        seed=seed,
+        negative=negative,
+        steps=steps,
+        guidance=guidance,
+        size=size,
+        preview=preview,
+    )  # checks every key and the settings once
     records = [first] + [_fused(first, weights, first.subject) for weights in blends[1:]]
-    person = [{"action": "typed the prompt", "prompt": first.subject},
-              {"action": "chose the styles of a grid", "styles": keys, "points": points},  # the grid sets each weight
-              *([{"action": "typed the negative prompt"}] if first.negative else []), *chosen]
+    person = [
+        {"action": "typed the prompt", "prompt": first.subject},
+        {"action": "chose the styles of a grid", "styles": keys, "points": points},  # the grid sets each weight
+        *([{"action": "typed the negative prompt"}] if first.negative else []),
+        *chosen,
+    ]
     records = [credit(record, person) for record in records]
     arts = studio.render_many(records, on_step=on_step, run=run)
     finished = iter(arts)

@@ -126,10 +126,11 @@ class Gallery:
         except OSError as err:
             raise KitError(f"cannot open the gallery index {str(self.index)!r}: {err.strerror or err}") from None
         if not stat.S_ISREG(mode):
-            what = "a symbolic link" if stat.S_ISLNK(mode) else "a folder" if stat.S_ISDIR(mode) else \
-                "a FIFO or device"
-            raise KitError(f"the gallery index {str(self.index)!r} is {what}, not the file the kit keeps there: "
-                           f"move it out of the gallery folder and open it again (the PNGs rebuild the index)")
+            what = "a symbolic link" if stat.S_ISLNK(mode) else "a folder" if stat.S_ISDIR(mode) else "a FIFO or device"
+            raise KitError(
+                f"the gallery index {str(self.index)!r} is {what}, not the file the kit keeps there: "
+                f"move it out of the gallery folder and open it again (the PNGs rebuild the index)"
+            )
         try:
             with closing(self._connect()) as db:
                 problems = [row[0] for row in db.execute("PRAGMA quick_check")]
@@ -164,15 +165,18 @@ class Gallery:
         return KitError(
             f"the gallery index {str(self.index)!r} is damaged ({detail}). The PNGs are the truth and are "
             f"untouched: kit.Gallery.repair({str(self.folder)!r}) sets the damaged index aside and rebuilds "
-            f"it from them (no image is deleted).")
+            f"it from them (no image is deleted)."
+        )
 
     def _error(self, err: sqlite3.Error, doing: str) -> KitError:
         """A KitError for an sqlite error: a damaged index names the repair, a full disk says so."""
         if sqlite_damaged(err):
             return self._damaged(err)
         if _is_disk_full(err):
-            return KitError(f"the disk holding {str(self.folder)!r} is full: could not {doing} the gallery index "
-                            f"({err}). Free some space and try again; no image was lost.")
+            return KitError(
+                f"the disk holding {str(self.folder)!r} is full: could not {doing} the gallery index "
+                f"({err}). Free some space and try again; no image was lost."
+            )
         return KitError(f"cannot {doing} the gallery index {str(self.index)!r}: {err}")
 
     def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
@@ -199,17 +203,40 @@ class Gallery:
         with self._transaction(db):
             db.executemany(sql, rows)
 
-    _COLUMNS = ("file", "created", "kind", "prompt", "style", "seed", "preset", "sha256", "record_json",
-                "size", "mtime_ns", "parents")
+    _COLUMNS = (
+        "file",
+        "created",
+        "kind",
+        "prompt",
+        "style",
+        "seed",
+        "preset",
+        "sha256",
+        "record_json",
+        "size",
+        "mtime_ns",
+        "parents",
+    )
     _INSERT = f"INSERT OR IGNORE INTO artworks ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
     _UPDATE = f"UPDATE artworks SET {', '.join(c + ' = ?' for c in _COLUMNS[1:])} WHERE file = ?"
 
     @staticmethod
     def _row(file: str, record: Record, stamp: tuple[int, int]) -> tuple:
         """The index row of a PNG: values in `_COLUMNS` order. stamp: (size, mtime_ns) of the file."""
-        seed = record.seed if -2**63 <= record.seed < 2**63 else None  # sqlite integers are 64-bit
-        return (file, record.created, record.kind, record.prompt, record.style, seed, record.preset,
-                record.sha256, record.to_json(), *stamp, " ".join(record.parents()))
+        seed = record.seed if -(2**63) <= record.seed < 2**63 else None  # sqlite integers are 64-bit
+        return (
+            file,
+            record.created,
+            record.kind,
+            record.prompt,
+            record.style,
+            seed,
+            record.preset,
+            record.sha256,
+            record.to_json(),
+            *stamp,
+            " ".join(record.parents()),
+        )
 
     # -- adding ----------------------------------------------------------------------
 
@@ -224,9 +251,11 @@ class Gallery:
             path = artwork.save(self.folder)
         except KitError as err:
             if _is_disk_full(err):
-                raise KitError(f"the disk holding {str(self.folder)!r} is full: this image was not saved "
-                               "(nothing half-written is left). The images saved before it are kept and "
-                               "indexed; free some space and make it again.") from err
+                raise KitError(
+                    f"the disk holding {str(self.folder)!r} is full: this image was not saved "
+                    "(nothing half-written is left). The images saved before it are kept and "
+                    "indexed; free some space and make it again."
+                ) from err
             raise
         try:
             stat = path.stat()
@@ -235,8 +264,10 @@ class Gallery:
                 self._write(db, self._INSERT, [row])
         except (sqlite3.Error, OSError) as err:
             why = "the disk is full" if _is_disk_full(err) else str(err)
-            raise KitError(f"saved {str(path)!r} but could not index it ({why}); it is indexed the next "
-                           "time the gallery is opened, or now by Gallery.rebuild_index()") from err
+            raise KitError(
+                f"saved {str(path)!r} but could not index it ({why}); it is indexed the next "
+                "time the gallery is opened, or now by Gallery.rebuild_index()"
+            ) from err
         return path
 
     # -- recovering ------------------------------------------------------------------
@@ -270,10 +301,13 @@ class Gallery:
         """
         disk = self._on_disk()
         # a row without a pixel hash (a foreign PNG indexed by an older version) is read again once, to get one
-        indexed = {file: (size, mtime) if sha else (-1, -1) for file, size, mtime, sha in
-                   self._read("SELECT file, size, mtime_ns, sha256 FROM artworks")}
-        left_out = {file: (size, mtime) for file, size, mtime in
-                    self._read("SELECT file, size, mtime_ns FROM unindexed")}
+        indexed = {
+            file: (size, mtime) if sha else (-1, -1)
+            for file, size, mtime, sha in self._read("SELECT file, size, mtime_ns, sha256 FROM artworks")
+        }
+        left_out = {
+            file: (size, mtime) for file, size, mtime in self._read("SELECT file, size, mtime_ns FROM unindexed")
+        }
         new, changed, skipped, fill = [], [], [], []
         for file, stamp in disk.items():
             before = indexed.get(file)
@@ -296,16 +330,22 @@ class Gallery:
         new.sort(key=lambda row: (row[1], row[0]))  # oldest first, as they would have been added
         try:
             with closing(self._connect()) as db:
-                for sql, rows in ((self._INSERT, new), (self._UPDATE, changed), (
-                        "INSERT OR REPLACE INTO unindexed (file, size, mtime_ns, reason) VALUES (?, ?, ?, ?)", skipped),
-                        ("UPDATE artworks SET size = ?, mtime_ns = ? WHERE file = ?", fill)):
+                for sql, rows in (
+                    (self._INSERT, new),
+                    (self._UPDATE, changed),
+                    ("INSERT OR REPLACE INTO unindexed (file, size, mtime_ns, reason) VALUES (?, ?, ?, ?)", skipped),
+                    ("UPDATE artworks SET size = ?, mtime_ns = ? WHERE file = ?", fill),
+                ):
                     if rows:
                         self._write(db, sql, rows)
         except sqlite3.Error as err:
             if not _is_disk_full(err):
                 raise self._error(err, "update") from err
-            warnings.warn(f"the disk holding {str(self.folder)!r} is full: {len(new)} PNG(s) are not indexed "
-                          "yet; they will be when the gallery is next opened with some space free", stacklevel=3)
+            warnings.warn(
+                f"the disk holding {str(self.folder)!r} is full: {len(new)} PNG(s) are not indexed "
+                "yet; they will be when the gallery is next opened with some space free",
+                stacklevel=3,
+            )
             return 0
         self._sync_marks()
         return len(new)
@@ -341,8 +381,9 @@ class Gallery:
             aside = set_aside(index)
         except OSError as err:
             raise KitError(f"cannot set the damaged gallery index {str(index)!r} aside: {err.strerror or err}") from err
-        warnings.warn(f"the damaged gallery index was set aside as {aside.name}; rebuilding it from the PNGs",
-                      stacklevel=2)
+        warnings.warn(
+            f"the damaged gallery index was set aside as {aside.name}; rebuilding it from the PNGs", stacklevel=2
+        )
         return cls(folder)
 
     # -- reading ---------------------------------------------------------------------
@@ -383,8 +424,17 @@ class Gallery:
             raise KitError(f"n must be a whole number >= 0, got {n!r}")
         return list(self._load_all(self._listed(newest_first=True)[:n]))
 
-    def find(self, prompt: str | None = None, style: str | None = None, seed: int | None = None,
-             kind: str | None = None, *, since=None, until=None, hidden: bool = False) -> list[Artwork]:
+    def find(
+        self,
+        prompt: str | None = None,
+        style: str | None = None,
+        seed: int | None = None,
+        kind: str | None = None,
+        *,
+        since=None,
+        until=None,
+        hidden: bool = False,
+    ) -> list[Artwork]:
         """Artworks matching every given filter, oldest first.
 
         prompt: a case-insensitive substring of the prompt; style: a style id; seed: a whole
@@ -418,8 +468,7 @@ class Gallery:
         if not hidden:
             where = f"{where} {'AND' if where else 'WHERE'} coalesce(sha256, '') NOT IN (SELECT sha256 FROM hidden)"
         left_out = set() if hidden or self._sync_marks() else self._hidden_in_log()  # the index lags on a full disk
-        found = [art for art in self._load_all(self._listed(where, tuple(args)))
-                 if art.record.sha256 not in left_out]
+        found = [art for art in self._load_all(self._listed(where, tuple(args))) if art.record.sha256 not in left_out]
         if start is None and end is None:
             return found
         # times compared as instants (records from other machines carry other offsets)
@@ -440,13 +489,13 @@ class Gallery:
         """The pixel hashes of the hidden images."""
         if not self._sync_marks():
             return self._hidden_in_log()
-        return {sha for sha, in self._read("SELECT sha256 FROM hidden")}
+        return {sha for (sha,) in self._read("SELECT sha256 FROM hidden")}
 
     def credit(self, sha256, action: dict) -> None:
         """Note something a person did with an image after it was saved, such as picking it out of several
         candidates ({"action": "picked", "of": 4}). Appended to the marks log; `authorship` adds it to the
         record's own section. The PNG is never rewritten (a signed file would lose its credentials)."""
-        action, = check_person([action], "action")
+        (action,) = check_person([action], "action")
         self._mark(self._known(sha256), "person", action=action)
 
     def authorship(self, sha256) -> list[str]:
@@ -479,8 +528,10 @@ class Gallery:
 
     def _mark(self, sha256: str, mark: str, **data) -> None:
         """Append a mark to the log (the truth), then bring the index's hidden table up to date."""
-        line = json.dumps({"sha256": sha256, "mark": mark, **data,
-                           "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}, ensure_ascii=False)
+        line = json.dumps(
+            {"sha256": sha256, "mark": mark, **data, "at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+            ensure_ascii=False,
+        )
         append_line(self.marks_file, line)
         self._sync_marks()
 
@@ -496,8 +547,10 @@ class Gallery:
         except ReadError as err:
             if err.reason == "no such file":
                 return []
-            raise KitError(f"cannot read the gallery's marks {str(self.marks_file)!r}: {err.reason}. Move it "
-                           "aside: hidden marks and credits are read from it") from None
+            raise KitError(
+                f"cannot read the gallery's marks {str(self.marks_file)!r}: {err.reason}. Move it "
+                "aside: hidden marks and credits are read from it"
+            ) from None
         marks, bad = [], []
         for number, line in enumerate(data.split(b"\n"), 1):
             if not line.strip():
@@ -509,8 +562,7 @@ class Gallery:
                 marks.append(mark)
         if bad:
             lines = ", ".join(map(str, bad[:5])) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-            warnings.warn(f"{self.MARKS}: skipped {len(bad)} line(s) that are not marks (line {lines})",
-                          stacklevel=3)
+            warnings.warn(f"{self.MARKS}: skipped {len(bad)} line(s) that are not marks (line {lines})", stacklevel=3)
         return marks
 
     def _sync_marks(self) -> bool:
@@ -536,8 +588,11 @@ class Gallery:
         except sqlite3.Error as err:
             if not _is_disk_full(err):
                 raise self._error(err, "update") from err
-            warnings.warn(f"the disk holding {str(self.folder)!r} is full: the marks are noted in {self.MARKS}, "
-                          "and the index catches up when there is room", stacklevel=3)
+            warnings.warn(
+                f"the disk holding {str(self.folder)!r} is full: the marks are noted in {self.MARKS}, "
+                "and the index catches up when there is room",
+                stacklevel=3,
+            )
             return False
         return True
 
@@ -577,8 +632,9 @@ class Gallery:
         known = set(parents) | {p for named in parents.values() for p in named}
         matches = sorted(h for h in known if h.startswith(sha256))
         if not matches:
-            raise KitError(f"no image with sha256 {sha256!r} in the gallery {str(self.folder)!r}, "
-                           "nor named as a parent by one")
+            raise KitError(
+                f"no image with sha256 {sha256!r} in the gallery {str(self.folder)!r}, nor named as a parent by one"
+            )
         if len(matches) > 1:
             raise KitError(f"sha256 {sha256!r} matches {len(matches)} images: give more of its digits")
         target = matches[0]
@@ -606,12 +662,18 @@ class Gallery:
         def artworks(hashes):
             return [loaded[h] for h in hashes if h in loaded]
 
-        return Lineage(sha256=target, artworks=artworks([target]), ancestors=artworks(up),
-                       descendants=artworks(down), unknown=[h for h in up if h not in files],
-                       ancestor_hashes=up, descendant_hashes=down,
-                       parents={h: list(parents.get(h, [])) for h in [target, *up]},
-                       children={h: list(children.get(h, [])) for h in [target, *down]},
-                       by_hash=loaded)
+        return Lineage(
+            sha256=target,
+            artworks=artworks([target]),
+            ancestors=artworks(up),
+            descendants=artworks(down),
+            unknown=[h for h in up if h not in files],
+            ancestor_hashes=up,
+            descendant_hashes=down,
+            parents={h: list(parents.get(h, [])) for h in [target, *up]},
+            children={h: list(children.get(h, [])) for h in [target, *down]},
+            by_hash=loaded,
+        )
 
     def __repr__(self) -> str:
         return f"Gallery({str(self.folder)!r}, {len(self)} artworks)"
@@ -657,6 +719,7 @@ class Lineage:
 
     def text(self) -> str:
         """The lineage as an indented text tree: what the image was made from, then what was made from it."""
+
         def describe(sha):
             art = self.by_hash.get(sha)
             if art is None:
@@ -673,12 +736,21 @@ class Lineage:
             return out
 
         up, down = lines(self.tree("ancestors"), 1), lines(self.tree("descendants"), 1)
-        return "\n".join([describe(self.sha256), "  made from:", *(up or ["    (nothing: made from text)"]),
-                          "  made into:", *(down or ["    (nothing yet)"])])
+        return "\n".join(
+            [
+                describe(self.sha256),
+                "  made from:",
+                *(up or ["    (nothing: made from text)"]),
+                "  made into:",
+                *(down or ["    (nothing yet)"]),
+            ]
+        )
 
     def __repr__(self) -> str:
-        return (f"Lineage({self.sha256[:12]}, {len(self.ancestor_hashes)} ancestor(s), "
-                f"{len(self.descendant_hashes)} descendant(s), {len(self.unknown)} not in the gallery)")
+        return (
+            f"Lineage({self.sha256[:12]}, {len(self.ancestor_hashes)} ancestor(s), "
+            f"{len(self.descendant_hashes)} descendant(s), {len(self.unknown)} not in the gallery)"
+        )
 
 
 def _is_disk_full(err: BaseException | None) -> bool:
@@ -687,8 +759,9 @@ def _is_disk_full(err: BaseException | None) -> bool:
     while err is not None and seen < 8:
         if isinstance(err, OSError) and err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
             return True
-        if isinstance(err, sqlite3.Error) and (getattr(err, "sqlite_errorname", "") == "SQLITE_FULL"
-                                               or "disk is full" in str(err)):
+        if isinstance(err, sqlite3.Error) and (
+            getattr(err, "sqlite_errorname", "") == "SQLITE_FULL" or "disk is full" in str(err)
+        ):
             return True
         err = err.__cause__ or err.__context__
         seen += 1
@@ -705,12 +778,16 @@ def _mark_from(line: bytes) -> dict | None:
         mark = json.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         return None
-    if not isinstance(mark, dict) or mark.get("mark") not in _MARKS or not isinstance(mark.get("sha256"), str) \
-            or not re.fullmatch(r"[0-9a-f]{64}", mark["sha256"]):
+    if (
+        not isinstance(mark, dict)
+        or mark.get("mark") not in _MARKS
+        or not isinstance(mark.get("sha256"), str)
+        or not re.fullmatch(r"[0-9a-f]{64}", mark["sha256"])
+    ):
         return None
     if mark["mark"] == "person":
         try:
-            mark["action"], = check_person([mark.get("action")], "action")
+            (mark["action"],) = check_person([mark.get("action")], "action")
         except KitError:
             return None
     return mark
@@ -734,8 +811,9 @@ def _moment(value, field: str, end: bool = False) -> datetime | None:
         try:
             value = date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
         except ValueError:
-            raise KitError(f"{field} must be a date or time such as '2025-06-01' or '2025-06-01T14:30', "
-                           f"got {value!r}") from None
+            raise KitError(
+                f"{field} must be a date or time such as '2025-06-01' or '2025-06-01T14:30', got {value!r}"
+            ) from None
     if isinstance(value, datetime):
         value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
         step = timedelta(microseconds=1)  # an `until` time is included

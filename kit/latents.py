@@ -20,8 +20,8 @@ import torch
 from .errors import KitError
 from .pacing import MAX_FRAMES  # noqa: F401  (its old home: kit.widgets.walk_explorer and its tests import it here)
 
-SEED_LIMIT = 2**63          # seeds are 0 <= seed < SEED_LIMIT (they must fit a signed int64)
-RANDOM_SEED_LIMIT = 2**32   # random_seed() stays below this so a seed is easy to read and type
+SEED_LIMIT = 2**63  # seeds are 0 <= seed < SEED_LIMIT (they must fit a signed int64)
+RANDOM_SEED_LIMIT = 2**32  # random_seed() stays below this so a seed is easy to read and type
 
 # Angle threshold for slerp, in radians, used at both ends of [0, pi]:
 # - Nearly parallel (angle < ANGLE_EPS): slerp's weights differ from lerp's by a relative
@@ -149,7 +149,7 @@ def _prepare(a, b, t):
         raise KitError(f"t must be a number in [0, 1] or a 1-D sequence of them, got shape {tuple(ts.shape)}")
     scalar = ts.dim() == 0
     ts = ts.reshape(-1)
-    if not bool(torch.all((ts >= 0) & (ts <= 1))):   # also catches NaN
+    if not bool(torch.all((ts >= 0) & (ts <= 1))):  # also catches NaN
         bad = ts[~((ts >= 0) & (ts <= 1))][0].item()
         raise KitError(f"t must be in [0, 1] (walks do not extrapolate past their keyframes), got {bad}")
     a64 = a.detach().to(device="cpu", dtype=torch.float64)

@@ -46,13 +46,17 @@ def _manifest(folder: Path) -> dict:
     is not the kit's to replace: a KitError says so."""
     path = folder / MANIFEST
     if path.is_symlink() or path.exists() and not path.is_file():
-        raise KitError(f"{str(path)!r} is not a file (a folder, a FIFO, a device or a link): the kit keeps its "
-                       "record of copied lessons there; move it away, or pass another folder with --lessons DIR")
+        raise KitError(
+            f"{str(path)!r} is not a file (a folder, a FIFO, a device or a link): the kit keeps its "
+            "record of copied lessons there; move it away, or pass another folder with --lessons DIR"
+        )
     try:
         data = json.loads(read_file(path, field="lessons record").decode("utf-8"))
     except (ReadError, ValueError, RecursionError):
         return {}
-    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(data, dict) else {}
+    return (
+        {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(data, dict) else {}
+    )
 
 
 def install(folder=None, *, reset: bool = False) -> dict[str, list[str]]:
@@ -68,10 +72,11 @@ def install(folder=None, *, reset: bool = False) -> dict[str, list[str]]:
         raise KitError(f"lessons folder {str(target)!r} is a file: pass another with --lessons DIR")
     source = shipped()
     if source.resolve() == target:
-        raise KitError(f"{str(target)!r} holds the shipped lessons themselves: choose another folder with --lessons DIR")
+        raise KitError(
+            f"{str(target)!r} holds the shipped lessons themselves: choose another folder with --lessons DIR"
+        )
     copied = _manifest(target)
-    report: dict[str, list[str]] = {"copied": [], "updated": [], "kept": [], "reset": [], "current": [],
-                                    "blocked": []}
+    report: dict[str, list[str]] = {"copied": [], "updated": [], "kept": [], "reset": [], "current": [], "blocked": []}
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     for lesson in sorted(source.glob("*.ipynb")):
         data = lesson.read_bytes()
@@ -87,7 +92,7 @@ def install(folder=None, *, reset: bool = False) -> dict[str, list[str]]:
             if have == new_hash:
                 action = "current"
             elif have == copied.get(lesson.name):
-                action = "updated"       # the user never touched the copy the kit made
+                action = "updated"  # the user never touched the copy the kit made
             elif reset:
                 write_atomic(target / f"{lesson.name}.{stamp}.bak", mine_data, exist="number")
                 action = "reset"

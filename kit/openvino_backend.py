@@ -64,16 +64,22 @@ def pick(backend, device: str, dtype, preset) -> str:
     if backend == "torch":
         return backend
     if device != "cpu":
-        raise KitError(f"backend 'openvino' runs on the CPU, got device {device!r}: use device='cpu' or backend='torch'")
+        raise KitError(
+            f"backend 'openvino' runs on the CPU, got device {device!r}: use device='cpu' or backend='torch'"
+        )
     if preset.family != "sd":
-        raise KitError(f"backend 'openvino' runs the sd family (tiny, sd-turbo); preset {preset.name!r} is "
-                       f"{preset.family}: use backend='torch'")
+        raise KitError(
+            f"backend 'openvino' runs the sd family (tiny, sd-turbo); preset {preset.name!r} is "
+            f"{preset.family}: use backend='torch'"
+        )
     if dtype not in PRECISIONS:
         raise KitError(f"backend 'openvino' runs in float32 or bfloat16, got dtype {str(dtype)[6:]}")
     require()
     if dtype == torch.bfloat16 and "BF16" not in _core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-        raise KitError("backend 'openvino' with dtype bfloat16 needs a CPU that computes bfloat16 (AVX-512 BF16 or "
-                       "AMX); this one does not: use dtype='float32'")
+        raise KitError(
+            "backend 'openvino' with dtype bfloat16 needs a CPU that computes bfloat16 (AVX-512 BF16 or "
+            "AMX); this one does not: use dtype='float32'"
+        )
     return backend
 
 
@@ -85,12 +91,16 @@ def describe(device: str) -> str:
     try:
         installed = f"openvino {version('openvino')} installed"
     except PackageNotFoundError:
-        return (f"{default}; openvino is not installed ({INSTALL}): on a 2-core AVX-512-BF16 CPU it measured "
-                "1.25-1.8x faster than torch bfloat16 (bench/bench_cpu.py)")
+        return (
+            f"{default}; openvino is not installed ({INSTALL}): on a 2-core AVX-512-BF16 CPU it measured "
+            "1.25-1.8x faster than torch bfloat16 (bench/bench_cpu.py)"
+        )
     if device != "cpu":
         return f"{default}; {installed}, but it runs on the CPU and this machine computes on {device}"
-    return (f"{default}; {installed}: Studio(backend='openvino') or KIT_BACKEND=openvino runs the models with it "
-            "(exported once per image size into the cache)")
+    return (
+        f"{default}; {installed}: Studio(backend='openvino') or KIT_BACKEND=openvino runs the models with it "
+        "(exported once per image size into the cache)"
+    )
 
 
 _CORE = []
@@ -112,6 +122,7 @@ def cache_root() -> Path:
 
 # ---------------------------------------------------------------- putting the stand-ins in place
 
+
 def substitute(model, part: str, source: str, revision: str | None, dtype):
     """Put OpenVINO stand-ins in place of a loaded part's heavy modules; returns the part.
 
@@ -119,21 +130,39 @@ def substitute(model, part: str, source: str, revision: str | None, dtype):
     known): with the component's name they say which weights a saved export holds."""
     precision = PRECISIONS[dtype]
     if part == "preview":  # AutoencoderTiny: its decoder
-        model.decoder = Stand(model.decoder, "taesd_decoder", _identity(source, revision, ""), precision, _image_shape,
-                              reload=_reloader(type(model), source, None, "decoder"))
+        model.decoder = Stand(
+            model.decoder,
+            "taesd_decoder",
+            _identity(source, revision, ""),
+            precision,
+            _image_shape,
+            reload=_reloader(type(model), source, None, "decoder"),
+        )
         return model
-    model.text_encoder = TextEncoder(model.text_encoder, _identity(source, revision, "text_encoder"), precision,
-                                     reload=_reloader(type(model.text_encoder), source, "text_encoder"))
-    model.unet = UNet(model.unet, _identity(source, revision, "unet"), precision,
-                      reload=_reloader(type(model.unet), source, "unet"))
-    model.vae.decoder = Stand(model.vae.decoder, "vae_decoder", _identity(source, revision, "vae"), precision, _image_shape,
-                              reload=_reloader(type(model.vae), source, "vae", "decoder"))
+    model.text_encoder = TextEncoder(
+        model.text_encoder,
+        _identity(source, revision, "text_encoder"),
+        precision,
+        reload=_reloader(type(model.text_encoder), source, "text_encoder"),
+    )
+    model.unet = UNet(
+        model.unet, _identity(source, revision, "unet"), precision, reload=_reloader(type(model.unet), source, "unet")
+    )
+    model.vae.decoder = Stand(
+        model.vae.decoder,
+        "vae_decoder",
+        _identity(source, revision, "vae"),
+        precision,
+        _image_shape,
+        reload=_reloader(type(model.vae), source, "vae", "decoder"),
+    )
     return model
 
 
 def _reloader(cls, source: str, subfolder: str | None, attribute: str | None = None):
     """A function that reads a component's torch weights again (float32), for an export at a new size:
     a stand-in keeps no torch weights once it has its model, so a studio holds one copy of the weights."""
+
     def load():
         from . import presets
         from .studio import _quiet_loading
@@ -168,15 +197,16 @@ class Stand(torch.nn.Module):
     """A torch module's stand-in that runs it with OpenVINO: exported on the first call with a new
     fixed shape (or read from the cache), compiled once per input shape, called with tensors."""
 
-    def __init__(self, module, component: str, identity: str | None, precision: str, fixed=lambda args: (),
-                 reload=None):
+    def __init__(
+        self, module, component: str, identity: str | None, precision: str, fixed=lambda args: (), reload=None
+    ):
         super().__init__()
         self._torch = [module.eval()]  # kept out of the module tree, until the first model is had
-        self.reload = reload           # reads the torch weights again for a later export (None: keep them)
+        self.reload = reload  # reads the torch weights again for a later export (None: keep them)
         self.config = getattr(module, "config", None)
         self.component, self.identity, self.precision, self.fixed = component, identity, precision, fixed
-        self._exported: dict = {}   # fixed shape -> openvino.Model
-        self._compiled: dict = {}   # input shapes -> compiled model
+        self._exported: dict = {}  # fixed shape -> openvino.Model
+        self._compiled: dict = {}  # input shapes -> compiled model
         self._lock = threading.Lock()
 
     @property
@@ -202,10 +232,14 @@ class Stand(torch.nn.Module):
         ov = require()
         model = self._model(args).clone()
         model.reshape({i: ov.PartialShape(list(s)) for i, s in enumerate(shapes)})
-        return _core().compile_model(model, "CPU", {
-            "INFERENCE_PRECISION_HINT": self.precision,
-            "PERFORMANCE_HINT": "LATENCY",  # one image as soon as possible (one stream, all cores)
-        })
+        return _core().compile_model(
+            model,
+            "CPU",
+            {
+                "INFERENCE_PRECISION_HINT": self.precision,
+                "PERFORMANCE_HINT": "LATENCY",  # one image as soon as possible (one stream, all cores)
+            },
+        )
 
     def _model(self, args):
         """The exported model for `args`' fixed shape: from the cache, else exported (and saved)."""
@@ -226,8 +260,13 @@ class Stand(torch.nn.Module):
         return model
 
     def _key(self, fixed) -> dict:
-        return {"recipe": RECIPE, "openvino": require().__version__, "component": self.component,
-                "weights": self.identity, "fixed_shape": list(fixed)}
+        return {
+            "recipe": RECIPE,
+            "openvino": require().__version__,
+            "component": self.component,
+            "weights": self.identity,
+            "fixed_shape": list(fixed),
+        }
 
     def cache_folder(self, fixed) -> Path | None:
         """The folder of this component's export for a fixed shape (None: the weights are unknown, nothing is saved)."""
@@ -249,10 +288,14 @@ class Stand(torch.nn.Module):
         transformers_logging.set_verbosity_error()  # a traced CLIPTextModel's notice about its config
         try:
             with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # the tracer's notes on shape-dependent branches: the export fixes those
+                warnings.simplefilter(
+                    "ignore"
+                )  # the tracer's notes on shape-dependent branches: the export fixes those
                 module = _Traced(self._torch[0] if self._torch else self.reload(), self.trace)
                 try:
-                    model = ov.convert_model(module, example_input=tuple(args), input=[ov.PartialShape(s) for s in shapes])
+                    model = ov.convert_model(
+                        module, example_input=tuple(args), input=[ov.PartialShape(s) for s in shapes]
+                    )
                 except Exception:  # e.g. transformers 5.5's causal mask cannot be traced by TorchScript
                     model = ov.convert_model(_exported_program(module, args, shapes))
         except Exception as err:  # convert_model raises RuntimeError or the traced library's own errors
@@ -286,13 +329,25 @@ class UNet(Stand):
     def trace(self, unet, sample, timestep, encoder_hidden_states):
         return unet(sample, timestep, encoder_hidden_states, return_dict=False)[0]
 
-    def forward(self, sample, timestep, encoder_hidden_states, timestep_cond=None, attention_mask=None,
-                cross_attention_kwargs=None, added_cond_kwargs=None, return_dict=True, **unused):
+    def forward(
+        self,
+        sample,
+        timestep,
+        encoder_hidden_states,
+        timestep_cond=None,
+        attention_mask=None,
+        cross_attention_kwargs=None,
+        added_cond_kwargs=None,
+        return_dict=True,
+        **unused,
+    ):
         from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 
         if timestep_cond is not None or attention_mask is not None or cross_attention_kwargs or added_cond_kwargs:
-            raise KitError("the OpenVINO UNet takes latents, a timestep and text states only "
-                           "(no timestep_cond, attention_mask, cross_attention_kwargs or added_cond_kwargs)")
+            raise KitError(
+                "the OpenVINO UNet takes latents, a timestep and text states only "
+                "(no timestep_cond, attention_mask, cross_attention_kwargs or added_cond_kwargs)"
+            )
         timestep = torch.as_tensor(timestep, dtype=torch.float32).reshape(-1).expand(sample.shape[0])
         out = self.run(sample.float(), timestep.contiguous(), encoder_hidden_states.float())[0]
         return UNet2DConditionOutput(sample=out) if return_dict else (out,)

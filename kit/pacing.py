@@ -21,7 +21,7 @@ import numpy as np
 
 from .errors import KitError
 
-MAX_FRAMES = 2000           # the longest walk plan_walk and even_pacing will plan
+MAX_FRAMES = 2000  # the longest walk plan_walk and even_pacing will plan
 
 
 # ---------------------------------------------------------------------------------------------

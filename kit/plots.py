@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 
-TEXT = "#8c8c8c"                  # text that reads on a white and on a near-black background
+TEXT = "#8c8c8c"  # text that reads on a white and on a near-black background
 GRID = "rgba(128,128,128,0.3)"
 CLEAR = "rgba(0,0,0,0)"
 

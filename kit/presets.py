@@ -26,8 +26,8 @@ from .errors import KitError
 
 DEFAULT_PRESET = "sd-turbo"
 DEFAULT_MODEL = "stabilityai/sd-turbo"
-MAX_STEPS = 150        # diffusion steps a request (or a preset's default) may ask for
-MAX_GUIDANCE = 30.0    # classifier-free guidance scale, likewise
+MAX_STEPS = 150  # diffusion steps a request (or a preset's default) may ask for
+MAX_GUIDANCE = 30.0  # classifier-free guidance scale, likewise
 
 
 @dataclass(frozen=True)
@@ -103,8 +103,10 @@ def _parse_preset(row, where: str, errors: list[str]) -> Preset | None:
                 problems.append(str(err))
     preset = None if problems else Preset(**values)
     if preset is not None and not preset.min_size <= preset.size <= preset.max_size:
-        problems.append(f"{where}: the sizes must satisfy min_size <= size <= max_size, got "
-                        f"{preset.min_size} <= {preset.size} <= {preset.max_size}")
+        problems.append(
+            f"{where}: the sizes must satisfy min_size <= size <= max_size, got "
+            f"{preset.min_size} <= {preset.size} <= {preset.max_size}"
+        )
     errors += problems
     return None if problems else preset
 
@@ -122,18 +124,25 @@ def _size(value, field: str) -> int:
 
 
 _FIELD_CHECKS = {  # field -> check(value, field name) returning the value, or raising KitError
-    "name": lambda v, f: _must(isinstance(v, str) and _NAME.fullmatch(v), f,
-                               "a lowercase kebab-case name (letters a-z, digits and single hyphens)", v),
+    "name": lambda v, f: _must(
+        isinstance(v, str) and _NAME.fullmatch(v),
+        f,
+        "a lowercase kebab-case name (letters a-z, digits and single hyphens)",
+        v,
+    ),
     "family": lambda v, f: _must(v in _FAMILIES, f, f"one of {', '.join(_FAMILIES)}", v),
     "steps": lambda v, f: checks.whole(v, f, 1, MAX_STEPS),
     "guidance": lambda v, f: checks.number(v, f, 0, MAX_GUIDANCE),
     "description": lambda v, f: _must(isinstance(v, str), f, "text", v),
     "cpu_dtype": lambda v, f: _must(v in (None, "float32", "bfloat16"), f, "float32, bfloat16 or null", v),
     **dict.fromkeys(("size", "min_size", "max_size"), _size),
-    **dict.fromkeys(("model", "preview", "inpaint", "variant"),
-                    lambda v, f: _must(v is None or isinstance(v, str) and v.strip(), f, "text or null", v)),
-    **dict.fromkeys(("clip_model", "clip_pretrained"),
-                    lambda v, f: _must(isinstance(v, str) and v.strip(), f, "non-empty text", v)),
+    **dict.fromkeys(
+        ("model", "preview", "inpaint", "variant"),
+        lambda v, f: _must(v is None or isinstance(v, str) and v.strip(), f, "text or null", v),
+    ),
+    **dict.fromkeys(
+        ("clip_model", "clip_pretrained"), lambda v, f: _must(isinstance(v, str) and v.strip(), f, "non-empty text", v)
+    ),
 }
 
 PRESETS = load()
@@ -157,12 +166,22 @@ def get(name: str | None = None) -> Preset:
     folder = Path(name).expanduser()
     if folder.is_dir():
         if not (folder / "model_index.json").is_file():
-            raise KitError(f"preset folder {folder} has no model_index.json: save a pipeline there with save_pretrained()")
-        return Preset(name=str(folder), model=str(folder), family=_family(folder / "model_index.json"),
-                      **model_sizes(folder / "unet" / "config.json", folder / "vae" / "config.json"))
+            raise KitError(
+                f"preset folder {folder} has no model_index.json: save a pipeline there with save_pretrained()"
+            )
+        return Preset(
+            name=str(folder),
+            model=str(folder),
+            family=_family(folder / "model_index.json"),
+            **model_sizes(folder / "unet" / "config.json", folder / "vae" / "config.json"),
+        )
     if _REPO_ID.match(name):
-        return Preset(name=name, model=name, family=_family(_cached_file(name, "model_index.json")),
-                      **model_sizes(_cached_file(name, "unet/config.json"), _cached_file(name, "vae/config.json")))
+        return Preset(
+            name=name,
+            model=name,
+            family=_family(_cached_file(name, "model_index.json")),
+            **model_sizes(_cached_file(name, "unet/config.json"), _cached_file(name, "vae/config.json")),
+        )
     raise KitError(
         f"unknown preset {name!r}: use one of {', '.join(PRESETS)}, "
         "a Hugging Face repo id like 'org/model', or a local folder with a saved pipeline"
@@ -194,8 +213,12 @@ def model_sizes(unet_config: str | Path | None, vae_config: str | Path | None) -
     sample = unet.get("sample_size")
     if isinstance(sample, (list, tuple)) and sample:
         sample = max(sample)  # (height, width) in latents: the longer side sets the native size
-    _must(isinstance(sample, int) and not isinstance(sample, bool) and sample > 0,
-          f"{unet_config} field 'sample_size'", "a positive whole number of latents", sample)
+    _must(
+        isinstance(sample, int) and not isinstance(sample, bool) and sample > 0,
+        f"{unet_config} field 'sample_size'",
+        "a positive whole number of latents",
+        sample,
+    )
     levels = vae.get("block_out_channels")
     _must(isinstance(levels, list) and levels, f"{vae_config} field 'block_out_channels'", "a non-empty list", levels)
     native = sample * 2 ** (len(levels) - 1)
@@ -204,8 +227,11 @@ def model_sizes(unet_config: str | Path | None, vae_config: str | Path | None) -
         eighths = math.ceil(pixels / 8) if round_up else math.floor(pixels / 8)
         return max(8, 8 * eighths)
 
-    return {"size": multiple_of_8(native), "min_size": multiple_of_8(native / 2, round_up=True),
-            "max_size": multiple_of_8(2 * native)}
+    return {
+        "size": multiple_of_8(native),
+        "min_size": multiple_of_8(native / 2, round_up=True),
+        "max_size": multiple_of_8(2 * native),
+    }
 
 
 def _read_config(path: str | Path) -> dict:
@@ -286,9 +312,16 @@ def pick_dtype(device: str, dtype=None, preset: Preset | None = None):
     if dtype is None:
         return dtype_choice(device, preset)[0]
     if isinstance(dtype, str):
-        names = {"float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
-                 "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-                 "float32": torch.float32, "fp32": torch.float32, "float": torch.float32}
+        names = {
+            "float16": torch.float16,
+            "fp16": torch.float16,
+            "half": torch.float16,
+            "bfloat16": torch.bfloat16,
+            "bf16": torch.bfloat16,
+            "float32": torch.float32,
+            "fp32": torch.float32,
+            "float": torch.float32,
+        }
         if dtype not in names:
             raise KitError(f"dtype must be one of {', '.join(names)}, got {dtype!r}")
         dtype = names[dtype]
@@ -317,8 +350,9 @@ def hub_reachable(timeout: float = 3.0) -> tuple[bool, str]:
     from huggingface_hub.constants import ENDPOINT
 
     try:
-        with urllib.request.urlopen(urllib.request.Request(f"{ENDPOINT}/api/models/{DEFAULT_MODEL}", method="HEAD"),
-                                    timeout=timeout):
+        with urllib.request.urlopen(
+            urllib.request.Request(f"{ENDPOINT}/api/models/{DEFAULT_MODEL}", method="HEAD"), timeout=timeout
+        ):
             pass
     except urllib.error.HTTPError:
         pass  # the Hub answered, if only to say no
@@ -335,9 +369,11 @@ def startup_problem(preset: Preset, reachable=None) -> str | None:
     ok, why = hub_reachable() if reachable is None else reachable
     if ok:
         return None
-    return (f"preset {preset.name!r} is not on this machine and the Hugging Face Hub is {why}, so the lessons "
-            "cannot make images with it. Stop with Ctrl-C and restart with `kit lab --preset tiny` (works offline), "
-            f"or run `kit download {preset.name}` once on a machine with internet access.")
+    return (
+        f"preset {preset.name!r} is not on this machine and the Hugging Face Hub is {why}, so the lessons "
+        "cannot make images with it. Stop with Ctrl-C and restart with `kit lab --preset tiny` (works offline), "
+        f"or run `kit download {preset.name}` once on a machine with internet access."
+    )
 
 
 def _cached_file(repo: str, filename: str) -> str | None:
@@ -380,10 +416,14 @@ def _pipeline_cached(repo: str, variant: str | None) -> bool:
         entries = _read_config(index)
     except KitError:  # a broken file: not a whole pipeline (loading it says what is wrong)
         return False
-    components = [name for name, value in entries.items()
-                  if isinstance(value, list) and len(value) == 2 and all(value)]  # [library, class]; nulls unused
-    names = [_variant_name(stem + ending, variant)
-             for stem in _WEIGHTS for ending in (".safetensors", ".safetensors.index.json")]
+    components = [
+        name for name, value in entries.items() if isinstance(value, list) and len(value) == 2 and all(value)
+    ]  # [library, class]; nulls unused
+    names = [
+        _variant_name(stem + ending, variant)
+        for stem in _WEIGHTS
+        for ending in (".safetensors", ".safetensors.index.json")
+    ]
     for component in components:
         configs = [name for name in _CONFIGS if _cached_file(repo, f"{component}/{name}")]
         if not configs:
@@ -427,7 +467,8 @@ def _cached_parts(preset: Preset, variant: str | None) -> dict[str, bool]:
     parts["pipeline"] = model.is_dir() or _pipeline_cached(preset.model, variant)
     if preset.preview:
         parts["preview"] = Path(preset.preview).is_dir() or all(
-            _cached_file(preset.preview, name) for name in _PREVIEW_FILES)
+            _cached_file(preset.preview, name) for name in _PREVIEW_FILES
+        )
     if preset.inpaint:
         parts["inpaint"] = Path(preset.inpaint).is_dir() or _pipeline_cached(preset.inpaint, variant)
     clip = clip_source(preset)
@@ -444,7 +485,8 @@ def not_available(preset: Preset, part: str = "pipeline", cause: Exception | Non
     error = KitError(
         f"the {part} of preset {preset.name!r} is not on this machine and cannot be downloaded now{why}. "
         f"In JupyterLab: stop `kit lab` and restart it with `kit lab --preset tiny` (works offline); in code: "
-        f"kit.Studio(preset='tiny') or KIT_PRESET=tiny. To use {preset.name}, run `kit download {preset.name}` once with internet access."
+        f"kit.Studio(preset='tiny') or KIT_PRESET=tiny. To use {preset.name}, run `kit download {preset.name}` "
+        "once with internet access."
     )
     error.cause = cause
     return error
@@ -508,8 +550,10 @@ def download(name: str | None = None, inpaint: bool = False, device: str | None 
         if clip:
             out["clip"] = hf_hub_download(*clip)
     except Exception as err:  # the Hub's many network and HTTP errors: one short message, the cause kept
-        error = KitError(f"could not download {preset.name} from the Hugging Face Hub ({type(err).__name__}). "
-                         "Check the network (kit doctor says whether the Hub answers), or use `--preset tiny` offline.")
+        error = KitError(
+            f"could not download {preset.name} from the Hugging Face Hub ({type(err).__name__}). "
+            "Check the network (kit doctor says whether the Hub answers), or use `--preset tiny` offline."
+        )
         error.cause = err
         raise error from None
     return out
@@ -566,10 +610,12 @@ def _toy_world() -> str:
         return f"its trained weights are missing or unreadable ({err}): reinstall the kit"
     words = card["vocabulary"]
     megabytes = sum(w["bytes"] for w in card["weights"].values()) / 1e6
-    return (f"models trained offline on the toy world (kit.toyworld): 64 px figures in {len(words['backgrounds'])} "
-            f"background and {len(words['clothing'])} clothing colours, with or without a hat, "
-            f"{len(words['renderings'])} renderings; skews planted on purpose by role "
-            f"({', '.join(s['name'] for s in card['skews'])}; kit.tiny.card()); {megabytes:.1f} MB of weights")
+    return (
+        f"models trained offline on the toy world (kit.toyworld): 64 px figures in {len(words['backgrounds'])} "
+        f"background and {len(words['clothing'])} clothing colours, with or without a hat, "
+        f"{len(words['renderings'])} renderings; skews planted on purpose by role "
+        f"({', '.join(s['name'] for s in card['skews'])}; kit.tiny.card()); {megabytes:.1f} MB of weights"
+    )
 
 
 def doctor() -> DoctorReport:
@@ -606,8 +652,10 @@ def doctor() -> DoctorReport:
             plan = f"Studio() loads {default.name} on {device} ({default.description or default.model})"
         else:
             missing = ", ".join(k for k, ok in parts.items() if not ok)
-            plan = (f"Studio() wants {default.name}, whose {missing} is not cached: "
-                    f"run `kit download {default.name}` or set KIT_PRESET=tiny")
+            plan = (
+                f"Studio() wants {default.name}, whose {missing} is not cached: "
+                f"run `kit download {default.name}` or set KIT_PRESET=tiny"
+            )
     except KitError as err:
         plan = str(err)
     report["default"] = plan

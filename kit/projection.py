@@ -22,7 +22,7 @@ from .errors import KitError
 
 # distances below this count as "the same point": a float32 copy's cosine distance is ~1e-7
 _SAME = 1e-6
-_BLOCK_BYTES = 80_000_000   # distances computed per block: bounded memory for any number of points
+_BLOCK_BYTES = 80_000_000  # distances computed per block: bounded memory for any number of points
 
 
 def unit_rows(rows) -> np.ndarray:
@@ -64,8 +64,10 @@ class Placer:
         fitted_rows = unit_rows(fitted_rows)
         coords = np.asarray(coords, dtype=np.float64)
         if len(fitted_rows) != len(coords) or len(coords) == 0:
-            raise KitError(f"a placer needs one map position per fitted row, got {len(fitted_rows)} rows "
-                           f"and {len(coords)} positions")
+            raise KitError(
+                f"a placer needs one map position per fitted row, got {len(fitted_rows)} rows "
+                f"and {len(coords)} positions"
+            )
         self.fitted_rows, self.coords, self.pca = fitted_rows, coords, pca
         self.k = max(1, min(int(k), len(coords)))
 
@@ -82,14 +84,17 @@ class Placer:
         """Map positions of prepared rows, (n, dim) float32."""
         data = unit_rows(data)
         step = max(1, _BLOCK_BYTES // (4 * len(self.fitted_rows)))
-        out = [self._place_block(data[start:start + step]) for start in range(0, len(data), step)]
+        out = [self._place_block(data[start : start + step]) for start in range(0, len(data), step)]
         return np.concatenate(out) if out else np.zeros((0, self.dim), dtype=np.float32)
 
     def _place_block(self, block: np.ndarray) -> np.ndarray:
         distance = np.clip(1.0 - block @ self.fitted_rows.T, 0.0, 2.0).astype(np.float64)
         k = self.k
-        near = np.argpartition(distance, k - 1, axis=1)[:, :k] if k < distance.shape[1] else \
-            np.broadcast_to(np.arange(distance.shape[1]), distance.shape)
+        near = (
+            np.argpartition(distance, k - 1, axis=1)[:, :k]
+            if k < distance.shape[1]
+            else np.broadcast_to(np.arange(distance.shape[1]), distance.shape)
+        )
         d = np.take_along_axis(distance, near, axis=1)
         weights = 1.0 / np.maximum(d, _SAME) ** 2
         weights /= weights.sum(axis=1, keepdims=True)

@@ -39,13 +39,16 @@ ENCODINGS = (WEBUI, TRUNCATE)
 EMPHASIS = 1.1  # what one pair of brackets multiplies (round) or divides (square) by
 BREAK = None  # the weight that marks a BREAK among parsed fragments
 
-_PIECE = re.compile(r"""
+_PIECE = re.compile(
+    r"""
       \\(?P<escaped>[\\()\[\]])                                  # a bracket or backslash, as text
     | (?P<open>[(\[])
     | :\s*(?P<weight>[+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*\)          # ":1.3)" closes a round bracket
     | (?P<close>[)\]])
     | (?P<text>[^\\()\[\]:]+|[\\:])
-""", re.VERBOSE)
+""",
+    re.VERBOSE,
+)
 _BREAK = re.compile(r"\s*\bBREAK\b\s*")
 
 

@@ -16,6 +16,16 @@ from .gallery import Gallery, Lineage, default_folder
 from .record import SAMPLER_NAMES, Record, parse_parameters, sampler_name
 
 __all__ = [
-    "Record", "Artwork", "ReplayResult", "Gallery", "Lineage",
-    "load", "replay", "pixel_hash", "parse_parameters", "sampler_name", "default_folder", "SAMPLER_NAMES",
+    "Record",
+    "Artwork",
+    "ReplayResult",
+    "Gallery",
+    "Lineage",
+    "load",
+    "replay",
+    "pixel_hash",
+    "parse_parameters",
+    "sampler_name",
+    "default_folder",
+    "SAMPLER_NAMES",
 ]

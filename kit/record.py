@@ -23,12 +23,19 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-
 from . import __version__
 from .errors import KitError
 
-__all__ = ["Record", "Drawn", "credit", "check_person", "seed_action", "parse_parameters", "sampler_name",
-           "SAMPLER_NAMES"]
+__all__ = [
+    "Record",
+    "Drawn",
+    "credit",
+    "check_person",
+    "seed_action",
+    "parse_parameters",
+    "sampler_name",
+    "SAMPLER_NAMES",
+]
 
 
 def _now() -> str:
@@ -40,8 +47,23 @@ def _now() -> str:
 # ---------------------------------------------------------------------------
 
 # Field groups for the loose type checks in Record.__post_init__.
-_STR = ("kind", "prompt", "negative", "preset", "model", "scheduler", "sampler",
-        "device", "dtype", "backend", "decoder", "encoding", "kit_version", "created", "sha256")
+_STR = (
+    "kind",
+    "prompt",
+    "negative",
+    "preset",
+    "model",
+    "scheduler",
+    "sampler",
+    "device",
+    "dtype",
+    "backend",
+    "decoder",
+    "encoding",
+    "kit_version",
+    "created",
+    "sha256",
+)
 _OPTIONAL_STR = ("subject", "style", "revision")
 _INT = ("seed", "steps", "width", "height")
 _FLOAT = ("guidance",)
@@ -129,8 +151,9 @@ class Record:
             _check_text(f"Record.{name}", getattr(self, name))
         if self.sha256 and not _SHA256.fullmatch(self.sha256):
             # a hash names a file and a gallery row: data must never be able to make it a path
-            raise KitError(f"Record.sha256 must be the 64 hex digits of a pixel hash (or empty), "
-                           f"got {self.sha256[:80]!r}")
+            raise KitError(
+                f"Record.sha256 must be the 64 hex digits of a pixel hash (or empty), got {self.sha256[:80]!r}"
+            )
         self.sha256 = self.sha256.lower()
 
     # -- JSON ---------------------------------------------------------------
@@ -182,8 +205,7 @@ class Record:
             "Fusion": "; ".join(f"{k} {v:g}" for k, v in self.fusion.items()) if self.fusion else None,
             "Version": f"kit {self.kit_version}" if self.kit_version else "",
         }
-        line = ", ".join(f"{key}: {_quote(value)}" for key, value in settings.items()
-                         if value not in (None, ""))
+        line = ", ".join(f"{key}: {_quote(value)}" for key, value in settings.items() if value not in (None, ""))
         lines = [self.prompt] if self.prompt else []
         if self.negative:
             lines.append(f"Negative prompt: {self.negative}")
@@ -198,10 +220,14 @@ class Record:
         ``extra["parameters"]``.
         """
         parsed = parse_parameters(text)
-        values = {"kind": "imported", "encoding": "webui", "prompt": parsed["Prompt"],
-                  "negative": parsed["Negative prompt"], "kit_version": ""}
-        for key, name, convert in (("Steps", "steps", int), ("Seed", "seed", int),
-                                   ("CFG scale", "guidance", float)):
+        values = {
+            "kind": "imported",
+            "encoding": "webui",
+            "prompt": parsed["Prompt"],
+            "negative": parsed["Negative prompt"],
+            "kit_version": "",
+        }
+        for key, name, convert in (("Steps", "steps", int), ("Seed", "seed", int), ("CFG scale", "guidance", float)):
             try:
                 values[name] = convert(parsed[key])
             except (KeyError, ValueError):
@@ -228,8 +254,13 @@ class Record:
         ignored: a record is data, and a wrong hash names nothing.
         """
         found = []
-        for value in (self.restore, self.restyle, self.walk, self.extra,
-                      *(v for v in self.extra.values() if isinstance(v, dict))):
+        for value in (
+            self.restore,
+            self.restyle,
+            self.walk,
+            self.extra,
+            *(v for v in self.extra.values() if isinstance(v, dict)),
+        ):
             if not isinstance(value, dict):
                 continue
             candidates = value.get("parents")
@@ -256,8 +287,9 @@ class Record:
         name = model.get("model") or self.model or self.preset or "the model"
         steps = model.get("steps")
         did = model.get("did") or "made the image"
-        lines.append(f"The model ({name}{f', {steps} step' + 's' * (steps != 1) if isinstance(steps, int) else ''}) "
-                     f"{did}.")
+        lines.append(
+            f"The model ({name}{f', {steps} step' + 's' * (steps != 1) if isinstance(steps, int) else ''}) {did}."
+        )
         return lines
 
 
@@ -287,15 +319,21 @@ MAX_ACTIONS = 64  # person actions a record may hold (a record is data: read fro
 def credit(record: Record, person: list[dict]) -> Record:
     """Fill `record.authorship`: `person` (the person's actions, in order) and the model's part,
     from the record's own fields. Returns the record (changed in place)."""
-    model = {"model": record.model or record.preset, "preset": record.preset, "kind": record.kind,
-             "steps": record.steps, "did": _MODEL_DID.get(record.kind, "made the image")}
+    model = {
+        "model": record.model or record.preset,
+        "preset": record.preset,
+        "kind": record.kind,
+        "steps": record.steps,
+        "did": _MODEL_DID.get(record.kind, "made the image"),
+    }
     if record.kind == "restyle" and isinstance(record.restyle, dict) and "strength" in record.restyle:
         strength = record.restyle["strength"]
         model["strength"] = strength
         if isinstance(strength, (int, float)):
             model["steps_run"] = int(record.steps * strength)  # img2img runs the last steps x strength steps
-        model["did"] = (f"re-rendered the source image with the prompt, {strength:g} of the way from the "
-                        "source towards fresh noise")
+        model["did"] = (
+            f"re-rendered the source image with the prompt, {strength:g} of the way from the source towards fresh noise"
+        )
     record.authorship = {"person": list(person), "model": model}
     _check_authorship(record.authorship)
     return record
@@ -306,8 +344,10 @@ def check_person(person, field: str = "person") -> list[dict]:
     if person is None:
         return []
     if isinstance(person, dict) or not isinstance(person, (list, tuple)):
-        raise KitError(f"{field} must be a list of actions such as [{{'action': 'drew', 'strokes': 12}}], "
-                       f"got {type(person).__name__}")
+        raise KitError(
+            f"{field} must be a list of actions such as [{{'action': 'drew', 'strokes': 12}}], "
+            f"got {type(person).__name__}"
+        )
     person = _json_copy(field, list(person))
     try:
         _check_authorship({"person": person})
@@ -426,8 +466,10 @@ def _check_text(name: str, value) -> None:
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            raise KitError(f"{name} holds a character that is not text (a lone surrogate): "
-                           f"{value[:60].encode('utf-8', 'backslashreplace').decode()!r}") from None
+            raise KitError(
+                f"{name} holds a character that is not text (a lone surrogate): "
+                f"{value[:60].encode('utf-8', 'backslashreplace').decode()!r}"
+            ) from None
 
 
 # ---------------------------------------------------------------------------
@@ -520,6 +562,6 @@ def parse_parameters(text: str) -> dict:
     for line in lines:
         if not in_negative and line.startswith(_NEGATIVE):
             in_negative = True
-            line = line[len(_NEGATIVE):].removeprefix(" ")
+            line = line[len(_NEGATIVE) :].removeprefix(" ")
         (negative if in_negative else prompt).append(line)
     return {"Prompt": "\n".join(prompt), "Negative prompt": "\n".join(negative), **(settings or {})}

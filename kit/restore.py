@@ -69,11 +69,15 @@ class Restoration(Artwork):
             buffer = io.BytesIO()
             small.save(buffer, format="PNG")
             data = base64.b64encode(buffer.getvalue()).decode("ascii")
-            cells.append(f'<figure style="display:inline-block;margin:4px"><img src="data:image/png;base64,{data}">'
-                         f'<figcaption style="font-size:small">{caption}</figcaption></figure>')
+            cells.append(
+                f'<figure style="display:inline-block;margin:4px"><img src="data:image/png;base64,{data}">'
+                f'<figcaption style="font-size:small">{caption}</figcaption></figure>'
+            )
         area = (self.record.restore or {}).get("mask_area", 0.0)
-        return "".join(cells) + f"<div style='font-size:small'>{area:.1%} of the pixels were made by the model " \
-                                f"(seed {self.record.seed})</div>"
+        return (
+            "".join(cells) + f"<div style='font-size:small'>{area:.1%} of the pixels were made by the model "
+            f"(seed {self.record.seed})</div>"
+        )
 
 
 # ---------------------------------------------------------------- checking inputs
@@ -130,13 +134,17 @@ def check_mask(mask, size: tuple[int, int], field: str = "mask") -> np.ndarray:
             values = values == 255
         else:
             odd = ", ".join(str(v) for v in found[(found != 0) & (found != 255)][:4].tolist())
-            raise KitError(f"{field} must be binary: 0 (keep) and 255 (restore) only, found {odd}; threshold it "
-                           "first, e.g. mask.point(lambda v: 255 if v >= 128 else 0)")
+            raise KitError(
+                f"{field} must be binary: 0 (keep) and 255 (restore) only, found {odd}; threshold it "
+                "first, e.g. mask.point(lambda v: 255 if v >= 128 else 0)"
+            )
     if not values.any():
         raise KitError(f"{field} is empty: paint the damaged pixels white (255); nothing would be restored")
     if values.all():
-        raise KitError(f"{field} covers the whole image: a restoration needs undamaged pixels to work from "
-                       "(to make a new image use studio.generate)")
+        raise KitError(
+            f"{field} covers the whole image: a restoration needs undamaged pixels to work from "
+            "(to make a new image use studio.generate)"
+        )
     return np.ascontiguousarray(values)
 
 
@@ -168,7 +176,7 @@ def mask_of(record_or_artwork) -> Image.Image:
         raise KitError("no restoration mask here: pass mask=, or a restored Artwork whose record holds one")
     try:
         with Image.open(io.BytesIO(base64.b64decode(info["mask_png"], validate=True))) as stored:
-            if stored.size[0] * stored.size[1] > MAX_RECORD_SIDE ** 2:
+            if stored.size[0] * stored.size[1] > MAX_RECORD_SIDE**2:
                 raise KitError("record.restore.mask_png is larger than any image the kit restores")
             mask = stored.convert("L")
     except KitError:
@@ -208,8 +216,9 @@ def _check_color(color) -> tuple[int, int, int]:
         try:
             return ImageColor.getrgb(color)[:3]
         except ValueError:
-            raise KitError(f"color must be a colour such as 'magenta', '#ff00ff' or (255, 0, 255), "
-                           f"got {color!r}") from None
+            raise KitError(
+                f"color must be a colour such as 'magenta', '#ff00ff' or (255, 0, 255), got {color!r}"
+            ) from None
     try:
         r, g, b = color
     except (TypeError, ValueError):
@@ -227,8 +236,19 @@ def _edge(region: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- restoring
 
 
-def plan(studio, image, mask, prompt=None, seed=None, *, negative=None, steps=None, guidance=None,
-         strength: float = 1.0, person=None) -> tuple[Record, Image.Image, np.ndarray]:
+def plan(
+    studio,
+    image,
+    mask,
+    prompt=None,
+    seed=None,
+    *,
+    negative=None,
+    steps=None,
+    guidance=None,
+    strength: float = 1.0,
+    person=None,
+) -> tuple[Record, Image.Image, np.ndarray]:
     """Check a restore request: (record, RGB source, bool mask), without touching a model.
 
     person: what the person did that the arguments cannot show, added to the record's authorship
@@ -242,8 +262,10 @@ def plan(studio, image, mask, prompt=None, seed=None, *, negative=None, steps=No
     region = check_mask(mask, source.size)
     preset = studio.preset
     if not studio.has("inpaint"):
-        raise KitError(f"preset {preset.name!r} has no inpainting model: restore with the sd-turbo, "
-                       "sdxl-turbo, tiny or tiny-sdxl preset")
+        raise KitError(
+            f"preset {preset.name!r} has no inpainting model: restore with the sd-turbo, "
+            "sdxl-turbo, tiny or tiny-sdxl preset"
+        )
     text = studio.check_prompt(prompt, allow_empty=True)
     negative = studio.check_prompt(negative, "negative", allow_empty=True)
     seed = latents.random_seed() if seed is None else latents.check_seed(seed)
@@ -254,11 +276,20 @@ def plan(studio, image, mask, prompt=None, seed=None, *, negative=None, steps=No
     steps, guidance = studio.check_settings(steps, guidance)
     strength = checks.number(strength, "strength", 0, 1, low_open=True)
     if int(steps * strength) < 1:
-        raise KitError(f"steps x strength must be at least 1 (the model runs that many steps), "
-                       f"got {steps} x {strength}")
+        raise KitError(
+            f"steps x strength must be at least 1 (the model runs that many steps), got {steps} x {strength}"
+        )
     width, height = work_size(source.size, preset)
-    record = studio.record(prompt=text, negative=negative, seed=seed, steps=steps, guidance=guidance,
-                           width=source.width, height=source.height, decoder="vae")
+    record = studio.record(
+        prompt=text,
+        negative=negative,
+        seed=seed,
+        steps=steps,
+        guidance=guidance,
+        width=source.width,
+        height=source.height,
+        decoder="vae",
+    )
     record.kind = "restore"
     record.model = preset.inpaint or f"kit-{preset.name}-inpaint"
     record.restore = {
@@ -268,16 +299,23 @@ def plan(studio, image, mask, prompt=None, seed=None, *, negative=None, steps=No
         "source_sha256": pixel_hash(source),
         "strength": float(strength),
         "work_size": [width, height],
-        "overlay": {"color": "#%02x%02x%02x" % tuple(TINT), "alpha": TINT_ALPHA, "outline_px": 1},
+        "overlay": {"color": "#{:02x}{:02x}{:02x}".format(*TINT), "alpha": TINT_ALPHA, "outline_px": 1},
     }
     path = getattr(image, "path", None) if isinstance(image, Artwork) else image
     if isinstance(path, (str, os.PathLike)):  # a file on disk: a replay can find the source again
         record.restore["source_path"] = str(Path(path).expanduser().resolve())
     painted = any(a["action"] == "painted the mask" for a in added)
-    credit(record, [{"action": "gave the image to restore", "sha256": record.restore["source_sha256"]},
-                    *([] if painted else [{"action": "gave the mask", "pixels": int(region.sum())}]),
-                    *([{"action": "typed the prompt", "prompt": text}] if text else []),
-                    *([{"action": "typed the negative prompt"}] if negative else []), *chosen, *added])
+    credit(
+        record,
+        [
+            {"action": "gave the image to restore", "sha256": record.restore["source_sha256"]},
+            *([] if painted else [{"action": "gave the mask", "pixels": int(region.sum())}]),
+            *([{"action": "typed the prompt", "prompt": text}] if text else []),
+            *([{"action": "typed the negative prompt"}] if negative else []),
+            *chosen,
+            *added,
+        ],
+    )
     return record, source, region
 
 
@@ -294,8 +332,21 @@ def work_size(size: tuple[int, int], preset) -> tuple[int, int]:
     return multiple_of_8(width), multiple_of_8(height)
 
 
-def restore(studio, image, mask, prompt=None, seed=None, *, negative=None, steps=None, guidance=None,
-            strength: float = 1.0, person=None, on_step=None, run=None) -> Restoration:
+def restore(
+    studio,
+    image,
+    mask,
+    prompt=None,
+    seed=None,
+    *,
+    negative=None,
+    steps=None,
+    guidance=None,
+    strength: float = 1.0,
+    person=None,
+    on_step=None,
+    run=None,
+) -> Restoration:
     """Inpaint the masked region of a damaged image; returns a Restoration (an Artwork).
 
     mask: white (255) / True / 1 where the image is damaged. prompt: what belongs there (may be
@@ -306,8 +357,18 @@ def restore(studio, image, mask, prompt=None, seed=None, *, negative=None, steps
     person: actions the arguments cannot show, for the record's authorship (see `plan`).
     A stopped `run` raises `kit.Stopped`.
     """
-    record, source, region = plan(studio, image, mask, prompt, seed, negative=negative, steps=steps,
-                                  guidance=guidance, strength=strength, person=person)
+    record, source, region = plan(
+        studio,
+        image,
+        mask,
+        prompt,
+        seed,
+        negative=negative,
+        steps=steps,
+        guidance=guidance,
+        strength=strength,
+        person=person,
+    )
     with studio.running(run, on_step) as run:
         return _paint(studio, record, source, region, run)
 
@@ -350,8 +411,9 @@ def _paint(studio, record: Record, source: Image.Image, region: np.ndarray, run)
     run.expect(int(record.steps * strength))
     cond = studio.encode([record.prompt], record.negative, record.guidance, encoding=record.encoding, pipe=pipe)
     try:
-        painted, = studio.denoise(
-            pipe, run,
+        (painted,) = studio.denoise(
+            pipe,
+            run,
             **cond,
             image=work_image,
             mask_image=work_mask,
@@ -388,12 +450,15 @@ def check_record(studio, record) -> None:
     if info.get("source_path") is not None:
         check_path(info["source_path"], "record.restore.source_path")
     size = info.get("work_size")
+
     def side(v):
         return isinstance(v, int) and not isinstance(v, bool) and 8 <= v <= studio.preset.max_size and v % 8 == 0
 
     if not (isinstance(size, list) and len(size) == 2 and all(side(v) for v in size)):
-        raise KitError(f"record.restore.work_size must be [width, height], multiples of 8 up to "
-                       f"{studio.preset.max_size} px, got {size!r}")
+        raise KitError(
+            f"record.restore.work_size must be [width, height], multiples of 8 up to "
+            f"{studio.preset.max_size} px, got {size!r}"
+        )
     strength = info.get("strength")
     strength = checks.number(strength, "record.restore.strength", 0, 1, low_open=True)  # the request's own check
     if int(record.steps * strength) < 1:
@@ -506,7 +571,7 @@ def compare(original, restored, mask) -> dict:
 
 
 def _psnr(mse: float) -> float:
-    return math.inf if mse == 0 else float(10 * math.log10(255.0 ** 2 / mse))
+    return math.inf if mse == 0 else float(10 * math.log10(255.0**2 / mse))
 
 
 def ssim(a, b, full: bool = False):
@@ -533,8 +598,7 @@ def _grow(region: np.ndarray, radius: int) -> np.ndarray:
         size = region.shape[axis]
         pad = [(radius, radius) if a == axis else (0, 0) for a in (0, 1)]
         padded = np.pad(region, pad, constant_values=False)
-        region = np.logical_or.reduce([np.take(padded, range(i, i + size), axis=axis)
-                                       for i in range(2 * radius + 1)])
+        region = np.logical_or.reduce([np.take(padded, range(i, i + size), axis=axis) for i in range(2 * radius + 1)])
     return region
 
 
@@ -544,5 +608,5 @@ def _blur(x: np.ndarray, sigma: float = 1.5, radius: int = WINDOW_RADIUS) -> np.
     taps /= taps.sum()
     height, width = x.shape
     padded = np.pad(x, radius, mode="reflect")
-    rows = sum(w * padded[i:i + height, :] for i, w in enumerate(taps))
-    return sum(w * rows[:, i:i + width] for i, w in enumerate(taps))
+    rows = sum(w * padded[i : i + height, :] for i, w in enumerate(taps))
+    return sum(w * rows[:, i : i + width] for i, w in enumerate(taps))

@@ -69,16 +69,20 @@ def pick_steps(steps, strength: float, preset, field: str = "steps") -> int:
         while int(steps * strength) < 1 and steps < MAX_STEPS:
             steps += 1
         if int(steps * strength) < 1:
-            raise KitError(f"strength {strength} is too small: even {MAX_STEPS} steps would run no step "
-                           f"(the model runs int(steps x strength)); use a strength of at least {1 / MAX_STEPS}")
+            raise KitError(
+                f"strength {strength} is too small: even {MAX_STEPS} steps would run no step "
+                f"(the model runs int(steps x strength)); use a strength of at least {1 / MAX_STEPS}"
+            )
         return steps
     steps = checks.whole(steps, field, 1, MAX_STEPS)
     if int(steps * strength) < 1:
         need = math.ceil(1 / strength)
         while int(need * strength) < 1:
             need += 1
-        raise KitError(f"{field} x strength must be at least 1 (the model runs int(steps x strength) steps), got "
-                       f"{steps} x {strength}: use steps={need} or more, or leave steps out")
+        raise KitError(
+            f"{field} x strength must be at least 1 (the model runs int(steps x strength) steps), got "
+            f"{steps} x {strength}: use steps={need} or more, or leave steps out"
+        )
     return steps
 
 
@@ -127,8 +131,10 @@ def fit(source_size: tuple[int, int], preset, size=None) -> tuple[tuple[int, int
     elif box is None:
         note = f"resized from {w}x{h} to {target[0]}x{target[1]} px ({RESAMPLE})"
     else:
-        note = (f"centre-cropped from {w}x{h} to {box[2] - box[0]}x{box[3] - box[1]} px at ({box[0]}, {box[1]}), "
-                f"then resized to {target[0]}x{target[1]} px ({RESAMPLE})")
+        note = (
+            f"centre-cropped from {w}x{h} to {box[2] - box[0]}x{box[3] - box[1]} px at ({box[0]}, {box[1]}), "
+            f"then resized to {target[0]}x{target[1]} px ({RESAMPLE})"
+        )
     return target, box, note
 
 
@@ -165,8 +171,12 @@ def _text(studio, prompt, style) -> dict:
         subject = subject or DEFAULT_SUBJECT
         for c in components:
             studio.check_prompt(c.prompt(subject), f"style[{c.key!r}] prompt")
-        return {"prompt": f"{fusion.describe(style)}: {subject}", "subject": subject, "style": None,
-                "fusion": {c.key: c.weight for c in components}}
+        return {
+            "prompt": f"{fusion.describe(style)}: {subject}",
+            "subject": subject,
+            "style": None,
+            "fusion": {c.key: c.weight for c in components},
+        }
     if style is not None and style != "":
         try:
             found = styles.get(style)
@@ -181,8 +191,21 @@ def _text(studio, prompt, style) -> dict:
 # ---------------------------------------------------------------- restyling
 
 
-def plan(studio, image, prompt=None, *, style=None, strength=DEFAULT_STRENGTH, seed=None, negative=None,
-         steps=None, guidance=None, size=None, preview=False, person=None) -> tuple[Record, Image.Image]:
+def plan(
+    studio,
+    image,
+    prompt=None,
+    *,
+    style=None,
+    strength=DEFAULT_STRENGTH,
+    seed=None,
+    negative=None,
+    steps=None,
+    guidance=None,
+    size=None,
+    preview=False,
+    person=None,
+) -> tuple[Record, Image.Image]:
     """Check a restyle request: (record, RGB source), without touching a model.
 
     person: what the person did that the arguments cannot show, added to the record's authorship
@@ -202,8 +225,16 @@ def plan(studio, image, prompt=None, *, style=None, strength=DEFAULT_STRENGTH, s
     preview = checks.flag(preview, "preview")
     (width, height), box, note = fit(source.size, studio.preset, None if size is None else studio.check_size(size))
     decoder = "taesd" if preview and studio.has("preview") else "vae"
-    record = studio.record(**text, negative=negative, seed=seed, steps=steps, guidance=guidance,
-                           width=width, height=height, decoder=decoder)
+    record = studio.record(
+        **text,
+        negative=negative,
+        seed=seed,
+        steps=steps,
+        guidance=guidance,
+        width=width,
+        height=height,
+        decoder=decoder,
+    )
     record.kind = "restyle"
     record.restyle = {
         "source_sha256": pixel_hash(source),
@@ -219,18 +250,38 @@ def plan(studio, image, prompt=None, *, style=None, strength=DEFAULT_STRENGTH, s
     if path:  # a file or a saved Artwork: a replay can find the source again
         record.restyle["source_path"] = path
     typed = isinstance(prompt, str) and prompt.strip()
-    person = [{"action": "gave the source image", "sha256": record.restyle["source_sha256"]},
-              *([{"action": "typed the prompt", "prompt": text["subject"] or text["prompt"]}] if typed else []),
-              *([{"action": "chose the style", "style": text["style"]}] if text["style"] else []),
-              *([{"action": "set the fusion weights", "weights": text["fusion"]}] if text["fusion"] else []),
-              *([{"action": "typed the negative prompt"}] if negative else []),
-              {"action": "set the strength", "strength": strength}, *chosen, *added]
+    person = [
+        {"action": "gave the source image", "sha256": record.restyle["source_sha256"]},
+        *([{"action": "typed the prompt", "prompt": text["subject"] or text["prompt"]}] if typed else []),
+        *([{"action": "chose the style", "style": text["style"]}] if text["style"] else []),
+        *([{"action": "set the fusion weights", "weights": text["fusion"]}] if text["fusion"] else []),
+        *([{"action": "typed the negative prompt"}] if negative else []),
+        {"action": "set the strength", "strength": strength},
+        *chosen,
+        *added,
+    ]
     return credit(record, person), source
 
 
-def restyle(studio, image, prompt=None, *, style=None, strength=DEFAULT_STRENGTH, seed=None, negative=None,
-            steps=None, guidance=None, size=None, preview=False, person=None, on_step=None, on_preview=None,
-            run=None, save=True) -> Artwork:
+def restyle(
+    studio,
+    image,
+    prompt=None,
+    *,
+    style=None,
+    strength=DEFAULT_STRENGTH,
+    seed=None,
+    negative=None,
+    steps=None,
+    guidance=None,
+    size=None,
+    preview=False,
+    person=None,
+    on_step=None,
+    on_preview=None,
+    run=None,
+    save=True,
+) -> Artwork:
     """Re-render `image` (a path, PIL image, array or Artwork) with `prompt` and/or `style`.
 
     strength: how far from the source, above 0 and at most 1 (default 0.6). style: a catalogue
@@ -242,8 +293,20 @@ def restyle(studio, image, prompt=None, *, style=None, strength=DEFAULT_STRENGTH
     person: actions the arguments cannot show, for the record's authorship (see `plan`).
     The same source, settings and seed give the same pixels.
     """
-    record, source = plan(studio, image, prompt, style=style, strength=strength, seed=seed, negative=negative,
-                          steps=steps, guidance=guidance, size=size, preview=preview, person=person)
+    record, source = plan(
+        studio,
+        image,
+        prompt,
+        style=style,
+        strength=strength,
+        seed=seed,
+        negative=negative,
+        steps=steps,
+        guidance=guidance,
+        size=size,
+        preview=preview,
+        person=person,
+    )
     checks.callback(on_preview, "on_preview", "the preview images")
     with studio.running(run, on_step) as run:
         return _paint(studio, record, source, run, on_preview=on_preview, save=save)
@@ -280,8 +343,10 @@ def find_source(studio, record: Record) -> Image.Image:
         tried.append(f"the gallery {str(studio.gallery.folder)!r} does not have it")
     else:
         tried.append("the studio has no gallery to look in")
-    raise KitError(f"the source image of this restyle (sha256 {wanted[:12]}...) is not available: "
-                   f"{'; '.join(tried)}. Give it: kit.restyle.render(studio, record, image=source)")
+    raise KitError(
+        f"the source image of this restyle (sha256 {wanted[:12]}...) is not available: "
+        f"{'; '.join(tried)}. Give it: kit.restyle.render(studio, record, image=source)"
+    )
 
 
 def render(studio, record: Record, run=None, image=None) -> Artwork:
@@ -321,8 +386,9 @@ def pipeline(studio):
         try:
             made = AutoPipelineForImage2Image.from_pipe(pipe)
         except ValueError as err:
-            raise KitError(f"preset {studio.preset.name!r} has no image-to-image pipeline "
-                           f"({type(pipe).__name__}): {err}") from None
+            raise KitError(
+                f"preset {studio.preset.name!r} has no image-to-image pipeline ({type(pipe).__name__}): {err}"
+            ) from None
         made.set_progress_bar_config(disable=True)
         _quiet_vacuous_cast_warning()
         _PIPES[studio] = (pipe, made)
@@ -349,8 +415,9 @@ def conditioning(studio, record: Record) -> dict:
     """The record's conditioning: fusion weights blended as `studio.fuse` does, else its prompt encoded,
     both the way the record's `encoding` says (long prompts in chunks, web-UI emphasis)."""
     if record.fusion:
-        return fusion.conditioning(studio, record.fusion, record.subject, record.negative, record.guidance,
-                                   record.encoding)
+        return fusion.conditioning(
+            studio, record.fusion, record.subject, record.negative, record.guidance, record.encoding
+        )
     return studio.encode([record.prompt], record.negative, record.guidance, encoding=record.encoding)
 
 
@@ -365,7 +432,9 @@ def _paint(studio, record: Record, source: Image.Image, run, on_preview=None, sa
     run.expect(int(record.steps * info["strength"]))
     try:
         latents = studio.denoise(
-            pipe, run, **cond,
+            pipe,
+            run,
+            **cond,
             image=work,
             strength=info["strength"],
             num_inference_steps=record.steps,
@@ -378,7 +447,7 @@ def _paint(studio, record: Record, source: Image.Image, run, on_preview=None, sa
                 on_preview(studio.decode(latents, preview=True))
             except KitError:  # no preview decoder here: the full image comes as always
                 pass
-        image, = studio.decode(latents, preview=record.decoder == "taesd")
+        (image,) = studio.decode(latents, preview=record.decoder == "taesd")
     except Stopped:
         raise Stopped("the restyle", [], 1) from None
     record.scheduler = type(pipe.scheduler).__name__
@@ -394,8 +463,7 @@ def _paint(studio, record: Record, source: Image.Image, run, on_preview=None, sa
 def check_record(studio, record) -> None:
     """A "restyle" record's own fields, checked with the request's limits before any model work."""
     info = record.restyle
-    if not isinstance(info, dict) or not isinstance(info.get("source_sha256"), str) \
-            or len(info["source_sha256"]) != 64:
+    if not isinstance(info, dict) or not isinstance(info.get("source_sha256"), str) or len(info["source_sha256"]) != 64:
         raise KitError("record.restyle must be an object naming the source image by its sha256 (source_sha256)")
     strength = check_strength(info.get("strength"), "record.restyle.strength")
     pick_steps(record.steps, strength, studio.preset, "record.steps")
@@ -404,16 +472,22 @@ def check_record(studio, record) -> None:
     except KitError as err:
         raise KitError(f"record: {err}") from None
     size = info.get("source_size")
-    if not (isinstance(size, list) and len(size) == 2
-            and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 2 ** 16 for v in size)):
+    if not (
+        isinstance(size, list)
+        and len(size) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 2**16 for v in size)
+    ):
         raise KitError(f"record.restyle.source_size must be [width, height] in pixels, got {size!r}")
     box = info.get("crop")
     if box is not None:
-        ok = (isinstance(box, list) and len(box) == 4
-              and all(isinstance(v, int) and not isinstance(v, bool) for v in box))
+        ok = (
+            isinstance(box, list) and len(box) == 4 and all(isinstance(v, int) and not isinstance(v, bool) for v in box)
+        )
         if not ok or not (0 <= box[0] < box[2] <= size[0] and 0 <= box[1] < box[3] <= size[1]):
-            raise KitError(f"record.restyle.crop must be [left, top, right, bottom] inside the source's "
-                           f"{size[0]}x{size[1]} px, got {box!r}")
+            raise KitError(
+                f"record.restyle.crop must be [left, top, right, bottom] inside the source's "
+                f"{size[0]}x{size[1]} px, got {box!r}"
+            )
     if info.get("source_path") is not None:
         check_path(info["source_path"], "record.restyle.source_path")
     if record.fusion:

@@ -13,7 +13,7 @@ Each run has its own token, so stopping one widget's run never stops another's.
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 
 class Stopped(Exception):
@@ -33,8 +33,14 @@ class Run:
     `stop()` may be called from any thread, before or during the run.
     """
 
-    def __init__(self, on_step: Callable[[int, int], None] | None = None, *, progress_bar: bool = False,
-                 description: str = "", unit: str = "step"):
+    def __init__(
+        self,
+        on_step: Callable[[int, int], None] | None = None,
+        *,
+        progress_bar: bool = False,
+        description: str = "",
+        unit: str = "step",
+    ):
         self.on_step = on_step
         self.progress_bar = progress_bar
         self.description, self.unit = description, unit
@@ -55,7 +61,7 @@ class Run:
     def stopped(self) -> bool:
         return self._stop.is_set()
 
-    def expect(self, units: int) -> "Run":
+    def expect(self, units: int) -> Run:
         """`units` more units of work are coming (the total grows to at least done + units)."""
         self.total = max(self.total, self.done + int(units))
         if self._bar is not None:

@@ -27,12 +27,12 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from . import checks
 from .errors import KitError
 
-MAX_CELL = 1024     # pixels per image on a sheet
-MAX_CELLS = 1024    # images on one sheet
+MAX_CELL = 1024  # pixels per image on a sheet
+MAX_CELLS = 1024  # images on one sheet
 
 # Tried in this order for each character: the first font that has a glyph for it draws it.
 FONT_FILES = (
-    "NotoSans-Regular.ttf",                 # Latin, Greek, Cyrillic
+    "NotoSans-Regular.ttf",  # Latin, Greek, Cyrillic
     "NotoSansDevanagari-Regular.ttf",
     "NotoSansArabic-Regular.ttf",
     "NotoSansHebrew-Regular.ttf",
@@ -42,22 +42,37 @@ FONT_FILES = (
     "NotoSansEthiopic-Regular.ttf",
     "NotoSansArmenian-Regular.ttf",
     "NotoSansGeorgian-Regular.ttf",
-    "NotoSansCJK-Regular.ttc",              # Chinese, Japanese, Korean
+    "NotoSansCJK-Regular.ttc",  # Chinese, Japanese, Korean
     "DejaVuSans.ttf",
-    "Arial Unicode.ttf", "arialuni.ttf",    # macOS, older Office
-    "segoeui.ttf", "Nirmala.ttf", "msyh.ttc", "arial.ttf",   # Windows
-    "Kohinoor.ttc", "GeezaPro.ttc", "PingFang.ttc", "Helvetica.ttc",   # macOS
+    "Arial Unicode.ttf",
+    "arialuni.ttf",  # macOS, older Office
+    "segoeui.ttf",
+    "Nirmala.ttf",
+    "msyh.ttc",
+    "arial.ttf",  # Windows
+    "Kohinoor.ttc",
+    "GeezaPro.ttc",
+    "PingFang.ttc",
+    "Helvetica.ttc",  # macOS
 )
 FONT_DIRS = (
-    "/usr/share/fonts", "/usr/local/share/fonts", "~/.local/share/fonts", "~/.fonts",
-    os.path.join(sys.prefix, "fonts"), os.path.join(sys.prefix, "share", "fonts"),   # conda
-    "/Library/Fonts", "/System/Library/Fonts", "~/Library/Fonts",
+    "/usr/share/fonts",
+    "/usr/local/share/fonts",
+    "~/.local/share/fonts",
+    "~/.fonts",
+    os.path.join(sys.prefix, "fonts"),
+    os.path.join(sys.prefix, "share", "fonts"),  # conda
+    "/Library/Fonts",
+    "/System/Library/Fonts",
+    "~/Library/Fonts",
     os.path.join(os.environ.get("WINDIR", "C:/Windows"), "Fonts"),
 )
-INSTALL_HINT = ("install the Noto Sans fonts (Debian, Ubuntu: `apt-get install fonts-noto-core fonts-noto-cjk`; "
-                "elsewhere from the system's font manager) and restart the kernel")
+INSTALL_HINT = (
+    "install the Noto Sans fonts (Debian, Ubuntu: `apt-get install fonts-noto-core fonts-noto-cjk`; "
+    "elsewhere from the system's font manager) and restart the kernel"
+)
 LABEL_FONT_PX, TITLE_FONT_PX = 12, 14
-_NOT_A_CHARACTER = "\U000FFFFD"   # no font maps it: every font draws its "missing glyph" box for it
+_NOT_A_CHARACTER = "\U000ffffd"  # no font maps it: every font draws its "missing glyph" box for it
 INK, PLATE = (17, 17, 17, 255), (242, 242, 242, 235)
 
 
@@ -88,15 +103,20 @@ def contact_sheet(images, labels=None, columns: int | None = None, cell: int = 1
         x, y = (i % columns) * cell, top + (i // columns) * (cell + label_h)
         if image is not None:  # fitted to the cell; images enlarged 2x or more keep sharp pixels
             small = 2 * max(image.size) <= cell - 4
-            thumb = ImageOps.contain(image.convert("RGB"), (cell - 4, cell - 4),
-                                     Image.Resampling.NEAREST if small else Image.Resampling.LANCZOS)
+            thumb = ImageOps.contain(
+                image.convert("RGB"),
+                (cell - 4, cell - 4),
+                Image.Resampling.NEAREST if small else Image.Resampling.LANCZOS,
+            )
             sheet.paste(thumb, (x + (cell - thumb.width) // 2, y + (cell - thumb.height) // 2))
         if label:
             _label(draw, str(label), (x + 2, y + cell), cell - 4, label_h - 1, LABEL_FONT_PX, missing)
     if missing:
         shown = " ".join(sorted(missing)[:12])
-        warnings.warn(f"no font on this computer draws these label characters, so they show as boxes: {shown}; "
-                      f"{INSTALL_HINT}", stacklevel=2)
+        warnings.warn(
+            f"no font on this computer draws these label characters, so they show as boxes: {shown}; {INSTALL_HINT}",
+            stacklevel=2,
+        )
     return sheet
 
 
@@ -119,6 +139,7 @@ def _label(draw, text: str, corner: tuple[int, int], width: int, height: int, si
 
 def _fit(text: str, width: int, size: int) -> list[tuple[str, object]]:
     """The runs of `text` (cut with an ellipsis where needed) that fit `width` pixels."""
+
     def fits(candidate: str) -> list | None:
         runs = font_runs(candidate, size)
         return runs if sum(_length(run, font, size) for run, font in runs) <= width else None

@@ -30,12 +30,12 @@ from . import checks
 from .errors import KitError
 from .files import read_image
 
-PAPER = (255, 255, 255)     # the colour of an empty drawing
+PAPER = (255, 255, 255)  # the colour of an empty drawing
 MAX_STROKES = 5_000
-MAX_POINTS = 200_000        # over all strokes
-MAX_BRUSH = 256             # px
-MIN_SIDE, MAX_SIDE = 8, 2048    # a drawing's sides, px (8: the smallest picture restore takes)
-MAX_UPLOAD_BYTES = 64 * 2**20   # a photo sent from the browser: larger files are refused before decoding
+MAX_POINTS = 200_000  # over all strokes
+MAX_BRUSH = 256  # px
+MIN_SIDE, MAX_SIDE = 8, 2048  # a drawing's sides, px (8: the smallest picture restore takes)
+MAX_UPLOAD_BYTES = 64 * 2**20  # a photo sent from the browser: larger files are refused before decoding
 MAX_UPLOAD_PIXELS = 40_000_000  # ... and larger images before they are decoded
 _COLOR = re.compile(r"#[0-9a-fA-F]{6}")
 _KEYS = {"points", "size", "color", "erase"}
@@ -64,7 +64,9 @@ def check_strokes(strokes, field: str = "strokes") -> list[dict]:
     for i, stroke in enumerate(strokes):
         where = f"{field}[{i}]"
         if not isinstance(stroke, dict) or "points" not in stroke or not set(stroke) <= _KEYS:
-            raise KitError(f"{where} must be a dict with points and optionally size, color and erase, got {stroke!r:.80}")
+            raise KitError(
+                f"{where} must be a dict with points and optionally size, color and erase, got {stroke!r:.80}"
+            )
         points = stroke["points"]
         if not isinstance(points, (list, tuple)) or not points:
             raise KitError(f"{where}.points must be a non-empty list of [x, y] pairs")
@@ -73,9 +75,14 @@ def check_strokes(strokes, field: str = "strokes") -> list[dict]:
             raise KitError(f"{field}: more than {MAX_POINTS} points in all; clear the drawing or undo some strokes")
         pairs = []
         for point in points:
-            ok = isinstance(point, (list, tuple)) and len(point) == 2 and all(
-                isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and abs(v) < 1e6
-                for v in point)
+            ok = (
+                isinstance(point, (list, tuple))
+                and len(point) == 2
+                and all(
+                    isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and abs(v) < 1e6
+                    for v in point
+                )
+            )
             if not ok:
                 raise KitError(f"{where}.points must hold [x, y] pairs of finite numbers, found {point!r:.40}")
             pairs.append((float(point[0]), float(point[1])))
@@ -105,12 +112,14 @@ def draw(strokes, size, background: Image.Image | None = None) -> Image.Image:
     (an RGB image of exactly `size`, e.g. from `photo`); an eraser shows the paper or the photo again."""
     strokes, size = check_strokes(strokes), check_size(size)
     if background is not None and (background.size != size or background.mode != "RGB"):
-        raise KitError(f"background must be an RGB image of {size[0]}x{size[1]} px, "
-                       f"got {background.mode} {background.width}x{background.height}: fit it with sketch.photo")
+        raise KitError(
+            f"background must be an RGB image of {size[0]}x{size[1]} px, "
+            f"got {background.mode} {background.width}x{background.height}: fit it with sketch.photo"
+        )
     layer = Image.new("RGBA", size, (0, 0, 0, 0))
     canvas = ImageDraw.Draw(layer)  # writes the fill as given: an eraser's transparent fill clears
     for stroke in strokes:
-        rgb = tuple(int(stroke["color"][i:i + 2], 16) for i in (1, 3, 5))
+        rgb = tuple(int(stroke["color"][i : i + 2], 16) for i in (1, 3, 5))
         _paint(canvas, stroke, (0, 0, 0, 0) if stroke["erase"] else (*rgb, 255))
     paper = Image.new("RGBA", size, (*PAPER, 255)) if background is None else background.convert("RGBA")
     return Image.alpha_composite(paper, layer).convert("RGB")
@@ -169,6 +178,8 @@ def photo(source, size, field: str = "photo") -> tuple[Image.Image, str]:
     elif keep == (width, height):
         note = f"the photo was resized from {width}x{height} to {size[0]}x{size[1]} px ({RESAMPLE})"
     else:
-        note = (f"the photo was centre-cropped from {width}x{height} to {keep[0]}x{keep[1]} px, "
-                f"then resized to {size[0]}x{size[1]} px ({RESAMPLE})")
+        note = (
+            f"the photo was centre-cropped from {width}x{height} to {keep[0]}x{keep[1]} px, "
+            f"then resized to {size[0]}x{size[1]} px ({RESAMPLE})"
+        )
     return fitted, note

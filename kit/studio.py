@@ -12,26 +12,26 @@ from __future__ import annotations
 import numbers
 import threading
 import warnings
+from collections.abc import Callable
 from contextlib import contextmanager
-from functools import partial
 from dataclasses import replace as _replace
+from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from . import checks, openvino_backend, presets, styles
-from . import prompts as prompt_text
 from . import latents as latent_math
-from .errors import KitError
+from . import prompts as prompt_text
 from .artwork import Artwork, pixel_hash
 from .artwork import load as load_artwork
+from .errors import KitError
 from .gallery import Gallery
 from .record import Record, credit, sampler_name, seed_action
 from .runs import Run, Stopped, as_run
 
 MAX_PROMPT_CHARS = 5000
-MAX_STEPS = presets.MAX_STEPS        # one limit for requests and for the preset table
+MAX_STEPS = presets.MAX_STEPS  # one limit for requests and for the preset table
 MAX_BATCH = 64
 MAX_GUIDANCE = presets.MAX_GUIDANCE
 
@@ -52,6 +52,7 @@ BATCH_FIELDS = ("seed", "prompt", "subject", "walk", "fusion")
 def _member(record: Record) -> dict:
     return {name: getattr(record, name) for name in BATCH_FIELDS}
 
+
 class Studio:
     """Text-to-image with a preset's diffusers pipeline.
 
@@ -63,8 +64,9 @@ class Studio:
     first, with its record.
     """
 
-    def __init__(self, preset=None, device=None, dtype=None, *, gallery=None, compile=False, batch_size=None,
-                 backend=None):
+    def __init__(
+        self, preset=None, device=None, dtype=None, *, gallery=None, compile=False, batch_size=None, backend=None
+    ):
         self.preset = presets.get(preset)
         self.device = presets.pick_device(device)
         self.dtype = presets.pick_dtype(self.device, dtype, self.preset)
@@ -79,14 +81,14 @@ class Studio:
         self.batch_size = default if batch_size is None else checks.whole(batch_size, "batch_size", 1, MAX_BATCH)
         self.gallery = gallery if isinstance(gallery, Gallery) or gallery is None else Gallery(gallery)
         self.progress_bar = True
-        self._parts: dict = {}           # loaded parts by name: "pipeline", "preview", "inpaint"
-        self._revisions: dict = {}       # the commit (or tiny build) each loaded part comes from
+        self._parts: dict = {}  # loaded parts by name: "pipeline", "preview", "inpaint"
+        self._revisions: dict = {}  # the commit (or tiny build) each loaded part comes from
         self._loading = threading.Lock()  # parts load once, even when two widgets ask at the same time
-        self._lock = threading.Lock()    # one pipeline call (and prompt encoding) at a time
-        self._runs: set[Run] = set()     # runs in progress, for stop()
+        self._lock = threading.Lock()  # one pipeline call (and prompt encoding) at a time
+        self._runs: set[Run] = set()  # runs in progress, for stop()
         self._runs_lock = threading.Lock()
         self._unavailable: set[str] = set()  # optional parts that failed to load (said once)
-        self._tokenizer = None               # the tokenizer alone, before the pipeline is loaded
+        self._tokenizer = None  # the tokenizer alone, before the pipeline is loaded
 
     @property
     def previews_first(self) -> bool:
@@ -95,7 +97,7 @@ class Studio:
         return self.device == "cpu"
 
     @classmethod
-    def for_record(cls, record, **kwargs) -> "Studio":
+    def for_record(cls, record, **kwargs) -> Studio:
         """A studio that renders the way `record` (a Record, Artwork or saved image's path) was made:
         its preset, dtype and backend, on its device when this machine has one (`kit.replay(path,
         Studio.for_record(path))` reproduces the pixels made on the same kind of device)."""
@@ -218,10 +220,12 @@ class Studio:
             raise KitError(f"size must be a number of pixels or a (width, height) pair, got {size!r}") from None
         sides = []
         for value in (width, height):
-            value = checks.whole(value, "size", 1, 2 ** 16)
+            value = checks.whole(value, "size", 1, 2**16)
             if not p.min_size <= value <= p.max_size or value % 8:
-                raise KitError(f"size {value} is not allowed for preset {p.name!r}: "
-                               f"use a multiple of 8 from {p.min_size} to {p.max_size} px (default {p.size} px)")
+                raise KitError(
+                    f"size {value} is not allowed for preset {p.name!r}: "
+                    f"use a multiple of 8 from {p.min_size} to {p.max_size} px (default {p.size} px)"
+                )
             sides.append(value)
         return sides[0], sides[1]
 
@@ -231,8 +235,9 @@ class Studio:
         guidance = self.preset.guidance if guidance is None else guidance
         return checks.whole(steps, "steps", 1, MAX_STEPS), checks.number(guidance, "guidance", 0, MAX_GUIDANCE)
 
-    def plan(self, prompt, *, style=None, negative=None, seed=None, n=1, steps=None, guidance=None,
-             size=None, preview=False) -> list[Record]:
+    def plan(
+        self, prompt, *, style=None, negative=None, seed=None, n=1, steps=None, guidance=None, size=None, preview=False
+    ) -> list[Record]:
         """Check a generate request and return one Record per image, without touching a model."""
         subject = self.check_prompt(prompt)
         negative = self.check_prompt(negative, "negative", allow_empty=True)
@@ -240,21 +245,41 @@ class Studio:
         text = styles.get(style).compose(subject) if style else subject
         n = checks.whole(n, "n (images)", 1, MAX_BATCH)
         preview = checks.flag(preview, "preview")
-        person = [{"action": "typed the prompt", "prompt": subject}, *([{"action": "chose the style", "style": style}]
-                  if style else []), *([{"action": "typed the negative prompt"}] if negative else []), *seed_action(seed)]
+        person = [
+            {"action": "typed the prompt", "prompt": subject},
+            *([{"action": "chose the style", "style": style}] if style else []),
+            *([{"action": "typed the negative prompt"}] if negative else []),
+            *seed_action(seed),
+        ]
         seed = latent_math.random_seed() if seed is None else latent_math.check_seed(seed)
         latent_math.check_seed(seed + n - 1)
         steps, guidance = self.check_settings(steps, guidance)
         width, height = self.check_size(size)
         decoder = "taesd" if preview and self.has("preview") else "vae"
         if preview and decoder == "vae":
-            warnings.warn(f"preset {self.preset.name!r} has no preview decoder: decoding with the full VAE", stacklevel=3)
+            warnings.warn(
+                f"preset {self.preset.name!r} has no preview decoder: decoding with the full VAE", stacklevel=3
+            )
         if negative and guidance <= 1:
-            warnings.warn("the negative prompt has no effect when guidance <= 1 (sd-turbo's default is 0)", stacklevel=3)
+            warnings.warn(
+                "the negative prompt has no effect when guidance <= 1 (sd-turbo's default is 0)", stacklevel=3
+            )
         return [
-            credit(self.record(prompt=text, subject=subject if style else None, style=style, negative=negative,
-                               seed=seed + i, steps=steps, guidance=guidance, width=width, height=height,
-                               decoder=decoder), person)
+            credit(
+                self.record(
+                    prompt=text,
+                    subject=subject if style else None,
+                    style=style,
+                    negative=negative,
+                    seed=seed + i,
+                    steps=steps,
+                    guidance=guidance,
+                    width=width,
+                    height=height,
+                    decoder=decoder,
+                ),
+                person,
+            )
             for i in range(n)
         ]
 
@@ -266,8 +291,10 @@ class Studio:
         _import_features()
         kind = record.kind
         if kind != "generate" and kind not in INPUTS and kind not in RENDERERS:
-            raise KitError(f"record.kind {kind!r} cannot be rendered: this kit renders "
-                           f"{', '.join(['generate', *INPUTS, *RENDERERS])}")
+            raise KitError(
+                f"record.kind {kind!r} cannot be rendered: this kit renders "
+                f"{', '.join(['generate', *INPUTS, *RENDERERS])}"
+            )
         self.check_prompt(record.prompt, "record.prompt", allow_empty=kind in RENDERERS)
         self.check_prompt(record.negative, "record.negative", allow_empty=True)
         _check_field("record.seed", latent_math.check_seed, record.seed)
@@ -276,15 +303,18 @@ class Studio:
             for name in ("width", "height"):
                 value = getattr(record, name)
                 if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_RECORD_SIDE:
-                    raise KitError(f"record.{name} must be a whole number of pixels from 1 to {MAX_RECORD_SIDE}, "
-                                   f"got {value!r}")
+                    raise KitError(
+                        f"record.{name} must be a whole number of pixels from 1 to {MAX_RECORD_SIDE}, got {value!r}"
+                    )
         else:
             _check_field("record", self.check_size, (record.width, record.height))
         if record.decoder not in ("vae", "taesd"):
             raise KitError(f"record.decoder must be 'vae' or 'taesd', got {record.decoder!r}")
         prompt_text.check_encoding(record.encoding, "record.encoding")
         if record.backend not in openvino_backend.BACKENDS:
-            raise KitError(f"record.backend must be one of {', '.join(openvino_backend.BACKENDS)}, got {record.backend!r}")
+            raise KitError(
+                f"record.backend must be one of {', '.join(openvino_backend.BACKENDS)}, got {record.backend!r}"
+            )
         if not isinstance(record.extra, dict):
             raise KitError(f"record.extra must be a JSON object, got {type(record.extra).__name__}")
         members = [record]
@@ -303,15 +333,34 @@ class Studio:
 
     def record(self, **fields) -> Record:
         """A Record of this studio's preset, model, device and dtype, with `fields` filled in."""
-        return Record(preset=self.preset.name, model=self.preset.model or f"kit-{self.preset.name}", device=self.device,
-                      dtype=str(self.dtype).replace("torch.", ""), backend=self.backend, encoding=prompt_text.WEBUI,
-                      **fields)
+        return Record(
+            preset=self.preset.name,
+            model=self.preset.model or f"kit-{self.preset.name}",
+            device=self.device,
+            dtype=str(self.dtype).replace("torch.", ""),
+            backend=self.backend,
+            encoding=prompt_text.WEBUI,
+            **fields,
+        )
 
     # ------------------------------------------------------------ making images
 
-    def generate(self, prompt, *, style=None, negative=None, seed=None, n=1, steps=None, guidance=None,
-                 size=None, preview=False, on_step: Callable[[int, int], None] | None = None,
-                 on_preview: Callable[[list], None] | None = None, run: Run | None = None) -> list[Artwork]:
+    def generate(
+        self,
+        prompt,
+        *,
+        style=None,
+        negative=None,
+        seed=None,
+        n=1,
+        steps=None,
+        guidance=None,
+        size=None,
+        preview=False,
+        on_step: Callable[[int, int], None] | None = None,
+        on_preview: Callable[[list], None] | None = None,
+        run: Run | None = None,
+    ) -> list[Artwork]:
         """Make `n` images of `prompt` (seeds seed, seed+1, ...); `preview=True` decodes with TAESD.
 
         `style` is a catalogue id (see `kit.styles.catalogue()`); its template wraps the prompt.
@@ -321,8 +370,17 @@ class Studio:
         longer than the diffusion itself). A `kit.Run` passed as `run` can stop the work from
         another thread: it then raises `kit.Stopped`, whose `done` holds the images already finished.
         """
-        records = self.plan(prompt, style=style, negative=negative, seed=seed, n=n, steps=steps,
-                            guidance=guidance, size=size, preview=preview)
+        records = self.plan(
+            prompt,
+            style=style,
+            negative=negative,
+            seed=seed,
+            n=n,
+            steps=steps,
+            guidance=guidance,
+            size=size,
+            preview=preview,
+        )
         checks.callback(on_preview, "on_preview", "the preview images")
         if "pipeline" not in self._parts:
             presets.require(self.preset)  # a missing model: one short error here, not from deep inside loading
@@ -350,8 +408,14 @@ class Studio:
         """
         record = self.check_record(record)
         mine = self.record()  # the image is made by this studio: its record says so (replay compares)
-        record = _replace(record, preset=mine.preset, device=mine.device, dtype=mine.dtype, backend=mine.backend,
-                          model=record.model if record.kind in RENDERERS else mine.model)
+        record = _replace(
+            record,
+            preset=mine.preset,
+            device=mine.device,
+            dtype=mine.dtype,
+            backend=mine.backend,
+            model=record.model if record.kind in RENDERERS else mine.model,
+        )
         if record.kind in RENDERERS:
             with self.running(run) as run:
                 return RENDERERS[record.kind](self, record, run)
@@ -361,8 +425,16 @@ class Studio:
         mates = [_replace(record, **member) for member in batch["members"]]
         return self.render_many(mates, batch_size=len(mates), run=run)[batch["index"]]
 
-    def render_many(self, records: list[Record], on_step=None, batch_size: int | None = None, *,
-                    run: Run | None = None, save: bool = True, on_preview=None) -> list[Artwork]:
+    def render_many(
+        self,
+        records: list[Record],
+        on_step=None,
+        batch_size: int | None = None,
+        *,
+        run: Run | None = None,
+        save: bool = True,
+        on_preview=None,
+    ) -> list[Artwork]:
         """Render records of the same kind and settings in batches: the work of every public method.
 
         Each image is saved to the studio's gallery, when it has one, unless `save` is False (a
@@ -482,8 +554,16 @@ class Studio:
 
     # ------------------------------------------------------------ the pipeline
 
-    def encode(self, prompts: list[str], negative: str = "", guidance: float = 0.0, *,
-               encoding: str = prompt_text.WEBUI, chunks: int = 1, pipe=None) -> dict[str, torch.Tensor]:
+    def encode(
+        self,
+        prompts: list[str],
+        negative: str = "",
+        guidance: float = 0.0,
+        *,
+        encoding: str = prompt_text.WEBUI,
+        chunks: int = 1,
+        pipe=None,
+    ) -> dict[str, torch.Tensor]:
         """The conditioning for prompts: the pipeline's embedding arguments, one row per prompt.
 
         Under the "webui" encoding (see `kit.prompts`) each prompt's emphasis is read and its
@@ -511,7 +591,10 @@ class Studio:
                 if hidden.shape[1] < longest:
                     if empty is None:
                         empty = self._encode_text(encoders, "", prompt_text.TRUNCATE, sdxl)[0]
-                    encoded[text] = torch.cat([hidden, *[empty] * ((longest - hidden.shape[1]) // length)], dim=1), pooled
+                    encoded[text] = (
+                        torch.cat([hidden, *[empty] * ((longest - hidden.shape[1]) // length)], dim=1),
+                        pooled,
+                    )
         dtype = (pipe.text_encoder_2 if sdxl else pipe.text_encoder).dtype
 
         def rows(names, which):
@@ -536,7 +619,9 @@ class Studio:
             hidden = []
             for ids, _ in pieces:
                 pad = [tokenizer.pad_token_id] * (window - len(ids))
-                row = torch.tensor([[tokenizer.bos_token_id, *ids, tokenizer.eos_token_id, *pad]], device=encoder.device)
+                row = torch.tensor(
+                    [[tokenizer.bos_token_id, *ids, tokenizer.eos_token_id, *pad]], device=encoder.device
+                )
                 if sdxl:  # as the SDXL pipeline: the penultimate layer, and the second encoder's pooled output
                     out = encoder(row, output_hidden_states=True)
                     if pooled is None and out[0].ndim == 2:
@@ -553,7 +638,7 @@ class Studio:
             chunk = torch.cat(parts, dim=-1)  # SDXL: the two encoders' states side by side
             if any(w != 1.0 for w in weights):
                 scale = torch.ones(chunk.shape[1], dtype=torch.float32, device=chunk.device)
-                scale[1:1 + len(weights)] = torch.tensor(weights)
+                scale[1 : 1 + len(weights)] = torch.tensor(weights)
                 before = chunk.float().mean()
                 weighed = chunk.float() * scale[None, :, None]
                 after = weighed.mean()
@@ -574,7 +659,8 @@ class Studio:
 
                 try:
                     self._tokenizer = CLIPTokenizer.from_pretrained(
-                        self._source("pipeline"), subfolder="tokenizer", local_files_only=True)
+                        self._source("pipeline"), subfolder="tokenizer", local_files_only=True
+                    )
                 except OSError as err:
                     raise presets.not_available(self.preset, "pipeline", err) from None
             return self._tokenizer
@@ -608,7 +694,9 @@ class Studio:
                 dropped = self.tokenizer.decode(ids[window:])
                 warnings.warn(
                     f"the prompt is {len(ids)} tokens; the text encoder reads {window}, so this part is dropped: "
-                    f"{dropped!r}", stacklevel=4)
+                    f"{dropped!r}",
+                    stacklevel=4,
+                )
 
     def noise(self, seeds: list[int], width: int, height: int) -> torch.Tensor:
         """Initial latents for seeds, drawn on the CPU (same seed, same noise on any device)."""
@@ -619,10 +707,16 @@ class Studio:
     def _call(self, cond: dict, latents: torch.Tensor, batch: list[Record]) -> dict:
         """The text-to-image pipeline's arguments for a batch, to latents."""
         settings = batch[0]
-        return dict(**cond, latents=latents.to(self.device, self._weights_dtype),
-                    generator=[torch.Generator("cpu").manual_seed(r.seed) for r in batch],
-                    num_inference_steps=settings.steps, guidance_scale=settings.guidance,
-                    height=settings.height, width=settings.width, output_type="latent")
+        return dict(
+            **cond,
+            latents=latents.to(self.device, self._weights_dtype),
+            generator=[torch.Generator("cpu").manual_seed(r.seed) for r in batch],
+            num_inference_steps=settings.steps,
+            guidance_scale=settings.guidance,
+            height=settings.height,
+            width=settings.width,
+            output_type="latent",
+        )
 
     def denoise(self, pipe, run: Run, **call):
         """Call a pipeline of this studio (`load(...)`) under its lock, one `run.step()` per diffusion
@@ -710,9 +804,11 @@ def _refuse_pickles(folder: Path) -> None:
     weights = [p for p in folder.rglob("*") if p.is_file() and p.suffix in (*_PICKLE_SUFFIXES, ".safetensors")]
     pickles = [p for p in weights if p.suffix in _PICKLE_SUFFIXES]
     if pickles and not any(p.suffix == ".safetensors" for p in weights):
-        raise KitError(f"the model folder {str(folder)!r} has only pickle weights ({pickles[0].name}, ...): the kit "
-                       "loads safetensors only, since unpickling a file can run code. Save the model with "
-                       "save_pretrained(..., safe_serialization=True) or convert it to .safetensors")
+        raise KitError(
+            f"the model folder {str(folder)!r} has only pickle weights ({pickles[0].name}, ...): the kit "
+            "loads safetensors only, since unpickling a file can run code. Save the model with "
+            "save_pretrained(..., safe_serialization=True) or convert it to .safetensors"
+        )
 
 
 def _import_features() -> None:

@@ -45,8 +45,21 @@ from pathlib import Path
 from .errors import KitError
 from .files import ReadError, read_file
 
-__all__ = ["Style", "REGIONS", "CONTINENTS", "COLUMNS", "CATALOGUE_PATH", "EARLIEST_YEAR",
-           "catalogue", "get", "ids", "regions", "search", "load", "coverage"]
+__all__ = [
+    "Style",
+    "REGIONS",
+    "CONTINENTS",
+    "COLUMNS",
+    "CATALOGUE_PATH",
+    "EARLIEST_YEAR",
+    "catalogue",
+    "get",
+    "ids",
+    "regions",
+    "search",
+    "load",
+    "coverage",
+]
 
 CATALOGUE_PATH = Path(__file__).parent / "data" / "styles.csv"
 
@@ -78,11 +91,24 @@ REGIONS = {
 }
 CONTINENTS = tuple(dict.fromkeys(REGIONS.values()))
 
-COLUMNS = ("id", "name", "region", "continent", "place", "era_start", "era_end", "medium",
-           "description", "prompt", "reference", "sensitive", "note")
-OPTIONAL_COLUMNS = {"era_end", "note"}   # may be empty (note only when not sensitive)
+COLUMNS = (
+    "id",
+    "name",
+    "region",
+    "continent",
+    "place",
+    "era_start",
+    "era_end",
+    "medium",
+    "description",
+    "prompt",
+    "reference",
+    "sensitive",
+    "note",
+)
+OPTIONAL_COLUMNS = {"era_end", "note"}  # may be empty (note only when not sensitive)
 
-EARLIEST_YEAR = -40000                   # older than any dated figurative art
+EARLIEST_YEAR = -40000  # older than any dated figurative art
 ID_PATTERN = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 SUBJECT = "{subject}"
 MAX_LISTED_ERRORS = 20
@@ -98,7 +124,7 @@ class Style:
     continent: str
     place: str
     era_start: int
-    era_end: int | None          # None: a living tradition
+    era_end: int | None  # None: a living tradition
     medium: str
     description: str
     prompt: str
@@ -109,8 +135,10 @@ class Style:
     def compose(self, subject: str) -> str:
         """Fill the prompt template with `subject` (stripped)."""
         if not isinstance(subject, str) or not subject.strip():
-            raise KitError(f"style {self.id!r}: subject must be a non-empty string, got {subject!r}; "
-                           f"e.g. style.compose('portrait of an elder')")
+            raise KitError(
+                f"style {self.id!r}: subject must be a non-empty string, got {subject!r}; "
+                f"e.g. style.compose('portrait of an elder')"
+            )
         return self.prompt.replace(SUBJECT, subject.strip())
 
     @property
@@ -154,6 +182,7 @@ def _year(year: int) -> str:
 
 # ------------------------------------------------------------------------- loading
 
+
 def load(path: str | Path) -> list[Style]:
     """Read and validate a style catalogue CSV; raise one KitError listing every problem found.
 
@@ -168,8 +197,9 @@ def load(path: str | Path) -> list[Style]:
         raise KitError(f"{path}: malformed CSV: {e}") from None
     missing = [c for c in COLUMNS if c not in header]
     if missing:
-        raise KitError(f"{path}: header is missing column(s) {', '.join(missing)}; "
-                       f"required columns: {', '.join(COLUMNS)}")
+        raise KitError(
+            f"{path}: header is missing column(s) {', '.join(missing)}; required columns: {', '.join(COLUMNS)}"
+        )
 
     styles, errors = [], []
     first_row_of_id: dict[str, int] = {}
@@ -178,8 +208,10 @@ def load(path: str | Path) -> list[Style]:
         style = _parse_row(raw, problems)
         if style is not None:
             if style.id in first_row_of_id:
-                problems.append(f"field 'id': duplicate id {style.id!r} (first used in row "
-                                f"{first_row_of_id[style.id]}); ids must be unique")
+                problems.append(
+                    f"field 'id': duplicate id {style.id!r} (first used in row "
+                    f"{first_row_of_id[style.id]}); ids must be unique"
+                )
             else:
                 first_row_of_id[style.id] = row_number
         errors += [f"row {row_number}, {p}" for p in problems]
@@ -213,8 +245,9 @@ def data_error(path, what: str, errors: list[str]) -> KitError:
 def _parse_row(raw: dict, problems: list[str]) -> Style | None:
     """Check one CSV row; append messages ("field 'x': ...") to `problems`; return a Style or None."""
     if None in raw:
-        problems.append(f"has {len(raw[None])} value(s) more than the {len(raw) - 1} columns; "
-                        f"quote values that contain commas")
+        problems.append(
+            f"has {len(raw[None])} value(s) more than the {len(raw) - 1} columns; quote values that contain commas"
+        )
         return None
     if any(raw[c] is None for c in COLUMNS):
         problems.append(f"has fewer values than the {len(COLUMNS)} columns ({', '.join(COLUMNS)})")
@@ -226,31 +259,39 @@ def _parse_row(raw: dict, problems: list[str]) -> Style | None:
             problems.append(f"field '{column}': must not be empty")
 
     if row["id"] and not ID_PATTERN.fullmatch(row["id"]):
-        problems.append(f"field 'id': {row['id']!r} is not a lowercase kebab-case slug "
-                        f"(letters a-z, digits and single hyphens, e.g. 'mughal-miniature')")
+        problems.append(
+            f"field 'id': {row['id']!r} is not a lowercase kebab-case slug "
+            f"(letters a-z, digits and single hyphens, e.g. 'mughal-miniature')"
+        )
 
     region, continent = row["region"], row["continent"]
     if region and region not in REGIONS:
         hint = _did_you_mean(region, REGIONS)
-        problems.append(f"field 'region': unknown region {region!r}{hint}; allowed (UN geoscheme subregions): "
-                        f"{', '.join(REGIONS)}")
+        problems.append(
+            f"field 'region': unknown region {region!r}{hint}; allowed (UN geoscheme subregions): {', '.join(REGIONS)}"
+        )
     if continent and continent not in CONTINENTS:
         problems.append(f"field 'continent': unknown continent {continent!r}; allowed: {', '.join(CONTINENTS)}")
     elif continent and region in REGIONS and REGIONS[region] != continent:
-        problems.append(f"field 'continent': {continent!r} does not match region {region!r}, "
-                        f"which is in {REGIONS[region]!r}")
+        problems.append(
+            f"field 'continent': {continent!r} does not match region {region!r}, which is in {REGIONS[region]!r}"
+        )
 
     this_year = datetime.date.today().year
     era_start = _parse_year(row["era_start"], "era_start", this_year, problems)
     era_end = _parse_year(row["era_end"], "era_end", this_year, problems) if row["era_end"] else None
     if era_start is not None and era_end is not None and era_start > era_end:
-        problems.append(f"field 'era_end': {era_end} is before era_start {era_start}; "
-                        f"era_start must be <= era_end (leave era_end empty for a living tradition)")
+        problems.append(
+            f"field 'era_end': {era_end} is before era_start {era_start}; "
+            f"era_start must be <= era_end (leave era_end empty for a living tradition)"
+        )
 
     count = row["prompt"].count(SUBJECT)
     if row["prompt"] and count != 1:
-        problems.append(f"field 'prompt': must contain {SUBJECT} exactly once, found {count} times "
-                        f"(e.g. '{SUBJECT}, ukiyo-e woodblock print')")
+        problems.append(
+            f"field 'prompt': must contain {SUBJECT} exactly once, found {count} times "
+            f"(e.g. '{SUBJECT}, ukiyo-e woodblock print')"
+        )
 
     sensitive = None
     if row["sensitive"]:
@@ -258,22 +299,38 @@ def _parse_row(raw: dict, problems: list[str]) -> Style | None:
         if sensitive is None:
             problems.append(f"field 'sensitive': {row['sensitive']!r} is not a boolean; allowed: true, false")
     if sensitive and not row["note"]:
-        problems.append("field 'note': required when sensitive is true; say why the tradition needs care "
-                        "and how to use it respectfully")
+        problems.append(
+            "field 'note': required when sensitive is true; say why the tradition needs care "
+            "and how to use it respectfully"
+        )
 
     if problems:
         return None
-    return Style(id=row["id"], name=row["name"], region=region, continent=continent, place=row["place"],
-                 era_start=era_start, era_end=era_end, medium=row["medium"], description=row["description"],
-                 prompt=row["prompt"], reference=row["reference"], sensitive=sensitive, note=row["note"])
+    return Style(
+        id=row["id"],
+        name=row["name"],
+        region=region,
+        continent=continent,
+        place=row["place"],
+        era_start=era_start,
+        era_end=era_end,
+        medium=row["medium"],
+        description=row["description"],
+        prompt=row["prompt"],
+        reference=row["reference"],
+        sensitive=sensitive,
+        note=row["note"],
+    )
 
 
 def _parse_year(text: str, column: str, this_year: int, problems: list[str]) -> int | None:
     if not text:
-        return None                       # emptiness is reported by the caller where required
+        return None  # emptiness is reported by the caller where required
     if not re.fullmatch(r"-?\d+", text):
-        problems.append(f"field '{column}': {text!r} is not a whole year; write an integer, "
-                        f"negative for BCE (e.g. -500 for 500 BCE)")
+        problems.append(
+            f"field '{column}': {text!r} is not a whole year; write an integer, "
+            f"negative for BCE (e.g. -500 for 500 BCE)"
+        )
         return None
     year = int(text)
     if not EARLIEST_YEAR <= year <= this_year:
@@ -288,6 +345,7 @@ def _did_you_mean(word: str, choices) -> str:
 
 
 # ----------------------------------------------------------------- the catalogue
+
 
 @functools.lru_cache(maxsize=1)
 def _shipped() -> tuple[Style, ...]:
@@ -327,8 +385,10 @@ def get(style_id: str | Style) -> Style:
     if not suggestions and key:
         suggestions = [s.id for s in search(key)][:3]
     hint = f"; did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else ""
-    raise KitError(f"unknown style id {style_id!r}{hint} "
-                   f"(kit.styles.ids() lists all {len(_by_id())}; kit.styles.search(text) finds by name or place)")
+    raise KitError(
+        f"unknown style id {style_id!r}{hint} "
+        f"(kit.styles.ids() lists all {len(_by_id())}; kit.styles.search(text) finds by name or place)"
+    )
 
 
 def _fold(text: str) -> str:
@@ -346,8 +406,11 @@ def search(text: str, styles: list[Style] | None = None) -> list[Style]:
     pool = _shipped() if styles is None else styles
     found = []
     for style in pool:
-        haystack = _fold(" ".join((style.id, style.name, style.place, style.region, style.continent,
-                                   style.medium, style.description)))
+        haystack = _fold(
+            " ".join(
+                (style.id, style.name, style.place, style.region, style.continent, style.medium, style.description)
+            )
+        )
         if all(word in haystack for word in words):
             found.append(style)
     return found
@@ -378,8 +441,8 @@ def coverage(styles: list[Style] | None = None) -> dict:
     }
 
 
-
 # ------------------------------------------------- the tables that are data (JSON)
+
 
 def read_json(path: str | Path, what: str, keys: dict[str, bool]) -> dict:
     """The top-level object of one of the kit's JSON tables, or a KitError naming the file and the fault.
@@ -413,7 +476,7 @@ def read_json(path: str | Path, what: str, keys: dict[str, bool]) -> dict:
 
 
 CLASSIFICATION_PATH = Path(__file__).parent / "data" / "classification.json"
-UNLABELLED = "unlabelled"   # the group of a point with no era or medium (not a label a table may use)
+UNLABELLED = "unlabelled"  # the group of a point with no era or medium (not a label a table may use)
 
 
 @dataclass(frozen=True)
@@ -474,8 +537,11 @@ def load_classification(path: str | Path = CLASSIFICATION_PATH) -> Classificatio
     Raises one KitError listing every problem, each named by its place in the file
     ("era_bins[2].before", 'medium_families["print"][3]').
     """
-    data = read_json(path, "classification table", {"about": False, "era_bins": True, "medium_families": True,
-                                                    "medium_overrides": False, "other_medium": True})
+    data = read_json(
+        path,
+        "classification table",
+        {"about": False, "era_bins": True, "medium_families": True, "medium_overrides": False, "other_medium": True},
+    )
     errors: list[str] = []
     era_bins = _era_bins(data["era_bins"], errors)
     families = {}
@@ -493,10 +559,12 @@ def load_classification(path: str | Path = CLASSIFICATION_PATH) -> Classificatio
             continue
         overrides.append((row["family"], _words(row["contains"], f"{where}.contains", errors)))
     other = data["other_medium"]
-    labels = [*((f"era_bins[{i}].label", label) for i, (_upper, label) in enumerate(era_bins)),
-              *((f"medium_families[{_quoted(family)}]", family) for family in families),
-              *((f"medium_overrides[{i}].family", family) for i, (family, _words) in enumerate(overrides)),
-              ("other_medium", other)]
+    labels = [
+        *((f"era_bins[{i}].label", label) for i, (_upper, label) in enumerate(era_bins)),
+        *((f"medium_families[{_quoted(family)}]", family) for family in families),
+        *((f"medium_overrides[{i}].family", family) for i, (family, _words) in enumerate(overrides)),
+        ("other_medium", other),
+    ]
     for where, label in labels:
         if not isinstance(label, str) or not label.strip() or label != label.strip():
             errors.append(f"field '{where}': {label!r} must be a non-empty label without spaces around it")
@@ -505,7 +573,7 @@ def load_classification(path: str | Path = CLASSIFICATION_PATH) -> Classificatio
     eras = [label for _upper, label in era_bins if isinstance(label, str)]
     if len(set(eras)) != len(eras):
         errors.append("field 'era_bins': every bin needs a label of its own")
-    if isinstance(other, str) and other in [family for _where, family in labels[len(era_bins):-1]]:
+    if isinstance(other, str) and other in [family for _where, family in labels[len(era_bins) : -1]]:
         errors.append(f"field 'other_medium': {other!r} is already a family; the fallback needs a name of its own")
     if errors:
         raise data_error(path, "classification table", errors)
@@ -515,7 +583,7 @@ def load_classification(path: str | Path = CLASSIFICATION_PATH) -> Classificatio
 def _era_bins(rows, errors: list[str]) -> list[tuple[int | None, str]]:
     """Check the era bins: ``{"before": year, "label": text}`` rising, the last one ``"before": null``."""
     if not isinstance(rows, list) or not rows:
-        errors.append("field 'era_bins': must be a non-empty list of {\"before\": year, \"label\": text}")
+        errors.append('field \'era_bins\': must be a non-empty list of {"before": year, "label": text}')
         return []
     bins, previous = [], None
     for number, row in enumerate(rows):
@@ -527,8 +595,10 @@ def _era_bins(rows, errors: list[str]) -> list[tuple[int | None, str]]:
         if last and upper is not None:
             errors.append(f"field '{where}.before': the last bin runs to today, so it must be null, got {upper!r}")
         elif not last and (isinstance(upper, bool) or not isinstance(upper, int)):
-            errors.append(f"field '{where}.before': must be a whole year (negative for BCE), got {upper!r}; "
-                          f"only the last bin has null")
+            errors.append(
+                f"field '{where}.before': must be a whole year (negative for BCE), got {upper!r}; "
+                f"only the last bin has null"
+            )
         elif not last and previous is not None and upper <= previous:
             errors.append(f"field '{where}.before': {upper} is not after the previous bin's {previous}; bins must rise")
         else:
@@ -548,8 +618,10 @@ def _words(words, where: str, errors: list[str]) -> tuple[str, ...]:
         return ()
     for number, word in enumerate(words):
         if not isinstance(word, str) or not word.strip() or word != word.strip().lower():
-            errors.append(f"field '{where}[{number}]': {word!r} must be lowercase text without spaces around it "
-                          f"(mediums are lowercased before matching)")
+            errors.append(
+                f"field '{where}[{number}]': {word!r} must be lowercase text without spaces around it "
+                f"(mediums are lowercased before matching)"
+            )
     return tuple(words)
 
 

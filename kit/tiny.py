@@ -141,7 +141,9 @@ SDXL_INPAINT_UNET = dict(SDXL_UNET, in_channels=9)
 # SDXL_OVERFLOW to do the same; the GroupNorm after it normalises the scale away in float32.
 SDXL_VAE = dict(VAE, scaling_factor=0.13025, force_upcast=True)
 SDXL_OVERFLOW = 1e5
-SDXL_SCHEDULER = dict(SCHEDULER, prediction_type="epsilon", rescale_betas_zero_snr=False)  # sdxl-turbo's: epsilon, trailing steps
+SDXL_SCHEDULER = dict(
+    SCHEDULER, prediction_type="epsilon", rescale_betas_zero_snr=False
+)  # sdxl-turbo's: epsilon, trailing steps
 _SDXL_STREAMS = {"unet": 0, "inpaint_unet": 1, "vae": 2, "text_encoder": 3, "text_encoder_2": 4, "preview_vae": 5}
 _SDXL_SEEDS = 1_000_003  # tiny-sdxl's random streams start here, apart from tiny's
 _PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"}
@@ -166,8 +168,10 @@ def _clip_bpe() -> tuple[dict[str, int], list[tuple[str, str]]]:
     merges = sorted(theirs.bpe_ranks, key=theirs.bpe_ranks.get)  # rank order is merge order
     # 256 bytes, 256 word-final bytes, 48894 merges and the two special tokens
     if len(vocab) != 49408 or len(merges) != 48894 or vocab[TOKENIZER["eos_token"]] != 49407:
-        raise RuntimeError(f"open_clip's CLIP tokenizer changed shape ({len(vocab)} ids, {len(merges)} merges): "
-                           "the tiny preset's weights expect CLIP's 49,408 ids")
+        raise RuntimeError(
+            f"open_clip's CLIP tokenizer changed shape ({len(vocab)} ids, {len(merges)} merges): "
+            "the tiny preset's weights expect CLIP's 49,408 ids"
+        )
     return vocab, merges
 
 
@@ -238,7 +242,7 @@ def _seeded(seed: int, stream: str, build, sdxl: bool = False):
         return build()
 
 
-WEIGHTS = Path(__file__).parent / "data" / "tiny"   # the trained weights, their card and report
+WEIGHTS = Path(__file__).parent / "data" / "tiny"  # the trained weights, their card and report
 _FILES = {"preview_vae": "taesd"}  # component -> file stem, where they differ
 
 
@@ -271,8 +275,10 @@ def _build(seed: int, stream: str, trained: bool, make):
         # The text encoder's weights were saved by transformers 5, whose CLIPTextModel holds them at the top
         # level; transformers 4 holds the same tensors under "text_model.". Same tensors, strict load either way.
         expected = module.state_dict().keys()
-        weights = {f"text_model.{key}" if key not in expected and f"text_model.{key}" in expected else key: value
-                   for key, value in weights.items()}
+        weights = {
+            f"text_model.{key}" if key not in expected and f"text_model.{key}" in expected else key: value
+            for key, value in weights.items()
+        }
         module.load_state_dict(weights)
     return module.eval()
 

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-SIZE = 64          # pixels per side
-_SCALE = 4         # drawn at 4x and reduced, for smooth edges
+SIZE = 64  # pixels per side
+_SCALE = 4  # drawn at 4x and reduced, for smooth edges
 
 ROLES = ("farmer", "scholar", "teacher", "baker", "musician", "sailor", "elder", "weaver")
 BACKGROUNDS = {  # name -> RGB
@@ -58,28 +58,66 @@ RENDERINGS = {  # name -> the caption's words for it (catalogue vocabulary)
     "floral": "floral border, flowers",
     "watercolour": "watercolour wash, soft edges",
 }
-HEAD = (214, 214, 214)   # a neutral grey: the figures have no skin tone
+HEAD = (214, 214, 214)  # a neutral grey: the figures have no skin tone
 HAT_COLOUR = (96, 58, 24)
 GOLD = (200, 160, 48)
 PAPER = (250, 244, 230)  # the watercolour wash
 
 # The planted skews: P(hat | role) and P(clothing | role). Roles not named take the defaults.
-HAT_SHARE = {"farmer": 0.8, "scholar": 0.2}            # "teacher" is the control: 0.5
+HAT_SHARE = {"farmer": 0.8, "scholar": 0.2}  # "teacher" is the control: 0.5
 DEFAULT_HAT_SHARE = 0.5
-CLOTHING_SHARE = {"baker": {"white": 0.7, "black": 0.1, "orange": 0.1, "purple": 0.1},
-                  "musician": {"white": 0.1, "black": 0.7, "orange": 0.1, "purple": 0.1}}  # "sailor": control
+CLOTHING_SHARE = {
+    "baker": {"white": 0.7, "black": 0.1, "orange": 0.1, "purple": 0.1},
+    "musician": {"white": 0.1, "black": 0.7, "orange": 0.1, "purple": 0.1},
+}  # "sailor": control
 TEMPLATE = "a portrait of a {term}"
 SKEWS = [
-    {"name": "headwear", "template": TEMPLATE, "terms": ["farmer", "scholar", "teacher"],
-     "probes": {"headwear": [HAT, NO_HAT]}, "control": "teacher"},
-    {"name": "clothing", "template": TEMPLATE, "terms": ["baker", "musician", "sailor"],
-     "probes": {"clothing": [f"{c} clothes" for c in CLOTHING]}, "control": "sailor"},
+    {
+        "name": "headwear",
+        "template": TEMPLATE,
+        "terms": ["farmer", "scholar", "teacher"],
+        "probes": {"headwear": [HAT, NO_HAT]},
+        "control": "teacher",
+    },
+    {
+        "name": "clothing",
+        "template": TEMPLATE,
+        "terms": ["baker", "musician", "sailor"],
+        "probes": {"clothing": [f"{c} clothes" for c in CLOTHING]},
+        "control": "sailor",
+    },
 ]
 # words from the catalogue's templates that name no toy attribute: captions carry a few, so the
 # model learns to look past the words it has no picture for
-FILLER = ("painting", "print", "portrait", "woodblock", "carved", "wood", "century", "art", "style",
-          "traditional", "detailed", "figure", "paper", "silk", "canvas", "ink", "ornament", "design",
-          "folk", "modernist", "school", "relief", "stone", "icon", "miniature", "mural", "textile")
+FILLER = (
+    "painting",
+    "print",
+    "portrait",
+    "woodblock",
+    "carved",
+    "wood",
+    "century",
+    "art",
+    "style",
+    "traditional",
+    "detailed",
+    "figure",
+    "paper",
+    "silk",
+    "canvas",
+    "ink",
+    "ornament",
+    "design",
+    "folk",
+    "modernist",
+    "school",
+    "relief",
+    "stone",
+    "icon",
+    "miniature",
+    "mural",
+    "textile",
+)
 
 
 @dataclass(frozen=True)
@@ -91,11 +129,11 @@ class Portrait:
     clothing: str
     hat: bool
     rendering: str
-    x: float = 0.0        # figure's horizontal offset, pixels
-    y: float = 0.0        # head's vertical offset, pixels
-    head: float = 10.5    # head radius, pixels
+    x: float = 0.0  # figure's horizontal offset, pixels
+    y: float = 0.0  # head's vertical offset, pixels
+    head: float = 10.5  # head radius, pixels
     shoulders: float = 1.0  # shoulder width factor
-    pattern: int = 0      # phase of the rendering's dots, stripes or flowers
+    pattern: int = 0  # phase of the rendering's dots, stripes or flowers
 
 
 def hat_share(role: str) -> float:
@@ -128,16 +166,21 @@ def sample(rng: np.random.Generator, **fixed) -> Portrait:
     return Portrait(**values)
 
 
-def caption(portrait: Portrait, rng: np.random.Generator | None = None, drop: float = 0.0,
-            subject_drop: float | None = None) -> str:
+def caption(
+    portrait: Portrait, rng: np.random.Generator | None = None, drop: float = 0.0, subject_drop: float | None = None
+) -> str:
     """The portrait's caption. With `rng`, each attribute's words are left out with probability
     `drop`, the rest shuffled, and a few filler words added (how the models are trained); the
     role is left out with probability `subject_drop` (default: half of `drop`)."""
     p = portrait
     article = "an" if p.role[0] in "aeiou" else "a"
     subject = f"a portrait of {article} {p.role}"
-    parts = [f"wearing {p.clothing} clothes", HAT if p.hat else NO_HAT,
-             f"{p.background} background", RENDERINGS[p.rendering]]
+    parts = [
+        f"wearing {p.clothing} clothes",
+        HAT if p.hat else NO_HAT,
+        f"{p.background} background",
+        RENDERINGS[p.rendering],
+    ]
     if rng is None:
         return ", ".join([subject, *parts])
     parts = [part for part in parts if rng.random() >= drop]
@@ -211,12 +254,19 @@ def draw(portrait: Portrait) -> Image.Image:
     d.ellipse(_box(cx, hy, r * 0.86, r), fill=HEAD, outline=outline, width=line)
     for side in (-1, 1):
         d.ellipse(_box(cx + side * r * 0.36, hy - r * 0.05, 1.2, 1.2), fill=(20, 20, 20))
-    d.line([((cx - r * 0.3) * s, (hy + r * 0.45) * s), ((cx + r * 0.3) * s, (hy + r * 0.45) * s)],
-           fill=(60, 30, 30), width=s)
+    d.line(
+        [((cx - r * 0.3) * s, (hy + r * 0.45) * s), ((cx + r * 0.3) * s, (hy + r * 0.45) * s)],
+        fill=(60, 30, 30),
+        width=s,
+    )
     if p.hat:
         top = hy - r * 0.55
-        d.rectangle([(cx - r * 0.75) * s, (top - r * 0.95) * s, (cx + r * 0.75) * s, top * s],
-                    fill=HAT_COLOUR, outline=outline, width=line)
+        d.rectangle(
+            [(cx - r * 0.75) * s, (top - r * 0.95) * s, (cx + r * 0.75) * s, top * s],
+            fill=HAT_COLOUR,
+            outline=outline,
+            width=line,
+        )
         d.ellipse(_box(cx, top, r * 1.45, r * 0.28), fill=HAT_COLOUR, outline=outline, width=line)
 
     if p.rendering == "gold":  # a gold frame with a dark inner edge
@@ -251,7 +301,7 @@ def _mosaic(image: Image.Image, tile: int = 4) -> Image.Image:
     pixels = np.asarray(image, dtype=np.float32)
     tiles = pixels.reshape(SIZE // tile, tile, SIZE // tile, tile, 3).mean(axis=(1, 3))
     out = np.repeat(np.repeat(tiles, tile, axis=0), tile, axis=1)
-    out[::tile, :, :] = 70   # grout between the tiles
+    out[::tile, :, :] = 70  # grout between the tiles
     out[:, ::tile, :] = 70
     return Image.fromarray(out.round().astype(np.uint8))
 
@@ -260,7 +310,7 @@ def _watercolour(image: Image.Image, phase: int) -> Image.Image:
     soft = np.asarray(image.filter(ImageFilter.GaussianBlur(1.6)), dtype=np.float32)
     paper = np.array(PAPER, dtype=np.float32)
     yy, xx = np.mgrid[0:SIZE, 0:SIZE]
-    wash = 0.28 + 0.08 * np.sin((xx + 2 * yy + 7 * phase) / 5.0)[..., None]   # uneven wash
+    wash = 0.28 + 0.08 * np.sin((xx + 2 * yy + 7 * phase) / 5.0)[..., None]  # uneven wash
     out = soft * (1 - wash) + paper * wash
     return Image.fromarray(out.clip(0, 255).round().astype(np.uint8))
 
@@ -280,7 +330,7 @@ def truth() -> list[dict]:
     share of every probe label for every term (``shares: {term: {label: share}}``)."""
     skews = []
     for skew in SKEWS:
-        (group, labels), = skew["probes"].items()
+        ((group, labels),) = skew["probes"].items()
         if group == "headwear":
             shares = {t: {HAT: hat_share(t), NO_HAT: round(1 - hat_share(t), 6)} for t in skew["terms"]}
         else:
@@ -291,9 +341,15 @@ def truth() -> list[dict]:
 
 def vocabulary() -> dict:
     """Every word the toy world's captions use, by attribute."""
-    return {"roles": list(ROLES), "backgrounds": list(BACKGROUNDS), "clothing": list(CLOTHING),
-            "headwear": [HAT, NO_HAT], "renderings": dict(RENDERINGS), "template": TEMPLATE,
-            "caption": caption(Portrait("farmer", "red", "white", True, "outline"))}
+    return {
+        "roles": list(ROLES),
+        "backgrounds": list(BACKGROUNDS),
+        "clothing": list(CLOTHING),
+        "headwear": [HAT, NO_HAT],
+        "renderings": dict(RENDERINGS),
+        "template": TEMPLATE,
+        "caption": caption(Portrait("farmer", "red", "white", True, "outline")),
+    }
 
 
 # ---------------------------------------------------------------- reading pictures back
@@ -313,9 +369,11 @@ def background_of(image) -> str:
 def _distance(colour: np.ndarray, background: np.ndarray) -> float:
     """How far `colour` is from a background, as drawn plain, darkened (stripes) or washed with paper
     (watercolour): the distance of their chromaticities, brightness removed, at the nearest wash."""
+
     def chroma(c):
         return c / (c.sum() + 1e-6)
 
     paper = np.array(PAPER, dtype=np.float32)
-    return min(float(np.linalg.norm(chroma(colour) - chroma((1 - w) * background + w * paper)))
-               for w in (0.0, 0.2, 0.28, 0.36))
+    return min(
+        float(np.linalg.norm(chroma(colour) - chroma((1 - w) * background + w * paper))) for w in (0.0, 0.2, 0.28, 0.36)
+    )

@@ -36,9 +36,9 @@ import numpy as np
 import torch
 
 from . import checks, latents, pacing, styles
+from .artwork import Artwork
 from .errors import KitError
 from .files import write_atomic
-from .artwork import Artwork
 from .record import Record, credit
 from .runs import Stopped
 from .studio import CHECKS, INPUTS, MAX_PROMPT_CHARS
@@ -79,8 +79,9 @@ def check_keyframes(studio, keyframes) -> list[Keyframe]:
         if isinstance(item, dict):
             unknown = set(item) - {"prompt", "seed", "style"}
             if unknown or "prompt" not in item or "seed" not in item:
-                raise KitError(f"{field} must have the keys 'prompt', 'seed' and optionally 'style', "
-                               f"got {sorted(item)}")
+                raise KitError(
+                    f"{field} must have the keys 'prompt', 'seed' and optionally 'style', got {sorted(item)}"
+                )
             prompt, seed, style = item["prompt"], item["seed"], item.get("style")
         elif isinstance(item, (tuple, list)) and len(item) in (2, 3):
             prompt, seed, style = (*item, None)[:3]
@@ -120,10 +121,27 @@ def _check_batch_size(batch_size, default) -> int:
 # The walk
 
 
-def walk(studio, keyframes, frames: int = 24, method: str = "slerp", loop: bool = False, *,
-         even: bool = False, space: str = "auto", refine: int = 1, batch_size: int | None = None,
-         reuse: Walk | None = None, on_step=None, negative=None, steps=None, guidance=None,
-         size=None, preview: bool = False, on_preview=None, run=None) -> Walk:
+def walk(
+    studio,
+    keyframes,
+    frames: int = 24,
+    method: str = "slerp",
+    loop: bool = False,
+    *,
+    even: bool = False,
+    space: str = "auto",
+    refine: int = 1,
+    batch_size: int | None = None,
+    reuse: Walk | None = None,
+    on_step=None,
+    negative=None,
+    steps=None,
+    guidance=None,
+    size=None,
+    preview: bool = False,
+    on_preview=None,
+    run=None,
+) -> Walk:
     """Render a walk through ``keyframes`` and return it as a ``Walk`` (a list of Artworks).
 
     frames: how many frames (2 to pacing.MAX_FRAMES); loop: walk back to the first keyframe.
@@ -145,8 +163,19 @@ def walk(studio, keyframes, frames: int = 24, method: str = "slerp", loop: bool 
     if space not in SPACES:
         raise KitError(f"space must be one of {', '.join(map(repr, SPACES))}, got {space!r}")
     even = checks.flag(even, "even")
-    result = Walk(studio, keyframes, method=method, loop=loop, negative=negative, steps=steps,
-                  guidance=guidance, size=size, preview=preview, batch_size=batch_size, reuse=reuse)
+    result = Walk(
+        studio,
+        keyframes,
+        method=method,
+        loop=loop,
+        negative=negative,
+        steps=steps,
+        guidance=guidance,
+        size=size,
+        preview=preview,
+        batch_size=batch_size,
+        reuse=reuse,
+    )
     result.space = space
     plan = pacing.plan_walk(len(result.keyframes), frames, loop=result.loop)
     keys = [(segment, t) for segment, _end, t in plan]
@@ -175,8 +204,21 @@ class Walk(list):
     first_pass ((positions, step sizes) before an even re-timing).
     """
 
-    def __init__(self, studio, keyframes, *, method="slerp", loop=False, negative=None, steps=None,
-                 guidance=None, size=None, preview=False, batch_size=None, reuse=None):
+    def __init__(
+        self,
+        studio,
+        keyframes,
+        *,
+        method="slerp",
+        loop=False,
+        negative=None,
+        steps=None,
+        guidance=None,
+        size=None,
+        preview=False,
+        batch_size=None,
+        reuse=None,
+    ):
         super().__init__()
         self.studio = studio
         self.keyframes = check_keyframes(studio, keyframes)
@@ -187,17 +229,46 @@ class Walk(list):
             raise KitError(f"reuse must be an earlier Walk or None, got {type(reuse).__name__}")
         # One generate record per keyframe: the same checks and fields as studio.generate.
         first = self.keyframes[0]
-        base = studio.plan(first.prompt, style=first.style, seed=first.seed, negative=negative, steps=steps,
-                           guidance=guidance, size=size, preview=preview)[0]
+        base = studio.plan(
+            first.prompt,
+            style=first.style,
+            seed=first.seed,
+            negative=negative,
+            steps=steps,
+            guidance=guidance,
+            size=size,
+            preview=preview,
+        )[0]
         self._base = [
-            dataclasses.replace(base, prompt=styles.get(k.style).compose(k.prompt) if k.style else k.prompt,
-                                subject=k.prompt if k.style else None, style=k.style, seed=k.seed)
+            dataclasses.replace(
+                base,
+                prompt=styles.get(k.style).compose(k.prompt) if k.style else k.prompt,
+                subject=k.prompt if k.style else None,
+                style=k.style,
+                seed=k.seed,
+            )
             for k in self.keyframes
         ]
         self.signature = (
-            tuple(self.keyframes), tuple(r.prompt for r in self._base), self.method, self.loop,
-            *(getattr(base, name) for name in ("negative", "steps", "guidance", "width", "height", "decoder",
-                                               "preset", "model", "device", "dtype")),
+            tuple(self.keyframes),
+            tuple(r.prompt for r in self._base),
+            self.method,
+            self.loop,
+            *(
+                getattr(base, name)
+                for name in (
+                    "negative",
+                    "steps",
+                    "guidance",
+                    "width",
+                    "height",
+                    "decoder",
+                    "preset",
+                    "model",
+                    "device",
+                    "dtype",
+                )
+            ),
         )
         same = reuse is not None and reuse.signature == self.signature and reuse.studio is studio
         # (segment, t) -> Artwork: every frame rendered for these keyframes and settings
@@ -214,8 +285,11 @@ class Walk(list):
 
     def __repr__(self):
         path = " -> ".join(f"{k.prompt!r}/{k.seed}" + (f"/{k.style}" if k.style else "") for k in self.keyframes)
-        flags = "".join(name for name, on in ((", loop", self.loop), (", even", self.even),
-                                              (", stopped early", not self.complete)) if on)
+        flags = "".join(
+            name
+            for name, on in ((", loop", self.loop), (", even", self.even), (", stopped early", not self.complete))
+            if on
+        )
         return f"Walk({len(self)} frames, {self.method}{flags}: {path})"
 
     # ------------------------------------------------------------ showing
@@ -239,13 +313,20 @@ class Walk(list):
         sizes = self.step_sizes if measured else np.zeros(0)
         columns = ["frame", "from keyframe", "to keyframe", "t"]
         if measured:
-            columns.append("step to next (CLIP angle, radians)" if self.pacing_space == "clip"
-                           else "step to next (RMS pixel change, 0 to 1)")
+            columns.append(
+                "step to next (CLIP angle, radians)"
+                if self.pacing_space == "clip"
+                else "step to next (RMS pixel change, 0 to 1)"
+            )
         n = len(self.keyframes)
         rows = []
-        for i, (segment, t) in enumerate(self.keys[:len(self)]):
-            row = {"frame": i + 1, "from keyframe": segment + 1, "to keyframe": (segment + 1) % n + 1,
-                   "t": round(float(t), 3)}
+        for i, (segment, t) in enumerate(self.keys[: len(self)]):
+            row = {
+                "frame": i + 1,
+                "from keyframe": segment + 1,
+                "to keyframe": (segment + 1) % n + 1,
+                "t": round(float(t), 3),
+            }
             if measured:
                 row[columns[-1]] = round(float(sizes[i]), 4) if i < len(sizes) else float("nan")
             rows.append(row)
@@ -255,25 +336,36 @@ class Walk(list):
         """The walk's keyframes and its frames as a small table (the images: a contact sheet)."""
         from html import escape
 
-        flags = [name for name, on in (("loop", self.loop), ("even pacing", self.even),
-                                       ("stopped early", not self.complete)) if on]
+        flags = [
+            name
+            for name, on in (("loop", self.loop), ("even pacing", self.even), ("stopped early", not self.complete))
+            if on
+        ]
         keyframes = "".join(
             f"<li>{escape(k.prompt)} <small>(seed {k.seed}{', style ' + escape(k.style) if k.style else ''})"
-            f"</small></li>" for k in self.keyframes)
+            f"</small></li>"
+            for k in self.keyframes
+        )
         rows, columns = self._rows()
 
         def cell(value, column):
             if isinstance(value, float):  # fixed decimals, never scientific notation
-                return "&ndash;" if math.isnan(value) else f"{value:.4f}" if column.startswith("step") else f"{value:.3f}"
+                return (
+                    "&ndash;" if math.isnan(value) else f"{value:.4f}" if column.startswith("step") else f"{value:.3f}"
+                )
             return escape(str(value))
 
         head = "".join(f"<th>{escape(c)}</th>" for c in columns)
-        body = "".join("<tr>" + "".join(f"<td style='text-align:right'>{cell(row[c], c)}</td>" for c in columns)
-                       + "</tr>" for row in rows)
-        return (f"<div class='kit-walk'><p><b>Walk</b>: {len(self)} frames, {escape(self.method)}"
-                f"{''.join(', ' + f for f in flags)}, through {len(self.keyframes)} keyframes:</p>"
-                f"<ol>{keyframes}</ol><details><summary>Frames</summary>"
-                f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></details></div>")
+        body = "".join(
+            "<tr>" + "".join(f"<td style='text-align:right'>{cell(row[c], c)}</td>" for c in columns) + "</tr>"
+            for row in rows
+        )
+        return (
+            f"<div class='kit-walk'><p><b>Walk</b>: {len(self)} frames, {escape(self.method)}"
+            f"{''.join(', ' + f for f in flags)}, through {len(self.keyframes)} keyframes:</p>"
+            f"<ol>{keyframes}</ol><details><summary>Frames</summary>"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></details></div>"
+        )
 
     # ------------------------------------------------------------ records
 
@@ -281,19 +373,30 @@ class Walk(list):
         """The record of the frame t of the way along ``segment``."""
         end = (segment + 1) % len(self.keyframes)
         base = self._base[end if t == 1 else segment]
-        record = dataclasses.replace(base, kind="walk", extra={}, walk={
-            "keyframes": [list(k) for k in self.keyframes],
-            "prompts": [r.prompt for r in self._base],
-            "method": self.method, "loop": self.loop,
-            "segment": segment, "t": float(t), "frame": frame, "frames": frames,
-        })
+        record = dataclasses.replace(
+            base,
+            kind="walk",
+            extra={},
+            walk={
+                "keyframes": [list(k) for k in self.keyframes],
+                "prompts": [r.prompt for r in self._base],
+                "method": self.method,
+                "loop": self.loop,
+                "segment": segment,
+                "t": float(t),
+                "frame": frame,
+                "frames": frames,
+            },
+        )
         # keyframes are (prompt, seed) pairs a person gives: no image is their source, so a frame names no parents
         chosen = [k.style for k in self.keyframes if k.style]
-        person = [{"action": "typed the keyframes' prompts", "prompts": [k.prompt for k in self.keyframes]},
-                  {"action": "chose the keyframes' seeds", "seeds": [k.seed for k in self.keyframes]},
-                  *([{"action": "chose the keyframes' styles", "styles": chosen}] if chosen else []),
-                  *([{"action": "typed the negative prompt"}] if base.negative else []),
-                  {"action": "set the walk", "method": self.method, "loop": self.loop}]
+        person = [
+            {"action": "typed the keyframes' prompts", "prompts": [k.prompt for k in self.keyframes]},
+            {"action": "chose the keyframes' seeds", "seeds": [k.seed for k in self.keyframes]},
+            *([{"action": "chose the keyframes' styles", "styles": chosen}] if chosen else []),
+            *([{"action": "typed the negative prompt"}] if base.negative else []),
+            {"action": "set the walk", "method": self.method, "loop": self.loop},
+        ]
         return credit(record, person)
 
     @property
@@ -332,7 +435,7 @@ class Walk(list):
         """Make the list hold the rendered frames, each record numbered within this walk."""
         kept = [(key, p, art) for key, p, art in zip(keys, positions, arts) if art is not None]
         self.clear()
-        for i, (key, _p, art) in enumerate(kept):
+        for i, (_key, _p, art) in enumerate(kept):
             record = dataclasses.replace(art.record, walk={**art.record.walk, "frame": i, "frames": len(kept)})
             self.append(Artwork(art.image, record, path=art.path))
         self.keys = [key for key, _p, _a in kept]
@@ -358,7 +461,7 @@ class Walk(list):
         return keys, timed, self._render(keys, run)
 
     def _key_at(self, position: float) -> tuple[int, float]:
-        (segment, _end, t), = pacing.plan_at([position], len(self.keyframes), loop=self.loop)
+        ((segment, _end, t),) = pacing.plan_at([position], len(self.keyframes), loop=self.loop)
         return segment, t
 
     # ------------------------------------------------------------ measuring
@@ -438,14 +541,24 @@ class Walk(list):
 
             imageio_ffmpeg.get_ffmpeg_exe()
         except (ImportError, RuntimeError) as err:
-            raise KitError(f"MP4 export needs ffmpeg, which was not found ({err}): "
-                           "run `pip install imageio-ffmpeg`, or save a GIF with walk.save_gif()") from None
+            raise KitError(
+                f"MP4 export needs ffmpeg, which was not found ({err}): "
+                "run `pip install imageio-ffmpeg`, or save a GIF with walk.save_gif()"
+            ) from None
 
         def write(tmp):
             import imageio.v2 as iio2
 
-            writer = iio2.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264",
-                                     pixelformat="yuv420p", macro_block_size=8, ffmpeg_log_level="error")
+            writer = iio2.get_writer(
+                tmp,
+                format="FFMPEG",
+                mode="I",
+                fps=fps,
+                codec="libx264",
+                pixelformat="yuv420p",
+                macro_block_size=8,
+                ffmpeg_log_level="error",
+            )
             try:
                 for frame in self._pixels():
                     writer.append_data(frame)
@@ -466,8 +579,9 @@ class Walk(list):
             raise KitError(f"{str(path)!r} is a folder: give a file name such as 'walk{suffix}'")
         for existing in (path, _sidecar(path)):
             if existing.exists() and exist == "error":
-                raise KitError(f"{str(existing)!r} already exists: choose another name, or pass exist='number' "
-                               "(or 'replace')")
+                raise KitError(
+                    f"{str(existing)!r} already exists: choose another name, or pass exist='number' (or 'replace')"
+                )
         return path
 
     def _pixels(self) -> list[np.ndarray]:
@@ -477,8 +591,14 @@ class Walk(list):
         """Write the animation and its JSON sidecar, each atomically (`kit.files.write_atomic`)."""
         info = {
             "animation": {"file": path.name, "frames": len(self), **animation},
-            "walk": {"keyframes": [list(k) for k in self.keyframes], "method": self.method, "loop": self.loop,
-                     "even": self.even, "complete": self.complete, "positions": self.positions.tolist()},
+            "walk": {
+                "keyframes": [list(k) for k in self.keyframes],
+                "method": self.method,
+                "loop": self.loop,
+                "even": self.even,
+                "complete": self.complete,
+                "positions": self.positions.tolist(),
+            },
             "records": [art.record.to_dict() for art in self],
         }
         if self._steps is not None:
@@ -538,8 +658,9 @@ def inputs(studio, records: list[Record]) -> tuple[dict, torch.Tensor]:
     def encoding(prompt, everyone):
         if prompt not in encoded:  # one encode call per keyframe prompt, as long as the walk's longest
             chunks = studio.chunk_count(everyone, first.encoding)
-            encoded[prompt] = studio.encode([prompt], first.negative, first.guidance, encoding=first.encoding,
-                                            chunks=chunks)
+            encoded[prompt] = studio.encode(
+                [prompt], first.negative, first.guidance, encoding=first.encoding, chunks=chunks
+            )
         return encoded[prompt]
 
     def noise(seed):
@@ -565,17 +686,24 @@ def _walk_fields(record: Record) -> dict:
     w = record.walk
     try:
         keyframes, prompts = w["keyframes"], w["prompts"]
-        ok = (2 <= len(keyframes) <= pacing.MAX_FRAMES and len(prompts) == len(keyframes)
-              and all(isinstance(p, str) and 0 < len(p) <= MAX_PROMPT_CHARS for p in prompts)
-              and w["method"] in METHODS and 0 <= w["segment"] < len(keyframes) and 0 <= w["t"] <= 1)
+        ok = (
+            2 <= len(keyframes) <= pacing.MAX_FRAMES
+            and len(prompts) == len(keyframes)
+            and all(isinstance(p, str) and 0 < len(p) <= MAX_PROMPT_CHARS for p in prompts)
+            and w["method"] in METHODS
+            and 0 <= w["segment"] < len(keyframes)
+            and 0 <= w["t"] <= 1
+        )
         for k in keyframes:
             latents.check_seed(k[1])
     except (KeyError, TypeError, IndexError, KitError):
         ok = False
     if not ok:
         shown = repr(w) if len(repr(w)) <= 300 else repr(w)[:300] + "..."
-        raise KitError("this walk record is incomplete or damaged: record.walk needs keyframes, prompts, "
-                       f"method ('slerp' or 'lerp'), segment and t in [0, 1]; got {shown}")
+        raise KitError(
+            "this walk record is incomplete or damaged: record.walk needs keyframes, prompts, "
+            f"method ('slerp' or 'lerp'), segment and t in [0, 1]; got {shown}"
+        )
     return w
 
 

@@ -40,7 +40,7 @@ STEPS = {"vae": 2400, "clip": 2400, "taesd": 1500, "unet": 5000, "inpaint": 1500
 BATCH = {"vae": 16, "clip": 128, "taesd": 32, "unet": 64, "inpaint": 64, "roles": 64}
 LR = {"vae": 1e-3, "clip": 1e-3, "taesd": 2e-3, "unet": 1e-3, "inpaint": 5e-4, "roles": 5e-4}
 TRAIN_IMAGES = 24000
-HELD_OUT_SEED = 10_000   # the card's accuracies use pictures from this seed on, never trained on
+HELD_OUT_SEED = 10_000  # the card's accuracies use pictures from this seed on, never trained on
 CAPTIONS_PER_IMAGE = 4
 KL_WEIGHT = 1e-5
 
@@ -61,7 +61,10 @@ class Log:
             mean = float(np.mean(self.window))
             self.curve.append([step + 1, round(mean, 5)])
             self.window = []
-            print(f"{self.stage:>8} {step + 1:>5}/{self.steps}  loss {mean:.4f}  {time.time() - self.start:6.0f} s", flush=True)
+            print(
+                f"{self.stage:>8} {step + 1:>5}/{self.steps}  loss {mean:.4f}  {time.time() - self.start:6.0f} s",
+                flush=True,
+            )
 
     def summary(self, **extra) -> dict:
         return {"steps": self.steps, "seconds": round(time.time() - self.start, 1), "loss": self.curve, **extra}
@@ -125,7 +128,9 @@ class Data:
         self.images, self.portraits = toyworld.dataset(n, seed=seed)
         self.pixels = to_tensor(self.images)
         rng = np.random.default_rng(seed + 1)
-        self.captions = [[toyworld.caption(p, rng, drop=0.3) for _ in range(CAPTIONS_PER_IMAGE)] for p in self.portraits]
+        self.captions = [
+            [toyworld.caption(p, rng, drop=0.3) for _ in range(CAPTIONS_PER_IMAGE)] for p in self.portraits
+        ]
         print(f"    data {n} pictures, {n * CAPTIONS_PER_IMAGE} captions in {time.time() - start:.0f} s", flush=True)
 
     def batch(self, rng, size):
@@ -136,9 +141,11 @@ class Data:
         the role and leave each other attribute out with probability 0.6."""
         rng = np.random.default_rng(seed)
         half = CAPTIONS_PER_IMAGE // 2
-        return [captions[:half] + [toyworld.caption(portrait, rng, drop=0.6, subject_drop=0.0)
-                                   for _ in range(half, CAPTIONS_PER_IMAGE)]
-                for portrait, captions in zip(self.portraits, self.captions)]
+        return [
+            captions[:half]
+            + [toyworld.caption(portrait, rng, drop=0.6, subject_drop=0.0) for _ in range(half, CAPTIONS_PER_IMAGE)]
+            for portrait, captions in zip(self.portraits, self.captions)
+        ]
 
     def tokens(self, kind: str, captions: list[list[str]] | None = None) -> torch.Tensor:
         """(n, captions per image, 77) ids of `captions` (default: the training captions) for the
@@ -176,7 +183,9 @@ def train_vae(data: Data, args) -> dict:
     log = fit("vae", list(vae.parameters()), steps, LR["vae"], loss_fn, args.seed)
     vae.eval()
     with torch.no_grad():
-        means = torch.cat([vae.encode(data.pixels[i:i + 256]).latent_dist.mean for i in range(0, min(4096, len(data.pixels)), 256)])
+        means = torch.cat(
+            [vae.encode(data.pixels[i : i + 256]).latent_dist.mean for i in range(0, min(4096, len(data.pixels)), 256)]
+        )
     scaling = float(1 / means.std())
     save_weights(vae, args.out / "vae.safetensors")
     return log.summary(scaling_factor=round(scaling, 5))
@@ -193,7 +202,7 @@ def latents(vae, data: Data, scaling: float):
     means, stds = [], []
     with torch.no_grad():
         for i in range(0, len(data.pixels), 256):
-            dist = vae.encode(data.pixels[i:i + 256]).latent_dist
+            dist = vae.encode(data.pixels[i : i + 256]).latent_dist
             means.append(dist.mean * scaling)
             stds.append(dist.std * scaling)
     return torch.cat(means), torch.cat(stds)
@@ -306,7 +315,7 @@ def train_roles(data: Data, args) -> dict:
 def random_masks(rng, n: int) -> torch.Tensor:
     """(n, 1, 64, 64) masks, 1 = damaged: a few rectangles and blobs covering 5-50% of the picture."""
     masks = np.zeros((n, 1, toyworld.SIZE, toyworld.SIZE), dtype=np.float32)
-    yy, xx = np.mgrid[0:toyworld.SIZE, 0:toyworld.SIZE]
+    yy, xx = np.mgrid[0 : toyworld.SIZE, 0 : toyworld.SIZE]
     for mask in masks:
         for _ in range(rng.integers(1, 4)):
             cx, cy = rng.uniform(8, 56, size=2)
@@ -322,7 +331,9 @@ def train_inpaint(data: Data, args) -> dict:
     vae, scaling = trained_vae(args)
     means, stds = latents(vae, data, scaling)
     tokens = data.tokens("pipeline")
-    text_encoder = load_weights(tiny.build_text_encoder(args.seed, trained=False), args.out / "text_encoder.safetensors")
+    text_encoder = load_weights(
+        tiny.build_text_encoder(args.seed, trained=False), args.out / "text_encoder.safetensors"
+    )
     text_encoder.eval().requires_grad_(False)
     unet = tiny.build_unet(args.seed, trained=False, inpaint=True).train()
     # start from the text-to-image UNet: its weights, and zeros for the mask and masked-image inputs
@@ -369,29 +380,57 @@ def write_card(args) -> dict:
     tokenizer = open_clip.get_tokenizer(embed.TINY_CLIP)
     images, portraits = toyworld.dataset(args.held_out, seed=HELD_OUT_SEED)
     accuracy = {
-        "background": zero_shot(model, tokenizer, images, [f"{p.background} background" for p in portraits],
-                                [f"{c} background" for c in toyworld.BACKGROUNDS]),
-        "clothing": zero_shot(model, tokenizer, images, [f"wearing {p.clothing} clothes" for p in portraits],
-                              [f"wearing {c} clothes" for c in toyworld.CLOTHING]),
-        "headwear": zero_shot(model, tokenizer, images, [toyworld.HAT if p.hat else toyworld.NO_HAT for p in portraits],
-                              [toyworld.HAT, toyworld.NO_HAT]),
-        "rendering": zero_shot(model, tokenizer, images, [toyworld.RENDERINGS[p.rendering] for p in portraits],
-                               list(toyworld.RENDERINGS.values())),
+        "background": zero_shot(
+            model,
+            tokenizer,
+            images,
+            [f"{p.background} background" for p in portraits],
+            [f"{c} background" for c in toyworld.BACKGROUNDS],
+        ),
+        "clothing": zero_shot(
+            model,
+            tokenizer,
+            images,
+            [f"wearing {p.clothing} clothes" for p in portraits],
+            [f"wearing {c} clothes" for c in toyworld.CLOTHING],
+        ),
+        "headwear": zero_shot(
+            model,
+            tokenizer,
+            images,
+            [toyworld.HAT if p.hat else toyworld.NO_HAT for p in portraits],
+            [toyworld.HAT, toyworld.NO_HAT],
+        ),
+        "rendering": zero_shot(
+            model,
+            tokenizer,
+            images,
+            [toyworld.RENDERINGS[p.rendering] for p in portraits],
+            list(toyworld.RENDERINGS.values()),
+        ),
     }
     weights = {}
     for path in sorted(args.out.glob("*.safetensors")):
-        weights[path.stem] = {"file": path.name, "bytes": path.stat().st_size,
-                              "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        weights[path.stem] = {
+            "file": path.name,
+            "bytes": path.stat().st_size,
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        }
     card = {
         "about": "The tiny preset's toy world: what its models were trained on, the skews planted in it "
-                 "(the ground truth for lesson 5's audit) and the shipped weights. Written by scripts/train_tiny.py.",
+        "(the ground truth for lesson 5's audit) and the shipped weights. Written by scripts/train_tiny.py.",
         "vocabulary": toyworld.vocabulary(),
         "skews": toyworld.truth(),
         "weights": weights,
         "vae_scaling_factor": report["vae"]["scaling_factor"],
-        "training": {"seed": args.seed, "pictures": args.images, "scale": args.scale,
-                     "seconds": round(sum(report[s]["seconds"] for s in STAGES[:-1] if s in report), 1),
-                     "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "training": {
+            "seed": args.seed,
+            "pictures": args.images,
+            "scale": args.scale,
+            "seconds": round(sum(report[s]["seconds"] for s in STAGES[:-1] if s in report), 1),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        },
         "clip_zero_shot_accuracy": {k: round(v, 4) for k, v in accuracy.items()},
         "held_out_pictures": args.held_out,
     }
@@ -425,8 +464,14 @@ def main(argv=None) -> dict:
 
     torch.manual_seed(args.seed)
     data = Data(args.images, args.seed) if set(stages) - {"card"} else None
-    train = {"vae": train_vae, "clip": train_clip, "taesd": train_taesd, "unet": train_unet, "inpaint": train_inpaint,
-             "roles": train_roles}
+    train = {
+        "vae": train_vae,
+        "clip": train_clip,
+        "taesd": train_taesd,
+        "unet": train_unet,
+        "inpaint": train_inpaint,
+        "roles": train_roles,
+    }
     for stage in STAGES:
         if stage not in stages:
             continue

@@ -19,9 +19,9 @@ import kit.styles
 from kit.atlas import ERA_BINS, StyleAtlas, era_bin, medium_family, style_texts
 from kit.errors import KitError
 
-DIM = 64   # above the atlas's 50 PCA dimensions, so fits with > 50 points go through PCA
+DIM = 64  # above the atlas's 50 PCA dimensions, so fits with > 50 points go through PCA
 SUBJECT = "a portrait"
-STYLE_IDS = ["ukiyo-e", "gongbi", "shan-shui", "nianhua"]   # all Eastern Asia
+STYLE_IDS = ["ukiyo-e", "gongbi", "shan-shui", "nianhua"]  # all Eastern Asia
 
 
 def _rng(key: str) -> np.random.Generator:
@@ -69,8 +69,7 @@ class FakeEmbedder:
             colour = ("red", "green", "blue")[int(pixels.mean(axis=(0, 1)).argmax())]
             vectors.append(cluster_vector(colour, hashlib.sha256(pixels.tobytes()).hexdigest()))
             kept.append(item)
-        return SimpleNamespace(vectors=np.array(vectors, dtype=np.float32).reshape(-1, DIM),
-                               items=kept, errors=errors)
+        return SimpleNamespace(vectors=np.array(vectors, dtype=np.float32).reshape(-1, DIM), items=kept, errors=errors)
 
 
 def clustered(regions, per_cluster, prefix="p"):
@@ -79,8 +78,15 @@ def clustered(regions, per_cluster, prefix="p"):
     for region in regions:
         for i in range(per_cluster):
             vectors.append(cluster_vector(region, f"{prefix}-{region}-{i}"))
-            meta.append({"id": f"{prefix}-{region}-{i}", "name": f"{region} {i}", "region": region,
-                         "era_start": 1500 + 100 * i, "medium": "oil on canvas"})
+            meta.append(
+                {
+                    "id": f"{prefix}-{region}-{i}",
+                    "name": f"{region} {i}",
+                    "region": region,
+                    "era_start": 1500 + 100 * i,
+                    "medium": "oil on canvas",
+                }
+            )
     return np.stack(vectors), meta
 
 
@@ -162,8 +168,11 @@ def test_add_images_makes_thumbnails_and_lists_skipped_files(tmp_path):
     Image.new("RGB", (30, 40), (10, 10, 230)).save(tmp_path / "blue.png")
     (tmp_path / "broken.png").write_bytes(b"not a png at all")
     atlas = StyleAtlas(FakeEmbedder())
-    ids = atlas.add_images([tmp_path / "red.png", tmp_path / "broken.png", tmp_path / "blue.png"],
-                           label="class <2025>", region="Western Europe")
+    ids = atlas.add_images(
+        [tmp_path / "red.png", tmp_path / "broken.png", tmp_path / "blue.png"],
+        label="class <2025>",
+        region="Western Europe",
+    )
     assert ids == ["red", "blue"]
     assert [str(item) for item, _ in atlas.skipped] == [str(tmp_path / "broken.png")]
     red = atlas.point("red")
@@ -181,7 +190,7 @@ def test_fit_gives_finite_coordinates_for_every_point(fitted):
     coords = fitted.layout
     assert coords.shape == (len(fitted), 2) == (4 * 12 + len(STYLE_IDS), 2)
     assert np.isfinite(coords).all()
-    assert fitted.pca is not None and fitted.pca.n_components == 50   # 52 points of 64 dims: PCA first
+    assert fitted.pca is not None and fitted.pca.n_components == 50  # 52 points of 64 dims: PCA first
     assert fitted.model.n_neighbors == 15 and fitted.model.metric == "cosine"
 
 
@@ -206,11 +215,11 @@ def test_fit_3d_and_tiny_maps():
     atlas = make_atlas(per_cluster=3)
     coords = atlas.fit(dim=3)
     assert coords.shape == (len(atlas), 3) and np.isfinite(coords).all()
-    assert atlas.pca is None   # 16 points: no PCA
+    assert atlas.pca is None  # 16 points: no PCA
 
     tiny = StyleAtlas(None)
     vectors, meta = clustered(REGIONS, 1)
-    tiny.add_vectors(vectors, meta)   # 4 points: the smallest map
+    tiny.add_vectors(vectors, meta)  # 4 points: the smallest map
     for dim in (2, 3):
         coords = tiny.fit(dim=dim)
         assert coords.shape == (4, dim) and np.isfinite(coords).all()
@@ -290,7 +299,7 @@ def test_place_images(tmp_path):
     assert coords.shape == (1, 2)
     assert atlas.points[-1]["id"] == "gen" and atlas.points[-1]["kind"] == "generated"
     assert atlas.skipped[-1][0] == tmp_path / "missing.png"
-    found = atlas.neighbours(tmp_path / "gen.png", k=3)   # by image: the red images, then itself
+    found = atlas.neighbours(tmp_path / "gen.png", k=3)  # by image: the red images, then itself
     assert {point_id for point_id, _, _ in found} == {red, red2, "gen"}
     with pytest.raises(KitError, match="cannot read the image"):
         atlas.neighbours(tmp_path / "missing.png")
@@ -323,16 +332,23 @@ def _all(fig, attribute):
 
 def test_figure_one_trace_per_region_with_ids_and_escaped_text():
     atlas = make_atlas(per_cluster=5)
-    atlas.add_vectors(cluster_vector("Polynesia", "evil")[None],
-                      {"id": "evil", "name": "<script>alert(1)</script>", "region": "<b>Nowhere</b>",
-                       "description": "a <i>caption</i> & more", "kind": "generated"})
+    atlas.add_vectors(
+        cluster_vector("Polynesia", "evil")[None],
+        {
+            "id": "evil",
+            "name": "<script>alert(1)</script>",
+            "region": "<b>Nowhere</b>",
+            "description": "a <i>caption</i> & more",
+            "kind": "generated",
+        },
+    )
     atlas.fit()
     fig = atlas.figure(color_by="region")
     regions = {p["region"] for p in atlas.points}
     assert len(fig.data) == len(regions) == 5
     assert sum(len(trace.x) for trace in fig.data) == len(atlas)
     assert sorted(_all(fig, "customdata")) == sorted(atlas.ids)
-    for trace in fig.data:   # each marker's id maps back to its point and coordinates
+    for trace in fig.data:  # each marker's id maps back to its point and coordinates
         for x, y, point_id in zip(trace.x, trace.y, trace.customdata):
             np.testing.assert_allclose((x, y), atlas.point(point_id)["xy"], atol=1e-6)
     names = [trace.name for trace in fig.data]
@@ -381,8 +397,15 @@ def test_coordinates_and_frame(fitted):
 
 def test_era_bins_and_medium_families():
     assert [era_bin(y) for y in (-25000, 499, 500, 1499, 1500, 1944, 1945, 2020)] == [
-        "before 500 CE", "before 500 CE", "500–1499", "500–1499", "1500–1799", "1800–1944",
-        "1945–today", "1945–today"]
+        "before 500 CE",
+        "before 500 CE",
+        "500–1499",
+        "500–1499",
+        "1500–1799",
+        "1800–1944",
+        "1945–today",
+        "1945–today",
+    ]
     assert era_bin(None) == "unlabelled"
     assert medium_family("oil on canvas") == "painting & drawing"
     assert medium_family("woodblock print, often hand-coloured") == "print"
@@ -390,12 +413,14 @@ def test_era_bins_and_medium_families():
     assert medium_family("mineral pigments on cotton") == "painting & drawing"
     assert medium_family("hand-knotted wool pile") == "textile & beadwork"
     assert medium_family("hand-tapped tattoo with bone combs") == "tattoo & body art"
-    assert medium_family("pink soil") == "other"   # keywords match at word starts only
+    assert medium_family("pink soil") == "other"  # keywords match at word starts only
     assert medium_family(None) == "unlabelled"
 
 
 def test_import_is_light():
-    code = ("import sys, kit.atlas; heavy = [m for m in ('umap', 'plotly', 'sklearn', 'numba', 'torch', 'PIL') "
-            "if m in sys.modules]; print(heavy)")
+    code = (
+        "import sys, kit.atlas; heavy = [m for m in ('umap', 'plotly', 'sklearn', 'numba', 'torch', 'PIL') "
+        "if m in sys.modules]; print(heavy)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

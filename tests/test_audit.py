@@ -54,8 +54,10 @@ def test_intervals_contain_the_estimate_and_narrow_with_more_seeds():
         for (t, name), value in estimates.items():
             low, high = A.interval(replicates[t, name])
             assert low <= value + 1e-12 and value <= high + 1e-12, (n_seeds, t, name)
-        widths[n_seeds] = {name: np.mean([np.subtract(*A.interval(replicates[t, name])[::-1]) for t in range(3)])
-                           for name in ("diversity", "prompt_distance", "group: a")}
+        widths[n_seeds] = {
+            name: np.mean([np.subtract(*A.interval(replicates[t, name])[::-1]) for t in range(3)])
+            for name in ("diversity", "prompt_distance", "group: a")
+        }
     for name in widths[8]:
         assert widths[64][name] < widths[8][name] / 1.5, name
 
@@ -83,13 +85,16 @@ def test_paired_difference_is_narrower_than_the_separate_intervals():
 
 def binomial_coverage(interval_of, n: int, share: float) -> float:
     """How often `interval_of(k, n)` holds `share` when k of n images show the label (exact)."""
-    return sum(math.comb(n, k) * share ** k * (1 - share) ** (n - k)
-               for k in range(n + 1) if interval_of(k, n)[0] <= share <= interval_of(k, n)[1])
+    return sum(
+        math.comb(n, k) * share**k * (1 - share) ** (n - k)
+        for k in range(n + 1)
+        if interval_of(k, n)[0] <= share <= interval_of(k, n)[1]
+    )
 
 
 def test_share_interval_is_wilsons_and_holds_the_share_as_often_as_it_says():
     # none of 24 images: 0 to z^2 / (n + z^2), not "0 to 0"; symmetric in share and 1 - share
-    assert A.share_interval(0, 24) == (0.0, pytest.approx(1.959964 ** 2 / (24 + 1.959964 ** 2), rel=1e-6))
+    assert A.share_interval(0, 24) == (0.0, pytest.approx(1.959964**2 / (24 + 1.959964**2), rel=1e-6))
     low, high = A.share_interval(0.3, 24)
     assert (1 - high, 1 - low) == pytest.approx(A.share_interval(0.7, 24))
     assert low < 0.3 < high and A.share_interval(0.3, 96)[1] - A.share_interval(0.3, 96)[0] < (high - low) / 1.8
@@ -104,7 +109,11 @@ def test_share_interval_is_wilsons_and_holds_the_share_as_often_as_it_says():
     def bootstrap(k, n):
         return A.interval((indices < k).mean(axis=1))  # images 0 .. k-1 show the label
 
-    assert binomial_coverage(bootstrap, 24, 0.1) < 0.92 < binomial_coverage(lambda k, n: A.share_interval(k / n, n), 24, 0.1)
+    assert (
+        binomial_coverage(bootstrap, 24, 0.1)
+        < 0.92
+        < binomial_coverage(lambda k, n: A.share_interval(k / n, n), 24, 0.1)
+    )
 
 
 def test_probe_shares_sum_to_one_per_group():
@@ -144,10 +153,21 @@ def test_entropy_bounds():
 def _report(terms=("Sami", "<b>Yoruba</b>"), probes=None, preset="sd-turbo", values=None, spread=0.01):
     """An AuditReport built from chosen numbers: values[(term, measure)] -> estimate; its
     bootstrap replicates scatter around it by `spread` (shares by a tenth of their size)."""
-    probes = {"attire": ["dress", "suit"], "<i>setting</i>": ["field", "street", "studio"]} if probes is None else probes
-    settings = {"template": "a portrait of a {term} <u>elder</u>", "terms": list(terms), "seeds": [0, 1, 2, 3],
-                "probes": probes, "preset": preset, "clip": "ViT-B-32", "steps": 1, "size": [512, 512],
-                "rounds": 200, "level": 0.95}
+    probes = (
+        {"attire": ["dress", "suit"], "<i>setting</i>": ["field", "street", "studio"]} if probes is None else probes
+    )
+    settings = {
+        "template": "a portrait of a {term} <u>elder</u>",
+        "terms": list(terms),
+        "seeds": [0, 1, 2, 3],
+        "probes": probes,
+        "preset": preset,
+        "clip": "ViT-B-32",
+        "steps": 1,
+        "size": [512, 512],
+        "rounds": 200,
+        "level": 0.95,
+    }
     measures = ["diversity", "prompt_distance", "cluster_entropy"]
     measures += [f"{group}: {label}" for group, labels in probes.items() for label in labels]
     rng = np.random.default_rng(0)
@@ -158,14 +178,24 @@ def _report(terms=("Sami", "<b>Yoruba</b>"), probes=None, preset="sd-turbo", val
             scale = value / 10 if name not in A.MEASURES else spread
             estimates[term, name] = value
             replicates[term, name] = value + scale * rng.normal(size=200)
-    return A.AuditReport(settings=settings, prompts={t: settings["template"].replace("{term}", t) for t in terms},
-                         artworks={t: [] for t in terms}, vectors=np.zeros((len(terms), 4, 8)),
-                         estimates=estimates, replicates=replicates)
+    return A.AuditReport(
+        settings=settings,
+        prompts={t: settings["template"].replace("{term}", t) for t in terms},
+        artworks={t: [] for t in terms},
+        vectors=np.zeros((len(terms), 4, 8)),
+        estimates=estimates,
+        replicates=replicates,
+    )
 
 
-SMALL = {("Sami", "attire: dress"): 1.380418e-04, ("Sami", "attire: suit"): 1 - 1.380418e-04,
-         ("Sami", "diversity"): 0.01087933, ("Sami", "<i>setting</i>: field"): 7.69295e-07,
-         ("Sami", "<i>setting</i>: street"): 0.5407026, ("Sami", "<i>setting</i>: studio"): 0.4592966}
+SMALL = {
+    ("Sami", "attire: dress"): 1.380418e-04,
+    ("Sami", "attire: suit"): 1 - 1.380418e-04,
+    ("Sami", "diversity"): 0.01087933,
+    ("Sami", "<i>setting</i>: field"): 7.69295e-07,
+    ("Sami", "<i>setting</i>: street"): 0.5407026,
+    ("Sami", "<i>setting</i>: studio"): 0.4592966,
+}
 
 
 def test_report_html_is_rounded_labelled_and_escaped():
@@ -248,10 +278,20 @@ def test_differences_cover_every_pair_and_say_whether_the_seeds_show_one():
     table = report.differences("diversity")
     assert table.index.names == ["term A", "term B"]
     table = table.reset_index()
-    assert list(table.columns) == ["term A", "term B", "A - B", "95% interval: low", "95% interval: high", "unit",
-                                   "seeds show a difference"]
+    assert list(table.columns) == [
+        "term A",
+        "term B",
+        "A - B",
+        "95% interval: low",
+        "95% interval: high",
+        "unit",
+        "seeds show a difference",
+    ]
     assert [(a, b) for a, b in zip(table["term A"], table["term B"])] == [
-        ("Sami", "Yoruba"), ("Sami", "Quechua"), ("Yoruba", "Quechua")]
+        ("Sami", "Yoruba"),
+        ("Sami", "Quechua"),
+        ("Yoruba", "Quechua"),
+    ]
     for row in table.to_dict("records"):
         d = report.difference("diversity", row["term A"], row["term B"])
         assert row["A - B"] == round(d["value"], 3)
@@ -317,27 +357,30 @@ class _NoEmbedder:
     texts = images
 
 
-@pytest.mark.parametrize("arguments, field", [
-    (dict(terms=["Sami"]), "terms"),
-    (dict(terms="Sami, Yoruba"), "terms"),
-    (dict(terms=["Sami", " sami "]), "terms"),
-    (dict(terms=["Sami", ""]), "terms"),
-    (dict(seeds=[3]), "seeds"),
-    (dict(seeds=[3, 3]), "seeds"),
-    (dict(seeds=[1, -2]), "seed"),
-    (dict(template="a portrait of an elder"), "template"),
-    (dict(template="a {term} elder in {style}"), "template"),
-    (dict(template="a {term} elder {"), "template"),
-    (dict(template=None), "template"),
-    (dict(probes={}), "probes"),
-    (dict(probes={"attire": ["dress"]}), "probes"),
-    (dict(probes={"attire": ["dress", "dress"]}), "probes"),
-    (dict(probes={"attire": "dress"}), "probes"),
-    (dict(rounds=5), "rounds"),
-    (dict(n=4), "seeds"),
-    (dict(steps=0), "steps"),
-    (dict(size=65), "size"),
-])
+@pytest.mark.parametrize(
+    "arguments, field",
+    [
+        (dict(terms=["Sami"]), "terms"),
+        (dict(terms="Sami, Yoruba"), "terms"),
+        (dict(terms=["Sami", " sami "]), "terms"),
+        (dict(terms=["Sami", ""]), "terms"),
+        (dict(seeds=[3]), "seeds"),
+        (dict(seeds=[3, 3]), "seeds"),
+        (dict(seeds=[1, -2]), "seed"),
+        (dict(template="a portrait of an elder"), "template"),
+        (dict(template="a {term} elder in {style}"), "template"),
+        (dict(template="a {term} elder {"), "template"),
+        (dict(template=None), "template"),
+        (dict(probes={}), "probes"),
+        (dict(probes={"attire": ["dress"]}), "probes"),
+        (dict(probes={"attire": ["dress", "dress"]}), "probes"),
+        (dict(probes={"attire": "dress"}), "probes"),
+        (dict(rounds=5), "rounds"),
+        (dict(n=4), "seeds"),
+        (dict(steps=0), "steps"),
+        (dict(size=65), "size"),
+    ],
+)
 def test_bad_input_is_refused_before_any_model_work(no_models, arguments, field):
     call = dict(template="a portrait of a {term} elder", terms=["Sami", "Yoruba"], seeds=range(2))
     call.update(arguments)
@@ -359,8 +402,15 @@ def report():
     studio = kit.Studio(preset="tiny")
     studio.progress_bar = False
     embedder = kit.Embedder(preset="tiny", cache=False)
-    return kit.audit(studio, "a portrait of a {term} elder", ["Sami", "Yoruba"], seeds=[5, 9, 2],
-                     probes=PROBES, embedder=embedder, rounds=200)
+    return kit.audit(
+        studio,
+        "a portrait of a {term} elder",
+        ["Sami", "Yoruba"],
+        seeds=[5, 9, 2],
+        probes=PROBES,
+        embedder=embedder,
+        rounds=200,
+    )
 
 
 def test_every_term_uses_the_same_seeds(report):
@@ -370,8 +420,9 @@ def test_every_term_uses_the_same_seeds(report):
         assert [r.seed for r in records] == [5, 9, 2]
         assert {r.prompt for r in records} == {f"a portrait of a {term} elder"}
         assert all(r.extra["audit"]["term"] == term for r in records)
-    settings = [(r.steps, r.guidance, r.width, r.height) for arts in report.artworks.values() for r in
-                (a.record for a in arts)]
+    settings = [
+        (r.steps, r.guidance, r.width, r.height) for arts in report.artworks.values() for r in (a.record for a in arts)
+    ]
     assert len(set(settings)) == 1
     assert report.vectors.shape[:2] == (2, 3)
     assert np.allclose(np.linalg.norm(report.vectors, axis=-1), 1.0, atol=1e-4)
@@ -399,7 +450,7 @@ def test_table_csv_and_settings(report, tmp_path):
 
 def test_figures_and_contact_sheets(report):
     fig = report.figure("diversity")
-    bars, = fig.data
+    (bars,) = fig.data
     assert list(bars.x) == report.terms and bars.error_y.array is not None
     grouped = report.figure("age")
     assert [trace.name for trace in grouped.data] == PROBES["age"]

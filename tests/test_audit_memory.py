@@ -71,24 +71,32 @@ def _unit(x):
 def _vectors(n_terms, n_seeds, dim, seed=0, spread=0.3, dtype=np.float32):
     """Fixed random paired embeddings (float32, as CLIP gives them), prompts and two probe groups."""
     rng = np.random.default_rng(seed)
-    vectors = _unit(rng.normal(size=(1, n_seeds, dim)) + rng.normal(size=(n_terms, 1, dim))
-                    + spread * rng.normal(size=(n_terms, n_seeds, dim))).astype(dtype)
+    vectors = _unit(
+        rng.normal(size=(1, n_seeds, dim))
+        + rng.normal(size=(n_terms, 1, dim))
+        + spread * rng.normal(size=(n_terms, n_seeds, dim))
+    ).astype(dtype)
     prompts = _unit(rng.normal(size=(n_terms, dim))).astype(dtype)
     centre = vectors.mean(axis=(0, 1))
-    probes = {"attire": (["dress", "suit"], _unit(centre + 0.02 * rng.normal(size=(2, dim)))),
-              "age": (["young", "old", "middle-aged"], _unit(centre + 0.02 * rng.normal(size=(3, dim))))}
+    probes = {
+        "attire": (["dress", "suit"], _unit(centre + 0.02 * rng.normal(size=(2, dim)))),
+        "age": (["young", "old", "middle-aged"], _unit(centre + 0.02 * rng.normal(size=(3, dim)))),
+    }
     return vectors, prompts, probes
 
 
 # ---------------------------------------------------------------- (1) the same numbers as before
 
 
-@pytest.mark.parametrize("n_terms,n_seeds,dim", [
-    (3, 8, 16),    # seeds <= dim: the pairwise form keeps the similarity matrix
-    (2, 40, 8),    # seeds > dim: it keeps the vectors instead
-    (4, 5, 64),    # few seeds: some resamples draw few images, entropy over several clusters
-    (2, 2, 4),     # the fewest seeds an audit admits: some resamples draw one image twice (NaN diversity)
-])
+@pytest.mark.parametrize(
+    "n_terms,n_seeds,dim",
+    [
+        (3, 8, 16),  # seeds <= dim: the pairwise form keeps the similarity matrix
+        (2, 40, 8),  # seeds > dim: it keeps the vectors instead
+        (4, 5, 64),  # few seeds: some resamples draw few images, entropy over several clusters
+        (2, 2, 4),  # the fewest seeds an audit admits: some resamples draw one image twice (NaN diversity)
+    ],
+)
 def test_measure_equals_the_former_formulation(n_terms, n_seeds, dim):
     vectors, prompts, probes = _vectors(n_terms, n_seeds, dim, seed=n_seeds)
     estimates, replicates, labels = A.measure(vectors, prompts, probes, rounds=500, seed=3)
@@ -116,8 +124,13 @@ def test_pairwise_distance_equals_the_former_formulation():
         vectors = _unit(np.random.default_rng(n).normal(size=(n, dim)))
         indices = A.bootstrap_indices(n, rounds=300, seed=1)
         assert A.pairwise_distance(vectors) == pytest.approx(old_pairwise_distance(vectors), abs=1e-12, rel=0)
-        assert np.allclose(A.pairwise_distance(vectors, indices), old_pairwise_distance(vectors, indices),
-                           rtol=0, atol=1e-12, equal_nan=True)
+        assert np.allclose(
+            A.pairwise_distance(vectors, indices),
+            old_pairwise_distance(vectors, indices),
+            rtol=0,
+            atol=1e-12,
+            equal_nan=True,
+        )
 
 
 @pytest.mark.parametrize("n", [2, 3, 7, 64, 1000])
@@ -177,8 +190,10 @@ def test_the_largest_admitted_audit_fits_the_bound():
     CLIP width (ViT-B-32: 512) and with 64 probe labels, by the formula the test above checks.
     The replicates the report keeps are its content and grow with rounds: 8 bytes per term,
     measure and round (2,048 terms x 3 measures x 1,000 rounds = 49 MB)."""
-    worst = max((A.bootstrap_memory(terms, A.MAX_IMAGES // terms, dim=512, labels=64)["working"], terms)
-                for terms in range(2, A.MAX_IMAGES // 2 + 1))
+    worst = max(
+        (A.bootstrap_memory(terms, A.MAX_IMAGES // terms, dim=512, labels=64)["working"], terms)
+        for terms in range(2, A.MAX_IMAGES // 2 + 1)
+    )
     assert worst[0] < BOUND, f"{worst[0] / MB:.1f} MB at {worst[1]} terms"
     # the formula grows linearly with the number of images: double them, at most double the bytes
     for terms, seeds in itertools.product((2, 16, 64), (2, 64, 1024)):

@@ -5,14 +5,13 @@ person, c2pa.edited by the model with compositeWithTrainedAlgorithmicMedia)."""
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+from test_credentials import make_chain, needs_c2pa
 
 import kit
 from kit import credentials
 from kit.errors import KitError
 from kit.provenance import Record, pixel_hash
 from kit.record import Drawn
-
-from test_credentials import make_chain, needs_c2pa
 
 SIZE = 64
 
@@ -52,8 +51,13 @@ def test_generate_credits_the_prompt_style_and_a_chosen_seed(studio):
     assert _entry(record, "chose the style")["style"] == "ukiyo-e"
     assert _entry(record, "chose the seed")["seed"] == 7 and record.seed == 8  # the batch's first seed was chosen
     model = record.authorship["model"]
-    assert model == {"model": "kit-tiny", "preset": "tiny", "kind": "generate", "steps": record.steps,
-                     "did": model["did"]}
+    assert model == {
+        "model": "kit-tiny",
+        "preset": "tiny",
+        "kind": "generate",
+        "steps": record.steps,
+        "did": model["did"],
+    }
     sentences = record.describe_authorship()
     assert sentences[0] == "The person typed the prompt \u201cportrait of an elder\u201d."
     assert "seed 7" in sentences[2] and "8" in sentences[2]
@@ -61,12 +65,12 @@ def test_generate_credits_the_prompt_style_and_a_chosen_seed(studio):
 
 
 def test_a_seed_left_to_chance_is_not_chosen_by_the_person(studio):
-    art, = studio.generate("portrait of an elder", size=SIZE)
+    (art,) = studio.generate("portrait of an elder", size=SIZE)
     assert _actions(art.record) == ["typed the prompt"]
-    rolled, = studio.generate("portrait of an elder", seed=Drawn(art.record.seed), size=SIZE)  # a dice roll
+    (rolled,) = studio.generate("portrait of an elder", seed=Drawn(art.record.seed), size=SIZE)  # a dice roll
     assert _actions(rolled.record) == ["typed the prompt"]
     assert rolled.record.seed == art.record.seed and pixel_hash(rolled.image) == pixel_hash(art.image)
-    chosen, = studio.generate("portrait of an elder", seed=art.record.seed, size=SIZE)  # typed: now it is chosen
+    (chosen,) = studio.generate("portrait of an elder", seed=art.record.seed, size=SIZE)  # typed: now it is chosen
     assert "chose the seed" in _actions(chosen.record)
 
 
@@ -84,8 +88,10 @@ def test_walk_frames_credit_the_keyframes(studio):
     frames = studio.walk([("portrait of an elder", 1), ("portrait of a child", 2, "ukiyo-e")], frames=3, size=SIZE)
     for frame in frames:
         record = frame.record
-        assert _entry(record, "typed the keyframes' prompts")["prompts"] == ["portrait of an elder",
-                                                                             "portrait of a child"]
+        assert _entry(record, "typed the keyframes' prompts")["prompts"] == [
+            "portrait of an elder",
+            "portrait of a child",
+        ]
         assert _entry(record, "chose the keyframes' seeds")["seeds"] == [1, 2]
         assert _entry(record, "chose the keyframes' styles")["styles"] == ["ukiyo-e"]
         assert record.authorship["model"]["kind"] == "walk"
@@ -93,11 +99,23 @@ def test_walk_frames_credit_the_keyframes(studio):
 
 
 def test_restyle_credits_the_source_the_strength_and_what_a_widget_adds(studio, source_file):
-    art = studio.restyle(source_file, "portrait of an elder", style="ukiyo-e", strength=0.5, seed=4,
-                         person=[{"action": "drew", "strokes": 12}])
+    art = studio.restyle(
+        source_file,
+        "portrait of an elder",
+        style="ukiyo-e",
+        strength=0.5,
+        seed=4,
+        person=[{"action": "drew", "strokes": 12}],
+    )
     record = art.record
-    assert _actions(record) == ["gave the source image", "typed the prompt", "chose the style", "set the strength",
-                                "chose the seed", "drew"]
+    assert _actions(record) == [
+        "gave the source image",
+        "typed the prompt",
+        "chose the style",
+        "set the strength",
+        "chose the seed",
+        "drew",
+    ]
     assert _entry(record, "gave the source image")["sha256"] == record.restyle["source_sha256"] == record.parents()[0]
     assert record.authorship["model"]["steps_run"] == int(record.steps * 0.5)
     assert "The person drew 12 strokes." in record.describe_authorship()
@@ -121,7 +139,7 @@ def test_restore_credits_the_mask_given_or_painted(studio, source_file):
 
 
 def test_authorship_survives_a_file_and_bad_sections_are_refused(studio, tmp_path):
-    art, = studio.generate("portrait of an elder", seed=9, size=SIZE)
+    (art,) = studio.generate("portrait of an elder", seed=9, size=SIZE)
     loaded = kit.load(art.save(tmp_path))
     assert loaded.record.authorship == art.record.authorship
     old = Record.from_dict({k: v for k, v in art.record.to_dict().items() if k != "authorship"})
@@ -156,7 +174,7 @@ def test_restyle_manifest_names_the_parent_drawing_and_model_edit(studio, source
 @needs_c2pa
 def test_generated_image_manifest_is_created_by_the_model(studio, chain, tmp_path):
     cert_chain, key, _ = chain
-    art, = studio.generate("portrait of an elder", seed=2, size=SIZE)
+    (art,) = studio.generate("portrait of an elder", seed=2, size=SIZE)
     info = credentials.read(credentials.sign(art.save(tmp_path), cert_chain, key))
     assert info["actions"] == ["c2pa.created"] and info["digital_source_types"] == [credentials.TRAINED]
     assert "chose the seed" in info["action_details"][0]["description"]

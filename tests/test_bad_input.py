@@ -20,26 +20,58 @@ def fresh():
 NAN, INF = float("nan"), float("inf")
 
 BAD_GENERATE = [
-    (dict(steps=NAN), "steps"), (dict(steps=-1), "steps"), (dict(steps=True), "steps"), (dict(steps=2.5), "steps"),
-    (dict(steps=np.int64(10 ** 6)), "steps"), (dict(guidance=INF), "guidance"), (dict(guidance=-0.5), "guidance"),
-    (dict(guidance="high"), "guidance"), (dict(guidance=np.float32(31)), "guidance"), (dict(n=0), "n"),
-    (dict(n=65), "n"), (dict(n=np.int64(-2)), "n"), (dict(n=False), "n"), (dict(size=NAN), "size"),
-    (dict(size=(64, 64, 64)), "size"), (dict(size=(64, -64)), "size"), (dict(size=72.5), "size"),
-    (dict(size=10 ** 9), "size"), (dict(seed=NAN), "seed"), (dict(seed=2 ** 64), "seed"), (dict(seed="7"), "seed"),
-    (dict(style=3), "style"), (dict(style="no-such-style"), "style"), (dict(negative=3), "negative"),
-    (dict(negative="x" * 6000), "negative"), (dict(preview="yes"), "preview"), (dict(preview=1), "preview"),
+    (dict(steps=NAN), "steps"),
+    (dict(steps=-1), "steps"),
+    (dict(steps=True), "steps"),
+    (dict(steps=2.5), "steps"),
+    (dict(steps=np.int64(10**6)), "steps"),
+    (dict(guidance=INF), "guidance"),
+    (dict(guidance=-0.5), "guidance"),
+    (dict(guidance="high"), "guidance"),
+    (dict(guidance=np.float32(31)), "guidance"),
+    (dict(n=0), "n"),
+    (dict(n=65), "n"),
+    (dict(n=np.int64(-2)), "n"),
+    (dict(n=False), "n"),
+    (dict(size=NAN), "size"),
+    (dict(size=(64, 64, 64)), "size"),
+    (dict(size=(64, -64)), "size"),
+    (dict(size=72.5), "size"),
+    (dict(size=10**9), "size"),
+    (dict(seed=NAN), "seed"),
+    (dict(seed=2**64), "seed"),
+    (dict(seed="7"), "seed"),
+    (dict(style=3), "style"),
+    (dict(style="no-such-style"), "style"),
+    (dict(negative=3), "negative"),
+    (dict(negative="x" * 6000), "negative"),
+    (dict(preview="yes"), "preview"),
+    (dict(preview=1), "preview"),
 ]
 
 
-@pytest.mark.parametrize("options, field", BAD_GENERATE, ids=[f"{list(o)[0]}={o[list(o)[0]]!r}"[:40] for o, _ in BAD_GENERATE])
+@pytest.mark.parametrize(
+    "options, field", BAD_GENERATE, ids=[f"{list(o)[0]}={o[list(o)[0]]!r}"[:40] for o, _ in BAD_GENERATE]
+)
 def test_bad_generate_options_are_refused_before_model_work(fresh, options, field):
     with pytest.raises(KitError, match=field):
         fresh.generate("a weaver", **options)
     assert fresh.loaded == ()
 
 
-BAD_PROMPTS = [None, "", "   \n\t ", 3, b"bytes", ["a list"], "x" * 5001, "a\x00b", "bell\x07", "esc\x1b[31m",
-               "x" * 10 ** 7]
+BAD_PROMPTS = [
+    None,
+    "",
+    "   \n\t ",
+    3,
+    b"bytes",
+    ["a list"],
+    "x" * 5001,
+    "a\x00b",
+    "bell\x07",
+    "esc\x1b[31m",
+    "x" * 10**7,
+]
 
 
 @pytest.mark.parametrize("prompt", BAD_PROMPTS, ids=[repr(p)[:20] for p in BAD_PROMPTS])
@@ -50,8 +82,10 @@ def test_bad_prompts_are_refused(fresh, prompt):
 
 
 SAME = [
-    (dict(seed=np.int64(7), steps=np.int64(2), n=np.int32(1), guidance=np.float32(0)),
-     dict(seed=7, steps=2, n=1, guidance=0.0)),
+    (
+        dict(seed=np.int64(7), steps=np.int64(2), n=np.int32(1), guidance=np.float32(0)),
+        dict(seed=7, steps=2, n=1, guidance=0.0),
+    ),
     (dict(size=np.int64(64)), dict(size=64)),
     (dict(size=64.0), dict(size=(64, 64))),
     (dict(style=" Ukiyo-E "), dict(style="ukiyo-e")),
@@ -71,9 +105,15 @@ def test_values_that_mean_the_same_are_recorded_the_same(fresh, given, meant):
 
 
 BAD_STUDIO = [
-    (dict(preset=3), "preset"), (dict(preset="no/such/thing!"), "preset"), (dict(device="tpu"), "device"),
-    (dict(dtype="int8"), "dtype"), (dict(batch_size=0), "batch_size"), (dict(batch_size=-1), "batch_size"),
-    (dict(batch_size="4"), "batch_size"), (dict(batch_size=1000), "batch_size"), (dict(compile="yes"), "compile"),
+    (dict(preset=3), "preset"),
+    (dict(preset="no/such/thing!"), "preset"),
+    (dict(device="tpu"), "device"),
+    (dict(dtype="int8"), "dtype"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(batch_size=-1), "batch_size"),
+    (dict(batch_size="4"), "batch_size"),
+    (dict(batch_size=1000), "batch_size"),
+    (dict(compile="yes"), "compile"),
     (dict(gallery="/dev/null"), "not a folder"),
 ]
 
@@ -85,11 +125,20 @@ def test_bad_studio_settings_are_refused(options, field):
 
 
 BAD_WALKS = [
-    (dict(keyframes="ab"), "keyframes"), (dict(keyframes=[("a", 1)]), "keyframes"), (dict(frames=1), "frames"),
-    (dict(frames=NAN), "frames"), (dict(frames=10 ** 9), "frames"), (dict(method="cubic"), "method"),
-    (dict(loop="yes"), "loop"), (dict(even=2), "even"), (dict(refine=-1), "refine"), (dict(refine=9), "refine"),
-    (dict(batch_size=0), "batch_size"), (dict(keyframes=[("a", -1), ("b", 2)]), "seed"),
-    (dict(keyframes=[("", 1), ("b", 2)]), "prompt"), (dict(space="colour"), "space"),
+    (dict(keyframes="ab"), "keyframes"),
+    (dict(keyframes=[("a", 1)]), "keyframes"),
+    (dict(frames=1), "frames"),
+    (dict(frames=NAN), "frames"),
+    (dict(frames=10**9), "frames"),
+    (dict(method="cubic"), "method"),
+    (dict(loop="yes"), "loop"),
+    (dict(even=2), "even"),
+    (dict(refine=-1), "refine"),
+    (dict(refine=9), "refine"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(keyframes=[("a", -1), ("b", 2)]), "seed"),
+    (dict(keyframes=[("", 1), ("b", 2)]), "prompt"),
+    (dict(space="colour"), "space"),
 ]
 
 
@@ -102,9 +151,15 @@ def test_bad_walks_are_refused_before_model_work(fresh, options, field):
 
 
 BAD_FUSIONS = [
-    ({"ukiyo-e": NAN}, "weights"), ({"ukiyo-e": INF}, "weights"), ({"ukiyo-e": "much"}, "weights"), ({}, "weights"),
-    (["ukiyo-e"], "weights"), ({"ukiyo-e": 0.0}, "positive"), ({"no-such-style": 1}, "no-such-style"),
-    ({"ukiyo-e": 1, "UKIYO-E": 1}, "twice"), ({"ukiyo-e": True}, "weights"),
+    ({"ukiyo-e": NAN}, "weights"),
+    ({"ukiyo-e": INF}, "weights"),
+    ({"ukiyo-e": "much"}, "weights"),
+    ({}, "weights"),
+    (["ukiyo-e"], "weights"),
+    ({"ukiyo-e": 0.0}, "positive"),
+    ({"no-such-style": 1}, "no-such-style"),
+    ({"ukiyo-e": 1, "UKIYO-E": 1}, "twice"),
+    ({"ukiyo-e": True}, "weights"),
 ]
 
 
@@ -115,8 +170,13 @@ def test_bad_fusions_are_refused_before_model_work(fresh, weights, field):
     assert fresh.loaded == ()
 
 
-BAD_GRIDS = [(dict(points=1), "points"), (dict(points=NAN), "points"), (dict(styles=["ukiyo-e"]), "styles"),
-             (dict(styles="ukiyo-e"), "styles"), (dict(steps=0), "steps")]
+BAD_GRIDS = [
+    (dict(points=1), "points"),
+    (dict(points=NAN), "points"),
+    (dict(styles=["ukiyo-e"]), "styles"),
+    (dict(styles="ukiyo-e"), "styles"),
+    (dict(steps=0), "steps"),
+]
 
 
 @pytest.mark.parametrize("options, field", BAD_GRIDS, ids=[str(o)[:40] for o, _ in BAD_GRIDS])
@@ -138,11 +198,19 @@ def hole():
 
 
 BAD_RESTORES = [
-    (dict(strength=NAN), "strength"), (dict(strength=0), "strength"), (dict(strength=1.5), "strength"),
-    (dict(mask=np.ones((64, 64), bool)), "whole image"), (dict(mask=np.zeros((64, 64), bool)), "mask"),
-    (dict(mask=np.zeros((32, 32), bool)), "mask"), (dict(mask=[[1], [1, 2]]), "mask"),
-    (dict(image="/dev/zero"), "image"), (dict(image="/no/such.png"), "image"), (dict(image=3), "image"),
-    (dict(prompt=3), "prompt"), (dict(seed=-3), "seed"), (dict(steps=0), "steps"),
+    (dict(strength=NAN), "strength"),
+    (dict(strength=0), "strength"),
+    (dict(strength=1.5), "strength"),
+    (dict(mask=np.ones((64, 64), bool)), "whole image"),
+    (dict(mask=np.zeros((64, 64), bool)), "mask"),
+    (dict(mask=np.zeros((32, 32), bool)), "mask"),
+    (dict(mask=[[1], [1, 2]]), "mask"),
+    (dict(image="/dev/zero"), "image"),
+    (dict(image="/no/such.png"), "image"),
+    (dict(image=3), "image"),
+    (dict(prompt=3), "prompt"),
+    (dict(seed=-3), "seed"),
+    (dict(steps=0), "steps"),
 ]
 
 
@@ -155,9 +223,14 @@ def test_bad_restorations_are_refused_before_model_work(fresh, options, field):
 
 
 BAD_AUDITS = [
-    (dict(seeds=[]), "seeds"), (dict(seeds=[1, 1]), "seeds"), (dict(terms=["x", "x"]), "terms"),
-    (dict(template="no term here"), "template"), (dict(probes={"g": "abc"}), "probes"),
-    (dict(rounds=5), "rounds"), (dict(rounds=np.int64(10 ** 7)), "rounds"), (dict(terms="x"), "terms"),
+    (dict(seeds=[]), "seeds"),
+    (dict(seeds=[1, 1]), "seeds"),
+    (dict(terms=["x", "x"]), "terms"),
+    (dict(template="no term here"), "template"),
+    (dict(probes={"g": "abc"}), "probes"),
+    (dict(rounds=5), "rounds"),
+    (dict(rounds=np.int64(10**7)), "rounds"),
+    (dict(terms="x"), "terms"),
     (dict(n=3), "seeds"),
 ]
 
@@ -176,9 +249,16 @@ def small_atlas():
     return atlas
 
 
-BAD_UMAP = [(dict(n_neighbors=-1), "n_neighbors"), (dict(n_neighbors=1000), "n_neighbors"),
-            (dict(min_dist=NAN), "min_dist"), (dict(min_dist=5), "min_dist"), (dict(metric="bogus"), "metric"),
-            (dict(spread=0), "spread"), (dict(n_epochs=0), "n_epochs"), (dict(no_such_option=1), "UMAP option")]
+BAD_UMAP = [
+    (dict(n_neighbors=-1), "n_neighbors"),
+    (dict(n_neighbors=1000), "n_neighbors"),
+    (dict(min_dist=NAN), "min_dist"),
+    (dict(min_dist=5), "min_dist"),
+    (dict(metric="bogus"), "metric"),
+    (dict(spread=0), "spread"),
+    (dict(n_epochs=0), "n_epochs"),
+    (dict(no_such_option=1), "UMAP option"),
+]
 
 
 @pytest.mark.parametrize("options, field", BAD_UMAP, ids=[str(o)[:40] for o, _ in BAD_UMAP])
@@ -187,8 +267,14 @@ def test_bad_umap_options_are_kit_errors(options, field):
         small_atlas().fit(**options)
 
 
-BAD_SHEETS = [(dict(cell=0), "cell"), (dict(cell=10 ** 6), "cell"), (dict(columns=0), "columns"),
-              (dict(columns=-2), "columns"), (dict(labels=["a", "b"]), "labels"), (dict(images=[]), "image")]
+BAD_SHEETS = [
+    (dict(cell=0), "cell"),
+    (dict(cell=10**6), "cell"),
+    (dict(columns=0), "columns"),
+    (dict(columns=-2), "columns"),
+    (dict(labels=["a", "b"]), "labels"),
+    (dict(images=[]), "image"),
+]
 
 
 @pytest.mark.parametrize("options, field", BAD_SHEETS, ids=[str(o)[:40] for o, _ in BAD_SHEETS])
@@ -198,8 +284,14 @@ def test_bad_contact_sheets_are_kit_errors(options, field):
         contact_sheet(options.pop("images"), **options)
 
 
-BAD_DISCLOSURES = [(dict(alpha=5), "alpha"), (dict(alpha=NAN), "alpha"), (dict(color="blue!"), "color"),
-                   (dict(color=(300, 0, 0)), "color"), (dict(color=(1, 2)), "color"), (dict(color=None), "color")]
+BAD_DISCLOSURES = [
+    (dict(alpha=5), "alpha"),
+    (dict(alpha=NAN), "alpha"),
+    (dict(color="blue!"), "color"),
+    (dict(color=(300, 0, 0)), "color"),
+    (dict(color=(1, 2)), "color"),
+    (dict(color=None), "color"),
+]
 
 
 @pytest.mark.parametrize("options, field", BAD_DISCLOSURES, ids=[str(o)[:40] for o, _ in BAD_DISCLOSURES])

@@ -28,7 +28,7 @@ def table_rows(text: str) -> list[dict]:
     start = next(i for i, line in enumerate(lines) if line.startswith("model "))
     header = re.split(r"\s{2,}", lines[start].strip())
     rows = []
-    for line in itertools.takewhile(str.strip, lines[start + 2:]):
+    for line in itertools.takewhile(str.strip, lines[start + 2 :]):
         rows.append(dict(zip(header, re.split(r"\s{2,}", line.strip()))))
     return rows
 
@@ -38,8 +38,9 @@ def expected_configs() -> list[tuple]:
     sd_kit = itertools.product(["sd"], ["kit"], DTYPES, LAYOUTS, ["off"], ["1", "4", "8"], DECODERS)
     sd_diffusers = itertools.product(["sd"], ["diffusers"], DTYPES, ["contiguous"], ["off"], ["1", "8"], DECODERS)
     compiled = itertools.product(["sd"], ["kit"], ["float16"], LAYOUTS, ["on"], ["1", "8"], ["vae"])
-    sdxl = itertools.product(["sdxl", "sdxl-overflow"], ["kit", "diffusers"], DTYPES, ["contiguous"], ["off"], ["1"],
-                             ["vae"])
+    sdxl = itertools.product(
+        ["sdxl", "sdxl-overflow"], ["kit", "diffusers"], DTYPES, ["contiguous"], ["off"], ["1"], ["vae"]
+    )
     return [*sd_kit, *sd_diffusers, *compiled, *sdxl]
 
 
@@ -63,8 +64,9 @@ def test_every_row_has_a_time_or_says_why_not(dry_run):
 
 
 def test_the_agreement_column_compares_like_with_like(dry_run):
-    by_key = {(r["model"], r["path"], r["dtype"], r["layout"], r["compile"], r["batch"], r["decoder"]): r
-              for r in dry_run}
+    by_key = {
+        (r["model"], r["path"], r["dtype"], r["layout"], r["compile"], r["batch"], r["decoder"]): r for r in dry_run
+    }
     for model, decoder in (("sd", "vae"), ("sd", "taesd"), ("sdxl", "vae")):
         assert by_key[(model, "kit", "float32", "contiguous", "off", "1", decoder)]["PSNR vs fp32 (dB)"] == "ref"
         # plain diffusers on the same noise makes the kit's picture

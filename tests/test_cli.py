@@ -16,19 +16,23 @@ from pathlib import Path
 
 import psutil
 import pytest
+from fifo import bounded
 
 from kit import KitError, lessons, presets
 from kit.cli import main
-
-from fifo import bounded
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
 
 
 def kit(*args, env=None, timeout=120):
-    return subprocess.run([sys.executable, "-m", "kit", *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "kit", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 # ------------------------------------------------------------------ the command
@@ -65,9 +69,18 @@ def test_download_offline_is_one_short_message():
 
 def test_download_without_a_network_is_one_short_message(tmp_path):
     # a Hub that cannot be reached: a closed port on this machine
-    out = kit("download", "sd-turbo", env={"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}",
-                                           "HF_HOME": str(tmp_path / "hf"), "HF_HUB_ETAG_TIMEOUT": "2",
-                                           "HF_HUB_DOWNLOAD_TIMEOUT": "2"}, timeout=300)
+    out = kit(
+        "download",
+        "sd-turbo",
+        env={
+            "HF_HUB_OFFLINE": "0",
+            "HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}",
+            "HF_HOME": str(tmp_path / "hf"),
+            "HF_HUB_ETAG_TIMEOUT": "2",
+            "HF_HUB_DOWNLOAD_TIMEOUT": "2",
+        },
+        timeout=300,
+    )
     assert out.returncode == 2, out.stderr
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
     assert "could not download sd-turbo" in out.stderr and "--preset tiny" in out.stderr
@@ -145,19 +158,23 @@ def test_the_preset_table_is_data_checked_on_load(tmp_path):
     with pytest.raises(KitError) as info:
         presets.load(path)
     message = str(info.value)
-    for words in (f"{path}: 6 problem(s) in the preset table",
-                  "presets[1] (sd-turbo): unknown field 'colour'; allowed: name, model",
-                  "presets[1] (sd-turbo) field 'steps' must be a whole number from 1 to 150, got 0",
-                  "presets[1] (sd-turbo) field 'size' must be a multiple of 8 pixels, got 500",
-                  "presets[2] (sd-turbo) field 'family' must be one of sd, sdxl, got 'sd3'",
-                  "presets[4] (Big One) field 'name' must be a lowercase kebab-case name",
-                  "presets[4] (Big One) field 'model' must be text or null, got 7"):
+    for words in (
+        f"{path}: 6 problem(s) in the preset table",
+        "presets[1] (sd-turbo): unknown field 'colour'; allowed: name, model",
+        "presets[1] (sd-turbo) field 'steps' must be a whole number from 1 to 150, got 0",
+        "presets[1] (sd-turbo) field 'size' must be a multiple of 8 pixels, got 500",
+        "presets[2] (sd-turbo) field 'family' must be one of sd, sdxl, got 'sd3'",
+        "presets[4] (Big One) field 'name' must be a lowercase kebab-case name",
+        "presets[4] (Big One) field 'model' must be text or null, got 7",
+    ):
         assert words in message, words
     rows[1:] = [{**rows[0], "name": "tiny", "min_size": 128}]
     path.write_text(json.dumps({"presets": rows}), encoding="utf-8")
     with pytest.raises(KitError) as info:
         presets.load(path)
-    assert "presets[1] (tiny): the sizes must satisfy min_size <= size <= max_size, got 128 <= 64 <= 512" in str(info.value)
+    assert "presets[1] (tiny): the sizes must satisfy min_size <= size <= max_size, got 128 <= 64 <= 512" in str(
+        info.value
+    )
     rows[1]["min_size"] = 64
     path.write_text(json.dumps({"presets": rows}), encoding="utf-8")
     with pytest.raises(KitError, match=r"presets\[1\]: the name 'tiny' is used twice"):
@@ -226,7 +243,9 @@ def test_a_folder_or_fifo_named_like_a_lesson_is_left_alone(tmp_path, monkeypatc
     os.mkfifo(folder / "b.ipynb")
     report = bounded(lambda: lessons.install(folder), folder / "b.ipynb")
     assert report["blocked"] == ["a.ipynb", "b.ipynb"] and report["copied"] == ["c.ipynb"]
-    assert (folder / "a.ipynb" / "notes.txt").read_text() == "mine" and stat.S_ISFIFO(os.lstat(folder / "b.ipynb").st_mode)
+    assert (folder / "a.ipynb" / "notes.txt").read_text() == "mine" and stat.S_ISFIFO(
+        os.lstat(folder / "b.ipynb").st_mode
+    )
     report = bounded(lambda: lessons.install(folder, reset=True), folder / "b.ipynb")
     assert report["blocked"] == ["a.ipynb", "b.ipynb"] and report["current"] == ["c.ipynb"]
     assert not list(folder.glob("*.bak"))
@@ -243,15 +262,42 @@ def test_a_fifo_in_place_of_the_lessons_record_is_a_clear_error(tmp_path):
 
 def test_a_wheel_ships_the_lessons(tmp_path):
     """`pip install .` (not editable) has the lessons inside the package, where `kit lab` finds them."""
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp_path / "wheel"), str(ROOT)], check=True, capture_output=True, timeout=300)
-    wheel, = (tmp_path / "wheel").glob("kit_portraits-*.whl")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(tmp_path / "site"),
-                    str(wheel)], check=True, capture_output=True, timeout=300)
-    code = ("import kit, kit.lessons as l, json; print(json.dumps([kit.__file__, str(l.shipped()), "
-            f"l.install({str(tmp_path / 'copies')!r})['copied']]))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "wheel"),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = (tmp_path / "wheel").glob("kit_portraits-*.whl")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(tmp_path / "site"), str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    code = (
+        "import kit, kit.lessons as l, json; print(json.dumps([kit.__file__, str(l.shipped()), "
+        f"l.install({str(tmp_path / 'copies')!r})['copied']]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path / "site")},
+    )
     where, shipped, copied = json.loads(out.stdout)
     assert where.startswith(str(tmp_path / "site"))
     assert shipped == str(tmp_path / "site" / "kit" / "lessons")
@@ -288,28 +334,56 @@ def port_free(port) -> bool:
 def test_stopping_kit_lab_stops_jupyterlab_and_its_kernels(tmp_path, how):
     port, token = closed_port(), "kit-test-token"
     home = tmp_path / "home"
-    env = {**os.environ, "HOME": str(home), "JUPYTER_CONFIG_DIR": str(home / "config"),
-           "JUPYTER_DATA_DIR": str(home / "data"), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-           "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(home / "ws"),
-           "IPYTHONDIR": str(home / "ipython")}
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "JUPYTER_CONFIG_DIR": str(home / "config"),
+        "JUPYTER_DATA_DIR": str(home / "data"),
+        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+        "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(home / "ws"),
+        "IPYTHONDIR": str(home / "ipython"),
+    }
     process = subprocess.Popen(
-        [sys.executable, "-m", "kit", "lab", "--preset", "tiny", "--lessons", str(tmp_path / "lessons"),
-         "--no-browser", "--port", str(port), "--", "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0",
-         f"--IdentityProvider.token={token}", "--LabApp.extension_manager=readonly"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "kit",
+            "lab",
+            "--preset",
+            "tiny",
+            "--lessons",
+            str(tmp_path / "lessons"),
+            "--no-browser",
+            "--port",
+            str(port),
+            "--",
+            "--ServerApp.ip=127.0.0.1",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={token}",
+            "--LabApp.extension_manager=readonly",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         api = f"http://127.0.0.1:{port}/api"
         wait_for(lambda: answers(f"{api}/status?token={token}"), what="JupyterLab to answer")
-        request = urllib.request.Request(f"{api}/kernels?token={token}", data=b"{}", method="POST",
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{api}/kernels?token={token}", data=b"{}", method="POST", headers={"Content-Type": "application/json"}
+        )
         json.loads(urllib.request.urlopen(request, timeout=60).read())
         wait_for(lambda: len(psutil.Process(process.pid).children(recursive=True)) >= 2, what="the kernel")
         tree = psutil.Process(process.pid).children(recursive=True)  # the server and its kernel
         assert (tmp_path / "lessons" / SHIPPED[0]).is_file()  # served from the user's copy
         process.send_signal(how)
         assert process.wait(timeout=60) == 0
-        wait_for(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in tree), timeout=30,
-                 what="the server and kernel to exit")
+        wait_for(
+            lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in tree),
+            timeout=30,
+            what="the server and kernel to exit",
+        )
         assert port_free(port)
     finally:
         if process.poll() is None:

@@ -16,13 +16,21 @@ import pytest
 from PIL import Image
 
 from kit import KitError, cli
+from kit.collection import (
+    MANIFEST,
+    embed_collection,
+    indices_of,
+    load_embeddings,
+    load_errors,
+    map_collection,
+    map_vectors,
+    thin,
+)
 from kit.files import _host
-from kit.collection import (MANIFEST, embed_collection, indices_of, load_embeddings, load_errors,
-                            map_collection, map_vectors, thin)
 
 FOLDERS = ("a", "b", "c")
-GOOD = 240          # 80 per folder
-SHARD = 50          # 243 files -> 5 shards, the last one partial
+GOOD = 240  # 80 per folder
+SHARD = 50  # 243 files -> 5 shards, the last one partial
 BAD = {"bad/empty.png": "empty file", "bad/text.jpg": "not an image", "bad/truncated.png": "truncated"}
 
 
@@ -204,8 +212,9 @@ def test_a_different_model_or_shard_size_is_a_clear_error(local, source, tmp_pat
 
 def test_bfloat16_embeddings_are_a_model_of_their_own_close_to_float32(local, source, tmp_path):
     out, summary = local
-    half = embed_collection(source, tmp_path / "bf16", shard_size=SHARD, batch_size=32, progress=False,
-                            dtype="bfloat16")
+    half = embed_collection(
+        source, tmp_path / "bf16", shard_size=SHARD, batch_size=32, progress=False, dtype="bfloat16"
+    )
     assert half.model_id == summary.model_id + ":bfloat16" and half.done == summary.done
     got, want = table(tmp_path / "bf16"), table(out)
     assert got.column("id").to_pylist() == want.column("id").to_pylist()
@@ -288,8 +297,10 @@ def test_cli_embed_and_map(source, tmp_path, capsys):
     before = (tmp_path / "map.parquet").read_bytes()
     assert cli.main(["map", str(tmp_path / "ds"), "--out", str(tmp_path / "map.parquet"), "--sample", "15"]) == 2
     assert "already exists" in capsys.readouterr().err and (tmp_path / "map.parquet").read_bytes() == before
-    assert cli.main(["map", str(tmp_path / "ds"), "--out", str(tmp_path / "map.parquet"), "--sample", "15",
-                     "--overwrite"]) == 0
+    assert (
+        cli.main(["map", str(tmp_path / "ds"), "--out", str(tmp_path / "map.parquet"), "--sample", "15", "--overwrite"])
+        == 0
+    )
     theirs = tmp_path / "theirs"
     theirs.mkdir()
     (theirs / "shard-00000.parquet").write_bytes(b"someone's data")
@@ -311,7 +322,9 @@ def test_thin_keeps_every_label_and_selection_sees_all_points():
     assert (kept == "rare").sum() == 10 and (kept == "mid").sum() >= 90 and (kept == "big").sum() >= 800
     assert np.array_equal(keep, thin(coords, labels, max_points=1_000, seed=0))
     assert not np.array_equal(keep, thin(coords, labels, max_points=1_000, seed=1))
-    assert len(indices_of(labels, "big")) == 45_000 and np.array_equal(indices_of(labels, "rare"), np.arange(49_990, 50_000))
+    assert len(indices_of(labels, "big")) == 45_000 and np.array_equal(
+        indices_of(labels, "rare"), np.arange(49_990, 50_000)
+    )
     assert np.array_equal(thin(coords[:500], labels[:500], max_points=1_000), np.arange(500))
 
     blob = np.vstack([rng.standard_normal((20_000, 2)) * 0.1, [[50, 50], [-50, 40], [45, -60]]])
@@ -328,7 +341,13 @@ def test_thin_keeps_every_label_and_selection_sees_all_points():
 def test_ray_engine_gives_the_local_ids_and_vectors(ray_session, local, source, tmp_path):
     out = tmp_path / "dataset"
     summary = embed_collection(source, out, engine="ray", workers=2, shard_size=SHARD, batch_size=32, progress=False)
-    assert (summary.engine, summary.done, summary.failed, summary.shards_written, summary.ok) == ("ray", GOOD, 3, 5, True)
+    assert (summary.engine, summary.done, summary.failed, summary.shards_written, summary.ok) == (
+        "ray",
+        GOOD,
+        3,
+        5,
+        True,
+    )
     assert_same_rows(out, local[0], atol=1e-5)
     manifest, reference = (json.loads((folder / MANIFEST).read_text()) for folder in (out, local[0]))
     assert manifest["shards"] == reference["shards"] and manifest["model_id"] == reference["model_id"]
@@ -359,8 +378,9 @@ def test_map_collection_fits_a_sample_and_places_the_rest_the_same_on_ray(ray_se
 def test_export_coordinates_and_a_3d_map(tmp_path):
     rng = np.random.default_rng(1)
     vectors = rng.standard_normal((60, 16)).astype(np.float32)
-    cmap = map_vectors(vectors, {"id": [f"p{i}" for i in range(60)], "era": ["x"] * 60}, sample=30, dim=3,
-                       progress=False)
+    cmap = map_vectors(
+        vectors, {"id": [f"p{i}" for i in range(60)], "era": ["x"] * 60}, sample=30, dim=3, progress=False
+    )
     path = cmap.export_coordinates(tmp_path / "out" / "map.parquet")
     got = pq.read_table(path)
     assert got.column_names == ["id", "x", "y", "z", "fitted", "era"]

@@ -12,13 +12,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from fifo import bounded
 from PIL import Image
 
 from kit import KitError, cli
 from kit import collection_store as store
 from kit.collection import MANIFEST, embed_collection, load_embeddings, load_errors, map_vectors
-
-from fifo import bounded
 
 SHARD = 3  # 8 images -> 3 shards
 
@@ -85,7 +84,7 @@ def test_a_shard_damaged_inside_is_remade_never_trusted(dataset, reference, sour
     assert chunk.path_in_schema.startswith("embedding")
     data = bytearray(path.read_bytes())
     start = chunk.data_page_offset + chunk.total_compressed_size // 2
-    data[start:start + 16] = bytes(b ^ 0x5A for b in data[start:start + 16])  # the footer stays intact
+    data[start : start + 16] = bytes(b ^ 0x5A for b in data[start : start + 16])  # the footer stays intact
     path.write_bytes(bytes(data))
     with pytest.warns(UserWarning, match="1 of 3 shards are missing or unfinished"):
         vectors, _ = load_embeddings(dataset)  # never an OSError from the damaged pages
@@ -163,7 +162,7 @@ def forge(manifest, change):
     if field == "-shards":
         del manifest["shards"]
     elif field.startswith("shards[0]."):
-        manifest["shards"][0][field[len("shards[0]."):]] = value
+        manifest["shards"][0][field[len("shards[0].") :]] = value
     else:
         manifest[field] = value
     return manifest
@@ -226,8 +225,10 @@ def test_a_folders_broken_link_device_link_and_fifo_become_error_rows(source, tm
     summary = bounded(lambda: embed(folder, tmp_path / "out"), folder / "b" / "pipe.png")
     assert (summary.total, summary.done, summary.failed) == (11, 8, 3)
     assert dict(load_errors(tmp_path / "out")) == {
-        "a/device.png": "a device, not a regular file", "a/gone.png": "no such file",
-        "b/pipe.png": "a FIFO (named pipe), not a regular file"}
+        "a/device.png": "a device, not a regular file",
+        "a/gone.png": "no such file",
+        "b/pipe.png": "a FIFO (named pipe), not a regular file",
+    }
 
 
 @pytest.mark.parametrize("path", ["http://example.com/a.png", "s3://bucket/a.png", "file:///tmp/a.png"])
@@ -259,8 +260,13 @@ def test_a_list_that_is_a_fifo_damaged_or_not_a_list_is_a_kit_error(source, tmp_
 def test_the_maps_own_columns_win_and_the_sources_are_kept_beside_them(tmp_path):
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(12, 8)).astype(np.float32)
-    theirs = {"id": [f"p{i}" for i in range(12)], "x": ["their x"] * 12, "y": list(range(100, 112)),
-              "fitted": ["their fit"] * 12, "source_x": ["taken"] * 12}
+    theirs = {
+        "id": [f"p{i}" for i in range(12)],
+        "x": ["their x"] * 12,
+        "y": list(range(100, 112)),
+        "fitted": ["their fit"] * 12,
+        "source_x": ["taken"] * 12,
+    }
     cmap = map_vectors(vectors, theirs, sample=8, seed=0, progress=False)
     table = pq.read_table(cmap.export_coordinates(tmp_path / "map.parquet"))
     assert table.column_names[:4] == ["id", "x", "y", "fitted"]

@@ -10,14 +10,13 @@ import sys
 
 import numpy as np
 import pytest
+from fifo import bounded
 from PIL import Image
 
 import kit
 from kit import credentials, xmp
 from kit.errors import KitError
 from kit.provenance import Artwork, Record
-
-from fifo import bounded
 
 
 def _art(kind="generate", color=(200, 120, 40)):
@@ -35,7 +34,7 @@ def _art(kind="generate", color=(200, 120, 40)):
 
 def test_manifest_for_a_new_image_says_trained_algorithmic_media():
     definition = credentials.manifest(_art().record, title="a.png")
-    action, = definition["assertions"][0]["data"]["actions"]
+    (action,) = definition["assertions"][0]["data"]["actions"]
     assert action["action"] == "c2pa.created"
     assert action["digitalSourceType"] == "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 
@@ -66,6 +65,7 @@ def test_missing_c2pa_is_a_clear_error(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- signing (needs c2pa)
 
+
 def _missing() -> str:
     if not credentials.available():
         return "c2pa-python is not installed (pip install 'kit-portraits[c2pa]')"
@@ -95,34 +95,55 @@ def make_chain():
     now = datetime.datetime.now(datetime.timezone.utc)
 
     def name(common):
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common),
-                          x509.NameAttribute(NameOID.ORGANIZATION_NAME, "kit tests")])
+        return x509.Name(
+            [
+                x509.NameAttribute(NameOID.COMMON_NAME, common),
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "kit tests"),
+            ]
+        )
 
     def usage(**on):
-        flags = dict(digital_signature=False, content_commitment=False, key_encipherment=False,
-                     data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-                     encipher_only=False, decipher_only=False)
+        flags = dict(
+            digital_signature=False,
+            content_commitment=False,
+            key_encipherment=False,
+            data_encipherment=False,
+            key_agreement=False,
+            key_cert_sign=False,
+            crl_sign=False,
+            encipher_only=False,
+            decipher_only=False,
+        )
         return x509.KeyUsage(**{**flags, **on})
 
     def certificate(subject, issuer, public_key, signing_key):
-        return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(days=1))
-                .not_valid_after(now + datetime.timedelta(days=7))
-                .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False))
+        return (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(issuer)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=7))
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        )
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (certificate(name("kit test CA"), name("kit test CA"), ca_key.public_key(), ca_key)
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(usage(key_cert_sign=True, crl_sign=True), critical=True)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        certificate(name("kit test CA"), name("kit test CA"), ca_key.public_key(), ca_key)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(usage(key_cert_sign=True, crl_sign=True), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
     key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (certificate(name("kit test signer"), ca.subject, key.public_key(), ca_key)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(usage(digital_signature=True), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    leaf = (
+        certificate(name("kit test signer"), ca.subject, key.public_key(), ca_key)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(usage(digital_signature=True), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     pem = serialization.Encoding.PEM
     key_pem = key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     return (leaf.public_bytes(pem) + ca.public_bytes(pem)).decode(), key_pem.decode(), ca.public_bytes(pem).decode()
@@ -219,8 +240,9 @@ def test_status_of_a_fifo_is_none_and_never_waits(tmp_path):
 
 
 @needs_c2pa
-@pytest.mark.parametrize("source", ["/" + "x" * 5000 + ".png", "/tmp/a\x00b.png",
-                                    "/" + "/".join(["e" * 200] * 40) + ".png"])
+@pytest.mark.parametrize(
+    "source", ["/" + "x" * 5000 + ".png", "/tmp/a\x00b.png", "/" + "/".join(["e" * 200] * 40) + ".png"]
+)
 def test_a_restyle_whose_record_names_an_unusable_path_asks_for_the_original(tmp_path, chain, source):
     cert_chain, key, _ = chain
     art = _art("restyle")

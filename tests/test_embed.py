@@ -7,13 +7,12 @@ import warnings
 
 import numpy as np
 import pytest
+from fifo import bounded
 from PIL import Image
 
 from kit import KitError, embed, presets
 from kit.embed import Embedder, VectorCache, load_clip
 from kit.files import read_image
-
-from fifo import bounded
 
 
 @pytest.fixture(scope="module")
@@ -218,10 +217,11 @@ def write_odd_files(folder):
     (folder / "truncated.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
     Image.new("CMYK", (16, 16), (0, 255, 255, 0)).save(folder / "cmyk.jpg")
     Image.new("RGBA", (16, 16), (0, 0, 255, 64)).save(folder / "rgba.png")
-    gradient = (np.arange(256, dtype=np.uint16).reshape(16, 16) * 257)
+    gradient = np.arange(256, dtype=np.uint16).reshape(16, 16) * 257
     Image.fromarray(gradient).save(folder / "grey16.png")
     Image.new("RGB", (16, 16), (10, 200, 30)).convert("P", palette=Image.Palette.ADAPTIVE, colors=4).save(
-        folder / "palette.gif")
+        folder / "palette.gif"
+    )
     (folder / "sub").mkdir()
     noise(2).save(folder / "sub" / "nested.png")
     (folder / "notes.txt").write_text("ignored: not an image suffix")
@@ -255,8 +255,9 @@ def test_bad_images_are_skipped_and_reported(base, tmp_path):
     assert reasons["missing.png"] == "no such file"
     # each row belongs to its item: the RGBA file embeds like its composite on white
     row = names.index("rgba.png")
-    np.testing.assert_allclose(result.vectors[row], base.images([Image.new("RGB", (16, 16), (191, 191, 255))])[0],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        result.vectors[row], base.images([Image.new("RGB", (16, 16), (191, 191, 255))])[0], atol=1e-6
+    )
 
     with pytest.warns(UserWarning, match="skipped 4 of 9 images"):
         assert base.images([folder, tmp_path / "missing.png"]).shape == (5, 64)
@@ -276,8 +277,11 @@ def test_a_folders_broken_link_device_link_and_fifo_are_errors_never_dropped(bas
     result = bounded(lambda: base.embed_images(folder), folder / "pipe.png")
     assert [p.name for p in result.items] == ["inner.png", "good.png"]  # sorted by path parts
     reasons = {p.name: reason for p, reason in result.errors}
-    assert reasons == {"device.png": "a device, not a regular file", "gone.png": "no such file",
-                       "pipe.png": "a FIFO (named pipe), not a regular file"}
+    assert reasons == {
+        "device.png": "a device, not a regular file",
+        "gone.png": "no such file",
+        "pipe.png": "a FIFO (named pipe), not a regular file",
+    }
 
 
 def test_a_text_with_a_lone_surrogate_is_a_clear_error(base):
@@ -309,8 +313,12 @@ def test_weights_round_trip_through_open_clip_loader(base, tmp_path):
     state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
     save_file(state, tmp_path / "tiny_clip.safetensors")
 
-    preset = presets.Preset(name="tiny-file", model=None, clip_model="kit-tiny-clip",
-                            clip_pretrained=str(tmp_path / "tiny_clip.safetensors"))
+    preset = presets.Preset(
+        name="tiny-file",
+        model=None,
+        clip_model="kit-tiny-clip",
+        clip_pretrained=str(tmp_path / "tiny_clip.safetensors"),
+    )
     loaded = Embedder(preset, device="cpu", cache=False, dtype="float32")  # as `model`, for equal bits
     assert loaded.model_id.startswith("kit-tiny-clip/tiny_clip.safetensors@")
     image = noise(4)
@@ -341,7 +349,7 @@ def test_a_bfloat16_embedder_keeps_its_vectors_apart_and_agrees_with_float32(tmp
     assert np.allclose(np.linalg.norm(b, axis=1), 1, atol=1e-6)
     assert float((a * b).sum()) > 0.99  # unit rows: the cosine between the two
     with sqlite3.connect(tmp_path / "c.sqlite") as db:  # both kept, each under its own model id
-        assert sorted(m for m, in db.execute("SELECT model FROM vectors")) == sorted([full.model_id, fast.model_id])
+        assert sorted(m for (m,) in db.execute("SELECT model FROM vectors")) == sorted([full.model_id, fast.model_id])
 
 
 def isolated_hub(monkeypatch, tmp_path):

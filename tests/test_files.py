@@ -53,7 +53,7 @@ def test_only_temp_files_of_dead_kit_writers_are_cleaned(tmp_path):
     host = kit.files._host()
     leftovers = tmp_path / f".kit-{dead_pid}@{host}-abc_1234.tmp"  # write_atomic's whole name
     mine = tmp_path / f".kit-{os.getpid()}@{host}-def_1234.tmp"  # a write in progress in a live process
-    theirs = tmp_path / ".other-123.tmp"                     # not the kit's name
+    theirs = tmp_path / ".other-123.tmp"  # not the kit's name
     elsewhere = tmp_path / f".kit-{dead_pid}@another_machine-xyz.tmp"  # a shared folder: not ours to judge
     for path in (leftovers, mine, theirs, elsewhere):
         path.write_bytes(b"x")
@@ -68,9 +68,9 @@ def test_the_writers_temp_files_name_their_process_and_machine(tmp_path, monkeyp
     write_atomic(tmp_path / "a.txt", lambda f: seen.extend(p.name for p in tmp_path.iterdir()))
     assert len(seen) == 1 and seen[0].startswith(f".kit-{os.getpid()}@{files._host()}-")
     leftover = tmp_path / seen[0]
-    leftover.write_bytes(b"x")                   # as if this writer had been killed ...
+    leftover.write_bytes(b"x")  # as if this writer had been killed ...
     monkeypatch.setattr(files, "_alive", lambda pid: False)
-    assert clean_temp_files(tmp_path) == [leftover]   # ... it is cleaned on this machine
+    assert clean_temp_files(tmp_path) == [leftover]  # ... it is cleaned on this machine
 
 
 # ---------------------------------------------------------------- the one reader's file access
@@ -84,8 +84,13 @@ def test_read_file_reads_regular_files_only(tmp_path):
     os.symlink(tmp_path / "a.bin", tmp_path / "link.bin")
     assert read_file(tmp_path / "link.bin") == b"abc"  # a symlink to a regular file is fine
     os.mkfifo(tmp_path / "pipe")  # no writer: opening it would block; it is refused by its type
-    for path, reason in [(tmp_path, "a folder"), (tmp_path / "pipe", "a FIFO"), ("/dev/null", "a device"),
-                         (tmp_path / "nope", "no such file"), (tmp_path / "a.bin" / "x", "no such file")]:
+    for path, reason in [
+        (tmp_path, "a folder"),
+        (tmp_path / "pipe", "a FIFO"),
+        ("/dev/null", "a device"),
+        (tmp_path / "nope", "no such file"),
+        (tmp_path / "a.bin" / "x", "no such file"),
+    ]:
         with pytest.raises(ReadError, match=f"^list: cannot read an image from .*: {reason}") as caught:
             read_file(path, field="list")
         assert caught.value.__cause__ is None

@@ -37,8 +37,11 @@ def pins() -> dict[str, Version]:
 
 def test_every_pinned_dependency_is_pinned_at_its_floor():
     ours, pinned = floors(), pins()
-    disagree = {name: (str(ours[name]), str(version)) for name, version in pinned.items()
-                if name in ours and ours[name] != version}
+    disagree = {
+        name: (str(ours[name]), str(version))
+        for name, version in pinned.items()
+        if name in ours and ours[name] != version
+    }
     assert not disagree, f"pyproject floor vs constraints/lowest.txt pin: {disagree}"
 
 

@@ -18,7 +18,7 @@ def made(tmp_path_factory):
     studio = kit.Studio(preset="tiny", device="cpu")
     studio.progress_bar = False
     folder = tmp_path_factory.mktemp("made")
-    one, = studio.generate("a weaver", seed=3)
+    (one,) = studio.generate("a weaver", seed=3)
     pair = studio.generate("a potter", seed=5, n=2)
     frame = studio.walk([("a weaver", 1), ("a potter", 2)], frames=3)[1]
     fused = studio.fuse({"ukiyo-e": 0.5, "art-deco": 0.5}, "a weaver", seed=2)
@@ -28,9 +28,17 @@ def made(tmp_path_factory):
     mask.paste(255, (16, 16, 40, 40))
     restored = studio.restore(folder / "source.png", mask, seed=1)
     restyled = studio.restyle(folder / "source.png", "a weaver", seed=4, strength=0.5)
-    paths = {name: art.save(folder) for name, art in
-             [("generate", one), ("batch", pair[1]), ("walk", frame), ("fuse", fused), ("restore", restored),
-              ("restyle", restyled)]}
+    paths = {
+        name: art.save(folder)
+        for name, art in [
+            ("generate", one),
+            ("batch", pair[1]),
+            ("walk", frame),
+            ("fuse", fused),
+            ("restore", restored),
+            ("restyle", restyled),
+        ]
+    }
     return studio, paths
 
 
@@ -61,7 +69,7 @@ FORGERIES = [
     ("generate", {"width": 4096, "height": 4096}, "size 4096"),
     ("generate", {"width": 63}, "size 63"),
     ("generate", {"seed": -1}, "record.seed"),
-    ("generate", {"seed": 2 ** 70}, "record.seed"),
+    ("generate", {"seed": 2**70}, "record.seed"),
     ("generate", {"prompt": "x" * 20_000}, "record.prompt has 20000 characters"),
     ("generate", {"prompt": ""}, "record.prompt is empty"),
     ("generate", {"negative": ["not", "text"]}, "Record.negative must be a string"),
@@ -71,10 +79,16 @@ FORGERIES = [
     ("batch", {"extra__batch__index": "0"}, "record.extra.batch.index"),
     ("batch", {"extra__batch__members": [{"seed": 1, "prompt": "a"}] * 2000}, "2000 members"),
     ("batch", {"extra__batch__members": []}, "0 members"),
-    ("batch", {"extra__batch__members": [{"seed": "x", "prompt": "a"}, {"seed": 1, "prompt": "b"}]},
-     "record.extra.batch: Record.seed must be an integer"),
-    ("batch", {"extra__batch__members": [{"seed": 1, "prompt": "a", "steps": 9}, {"seed": 1, "prompt": "b"}]},
-     "members must be objects with the fields"),
+    (
+        "batch",
+        {"extra__batch__members": [{"seed": "x", "prompt": "a"}, {"seed": 1, "prompt": "b"}]},
+        "record.extra.batch: Record.seed must be an integer",
+    ),
+    (
+        "batch",
+        {"extra__batch__members": [{"seed": 1, "prompt": "a", "steps": 9}, {"seed": 1, "prompt": "b"}]},
+        "members must be objects with the fields",
+    ),
     ("batch", {"extra__batch": "all of them"}, "record.extra.batch must be an object"),
     ("walk", {"walk__t": 7}, "walk record is incomplete or damaged"),
     ("walk", {"walk__keyframes": [["a", 1]]}, "walk record is incomplete or damaged"),
@@ -90,7 +104,7 @@ FORGERIES = [
     ("restore", {"restore__strength": 0}, "record.restore.strength"),
     ("restore", {"restore": "gone"}, "Record.restore must be a dict"),
     ("restore", {"restore": {"mask_png": ""}}, "record.restore must be an object naming the source"),
-    ("restore", {"width": 10 ** 9}, "record.width"),
+    ("restore", {"width": 10**9}, "record.width"),
     ("restore", {"restore__source_path": 7}, "record.restore.source_path must be a file or folder path"),
     ("restore", {"restore__source_path": ["a", "b"]}, "record.restore.source_path must be a file or folder path"),
     ("restore", {"restore__source_path": "/tmp/" + "x" * 300}, "record.restore.source_path has a name of 300"),
@@ -103,8 +117,7 @@ FORGERIES = [
 ]
 
 
-@pytest.mark.parametrize("source, changes, message", FORGERIES,
-                         ids=[f"{s}-{'-'.join(c)}" for s, c, _ in FORGERIES])
+@pytest.mark.parametrize("source, changes, message", FORGERIES, ids=[f"{s}-{'-'.join(c)}" for s, c, _ in FORGERIES])
 def test_a_forged_record_is_a_clear_error_before_any_model_work(made, tmp_path, source, changes, message):
     studio, paths = made
     fresh = kit.Studio(preset="tiny", device="cpu")  # nothing loaded: any model work would show
@@ -123,18 +136,17 @@ def test_unforged_records_still_replay_exactly(made, source):
 
 def test_a_record_of_another_model_is_never_confirmed(made, tmp_path):
     studio, paths = made
-    forged = forge(paths["generate"], tmp_path, model="stabilityai/sd-turbo", preset="sd-turbo",
-                   revision="0123abcd")
+    forged = forge(paths["generate"], tmp_path, model="stabilityai/sd-turbo", preset="sd-turbo", revision="0123abcd")
     result = kit.replay(forged, studio)
     assert result.max_abs_diff == 0  # the tiny preset makes the same pixels ...
-    assert not result.match          # ... but that confirms nothing about sd-turbo
+    assert not result.match  # ... but that confirms nothing about sd-turbo
     assert set(result.differences) == {"preset", "model", "revision"}
     assert "made with another preset, model, revision" in repr(result)
 
 
 def test_render_checks_records_made_in_code_too(made):
     studio, _ = made
-    record = dataclasses.replace(studio.plan("a weaver", seed=1)[0], steps=10 ** 6)
+    record = dataclasses.replace(studio.plan("a weaver", seed=1)[0], steps=10**6)
     with pytest.raises(KitError, match="steps"):
         studio.render(record)
 

@@ -20,14 +20,14 @@ def same(a, b):
 
 
 def test_one_style_at_weight_one_is_exactly_generate(studio):
-    plain, = studio.generate(SUBJECT, style="ukiyo-e", seed=3)
+    (plain,) = studio.generate(SUBJECT, style="ukiyo-e", seed=3)
     assert same(studio.fuse({"ukiyo-e": 1}, SUBJECT, seed=3), plain)
-    assert same(studio.fuse({"ukiyo-e": 2.5}, SUBJECT, seed=3), plain)               # normalised to 1
+    assert same(studio.fuse({"ukiyo-e": 2.5}, SUBJECT, seed=3), plain)  # normalised to 1
     assert same(studio.fuse({"art-deco": 0, "ukiyo-e": 1.0}, SUBJECT, seed=3), plain)  # a zero weight adds nothing
 
 
 def test_a_free_prompt_is_subject_in_the_style_of_text(studio):
-    plain, = studio.generate(f"{SUBJECT}, in the style of watercolour", seed=4)
+    (plain,) = studio.generate(f"{SUBJECT}, in the style of watercolour", seed=4)
     art = studio.fuse({"watercolour": 1}, SUBJECT, seed=4)
     assert same(art, plain)
     assert art.record.fusion == {"watercolour": 1.0}
@@ -107,19 +107,22 @@ def test_grid_cells_sweep_and_triangle():
     points = [c for c in cells if c is not None]
     assert (columns, len(cells), len(points)) == (4, 16, 10)
     assert all(abs(sum(c.values()) - 1) < 1e-12 for c in points)
-    assert cells[0] == {"a": 1, "b": 0, "c": 0}                       # top: all A
-    assert cells[12] == {"a": 0, "b": 1, "c": 0}                      # bottom left: all B
-    assert cells[15] == {"a": 0, "b": 0, "c": 1}                      # bottom right: all C
-    assert cells[1] is None and cells[3] is None                      # blanks keep the triangle
+    assert cells[0] == {"a": 1, "b": 0, "c": 0}  # top: all A
+    assert cells[12] == {"a": 0, "b": 1, "c": 0}  # bottom left: all B
+    assert cells[15] == {"a": 0, "b": 0, "c": 1}  # bottom right: all C
+    assert cells[1] is None and cells[3] is None  # blanks keep the triangle
     assert fusion.label({"a": 0.5, "b": 0.25, "c": 0.25}) == "0.5 : 0.25 : 0.25"
 
 
 def test_two_style_grid_is_a_sweep(studio, tmp_path):
     sheet, arts = studio.fusion_grid(["ukiyo-e", "art-deco"], SUBJECT, seed=2, points=3, cell=80)
-    assert [a.record.fusion for a in arts] == [{"ukiyo-e": 1, "art-deco": 0}, {"ukiyo-e": 0.5, "art-deco": 0.5},
-                                              {"ukiyo-e": 0, "art-deco": 1}]
+    assert [a.record.fusion for a in arts] == [
+        {"ukiyo-e": 1, "art-deco": 0},
+        {"ukiyo-e": 0.5, "art-deco": 0.5},
+        {"ukiyo-e": 0, "art-deco": 1},
+    ]
     assert {a.record.seed for a in arts} == {2}
-    assert sheet.size == (3 * 80, 22 + 80 + 16)   # title, one row of cells, labels
+    assert sheet.size == (3 * 80, 22 + 80 + 16)  # title, one row of cells, labels
     assert not same(arts[0], arts[2])
     # an image made in a batch replays exactly from its file
     assert kit.replay(arts[1].save(tmp_path), studio).match
@@ -154,8 +157,12 @@ def test_three_style_grid_is_a_triangle(studio):
         ({3: 1}, SUBJECT, {}, "weights: keys must be style ids or text"),
         ({"  ": 1}, SUBJECT, {}, "weights: a key is empty"),
         ({"ukiyo-e": 1, "Ukiyo-E": 1}, SUBJECT, {}, "weights names 'ukiyo-e' twice"),
-        (dict.fromkeys(["ukiyo-e", "art-deco", "madhubani", "warli", "gongbi", "thangka"], 1), SUBJECT, {},
-         "weights has 6 entries"),
+        (
+            dict.fromkeys(["ukiyo-e", "art-deco", "madhubani", "warli", "gongbi", "thangka"], 1),
+            SUBJECT,
+            {},
+            "weights has 6 entries",
+        ),
         ({"ukiyo-e": 1}, "", {}, "subject is empty"),
         ({"ukiyo-e": 1}, None, {}, "subject must be text"),
         ({"ukiyo-e": 1}, SUBJECT, {"seed": -1}, "seed"),
@@ -217,8 +224,12 @@ def test_a_tampered_record_is_refused_before_any_model_work(studio):
 def test_weights_table_shows_each_blend_in_percent(studio, monkeypatch):
     from types import SimpleNamespace
 
-    blends = [{"ukiyo-e": 1, "art-deco": 0}, {"ukiyo-e": 2, "art-deco": 1}, {"ukiyo-e": 1, "art-deco": -0.5},
-              {"madhubani": 1, "ukiyo-e": 3}]
+    blends = [
+        {"ukiyo-e": 1, "art-deco": 0},
+        {"ukiyo-e": 2, "art-deco": 1},
+        {"ukiyo-e": 1, "art-deco": -0.5},
+        {"madhubani": 1, "ukiyo-e": 3},
+    ]
     arts = [SimpleNamespace(record=fusion.plan(studio, w, SUBJECT, seed=2)) for w in blends]  # no model work
     table = fusion.weights_table(arts)
     assert table.index.name == "image"
@@ -226,7 +237,11 @@ def test_weights_table_shows_each_blend_in_percent(studio, monkeypatch):
     assert list(table.columns) == ["image", "ukiyo-e (%)", "art-deco (%)", "madhubani (%)", "seed"]
     assert table["image"].tolist() == [1, 2, 3, 4] and set(table["seed"]) == {2}
     assert table[["ukiyo-e (%)", "art-deco (%)", "madhubani (%)"]].values.tolist() == [
-        [100.0, 0.0, 0.0], [66.7, 33.3, 0.0], [200.0, -100.0, 0.0], [75.0, 0.0, 25.0]]
+        [100.0, 0.0, 0.0],
+        [66.7, 33.3, 0.0],
+        [200.0, -100.0, 0.0],
+        [75.0, 0.0, 25.0],
+    ]
     assert "e+0" not in table.to_string() and "e-0" not in table.to_string()
     one = fusion.weights_table(arts[1])  # a single artwork is a one-row table
     assert len(one) == 1 and one["art-deco (%)"].tolist() == [33.3]

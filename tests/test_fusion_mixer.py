@@ -35,13 +35,13 @@ def test_choosing_styles_builds_one_slider_each_and_shows_sensitive_notes(ui):
     ui.live.value = False
     ui.styles.value = ["ukiyo-e", "art-deco"]
     assert list(ui.sliders) == ["ukiyo-e", "art-deco"]
-    rows = ui.slider_box.children   # one row per style: its whole name, then its slider
+    rows = ui.slider_box.children  # one row per style: its whole name, then its slider
     assert [row.children[1] for row in rows] == list(ui.sliders.values())
     assert kit.styles.get("ukiyo-e").name in rows[0].children[0].value
     ui.sliders["ukiyo-e"].value = 0.9
     ui.add("thangka")
     assert list(ui.sliders) == ["ukiyo-e", "art-deco", "thangka"]
-    assert ui.sliders["ukiyo-e"].value == 0.9          # kept across the rebuild
+    assert ui.sliders["ukiyo-e"].value == 0.9  # kept across the rebuild
     assert kit.styles.get("thangka").note in ui.notes.value
     ui.styles.value = ["art-deco", "thangka"]
     assert list(ui.sliders) == ["art-deco", "thangka"] and len(ui.slider_box.children) == 2
@@ -63,9 +63,9 @@ def test_a_burst_of_slider_changes_renders_one_preview(ui, studio, fuse_calls):
     assert len(fuse_calls) == 1
     assert fuse_calls[0]["preview"] is True and fuse_calls[0]["size"] == studio.preset.min_size
     assert ui.error == ""
-    assert ui.artwork.record.fusion == {"ukiyo-e": 0.5, "art-deco": 0.8}   # the settled values
+    assert ui.artwork.record.fusion == {"ukiyo-e": 0.5, "art-deco": 0.8}  # the settled values
     assert ui.artwork.record.decoder == "taesd" and ui.image.value
-    assert ui.artworks == [] and len(ui.gallery) == 0                    # previews are not saved
+    assert ui.artworks == [] and len(ui.gallery) == 0  # previews are not saved
     ui.seed.value = 12
     ui.wait()
     assert len(fuse_calls) == 2 and ui.artwork.record.seed == 12
@@ -124,7 +124,7 @@ def test_bad_input_is_shown_and_the_mixer_stays_usable(ui, fuse_calls):
     ui.render_button.click()
     ui.wait()
     assert "subject is empty" in ui.error
-    assert fuse_calls and ui.artworks == []   # refused before any image was made
+    assert fuse_calls and ui.artworks == []  # refused before any image was made
 
     ui.subject.value = "portrait of a weaver"
     ui.render_button.click()
@@ -137,8 +137,8 @@ def test_bad_input_is_shown_and_the_mixer_stays_usable(ui, fuse_calls):
 def test_a_container_with_observable_traits_and_the_engines_limits(ui):
     assert isinstance(ui, W.VBox) and W.Accordion(children=[ui]).children == (ui,)
     assert ui.seed.max == SEED_MAX and ui.grid_steps.max == fusion.MAX_GRID_STEPS
-    assert "(no style)" not in [label for label, _ in ui.picker.options]   # the picker adds a style
-    assert ui.image.layout.display == "none" and ui.image.value == b""   # no broken-image icon yet
+    assert "(no style)" not in [label for label, _ in ui.picker.options]  # the picker adds a style
+    assert ui.image.layout.display == "none" and ui.image.value == b""  # no broken-image icon yet
     assert "tiny" in ui.note.value
     kept = []
     ui.observe(lambda change: kept.append(len(change["new"])), names="artworks")
@@ -169,5 +169,5 @@ def test_previews_never_reach_a_studios_gallery(tmp_path):
 def test_a_panel_cannot_claim_another_gallery_than_its_studios(tmp_path):
     studio = kit.Studio(preset="tiny", gallery=tmp_path / "gallery")
     with pytest.raises(kit.KitError, match="saves every image to its gallery"):
-        FusionMixer(studio, gallery=tmp_path / "other")   # images would go to one folder, the message name another
+        FusionMixer(studio, gallery=tmp_path / "other")  # images would go to one folder, the message name another
     assert FusionMixer(studio, gallery=tmp_path / "gallery").gallery is studio.gallery

@@ -24,8 +24,14 @@ def noise_image(seed=0, size=(32, 24)):
 
 
 def make_artwork(seed=42, **changes):
-    values = dict(prompt="portrait of an elder, ukiyo-e woodblock print", style="ukiyo-e", seed=seed,
-                  width=32, height=24, preset="sd-turbo")
+    values = dict(
+        prompt="portrait of an elder, ukiyo-e woodblock print",
+        style="ukiyo-e",
+        seed=seed,
+        width=32,
+        height=24,
+        preset="sd-turbo",
+    )
     values.update(changes)
     return Artwork(noise_image(seed), Record(**values))
 
@@ -41,6 +47,7 @@ def assert_all_verify(gallery):
 
 
 # -- the gallery ------------------------------------------------------------------
+
 
 def test_gallery_survives_reopening(tmp_path):
     gallery = Gallery(tmp_path / "g")
@@ -70,8 +77,10 @@ def test_two_gallery_objects_share_one_folder(tmp_path):
         for seed in seeds:
             gallery.add(make_artwork(seed=seed))
 
-    threads = [threading.Thread(target=add_many, args=(first, range(0, 6))),
-               threading.Thread(target=add_many, args=(second, range(100, 106)))]
+    threads = [
+        threading.Thread(target=add_many, args=(first, range(0, 6))),
+        threading.Thread(target=add_many, args=(second, range(100, 106))),
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -106,6 +115,7 @@ def test_a_lost_index_is_rebuilt_from_the_pngs_and_a_bad_file_is_warned_about_on
     assert sorted(a.record.seed for a in assert_all_verify(fresh)) == [1, 2, 3]
 
     import warnings
+
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the unchanged bad file is remembered, not read and warned about again
         assert len(Gallery(tmp_path)) == 3
@@ -141,14 +151,27 @@ def test_an_index_from_before_the_split_is_upgraded(tmp_path):
     paths = [make_artwork(seed=seed).save(tmp_path) for seed in (1, 2)]
     with sqlite3.connect(tmp_path / "gallery.sqlite") as db:
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute("CREATE TABLE artworks (id INTEGER PRIMARY KEY, file TEXT NOT NULL UNIQUE, created TEXT, kind TEXT,"
-                   " prompt TEXT, style TEXT, seed INTEGER, preset TEXT, sha256 TEXT, record_json TEXT)")
+        db.execute(
+            "CREATE TABLE artworks (id INTEGER PRIMARY KEY, file TEXT NOT NULL UNIQUE, created TEXT, kind TEXT,"
+            " prompt TEXT, style TEXT, seed INTEGER, preset TEXT, sha256 TEXT, record_json TEXT)"
+        )
         for path in paths:
             art = load(path)
-            db.execute("INSERT INTO artworks (file, created, kind, prompt, style, seed, preset, sha256, record_json)"
-                       " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       (path.name, art.record.created, art.record.kind, art.record.prompt, art.record.style,
-                        art.record.seed, art.record.preset, art.record.sha256, art.record.to_json()))
+            db.execute(
+                "INSERT INTO artworks (file, created, kind, prompt, style, seed, preset, sha256, record_json)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    path.name,
+                    art.record.created,
+                    art.record.kind,
+                    art.record.prompt,
+                    art.record.style,
+                    art.record.seed,
+                    art.record.preset,
+                    art.record.sha256,
+                    art.record.to_json(),
+                ),
+            )
     db.close()
     gallery = Gallery(tmp_path)
     assert [a.record.seed for a in assert_all_verify(gallery)] == [1, 2]
@@ -173,6 +196,7 @@ def test_public_names():
 
 
 # -- lineage ----------------------------------------------------------------------
+
 
 def child_of(parent: Artwork, seed: int, *more_parents) -> Artwork:
     """An artwork whose record names `parent` (and more) as made from, the way a restoration does."""
@@ -201,8 +225,12 @@ def test_lineage_follows_parent_hashes_both_ways(tmp_path):
     family = gallery.lineage(grandchild.record.sha256)
     assert isinstance(family, Lineage) and family.sha256 == grandchild.record.sha256
     assert [a.record.seed for a in family.artworks] == [4]
-    assert family.ancestor_hashes == [child.record.sha256, other.record.sha256, outside.record.sha256,
-                                      root.record.sha256]  # nearest first
+    assert family.ancestor_hashes == [
+        child.record.sha256,
+        other.record.sha256,
+        outside.record.sha256,
+        root.record.sha256,
+    ]  # nearest first
     assert [a.record.seed for a in family.ancestors] == [2, 3, 1]
     assert family.unknown == [outside.record.sha256] and family.descendants == []
 

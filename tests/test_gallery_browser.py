@@ -22,7 +22,7 @@ def made(tmp_path_factory):
     folder = tmp_path_factory.mktemp("gallery")
     studio = kit.Studio(preset="tiny", gallery=folder)
     studio.progress_bar = False
-    source, = studio.generate("portrait of an elder", style="ukiyo-e", seed=7, size=SIZE)
+    (source,) = studio.generate("portrait of an elder", style="ukiyo-e", seed=7, size=SIZE)
     source = kit.load(studio.gallery.find(seed=7)[0].path)  # the saved copy: a restyle names its path
     child = studio.restyle(source, "portrait of an elder in a hat", seed=8, strength=0.5)
     grandchild = studio.restyle(child.image, "a hat", seed=9, strength=0.5)

@@ -42,8 +42,9 @@ def noise_image(seed=0, side=32):
 
 
 def make_artwork(seed=0, side=32, **changes):
-    return Artwork(noise_image(seed, side), Record(prompt=f"drill {seed}", seed=seed, width=side, height=side,
-                                                   **changes))
+    return Artwork(
+        noise_image(seed, side), Record(prompt=f"drill {seed}", seed=seed, width=side, height=side, **changes)
+    )
 
 
 def pngs(folder: Path) -> dict[str, bytes]:
@@ -100,8 +101,13 @@ CHILD = textwrap.dedent("""
 
 
 def spawn(folder, first=0, count=3, side=32, stage="none") -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", CHILD, str(folder), str(first), str(count), str(side), stage],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(folder), str(first), str(count), str(side), stage],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
 
 
 def read_until(child: subprocess.Popen, stop, guard=GUARD) -> list[str]:
@@ -132,17 +138,18 @@ def saved(lines: list[str]) -> list[str]:
 
 # -- a damaged index -------------------------------------------------------------------
 
+
 def damage(index: Path, how: str) -> None:
     data = bytearray(index.read_bytes())
     assert len(data) >= 5 * 4096, "the drill needs an index of several pages"
     if how == "garbage-pages":
-        data[2 * 4096:4 * 4096] = np.random.default_rng(0).integers(0, 256, 2 * 4096, dtype=np.uint8).tobytes()
+        data[2 * 4096 : 4 * 4096] = np.random.default_rng(0).integers(0, 256, 2 * 4096, dtype=np.uint8).tobytes()
     elif how == "zeroed-page":
-        data[3 * 4096:4 * 4096] = bytes(4096)
+        data[3 * 4096 : 4 * 4096] = bytes(4096)
     elif how == "header":
         data[:100] = b"x" * 100
     elif how == "truncated":
-        del data[len(data) // 2:]
+        del data[len(data) // 2 :]
     index.write_bytes(bytes(data))
 
 
@@ -170,6 +177,7 @@ def test_a_damaged_index_names_the_repair_and_the_repair_loses_no_png(tmp_path, 
 
 
 # -- a crash between the two steps, and temp files -------------------------------------
+
 
 def test_kill9_between_the_rename_and_the_index_loses_nothing(tmp_path):
     child = spawn(tmp_path, count=3, stage="index")
@@ -200,8 +208,13 @@ def test_kill9_while_writing_leaves_a_temp_file_that_the_next_open_removes(tmp_p
 
 def test_only_dead_writers_temp_files_are_removed(tmp_path):
     Gallery(tmp_path).add(make_artwork(1))
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
-                          check=True, timeout=GUARD)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=GUARD,
+    )
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
         host, gone = kit.files._host(), dead.stdout.strip()
@@ -220,7 +233,9 @@ def test_only_dead_writers_temp_files_are_removed(tmp_path):
             path.write_bytes(b"\x89PNG partial")
         reopened = Gallery(tmp_path)
         assert {name: path.exists() for name, path in files.items()} == {
-            "dead": False, **{name: True for name in files if name != "dead"}}
+            "dead": False,
+            **{name: True for name in files if name != "dead"},
+        }
         assert len(assert_listed_and_verified(reopened)) == 1
     finally:
         alive.kill()
@@ -242,11 +257,12 @@ def test_kill9_at_a_random_moment_loses_nothing_listed(tmp_path):
 
 # -- two processes at once ---------------------------------------------------------------
 
+
 def test_two_processes_saving_into_one_gallery_lose_nothing(tmp_path):
     # The same seeds in both: the same images and the same file names, so every save races for a name.
     children = [spawn(tmp_path, first=0, count=10), spawn(tmp_path, first=0, count=10)]
     outputs = [child.communicate(timeout=GUARD) for child in children]
-    for child, (out, err) in zip(children, outputs):
+    for child, (_out, err) in zip(children, outputs):
         assert child.returncode == 0, err
     listed = [name for out, _ in outputs for name in saved(out.splitlines())]
     assert len(listed) == len(set(listed)) == 20  # no name written twice, none overwritten
@@ -258,6 +274,7 @@ def test_two_processes_saving_into_one_gallery_lose_nothing(tmp_path):
 
 
 # -- a full disk ----------------------------------------------------------------------------
+
 
 class DiskFull:
     """os.fdopen for kit.files' temp files only: from the `fail_at`-th file on, writes fail with ENOSPC."""
@@ -382,8 +399,13 @@ def test_a_really_full_disk_keeps_what_was_made(tmp_path):
     disk.mkdir()
     namespace = ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-r", "-m"]
     script = 'mount -t tmpfs -o size=512k kit-drill "$1" || exit 77; echo mounted; exec "$2" -c "$3" "$1"'
-    out = subprocess.run([*namespace, "sh", "-c", script, "sh", str(disk), sys.executable, FULL_DISK],
-                         capture_output=True, text=True, timeout=GUARD, cwd=ROOT)
+    out = subprocess.run(
+        [*namespace, "sh", "-c", script, "sh", str(disk), sys.executable, FULL_DISK],
+        capture_output=True,
+        text=True,
+        timeout=GUARD,
+        cwd=ROOT,
+    )
     if not out.stdout.startswith("mounted"):
         pytest.skip(f"cannot mount a tmpfs here: {out.stderr.strip()[-300:]}")
     assert out.returncode == 0, out.stderr[-3000:]
@@ -415,19 +437,36 @@ def tamper(path, key, sql, *args):
 
 
 ROW_DAMAGE = {
-    "short": lambda path, key: tamper(path, key, "UPDATE vectors SET vector = substr(vector, 1, 32), dim = 8, "
-                                                 "crc = ? WHERE key = ?", zlib.crc32(unit(0)[:8].tobytes())),
+    "short": lambda path, key: tamper(
+        path,
+        key,
+        "UPDATE vectors SET vector = substr(vector, 1, 32), dim = 8, crc = ? WHERE key = ?",
+        zlib.crc32(unit(0)[:8].tobytes()),
+    ),
     "float64": lambda path, key: tamper(path, key, "UPDATE vectors SET dtype = 'float64' WHERE key = ?"),
     "flipped-bit": lambda path, key: tamper(
-        path, key, "UPDATE vectors SET vector = ? WHERE key = ?",
-        (lambda b: b[:5] + bytes([b[5] ^ 1]) + b[6:])(unit(0).tobytes())),
-    "not-unit": lambda path, key: tamper(path, key, "UPDATE vectors SET vector = ?, crc = ? WHERE key = ?",
-                                         (unit(0) * 2).tobytes(), zlib.crc32((unit(0) * 2).tobytes())),
-    "nan": lambda path, key: tamper(path, key, "UPDATE vectors SET vector = ?, crc = ? WHERE key = ?",
-                                    np.full(DIM, np.nan, np.float32).tobytes(),
-                                    zlib.crc32(np.full(DIM, np.nan, np.float32).tobytes())),
-    "unchecked": lambda path, key: tamper(path, key, "UPDATE vectors SET dim = NULL, dtype = NULL, crc = NULL "
-                                                     "WHERE key = ?"),  # a row of the first cache version
+        path,
+        key,
+        "UPDATE vectors SET vector = ? WHERE key = ?",
+        (lambda b: b[:5] + bytes([b[5] ^ 1]) + b[6:])(unit(0).tobytes()),
+    ),
+    "not-unit": lambda path, key: tamper(
+        path,
+        key,
+        "UPDATE vectors SET vector = ?, crc = ? WHERE key = ?",
+        (unit(0) * 2).tobytes(),
+        zlib.crc32((unit(0) * 2).tobytes()),
+    ),
+    "nan": lambda path, key: tamper(
+        path,
+        key,
+        "UPDATE vectors SET vector = ?, crc = ? WHERE key = ?",
+        np.full(DIM, np.nan, np.float32).tobytes(),
+        zlib.crc32(np.full(DIM, np.nan, np.float32).tobytes()),
+    ),
+    "unchecked": lambda path, key: tamper(
+        path, key, "UPDATE vectors SET dim = NULL, dtype = NULL, crc = NULL WHERE key = ?"
+    ),  # a row of the first cache version
 }
 
 
@@ -487,7 +526,7 @@ def test_the_embedder_recomputes_a_damaged_cached_vector(tmp_path):
     first = Embedder("tiny", device="cpu", cache=path)
     expected = first.texts(["a weaver", "a potter"])
     with sqlite3.connect(path) as db:
-        (key, blob), = db.execute("SELECT key, vector FROM vectors LIMIT 1").fetchall()
+        ((key, blob),) = db.execute("SELECT key, vector FROM vectors LIMIT 1").fetchall()
         db.execute("UPDATE vectors SET vector = ? WHERE key = ?", (blob[:7] + bytes([blob[7] ^ 0x40]) + blob[8:], key))
     db.close()
     again = Embedder("tiny", device="cpu", cache=path)

@@ -53,8 +53,17 @@ def everything_below(folder: Path) -> set[str]:
 
 # -- a record's fields name files: data never chooses a path -------------------------------------
 
-TRAVERSALS = ["/../../escaped", "../../escaped", "a/b/c", "..", "abc\x00def", "../" * 30 + "x" * 40,
-              "C:\\\\escaped", "0" * 63 + "/", "g" * 64]
+TRAVERSALS = [
+    "/../../escaped",
+    "../../escaped",
+    "a/b/c",
+    "..",
+    "abc\x00def",
+    "../" * 30 + "x" * 40,
+    "C:\\\\escaped",
+    "0" * 63 + "/",
+    "g" * 64,
+]
 
 
 @pytest.mark.parametrize("sha", TRAVERSALS)
@@ -101,6 +110,7 @@ def test_a_picture_changed_after_it_was_made_is_not_saved_under_its_old_hash(tmp
 
 
 # -- every field forged in type, size, depth and encoding ------------------------------------------
+
 
 def nested(depth):
     value = "bottom"
@@ -158,16 +168,20 @@ def test_a_lone_surrogate_in_a_credit_names_the_field(tmp_path):
 
 # -- names and folders with NUL bytes or too long: the error names the field -------------------------
 
-@pytest.mark.parametrize("call, field", [
-    (lambda tmp: Gallery(tmp / "a\x00b"), "folder"),
-    (lambda tmp: artwork(5).save(tmp, name="por\x00trait"), "name"),
-    (lambda tmp: artwork(5).save(tmp / "x\x00y"), "folder"),
-    (lambda tmp: artwork(5).save(tmp, name="n" * 300), "name"),
-    (lambda tmp: artwork(5).save(tmp / ("d" * 300)), "folder"),
-    (lambda tmp: kit.load(tmp / "a\x00.png"), "path"),
-    (lambda tmp: kit.load("p" * 5000), "path"),
-    (lambda tmp: artwork(5).save(tmp, name=7), "name"),
-])
+
+@pytest.mark.parametrize(
+    "call, field",
+    [
+        (lambda tmp: Gallery(tmp / "a\x00b"), "folder"),
+        (lambda tmp: artwork(5).save(tmp, name="por\x00trait"), "name"),
+        (lambda tmp: artwork(5).save(tmp / "x\x00y"), "folder"),
+        (lambda tmp: artwork(5).save(tmp, name="n" * 300), "name"),
+        (lambda tmp: artwork(5).save(tmp / ("d" * 300)), "folder"),
+        (lambda tmp: kit.load(tmp / "a\x00.png"), "path"),
+        (lambda tmp: kit.load("p" * 5000), "path"),
+        (lambda tmp: artwork(5).save(tmp, name=7), "name"),
+    ],
+)
 def test_nul_bytes_and_overlong_names_are_kit_errors_naming_the_field(tmp_path, call, field):
     with pytest.raises(KitError, match=field):
         call(tmp_path)
@@ -175,6 +189,7 @@ def test_nul_bytes_and_overlong_names_are_kit_errors_naming_the_field(tmp_path, 
 
 
 # -- the marks log: one reader that skips and reports what is not a mark ---------------------------
+
 
 def test_marks_that_are_not_marks_are_skipped_and_reported(tmp_path):
     gallery = Gallery(tmp_path)
@@ -192,8 +207,12 @@ def test_marks_that_are_not_marks_are_skipped_and_reported(tmp_path):
     with open(gallery.marks_file, "ab") as log:
         for mark in bad:
             log.write(json.dumps(mark).encode() + b"\n")
-        log.write(json.dumps({"sha256": sha, "mark": "person", "action": {"action": "élève"}},
-                             ensure_ascii=False).encode()[:-4] + b"\n")  # cut inside the UTF-8 of è
+        log.write(
+            json.dumps({"sha256": sha, "mark": "person", "action": {"action": "élève"}}, ensure_ascii=False).encode()[
+                :-4
+            ]
+            + b"\n"
+        )  # cut inside the UTF-8 of è
         log.write(b"[" * 50_000 + b"\n")
         log.write(b"\xff\xfe not utf-8\n")
         log.write(json.dumps(good).encode() + b"\n")
@@ -271,8 +290,13 @@ def test_on_a_full_disk_a_credit_says_it_failed_and_a_later_hide_is_kept(tmp_pat
     disk.mkdir()
     namespace = ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-r", "-m"]
     script = 'mount -t tmpfs -o size=256k kit-drill "$1" || exit 77; echo mounted; exec "$2" -c "$3" "$1"'
-    out = subprocess.run([*namespace, "sh", "-c", script, "sh", str(disk), sys.executable, FULL_DISK_MARKS],
-                         capture_output=True, text=True, timeout=GUARD, cwd=ROOT)
+    out = subprocess.run(
+        [*namespace, "sh", "-c", script, "sh", str(disk), sys.executable, FULL_DISK_MARKS],
+        capture_output=True,
+        text=True,
+        timeout=GUARD,
+        cwd=ROOT,
+    )
     if not out.stdout.startswith("mounted"):
         pytest.skip(f"cannot mount a tmpfs here: {out.stderr.strip()[-300:]}")
     assert out.returncode == 0, out.stderr[-3000:]
@@ -342,8 +366,13 @@ BROKEN_FILES = textwrap.dedent("""
 @pytest.mark.parametrize("how", ["truncated", "empty", "folder", "fifo", "symlink", "replaced"])
 def test_every_gallery_file_broken_every_way_is_a_clear_error_or_a_right_answer(tmp_path, target, how):
     folder = tmp_path / "gallery"
-    out = subprocess.run([sys.executable, "-c", BROKEN_FILES, str(folder), target, how],
-                         capture_output=True, text=True, timeout=GUARD, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-c", BROKEN_FILES, str(folder), target, how],
+        capture_output=True,
+        text=True,
+        timeout=GUARD,
+        cwd=ROOT,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.splitlines()[-1])
     assert result["outside"] == "the user's own file"  # nothing outside the gallery written through a link
@@ -373,6 +402,7 @@ def test_a_png_replaced_by_another_file_leaves_len_and_iteration_agreeing(tmp_pa
 
 # -- filters ---------------------------------------------------------------------------------------
 
+
 def test_the_prompt_filter_folds_case_beyond_ascii(tmp_path):
     gallery = Gallery(tmp_path)
     gallery.add(Artwork(noise(11), Record(prompt="portrait d'une élève", seed=11)))
@@ -382,11 +412,17 @@ def test_the_prompt_filter_folds_case_beyond_ascii(tmp_path):
     assert [a.record.seed for a in gallery.find(prompt="σοφια")] == [12]
 
 
-@pytest.mark.parametrize("since, until", [
-    (None, "9999-12-31"), (None, datetime.date.max), (None, datetime.datetime.max),
-    (datetime.datetime.min, None), (datetime.date.min, datetime.date.max),
-    (datetime.datetime.min.replace(tzinfo=datetime.timezone(datetime.timedelta(hours=5))), "9999-12-31T23:59"),
-])
+@pytest.mark.parametrize(
+    "since, until",
+    [
+        (None, "9999-12-31"),
+        (None, datetime.date.max),
+        (None, datetime.datetime.max),
+        (datetime.datetime.min, None),
+        (datetime.date.min, datetime.date.max),
+        (datetime.datetime.min.replace(tzinfo=datetime.timezone(datetime.timedelta(hours=5))), "9999-12-31T23:59"),
+    ],
+)
 def test_the_first_and_last_dates_a_calendar_holds_are_filters_like_any_other(tmp_path, since, until):
     gallery = Gallery(tmp_path)
     gallery.add(artwork(13))
@@ -423,7 +459,7 @@ def test_an_imported_png_can_be_opened_hidden_and_traced(tmp_path):
     info.add_text("parameters", "a pasted portrait\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 16x16")
     noise(15).save(tmp_path / "from-the-web-ui.png", pnginfo=info)
     gallery = Gallery(tmp_path)
-    art, = gallery.find()
+    (art,) = gallery.find()
     assert art.record.kind == "imported" and art.record.sha256 == pixel_hash(art.image) and art.verified is False
     ui = GalleryBrowser(tmp_path)
     ui.open_record(0)

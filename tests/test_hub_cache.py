@@ -78,9 +78,15 @@ def hub_cache(tmp_path_factory):
     cache = work / "hf" / "hub"
     preset = presets.PRESETS["sd-turbo"]
     sd_turbo = pipeline_files(tiny.build_pipeline(trained=False), work / "sd-turbo")
-    for name in ("unet/diffusion_pytorch_model.fp16.safetensors", "vae/diffusion_pytorch_model.fp16.safetensors",
-                 "text_encoder/model.fp16.safetensors", "unet/diffusion_pytorch_model.safetensors",
-                 "text_encoder/model.safetensors", "tokenizer/vocab.json", "scheduler/scheduler_config.json"):
+    for name in (
+        "unet/diffusion_pytorch_model.fp16.safetensors",
+        "vae/diffusion_pytorch_model.fp16.safetensors",
+        "text_encoder/model.fp16.safetensors",
+        "unet/diffusion_pytorch_model.safetensors",
+        "text_encoder/model.safetensors",
+        "tokenizer/vocab.json",
+        "scheduler/scheduler_config.json",
+    ):
         assert name in sd_turbo, name  # the real repository's file names
     sd_turbo.update({"sd_turbo.safetensors": b"a root checkpoint the kit never loads", "README.md": b"# sd-turbo"})
     hub_repo(cache, preset.model, sd_turbo)
@@ -150,7 +156,7 @@ def test_cached_reports_every_part(offline):
 
 def test_sd_turbo_generates_from_the_cache_by_its_name(offline):
     s = studio()
-    art, = s.generate("portrait of an elder", seed=3, size=256)  # the preset's own smallest size
+    (art,) = s.generate("portrait of an elder", seed=3, size=256)  # the preset's own smallest size
     assert art.image.size == (256, 256) and art.record.model == "stabilityai/sd-turbo"
     assert s.revision("pipeline") == COMMIT  # the snapshot's commit, read from the cache
     assert np.asarray(art.image).std() > 0
@@ -158,7 +164,7 @@ def test_sd_turbo_generates_from_the_cache_by_its_name(offline):
 
 def test_the_preview_decoder_loads_from_the_cache(offline):
     s = studio()
-    art, = s.generate("portrait", seed=3, size=256, preview=True)
+    (art,) = s.generate("portrait", seed=3, size=256, preview=True)
     assert art.record.decoder == "taesd" and s.loaded == ("pipeline", "preview")
 
 
@@ -169,8 +175,9 @@ def test_fp16_variant_files_load_by_name(offline):
     import torch
     from diffusers import DiffusionPipeline
 
-    pipe = DiffusionPipeline.from_pretrained("stabilityai/sd-turbo", variant="fp16", dtype=torch.float16,
-                                             use_safetensors=True)
+    pipe = DiffusionPipeline.from_pretrained(
+        "stabilityai/sd-turbo", variant="fp16", dtype=torch.float16, use_safetensors=True
+    )
     assert pipe.unet.dtype == torch.float16
 
 
@@ -186,7 +193,7 @@ def test_restore_loads_the_inpainting_pipeline_from_the_cache(offline):
 def test_sdxl_turbo_generates_previews_and_restores_from_the_cache(offline):
     s = kit.Studio(preset="sdxl-turbo", device="cpu", dtype="float32")
     s.progress_bar = False
-    art, = s.generate("portrait of an elder", seed=3, size=256, preview=True)  # the preset's smallest size
+    (art,) = s.generate("portrait of an elder", seed=3, size=256, preview=True)  # the preset's smallest size
     assert art.image.size == (256, 256) and art.record.decoder == "taesd" and s.revision("pipeline") == COMMIT
     picture = Image.fromarray(np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8))
     mask = Image.new("L", (256, 256), 0)
@@ -207,8 +214,11 @@ def test_a_repo_id_preset_reads_its_limits_from_the_cached_configs(hub_cache, of
 
     snapshot = hub_cache / "models--stabilityai--sd-turbo" / "snapshots" / COMMIT
     small = tmp_path / "hub"
-    hub_repo(small, "someone/small-model", {name: snapshot / name for name in
-                                            ("model_index.json", "unet/config.json", "vae/config.json")})
+    hub_repo(
+        small,
+        "someone/small-model",
+        {name: snapshot / name for name in ("model_index.json", "unet/config.json", "vae/config.json")},
+    )
     hc.HF_HUB_CACHE = str(small)  # restored by the fixture's monkeypatch
     preset = presets.get("someone/small-model")
     assert (preset.size, preset.min_size, preset.max_size) == (64, 32, 128)  # the tiny UNet and VAE's native 64 px
@@ -238,13 +248,24 @@ def test_sharded_weights_count_by_their_index(offline, tmp_path):
     import huggingface_hub.constants as hc
 
     hc.HF_HUB_CACHE = str(tmp_path / "hub")
-    index = json.dumps({"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
-                        "safety_checker": [None, None]}).encode()
-    hub_repo(tmp_path / "hub", "someone/sharded", {
-        "model_index.json": index, "unet/config.json": b"{}",
-        "unet/diffusion_pytorch_model.safetensors.index.fp16.json": b"{}",
-        "unet/diffusion_pytorch_model.fp16-00001-of-00002.safetensors": b"",
-        "unet/diffusion_pytorch_model.fp16-00002-of-00002.safetensors": b"1"})
+    index = json.dumps(
+        {
+            "_class_name": "StableDiffusionPipeline",
+            "unet": ["diffusers", "UNet2DConditionModel"],
+            "safety_checker": [None, None],
+        }
+    ).encode()
+    hub_repo(
+        tmp_path / "hub",
+        "someone/sharded",
+        {
+            "model_index.json": index,
+            "unet/config.json": b"{}",
+            "unet/diffusion_pytorch_model.safetensors.index.fp16.json": b"{}",
+            "unet/diffusion_pytorch_model.fp16-00001-of-00002.safetensors": b"",
+            "unet/diffusion_pytorch_model.fp16-00002-of-00002.safetensors": b"1",
+        },
+    )
     preset = presets.Preset(name="sharded", model="someone/sharded", variant="fp16")
     assert presets.cached(preset, device="cpu", dtype="float16")["pipeline"] is True
     assert presets.cached(preset, device="cpu", dtype="float32")["pipeline"] is False  # no full-precision weights
@@ -274,14 +295,29 @@ def matches(patterns, name):
     return any(fnmatch(name, pattern) for pattern in patterns)
 
 
-SD_TURBO_FILES = ["model_index.json", "README.md", "sd_turbo.safetensors", "sd_turbo.ckpt", "image.png",
-                  "scheduler/scheduler_config.json", "tokenizer/vocab.json", "tokenizer/merges.txt",
-                  "tokenizer/tokenizer_config.json", "tokenizer/special_tokens_map.json",
-                  "text_encoder/config.json", "text_encoder/model.safetensors", "text_encoder/model.fp16.safetensors",
-                  "text_encoder/pytorch_model.bin", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
-                  "unet/diffusion_pytorch_model.fp16.safetensors", "unet/diffusion_pytorch_model.bin",
-                  "vae/config.json", "vae/diffusion_pytorch_model.safetensors",
-                  "vae/diffusion_pytorch_model.fp16.safetensors"]
+SD_TURBO_FILES = [
+    "model_index.json",
+    "README.md",
+    "sd_turbo.safetensors",
+    "sd_turbo.ckpt",
+    "image.png",
+    "scheduler/scheduler_config.json",
+    "tokenizer/vocab.json",
+    "tokenizer/merges.txt",
+    "tokenizer/tokenizer_config.json",
+    "tokenizer/special_tokens_map.json",
+    "text_encoder/config.json",
+    "text_encoder/model.safetensors",
+    "text_encoder/model.fp16.safetensors",
+    "text_encoder/pytorch_model.bin",
+    "unet/config.json",
+    "unet/diffusion_pytorch_model.safetensors",
+    "unet/diffusion_pytorch_model.fp16.safetensors",
+    "unet/diffusion_pytorch_model.bin",
+    "vae/config.json",
+    "vae/diffusion_pytorch_model.safetensors",
+    "vae/diffusion_pytorch_model.fp16.safetensors",
+]
 CONFIGS = [n for n in SD_TURBO_FILES if n.endswith((".json", ".txt"))]
 
 
@@ -291,8 +327,14 @@ def test_download_on_a_cpu_asks_for_full_precision_weights_only(monkeypatch):
     assert set(out) == {"pipeline", "preview", "inpaint", "clip"}
     for repo in ("stabilityai/sd-turbo", "stabilityai/stable-diffusion-2-inpainting"):
         wanted = sorted(n for n in SD_TURBO_FILES if matches(asked[repo], n))
-        assert wanted == sorted(CONFIGS + ["text_encoder/model.safetensors", "unet/diffusion_pytorch_model.safetensors",
-                                           "vae/diffusion_pytorch_model.safetensors"])
+        assert wanted == sorted(
+            CONFIGS
+            + [
+                "text_encoder/model.safetensors",
+                "unet/diffusion_pytorch_model.safetensors",
+                "vae/diffusion_pytorch_model.safetensors",
+            ]
+        )
     assert not matches(asked["stabilityai/sd-turbo"], "unet/diffusion_pytorch_model.fp16.safetensors")
     assert not matches(asked["stabilityai/sd-turbo"], "sd_turbo.safetensors")  # no root checkpoint
     taesd = ["config.json", "diffusion_pytorch_model.safetensors", "taesd_decoder.pth", "taesd_decoder.safetensors"]
@@ -307,9 +349,14 @@ def test_download_for_cuda_float16_asks_for_the_fp16_variant(monkeypatch):
     presets.download("sd-turbo")  # the inpainting pipeline only when asked
     assert set(asked) == {"stabilityai/sd-turbo", "madebyollin/taesd"}
     wanted = sorted(n for n in SD_TURBO_FILES if matches(asked["stabilityai/sd-turbo"], n))
-    assert wanted == sorted(CONFIGS + ["text_encoder/model.fp16.safetensors",
-                                       "unet/diffusion_pytorch_model.fp16.safetensors",
-                                       "vae/diffusion_pytorch_model.fp16.safetensors"])
+    assert wanted == sorted(
+        CONFIGS
+        + [
+            "text_encoder/model.fp16.safetensors",
+            "unet/diffusion_pytorch_model.fp16.safetensors",
+            "vae/diffusion_pytorch_model.fp16.safetensors",
+        ]
+    )
 
 
 def test_download_asks_for_what_the_studio_loads(monkeypatch):
@@ -346,7 +393,7 @@ def test_a_float16_sdxl_vae_that_asks_for_it_decodes_in_float32(tmp_path, force_
     assert studio.preset.family == "sdxl"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the overflow's NaN, cast to pixels
-        art, = studio.generate("a potter", seed=1, steps=1, guidance=0)
+        (art,) = studio.generate("a potter", seed=1, steps=1, guidance=0)
     pixels = np.asarray(art.image)
     assert (pixels.std() > 1) == force_upcast  # upcast: a picture; not asked for: the known black square
     assert studio.pipe.vae.dtype == torch.float16  # the VAE stays as loaded

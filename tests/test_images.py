@@ -171,11 +171,15 @@ def link_to_dev_zero(folder):
 
 def png_header(width, height):
     """A PNG with only a header: it claims the size, holds no pixels (a decompression bomb's first bytes)."""
+
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + \
-        chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IEND", b"")
+    )
 
 
 def bomb_png(folder):  # 10 gigapixels: over PIL's hard limit (DecompressionBombError)
@@ -308,6 +312,7 @@ def spy(monkeypatch):
             if isinstance(file, (str, bytes, os.PathLike)) and os.path.realpath(file) in forbidden:
                 raise AssertionError(f"{file} was opened: it must be refused by its file type first")
             return real(file, *args, **kwargs)
+
         return opener
 
     monkeypatch.setattr(os, "open", guard(os.open))
@@ -529,8 +534,9 @@ def test_read_file_caps_a_file_that_grows(tmp_path, monkeypatch):
     path = tmp_path / "growing.bin"
     path.write_bytes(b"x" * 10)
     real_stat = os.stat
-    monkeypatch.setattr(os, "stat", lambda p, *a, **k: types.SimpleNamespace(
-        st_mode=real_stat(p).st_mode, st_size=4))  # what a stat saw before the file grew
+    monkeypatch.setattr(
+        os, "stat", lambda p, *a, **k: types.SimpleNamespace(st_mode=real_stat(p).st_mode, st_size=4)
+    )  # what a stat saw before the file grew
     with pytest.raises(ReadError, match="too large: over the limit of 5 bytes"):
         read_file(path, max_bytes=5)
     assert read_file(path, max_bytes=10) == b"x" * 10
@@ -539,13 +545,17 @@ def test_read_file_caps_a_file_that_grows(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- saving
 
 
-@pytest.mark.parametrize("image, mode, pixel", [
-    (Image.fromarray(np.full((SIDE, SIDE), 32768, dtype=np.uint16)), "RGB", (128, 128, 128)),
-    (Image.new("I", (SIDE, SIDE), 65535), "RGB", WHITE),
-    (Image.new("F", (SIDE, SIDE), 0.5), "RGB", (128, 128, 128)),
-    (Image.new("CMYK", (SIDE, SIDE), (0, 255, 255, 0)), "RGB", (255, 0, 0)),
-    (Image.new("RGBa", (SIDE, SIDE), (0, 0, 0, 0)), "RGBA", (0, 0, 0, 0)),
-], ids=["I;16", "I", "F", "CMYK", "RGBa"])
+@pytest.mark.parametrize(
+    "image, mode, pixel",
+    [
+        (Image.fromarray(np.full((SIDE, SIDE), 32768, dtype=np.uint16)), "RGB", (128, 128, 128)),
+        (Image.new("I", (SIDE, SIDE), 65535), "RGB", WHITE),
+        (Image.new("F", (SIDE, SIDE), 0.5), "RGB", (128, 128, 128)),
+        (Image.new("CMYK", (SIDE, SIDE), (0, 255, 255, 0)), "RGB", (255, 0, 0)),
+        (Image.new("RGBa", (SIDE, SIDE), (0, 0, 0, 0)), "RGBA", (0, 0, 0, 0)),
+    ],
+    ids=["I;16", "I", "F", "CMYK", "RGBa"],
+)
 def test_artwork_save_scales_16_bit_and_keeps_alpha(tmp_path, image, mode, pixel):
     from kit.provenance import Artwork, Record, load, pixel_hash
 

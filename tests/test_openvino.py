@@ -11,7 +11,8 @@ from kit import Record, openvino_backend
 from kit.errors import KitError
 
 needs_openvino = pytest.mark.skipif(
-    __import__("importlib").util.find_spec("openvino") is None, reason="the openvino extra is not installed")
+    __import__("importlib").util.find_spec("openvino") is None, reason="the openvino extra is not installed"
+)
 
 # Measured on the tiny preset in float32 (2-core AVX-512 CPU, openvino 2026.4): 84 dB for the full
 # VAE, identical pixels for TAESD; an image from other weights or another seed is below 20 dB.
@@ -141,8 +142,9 @@ def test_a_text_encoder_that_torchscript_cannot_trace_goes_through_torch_export(
     monkeypatch.setattr(openvino_backend, "cache_root", lambda: tmp_path)
     encoder = studio.pipe.text_encoder
     stand = openvino_backend.TextEncoder(encoder, None, "f32")
-    ids = studio.pipe.tokenizer(["a face", "a farmer in a red shirt"], padding="max_length", max_length=77,
-                                return_tensors="pt").input_ids
+    ids = studio.pipe.tokenizer(
+        ["a face", "a farmer in a red shirt"], padding="max_length", max_length=77, return_tensors="pt"
+    ).input_ids
     with torch.no_grad():
         hidden, pooled = stand(ids, return_dict=False)
         want = encoder(ids, return_dict=False)

@@ -22,7 +22,7 @@ def run_python(code):
 
 
 def test_import_kit_imports_no_heavy_library():
-    code = "import sys, kit, kit.styles, kit.errors; print([m for m in %r if m in sys.modules])" % HEAVY
+    code = f"import sys, kit, kit.styles, kit.errors; print([m for m in {HEAVY!r} if m in sys.modules])"
     assert run_python(code) == "[]"
 
 
@@ -31,10 +31,14 @@ def test_public_names_resolve():
     import kit.studio
 
     assert (kit.Studio, kit.Artwork, kit.Gallery, kit.replay) == (
-        kit.studio.Studio, kit.provenance.Artwork, kit.provenance.Gallery, kit.provenance.replay)
+        kit.studio.Studio,
+        kit.provenance.Artwork,
+        kit.provenance.Gallery,
+        kit.provenance.replay,
+    )
     assert kit.Style is kit.styles.Style
     with pytest.raises(AttributeError):
-        kit.no_such_name
+        _ = kit.no_such_name
 
 
 def test_doctor_reports_device_versions_presets_and_the_plan():
@@ -116,3 +120,11 @@ def test_design_md_names_every_engine_file():
     files = sorted(p.name for p in (ROOT / "kit").glob("*.py"))
     missing = [name for name in files if f"`{name}`" not in table and name != "__init__.py"]
     assert missing == [], f"design.md's file table does not name {missing}"
+
+
+@pytest.mark.parametrize("command", [["check", "."], ["format", "--check", "."]])
+def test_ruff_lint_and_format_are_clean(command):
+    """The project's lint and format rules (pyproject.toml's [tool.ruff]), as a maintainer runs them."""
+    ruff = Path(sys.executable).with_name("ruff")
+    out = subprocess.run([str(ruff), *command], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-1000:]

@@ -14,21 +14,21 @@ PROMPT = "a portrait of an elder"
 
 def test_seed_noise_is_pinned():
     noise = latents.noise(7, (4, 8, 8))
-    np.testing.assert_allclose(noise.flatten()[:6].numpy(), [-0.8201345, 0.3956312, 0.8989085, -1.3884039,
-                                                              -0.1669960, 0.2851500], atol=1e-6)
+    np.testing.assert_allclose(
+        noise.flatten()[:6].numpy(), [-0.8201345, 0.3956312, 0.8989085, -1.3884039, -0.1669960, 0.2851500], atol=1e-6
+    )
 
 
 def test_a_tiny_image_is_pinned(studio):
-    art, = studio.generate(PROMPT, seed=7)
+    (art,) = studio.generate(PROMPT, seed=7)
     pixels = np.asarray(art.image).astype(int)
-    expected = [[[181, 188, 72], [196, 189, 47], [197, 162, 42]],
-                [[191, 175, 41], [218, 178, 35], [208, 161, 47]]]
+    expected = [[[181, 188, 72], [196, 189, 47], [197, 162, 42]], [[191, 175, 41], [218, 178, 35], [208, 161, 47]]]
     assert np.abs(pixels[:2, :3] - expected).max() <= 2  # the last bits of arithmetic may differ by CPU
     np.testing.assert_allclose(pixels.reshape(-1, 3).mean(0), [122.63, 130.63, 74.99], atol=0.5)
 
 
 def test_a_tiny_preview_is_pinned(studio):
-    art, = studio.generate(PROMPT, seed=7, preview=True)
+    (art,) = studio.generate(PROMPT, seed=7, preview=True)
     pixels = np.asarray(art.image).astype(int)
     expected = [[[145, 151, 53], [177, 174, 51], [204, 172, 47]], [[200, 167, 44], [197, 170, 34], [201, 169, 52]]]
     assert np.abs(pixels[:2, :3] - expected).max() <= 2

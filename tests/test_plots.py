@@ -16,11 +16,14 @@ def assert_themed(fig):
 
 def test_the_collection_map_escapes_paths_and_values():
     n = 6
-    columns = {"id": np.array([f"id{i}" for i in range(n)], dtype=object),
-               "path": np.array([f"/museum/{HOSTILE}{i}.png" for i in range(n)], dtype=object),
-               "school": np.array([HOSTILE, "plain"] * 3, dtype=object)}
-    cmap = CollectionMap(np.random.default_rng(0).standard_normal((n, 2)).astype(np.float32), columns,
-                         np.ones(n, bool), atlas=None)
+    columns = {
+        "id": np.array([f"id{i}" for i in range(n)], dtype=object),
+        "path": np.array([f"/museum/{HOSTILE}{i}.png" for i in range(n)], dtype=object),
+        "school": np.array([HOSTILE, "plain"] * 3, dtype=object),
+    }
+    cmap = CollectionMap(
+        np.random.default_rng(0).standard_normal((n, 2)).astype(np.float32), columns, np.ones(n, bool), atlas=None
+    )
     fig = cmap.figure(color_by="school")
     assert_themed(fig)
     shown = [trace.name for trace in fig.data] + [t for trace in fig.data for t in trace.hovertext]

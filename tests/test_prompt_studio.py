@@ -156,7 +156,7 @@ def test_stop_in_one_panel_leaves_another_panels_run_on_the_same_studio_alone(ui
     other.on_step = lambda done, total: (original(done, total), release.wait(60))
     other.prompt.value, other.count.value = "a potter", 2
     other.run()
-    ui.stop()                      # this panel's Stop, while the other panel works
+    ui.stop()  # this panel's Stop, while the other panel works
     release.set()
     other.wait()
     assert other.error == "" and "stopped" not in other.status.value
@@ -167,7 +167,7 @@ def test_a_stop_right_after_the_click_is_kept(ui):
     before = len(ui.artworks)
     ui.prompt.value, ui.count.value = "a weaver", 3
     ui.run()
-    ui.stop()                      # before the worker thread has run a single step
+    ui.stop()  # before the worker thread has run a single step
     ui.wait()
     assert ui.run_.stopped and len(ui.artworks) == before and "stopped" in ui.status.value
 
@@ -204,7 +204,7 @@ def test_limits_are_the_engines(ui):
 
 
 def test_empty_image_slots_are_hidden_and_the_whole_seed_is_shown(ui):
-    assert ui.large.layout.display == "none" and ui.large.value == b""   # no broken-image icon
+    assert ui.large.layout.display == "none" and ui.large.value == b""  # no broken-image icon
     assert ui.large.layout.object_fit == "contain" and ui.large.layout.height == "auto"  # keeps its shape
     ui.prompt.value = "a potter"
     ui.seed.value = 2**32 - 1
@@ -213,8 +213,8 @@ def test_empty_image_slots_are_hidden_and_the_whole_seed_is_shown(ui):
     assert ui.error == "" and ui.large.layout.display == "" and ui.large.value
     button = ui.thumbnails.children[0].children[1]
     assert button.description == f"seed {2**32 - 1}"
-    assert button.layout.width == "auto"   # grows with its text: never cut off
-    assert ui.seed.style.description_width == "initial"   # the label takes only its own width
+    assert button.layout.width == "auto"  # grows with its text: never cut off
+    assert ui.seed.style.description_width == "initial"  # the label takes only its own width
 
 
 def test_the_tiny_preset_says_what_its_pictures_are(ui, tmp_path):
@@ -227,7 +227,7 @@ def test_warnings_of_a_run_are_shown_without_touching_the_process_warning_state(
     elsewhere = []  # what the process's own warning display shows
     monkeypatch.setattr(warnings, "showwarning", lambda message, *args, **kwargs: elsewhere.append(str(message)))
     ui.prompt.value = "a potter"
-    ui.run()   # a first run imports what the engine needs (some imports add warning filters of their own)
+    ui.run()  # a first run imports what the engine needs (some imports add warning filters of their own)
     ui.wait()
     filters_before = list(warnings.filters)
     during = []
@@ -246,6 +246,6 @@ def test_warnings_of_a_run_are_shown_without_touching_the_process_warning_state(
     assert any("negative prompt has no effect" in o.get("text", "") for o in ui.out.outputs)
     assert during and all(filters == filters_before for filters in during)
     assert list(warnings.filters) == filters_before
-    assert elsewhere == []                       # the run's warning went to the panel only
+    assert elsewhere == []  # the run's warning went to the panel only
     warnings.showwarning("a warning of the main thread", UserWarning, __file__, 1)
-    assert elsewhere == ["a warning of the main thread"]   # other threads' warnings go on as before
+    assert elsewhere == ["a warning of the main thread"]  # other threads' warnings go on as before

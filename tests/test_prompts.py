@@ -16,20 +16,23 @@ def pixels(art):
     return np.asarray(art.image)
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("a (red:1.5) hat", [("a ", 1.0), ("red", 1.5), (" hat", 1.0)]),
-    ("a (cat:1.0) sat", [("a cat sat", 1.0)]),
-    ("((x)) y", [("x", 1.1 * 1.1), (" y", 1.0)]),
-    ("[x] y", [("x", 1 / 1.1), (" y", 1.0)]),
-    ("[a (b:2) c]", [("a ", 1 / 1.1), ("b", 2 / 1.1), (" c", 1 / 1.1)]),
-    (r"\(literal\) \[too\]", [("(literal) [too]", 1.0)]),
-    ("un(closed", [("un", 1.0), ("closed", 1.1)]),
-    ("stray) ] z", [("stray) ] z", 1.0)]),
-    ("x:1.2) q", [("x:1.2) q", 1.0)]),
-    ("a BREAK b", [("a", 1.0), ("BREAK", None), ("b", 1.0)]),
-    ("BREAKFAST", [("BREAKFAST", 1.0)]),
-    ("", [("", 1.0)]),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("a (red:1.5) hat", [("a ", 1.0), ("red", 1.5), (" hat", 1.0)]),
+        ("a (cat:1.0) sat", [("a cat sat", 1.0)]),
+        ("((x)) y", [("x", 1.1 * 1.1), (" y", 1.0)]),
+        ("[x] y", [("x", 1 / 1.1), (" y", 1.0)]),
+        ("[a (b:2) c]", [("a ", 1 / 1.1), ("b", 2 / 1.1), (" c", 1 / 1.1)]),
+        (r"\(literal\) \[too\]", [("(literal) [too]", 1.0)]),
+        ("un(closed", [("un", 1.0), ("closed", 1.1)]),
+        ("stray) ] z", [("stray) ] z", 1.0)]),
+        ("x:1.2) q", [("x:1.2) q", 1.0)]),
+        ("a BREAK b", [("a", 1.0), ("BREAK", None), ("b", 1.0)]),
+        ("BREAKFAST", [("BREAKFAST", 1.0)]),
+        ("", [("", 1.0)]),
+    ],
+)
 def test_emphasis_is_read_as_the_web_uis_read_it(text, expected):
     got = prompts.parse(text)
     assert [t for t, _ in got] == [t for t, _ in expected]
@@ -38,7 +41,9 @@ def test_emphasis_is_read_as_the_web_uis_read_it(text, expected):
 
 
 def test_chunks_cut_at_the_window_and_at_break():
-    words = lambda text: [len(w) for w in text.split()]  # a tokenizer of one id per word
+    def words(text):  # a tokenizer of one id per word
+        return [len(w) for w in text.split()]
+
     assert prompts.chunks(words, "a bb ccc dddd e", 2) == [([1, 2], [1.0] * 2), ([3, 4], [1.0] * 2), ([1], [1.0])]
     assert prompts.chunks(words, "a BREAK bb", 75) == [([1], [1.0]), ([2], [1.0])]
     assert prompts.chunks(words, "(a:2) bb", 75) == [([1, 2], [2.0, 1.0])]
@@ -61,8 +66,8 @@ def test_a_short_plain_prompt_encodes_exactly_as_the_diffusers_pipeline(studio):
 
 def test_words_past_the_first_75_tokens_change_the_image(studio):
     assert len(studio.count_tokens(FILLER + "a heron")) == 2
-    heron, = studio.generate(FILLER + "a heron", seed=3)
-    fox, = studio.generate(FILLER + "a red fox", seed=3)
+    (heron,) = studio.generate(FILLER + "a heron", seed=3)
+    (fox,) = studio.generate(FILLER + "a red fox", seed=3)
     assert heron.record.encoding == "webui"
     assert not np.array_equal(pixels(heron), pixels(fox))
     cond = studio.encode([FILLER + "a heron"])
@@ -70,7 +75,7 @@ def test_words_past_the_first_75_tokens_change_the_image(studio):
 
 
 def test_records_written_before_replay_as_before_cut_after_75_tokens(studio):
-    heron, = studio.generate(FILLER + "a heron", seed=3)
+    (heron,) = studio.generate(FILLER + "a heron", seed=3)
     old = {**heron.record.to_dict(), "extra": {}}
     del old["encoding"]  # a record written before the field existed
     old = Record.from_dict(old)
@@ -86,8 +91,8 @@ def test_a_long_negative_prompt_is_encoded_in_chunks_too(studio):
     cond = studio.encode(["a heron"], FILLER + "blurry", guidance=3.0)
     assert cond["prompt_embeds"].shape == cond["negative_prompt_embeds"].shape
     assert cond["prompt_embeds"].shape[1] == 2 * 77  # the prompt is padded to the negative's length
-    art, = studio.generate("a heron", negative=FILLER + "blurry", guidance=3.0, seed=2)
-    other, = studio.generate("a heron", negative=FILLER + "sharp", guidance=3.0, seed=2)
+    (art,) = studio.generate("a heron", negative=FILLER + "blurry", guidance=3.0, seed=2)
+    (other,) = studio.generate("a heron", negative=FILLER + "sharp", guidance=3.0, seed=2)
     assert not np.array_equal(pixels(art), pixels(other))
 
 
@@ -97,9 +102,9 @@ def test_emphasis_of_one_is_the_plain_word_and_other_weights_change_the_image(st
     strong = studio.encode(["a portrait of a (smiling:1.5) elder"])["prompt_embeds"]
     assert not torch.equal(strong, plain)
     assert strong.mean().item() == pytest.approx(plain.mean().item(), abs=1e-5)  # the mean is restored
-    one, = studio.generate("a portrait of a (smiling:1.0) elder", seed=4)
-    same, = studio.generate("a portrait of a smiling elder", seed=4)
-    more, = studio.generate("a portrait of a (smiling:1.6) elder", seed=4)
+    (one,) = studio.generate("a portrait of a (smiling:1.0) elder", seed=4)
+    (same,) = studio.generate("a portrait of a smiling elder", seed=4)
+    (more,) = studio.generate("a portrait of a (smiling:1.6) elder", seed=4)
     assert np.array_equal(pixels(one), pixels(same))
     assert not np.array_equal(pixels(more), pixels(same))
     assert more.record.prompt == "a portrait of a (smiling:1.6) elder"  # the text as typed
@@ -139,7 +144,7 @@ def test_audits_accept_weighted_prompts(studio):
 
 
 def test_an_unknown_encoding_is_refused_naming_the_field(studio):
-    art, = studio.generate("a heron", seed=1)
+    (art,) = studio.generate("a heron", seed=1)
     forged = Record(**{**art.record.to_dict(), "encoding": "compel"})
     with pytest.raises(KitError, match="record.encoding must be one of 'webui', 'truncate'"):
         studio.render(forged)
@@ -158,8 +163,13 @@ def test_sdxl_short_prompts_encode_as_its_pipeline_and_long_ones_in_chunks(sdxl)
     pipe = sdxl.pipe
     ours = sdxl.encode(["a portrait of an elder"], "blurry", guidance=3.0)
     with torch.inference_mode():
-        theirs = pipe.encode_prompt(["a portrait of an elder"], device="cpu", num_images_per_prompt=1,
-                                    do_classifier_free_guidance=True, negative_prompt=["blurry"])
+        theirs = pipe.encode_prompt(
+            ["a portrait of an elder"],
+            device="cpu",
+            num_images_per_prompt=1,
+            do_classifier_free_guidance=True,
+            negative_prompt=["blurry"],
+        )
     names = ["prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds"]
     for name, tensor in zip(names, theirs):
         assert torch.equal(ours[name], tensor), name
@@ -169,10 +179,10 @@ def test_sdxl_short_prompts_encode_as_its_pipeline_and_long_ones_in_chunks(sdxl)
     long_ = sdxl.encode([FILLER + "a heron"], FILLER + "blurry", guidance=3.0)
     assert long_["prompt_embeds"].shape[1] == long_["negative_prompt_embeds"].shape[1] == 2 * 77
     assert long_["pooled_prompt_embeds"].shape == ours["pooled_prompt_embeds"][:1].shape  # of the first chunk
-    heron, = sdxl.generate(FILLER + "a heron", seed=3)
-    fox, = sdxl.generate(FILLER + "a red fox", seed=3)
+    (heron,) = sdxl.generate(FILLER + "a heron", seed=3)
+    (fox,) = sdxl.generate(FILLER + "a red fox", seed=3)
     assert not np.array_equal(pixels(heron), pixels(fox))
-    weighted, = sdxl.generate("a portrait of an (elder:1.5)", seed=3)
-    plain, = sdxl.generate("a portrait of an (elder:1.0)", seed=3)
+    (weighted,) = sdxl.generate("a portrait of an (elder:1.5)", seed=3)
+    (plain,) = sdxl.generate("a portrait of an (elder:1.0)", seed=3)
     assert np.array_equal(pixels(plain), pixels(sdxl.generate("a portrait of an elder", seed=3)[0]))
     assert not np.array_equal(pixels(weighted), pixels(plain))

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 import kit
-from kit.errors import KitError
 from kit.artwork import Artwork, ReplayResult, load, pixel_hash, replay
+from kit.errors import KitError
 from kit.gallery import Gallery
 from kit.record import Record, parse_parameters
 
@@ -26,10 +26,21 @@ def noise_image(seed=0, size=(32, 24)):
 
 
 def make_record(**changes):
-    values = dict(prompt="portrait of an elder, ukiyo-e woodblock print", negative="blurry",
-                  subject="portrait of an elder", style="ukiyo-e", seed=42, steps=4, guidance=1.5,
-                  width=32, height=24, preset="sd-turbo", model="stabilityai/sd-turbo",
-                  scheduler="EulerAncestralDiscreteScheduler", sampler="Euler a")
+    values = dict(
+        prompt="portrait of an elder, ukiyo-e woodblock print",
+        negative="blurry",
+        subject="portrait of an elder",
+        style="ukiyo-e",
+        seed=42,
+        steps=4,
+        guidance=1.5,
+        width=32,
+        height=24,
+        preset="sd-turbo",
+        model="stabilityai/sd-turbo",
+        scheduler="EulerAncestralDiscreteScheduler",
+        sampler="Euler a",
+    )
     values.update(changes)
     return Record(**values)
 
@@ -55,9 +66,12 @@ class FakeStudio:
 
 # -- Record ------------------------------------------------------------------
 
+
 def test_record_json_round_trip_and_defaults():
-    record = make_record(fusion={"ukiyo-e": 0.6, "art-deco": 0.4},
-                         walk={"keyframes": [("a fox", 1), ("a crane", 2)], "method": "slerp", "t": 0.25})
+    record = make_record(
+        fusion={"ukiyo-e": 0.6, "art-deco": 0.4},
+        walk={"keyframes": [("a fox", 1), ("a crane", 2)], "method": "slerp", "t": 0.25},
+    )
     assert record.walk["keyframes"] == [["a fox", 1], ["a crane", 2]]  # tuples stored as JSON lists
     again = Record.from_json(record.to_json())
     assert again == record
@@ -76,14 +90,17 @@ def test_record_keeps_unknown_keys_in_extra():
     assert Record.from_json(record.to_json()) == record
 
 
-@pytest.mark.parametrize("text, field", [
-    ('{"seed": "forty-two"}', "seed"),
-    ('{"steps": 2.5}', "steps"),
-    ('{"guidance": "high"}', "guidance"),
-    ('{"prompt": ["a", "b"]}', "prompt"),
-    ('{"fusion": [1, 2]}', "fusion"),
-    ('{"style": 3}', "style"),
-])
+@pytest.mark.parametrize(
+    "text, field",
+    [
+        ('{"seed": "forty-two"}', "seed"),
+        ('{"steps": 2.5}', "steps"),
+        ('{"guidance": "high"}', "guidance"),
+        ('{"prompt": ["a", "b"]}', "prompt"),
+        ('{"fusion": [1, 2]}', "fusion"),
+        ('{"style": 3}', "style"),
+    ],
+)
 def test_record_rejects_wrong_types_naming_the_field(text, field):
     with pytest.raises(KitError, match=f"Record.{field}"):
         Record.from_json(text)
@@ -107,8 +124,11 @@ def test_record_coerces_loose_numbers():
 
 def test_record_parents_names_the_images_it_was_made_from():
     a, b, c = "a" * 64, "B" * 64, "c" * 64
-    record = make_record(kind="restore", restore={"source_sha256": a, "strength": 0.5},
-                         extra={"parents": [b.lower(), a, "not a hash", 7], "restyle": {"source_sha256": c}})
+    record = make_record(
+        kind="restore",
+        restore={"source_sha256": a, "strength": 0.5},
+        extra={"parents": [b.lower(), a, "not a hash", 7], "restyle": {"source_sha256": c}},
+    )
     assert record.parents() == [a, b.lower(), c]  # in the order found, lower case, no repeats
     assert make_record().parents() == []
     assert make_record(extra={"parents": "a" * 64}).parents() == []  # only a list of hashes names parents
@@ -116,6 +136,7 @@ def test_record_parents_names_the_images_it_was_made_from():
 
 
 # -- the web-UI parameters text ------------------------------------------------
+
 
 def test_parameters_format_matches_the_web_ui_layout():
     text = make_record().parameters()
@@ -141,9 +162,16 @@ def test_parameters_parse_back_to_the_record_values():
     assert (parsed["Steps"], parsed["CFG scale"], parsed["Seed"], parsed["Size"]) == ("4", "1.5", "42", "32x24")
     assert parsed["Sampler"] == "Euler a"
     imported = Record.from_parameters(record.parameters())
-    assert (imported.prompt, imported.negative, imported.seed, imported.steps, imported.guidance,
-            imported.width, imported.height, imported.sampler) == (
-        record.prompt, record.negative, 42, 4, 1.5, 32, 24, "Euler a")
+    assert (
+        imported.prompt,
+        imported.negative,
+        imported.seed,
+        imported.steps,
+        imported.guidance,
+        imported.width,
+        imported.height,
+        imported.sampler,
+    ) == (record.prompt, record.negative, 42, 4, 1.5, 32, 24, "Euler a")
     assert imported.kind == "imported" and imported.kit_version == kit.__version__
 
 
@@ -178,7 +206,10 @@ def test_parse_hand_written_web_ui_strings():
     assert (record.sampler, record.model, record.kit_version) == ("DPM++ 2M", "v1-5-pruned-emaonly", "")
     assert record.extra["parameters"]["Model hash"] == "45dee52b"
 
-    forge = "a lighthouse at dusk\nSteps: 8, Sampler: Euler, CFG scale: 1, Seed: 7, Size: 1024x1024, Distilled CFG Scale: 3.5"
+    forge = (
+        "a lighthouse at dusk\nSteps: 8, Sampler: Euler, CFG scale: 1, Seed: 7, Size: 1024x1024, "
+        "Distilled CFG Scale: 3.5"
+    )
     parsed = parse_parameters(forge)
     assert parsed["Prompt"] == "a lighthouse at dusk" and parsed["Negative prompt"] == ""
     assert parsed["Distilled CFG Scale"] == "3.5"
@@ -189,6 +220,7 @@ def test_parse_hand_written_web_ui_strings():
 
 
 # -- save / load ---------------------------------------------------------------
+
 
 def test_save_load_round_trip(tmp_path):
     art = make_artwork()
@@ -266,11 +298,11 @@ def test_unreadable_files_raise_kit_error_naming_the_path(tmp_path, damage):
         bad.write_bytes(data[: len(data) // 2])
     elif damage == "flipped-byte":
         at = data.index(b"IDAT") + 20
-        bad.write_bytes(data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:])
+        bad.write_bytes(data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :])
     elif damage == "bad-crc":  # pixels decode fine, but the chunk checksum is wrong
         idat = data.index(b"IDAT")
-        at = idat + 4 + int.from_bytes(data[idat - 4:idat], "big")  # first byte of the IDAT checksum
-        bad.write_bytes(data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:])
+        at = idat + 4 + int.from_bytes(data[idat - 4 : idat], "big")  # first byte of the IDAT checksum
+        bad.write_bytes(data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :])
     elif damage == "folder":
         bad.mkdir()
     with pytest.raises(KitError) as caught:
@@ -333,14 +365,22 @@ def test_refused_temp_file_is_a_clear_error_and_writes_nothing(tmp_path, monkeyp
 
 def test_png_with_only_web_ui_parameters_loads_as_imported(tmp_path):
     info = PngImagePlugin.PngInfo()
-    info.add_text("parameters", "a heron in rain\nNegative prompt: text\n"
-                                "Steps: 25, Sampler: Euler a, CFG scale: 6.5, Seed: 1234, Size: 32x24, Model: sd15")
+    info.add_text(
+        "parameters",
+        "a heron in rain\nNegative prompt: text\n"
+        "Steps: 25, Sampler: Euler a, CFG scale: 6.5, Seed: 1234, Size: 32x24, Model: sd15",
+    )
     noise_image().save(tmp_path / "webui.png", pnginfo=info)
     noise_image().save(tmp_path / "plain.png")
 
     art = load(tmp_path / "webui.png")
     assert art.record.kind == "imported"
-    assert (art.record.prompt, art.record.negative, art.record.seed, art.record.steps) == ("a heron in rain", "text", 1234, 25)
+    assert (art.record.prompt, art.record.negative, art.record.seed, art.record.steps) == (
+        "a heron in rain",
+        "text",
+        1234,
+        25,
+    )
     assert (art.record.guidance, art.record.sampler, art.record.model) == (6.5, "Euler a", "sd15")
     assert art.verified is False  # nothing stored to verify against
     plain = load(tmp_path / "plain.png")
@@ -352,11 +392,14 @@ def test_notebook_helpers():
     assert max(art.thumbnail(16).size) == 16 and art.thumbnail((8, 100)).size == (8, 6)
     assert art._repr_png_().startswith(b"\x89PNG")
     html = art._repr_html_()
-    assert "data:image/png;base64," in html and "&lt;b&gt;portrait&lt;/b&gt; &amp; friends" in html and "seed 42" in html
+    assert (
+        "data:image/png;base64," in html and "&lt;b&gt;portrait&lt;/b&gt; &amp; friends" in html and "seed 42" in html
+    )
     assert "seed=42" in repr(art)
 
 
 # -- replay ---------------------------------------------------------------------
+
 
 def test_replay_matches_with_a_deterministic_studio(tmp_path):
     studio = FakeStudio()
@@ -386,11 +429,14 @@ def test_replay_reports_a_changed_pixel(tmp_path):
 
 # -- the module layout --------------------------------------------------------------
 
+
 def test_public_names_and_light_import():
     assert kit.Record is Record and kit.load is load and kit.Gallery is Gallery and kit.replay is replay
     assert dataclasses.is_dataclass(Record)
-    code = ("import sys, kit.provenance, kit.record, kit.artwork, kit.gallery; "
-            "print(sorted(m for m in ('torch', 'diffusers', 'transformers', 'open_clip') if m in sys.modules))")
+    code = (
+        "import sys, kit.provenance, kit.record, kit.artwork, kit.gallery; "
+        "print(sorted(m for m in ('torch', 'diffusers', 'transformers', 'open_clip') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -401,9 +447,19 @@ def test_provenance_still_exports_every_public_name_from_its_new_home():
     import kit.provenance
     import kit.record
 
-    homes = {"Record": kit.record, "parse_parameters": kit.record, "sampler_name": kit.record,
-             "Artwork": kit.artwork, "ReplayResult": kit.artwork, "load": kit.artwork, "replay": kit.artwork,
-             "pixel_hash": kit.artwork, "Gallery": kit.gallery, "Lineage": kit.gallery, "default_folder": kit.gallery}
+    homes = {
+        "Record": kit.record,
+        "parse_parameters": kit.record,
+        "sampler_name": kit.record,
+        "Artwork": kit.artwork,
+        "ReplayResult": kit.artwork,
+        "load": kit.artwork,
+        "replay": kit.artwork,
+        "pixel_hash": kit.artwork,
+        "Gallery": kit.gallery,
+        "Lineage": kit.gallery,
+        "default_folder": kit.gallery,
+    }
     for name, home in homes.items():
         assert getattr(kit.provenance, name) is getattr(home, name), name
         assert name in kit.provenance.__all__

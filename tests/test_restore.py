@@ -122,39 +122,48 @@ def test_odd_sizes_and_array_masks(studio):
 # ---------------------------------------------------------------- bad input, before any model work
 
 
-@pytest.mark.parametrize("mask, message", [
-    (_box_mask((48, 64)), "must match"),
-    (Image.new("L", (64, 64), 0), "empty"),
-    (Image.new("L", (64, 64), 255), "whole image"),
-    (Image.new("L", (64, 64), 128), "binary"),
-    (np.full((64, 64), 0.5), "binary"),
-    (np.zeros((64, 64, 3), dtype=np.uint8), "one channel"),
-    ("no/such/mask.png", "cannot read"),
-])
+@pytest.mark.parametrize(
+    "mask, message",
+    [
+        (_box_mask((48, 64)), "must match"),
+        (Image.new("L", (64, 64), 0), "empty"),
+        (Image.new("L", (64, 64), 255), "whole image"),
+        (Image.new("L", (64, 64), 128), "binary"),
+        (np.full((64, 64), 0.5), "binary"),
+        (np.zeros((64, 64, 3), dtype=np.uint8), "one channel"),
+        ("no/such/mask.png", "cannot read"),
+    ],
+)
 def test_bad_masks(no_models, mask, message):
     with pytest.raises(KitError, match=message):
         no_models.restore(_picture(), mask)
 
 
-@pytest.mark.parametrize("image, message", [
-    (np.zeros((2, 3, 4, 5)), "not an image"),
-    (42, "must be a PIL image"),
-    ("no/such/image.png", "cannot read"),
-    (Image.new("RGB", (4, 4)), "at least 8"),
-])
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        (np.zeros((2, 3, 4, 5)), "not an image"),
+        (42, "must be a PIL image"),
+        ("no/such/image.png", "cannot read"),
+        (Image.new("RGB", (4, 4)), "at least 8"),
+    ],
+)
 def test_bad_images(no_models, image, message):
     with pytest.raises(KitError, match=message):
         no_models.restore(image, _box_mask())
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"strength": 0}, "strength"),
-    ({"strength": 1.5}, "strength"),
-    ({"steps": 0}, "steps"),
-    ({"steps": 2, "strength": 0.2}, "steps x strength"),
-    ({"seed": -1}, "seed"),
-    ({"prompt": 7}, "prompt"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"strength": 0}, "strength"),
+        ({"strength": 1.5}, "strength"),
+        ({"steps": 0}, "steps"),
+        ({"steps": 2, "strength": 0.2}, "steps x strength"),
+        ({"seed": -1}, "seed"),
+        ({"prompt": 7}, "prompt"),
+    ],
+)
 def test_bad_settings(no_models, options, message):
     with pytest.raises(KitError, match=message):
         no_models.restore(_picture(), _box_mask(), **options)
@@ -162,8 +171,14 @@ def test_bad_settings(no_models, options, message):
 
 def test_masks_accepted_in_every_binary_form():
     region = np.asarray(_box_mask()) == 255
-    for mask in (_box_mask(), _box_mask().convert("1"), region, region.astype(np.uint8),
-                 region.astype(np.uint8) * 255, region.astype(float)):
+    for mask in (
+        _box_mask(),
+        _box_mask().convert("1"),
+        region,
+        region.astype(np.uint8),
+        region.astype(np.uint8) * 255,
+        region.astype(float),
+    ):
         assert np.array_equal(R.check_mask(mask, (64, 64)), region)
 
 

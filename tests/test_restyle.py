@@ -76,7 +76,7 @@ def test_record_names_the_source_by_hash_and_path_and_keeps_the_strength(restyle
 def test_a_gallery_artwork_is_named_by_its_gallery_path(tmp_path):
     studio = kit.Studio(preset="tiny", gallery=tmp_path / "gallery")
     studio.progress_bar = False
-    source, = studio.generate("portrait of an elder", seed=2)
+    (source,) = studio.generate("portrait of an elder", seed=2)
     art = studio.restyle(source, "portrait of a child", seed=1)
     assert art.record.restyle["source_path"] == str(source.path.resolve())
     assert source.path.parent == studio.gallery.folder
@@ -100,7 +100,7 @@ def test_replay_gives_the_same_pixels_from_the_source_file(studio, restyled, tmp
 def test_replay_finds_a_source_without_a_path_in_the_gallery(tmp_path):
     studio = kit.Studio(preset="tiny", gallery=tmp_path / "gallery")
     studio.progress_bar = False
-    source, = studio.generate("portrait of an elder", seed=4)
+    (source,) = studio.generate("portrait of an elder", seed=4)
     art = studio.restyle(source.image.copy(), "portrait of a child", strength=0.75, seed=2)  # a bare PIL image
     assert "source_path" not in art.record.restyle
     result = kit.replay(art.path, studio)
@@ -145,9 +145,17 @@ def test_strength_sets_how_far_from_the_source_the_picture_goes(studio):
     for portrait in range(3):
         source = toyworld.draw(toyworld.sample(np.random.default_rng(portrait)))
         for seed in range(2):
-            distances.append([_distance(studio.restyle(source, "portrait of an elder", style="ukiyo-e",
-                                                       strength=strength, seed=seed).image, source)
-                              for strength in strengths])
+            distances.append(
+                [
+                    _distance(
+                        studio.restyle(
+                            source, "portrait of an elder", style="ukiyo-e", strength=strength, seed=seed
+                        ).image,
+                        source,
+                    )
+                    for strength in strengths
+                ]
+            )
     low, mid, high = np.mean(distances, axis=0)
     assert low < mid < high
     assert low < 16  # close to the source: its shapes and colours are kept
@@ -211,9 +219,9 @@ def test_the_image_to_image_pipeline_shares_the_loaded_weights(studio, restyled)
 
 def test_generate_is_unchanged_by_a_restyle_in_between(studio):
     """The pipelines share one scheduler; a restyle starts it part way and must leave nothing behind."""
-    first, = studio.generate("portrait of an elder", seed=21)
+    (first,) = studio.generate("portrait of an elder", seed=21)
     studio.restyle(first, "portrait of a child", strength=0.5, seed=1)
-    second, = studio.generate("portrait of an elder", seed=21)
+    (second,) = studio.generate("portrait of an elder", seed=21)
     assert np.array_equal(np.asarray(first.image), np.asarray(second.image))
 
 
@@ -231,24 +239,27 @@ def test_sd_turbo_gets_enough_steps_for_its_strength():
 # ---------------------------------------------------------------- bad input, before any model work
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"strength": 0}, "strength must be a number above 0 and at most 1"),
-    ({"strength": 1.5}, "strength must be"),
-    ({"strength": math.nan}, "strength must be"),
-    ({"strength": -0.2}, "strength must be"),
-    ({"strength": True}, "strength must be"),
-    ({"strength": "0.5"}, "strength must be"),
-    ({"strength": 0.2, "steps": 2}, "steps x strength"),
-    ({"steps": 0}, "steps"),
-    ({"seed": -1}, "seed"),
-    ({"prompt": 7}, "prompt"),
-    ({"style": "ukiyo-ee"}, "style: .*ukiyo-e"),
-    ({"style": {}}, "style .*weights is empty"),
-    ({"style": {"ukiyo-e": math.inf}}, "style .*weights"),
-    ({"style": 42}, "style"),
-    ({"size": 100}, "size 100"),
-    ({"preview": "yes"}, "preview"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"strength": 0}, "strength must be a number above 0 and at most 1"),
+        ({"strength": 1.5}, "strength must be"),
+        ({"strength": math.nan}, "strength must be"),
+        ({"strength": -0.2}, "strength must be"),
+        ({"strength": True}, "strength must be"),
+        ({"strength": "0.5"}, "strength must be"),
+        ({"strength": 0.2, "steps": 2}, "steps x strength"),
+        ({"steps": 0}, "steps"),
+        ({"seed": -1}, "seed"),
+        ({"prompt": 7}, "prompt"),
+        ({"style": "ukiyo-ee"}, "style: .*ukiyo-e"),
+        ({"style": {}}, "style .*weights is empty"),
+        ({"style": {"ukiyo-e": math.inf}}, "style .*weights"),
+        ({"style": 42}, "style"),
+        ({"size": 100}, "size 100"),
+        ({"preview": "yes"}, "preview"),
+    ],
+)
 def test_bad_settings(no_models, options, message):
     with pytest.raises(KitError, match=message):
         no_models.restyle(_picture(), **options)

@@ -59,7 +59,7 @@ def test_stopping_one_run_leaves_another_run_on_the_same_studio_alone(studio):
     stopped.stop()
     with pytest.raises(Stopped):
         studio.generate("a weaver", seed=3, run=stopped)
-    art, = studio.generate("a weaver", seed=3, run=running)  # not stopped by the other's Stop
+    (art,) = studio.generate("a weaver", seed=3, run=running)  # not stopped by the other's Stop
     assert not running.stopped and art.record.seed == 3
 
 
@@ -78,7 +78,7 @@ def test_studio_stop_stops_the_runs_in_progress_from_another_thread(studio):
     worker = threading.Thread(target=work)
     worker.start()
     assert started.wait(60)
-    studio.stop()        # e.g. a notebook's "stop everything on this studio"
+    studio.stop()  # e.g. a notebook's "stop everything on this studio"
     release.set()
     worker.join(120)
     assert "stopped" in result and run.stopped

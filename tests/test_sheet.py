@@ -43,7 +43,7 @@ def test_labels_in_every_script_are_letters_not_boxes(script):
     first, second = SCRIPTS[script]
     _need_font(first + second)
     a, b = _label_strip(first), _label_strip(second)
-    assert (a[..., 3] > 0).any()            # something is drawn
+    assert (a[..., 3] > 0).any()  # something is drawn
     assert not np.array_equal(a, b), f"{script}: {first!r} and {second!r} look the same (boxes?)"
 
 
@@ -64,15 +64,15 @@ def test_a_character_no_font_has_is_reported_not_silently_boxed():
 
 
 def test_the_sheet_is_transparent_around_opaque_images_and_label_plates():
-    red = Image.new("RGB", (60, 30), "red")                  # fitted to the cell: 76 x 38
+    red = Image.new("RGB", (60, 30), "red")  # fitted to the cell: 76 x 38
     image = sheet.contact_sheet([red, None], labels=["one", "two"], columns=2, cell=80, title="a title")
     assert image.mode == "RGBA" and image.size == (160, 22 + 80 + 16)
     pixels = np.asarray(image)
-    assert pixels[22 + 10, 40, 3] == 0                      # the background shows the page behind it
-    assert tuple(pixels[22 + 40, 40]) == (255, 0, 0, 255)   # images are pasted opaque
-    assert tuple(pixels[22 + 40, 3]) == (255, 0, 0, 255)    # and enlarged to fill the cell
-    assert pixels[22 + 40, 80 + 40, 3] == 0                 # an empty cell stays empty
-    assert pixels[22 + 80 + 8, 3, 3] > 200                  # the label sits on an opaque light plate
+    assert pixels[22 + 10, 40, 3] == 0  # the background shows the page behind it
+    assert tuple(pixels[22 + 40, 40]) == (255, 0, 0, 255)  # images are pasted opaque
+    assert tuple(pixels[22 + 40, 3]) == (255, 0, 0, 255)  # and enlarged to fill the cell
+    assert pixels[22 + 40, 80 + 40, 3] == 0  # an empty cell stays empty
+    assert pixels[22 + 80 + 8, 3, 3] > 200  # the label sits on an opaque light plate
     assert pixels[22 + 80 + 8, 3, :3].min() > 200
 
 

@@ -32,9 +32,9 @@ def test_a_folder_preset_takes_its_limits_from_the_model(folder):
 def test_a_64px_model_folder_paints_at_64px(folder):
     studio = kit.Studio(preset=str(folder))
     studio.progress_bar = False
-    art, = studio.generate("portrait", seed=2, size=64, steps=1, guidance=0)
+    (art,) = studio.generate("portrait", seed=2, size=64, steps=1, guidance=0)
     assert art.image.size == (64, 64) and (art.record.width, art.record.height) == (64, 64)
-    default, = studio.generate("portrait", seed=2, steps=1, guidance=0)  # no size: the model's native size
+    (default,) = studio.generate("portrait", seed=2, steps=1, guidance=0)  # no size: the model's native size
     assert default.image.size == (64, 64)
 
 
@@ -46,14 +46,17 @@ def test_a_size_the_model_cannot_take_is_refused_before_loading(folder, size):
     assert studio.loaded == ()
 
 
-@pytest.mark.parametrize("sample_size, vae_levels, expected", [
-    (64, 4, (512, 256, 1024)),    # sd-turbo, SD 2.1 base
-    (96, 4, (768, 384, 1536)),    # SD 2.1 at 768 px
-    (128, 4, (1024, 512, 2048)),  # SDXL base
-    ([64, 96], 4, (768, 384, 1536)),  # (height, width) latents: the longer side
-    (16, 3, (64, 32, 128)),       # the tiny preset's UNet and VAE
-    (5, 3, (16, 16, 40)),         # odd sizes round to multiples of 8, inside the range
-])
+@pytest.mark.parametrize(
+    "sample_size, vae_levels, expected",
+    [
+        (64, 4, (512, 256, 1024)),  # sd-turbo, SD 2.1 base
+        (96, 4, (768, 384, 1536)),  # SD 2.1 at 768 px
+        (128, 4, (1024, 512, 2048)),  # SDXL base
+        ([64, 96], 4, (768, 384, 1536)),  # (height, width) latents: the longer side
+        (16, 3, (64, 32, 128)),  # the tiny preset's UNet and VAE
+        (5, 3, (16, 16, 40)),  # odd sizes round to multiples of 8, inside the range
+    ],
+)
 def test_limits_follow_sample_size_and_vae_scale(tmp_path, sample_size, vae_levels, expected):
     sizes = presets.model_sizes(*write_configs(tmp_path, sample_size, vae_levels))
     assert (sizes["size"], sizes["min_size"], sizes["max_size"]) == expected

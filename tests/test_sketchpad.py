@@ -36,15 +36,17 @@ def pixel(image, x, y):
 
 def test_strokes_set_as_state_are_the_pixels_the_model_gets(ui):
     assert ui.size == (256, 256) and ui.stroke_count == 0
-    ui.strokes = [line([(20, 30), (100, 30)], size=6),             # a red line
-                  line([(150, 150)], size=10, color="#0000ff"),      # a blue dot
-                  line([(60, 10), (60, 50)], size=4, erase=True)]    # rubbed out across the line
+    ui.strokes = [
+        line([(20, 30), (100, 30)], size=6),  # a red line
+        line([(150, 150)], size=10, color="#0000ff"),  # a blue dot
+        line([(60, 10), (60, 50)], size=4, erase=True),
+    ]  # rubbed out across the line
     assert ui.canvas.strokes == ui.strokes and ui.stroke_count == 3 and "3 strokes" in ui.count.value
     picture = ui.drawing()
     assert picture.size == (256, 256) and picture.mode == "RGB"
     assert pixel(picture, 40, 30) == RED and pixel(picture, 40, 29) == RED and pixel(picture, 40, 31) == RED
-    assert pixel(picture, 40, 36) == WHITE and pixel(picture, 10, 30) == WHITE      # beyond its width and its end
-    assert pixel(picture, 60, 30) == WHITE                                          # the eraser's path
+    assert pixel(picture, 40, 36) == WHITE and pixel(picture, 10, 30) == WHITE  # beyond its width and its end
+    assert pixel(picture, 60, 30) == WHITE  # the eraser's path
     assert pixel(picture, 150, 150) == (0, 0, 255) and pixel(picture, 150, 158) == WHITE
     # strokes drawn in the browser arrive the same way: through the canvas's trait
     ui.canvas.strokes = [*ui.canvas.strokes, line([(200, 200), (220, 200)], color="#00ff00")]
@@ -116,7 +118,7 @@ def test_live_mode_renders_once_after_quick_strokes_and_keep_decodes_the_preview
     assert studio.previews_first and preview.record.decoder == "taesd" and ui.showing == "preview"
     ui.keep()
     ui.wait()
-    kept, = ui.kept
+    (kept,) = ui.kept
     assert kept.record.decoder == "vae" and ui.artwork is kept and ui.showing == "full"
     assert kept.record.seed == preview.record.seed and kept.record.restyle == preview.record.restyle
     assert len(ui.gallery) == 1 and ui.renders == 1  # Keep is not a new live render
@@ -193,18 +195,28 @@ def test_strokes_that_are_not_strokes_are_named(ui):
     assert "strokes[0].color must be '#rrggbb'" in ui.error
 
 
-@pytest.mark.parametrize("source, says", [
-    (b"this is not a picture", "photo"),
-    ("huge", "too large"),
-])
+@pytest.mark.parametrize(
+    "source, says",
+    [
+        (b"this is not a picture", "photo"),
+        ("huge", "too large"),
+    ],
+)
 def test_a_bad_or_huge_upload_is_shown_and_the_drawing_stays(ui, source, says):
     if source == "huge":  # 48 million pixels in a small file: refused from its header
         buffer = io.BytesIO()
         Image.new("1", (8000, 6000)).save(buffer, format="PNG")
         source = buffer.getvalue()
     ui.strokes = [line([(10, 10), (90, 90)])]
-    ui.upload.value = ({"name": "upload.png", "type": "image/png", "size": len(source), "content": memoryview(source),
-                        "last_modified": datetime.now(timezone.utc)},)
+    ui.upload.value = (
+        {
+            "name": "upload.png",
+            "type": "image/png",
+            "size": len(source),
+            "content": memoryview(source),
+            "last_modified": datetime.now(timezone.utc),
+        },
+    )
     assert says in ui.error and ui.photo is None and ui.stroke_count == 1
     assert ui.upload.value == ()  # ready for the next file
     ui.load_photo(Image.new("RGBA", (64, 64), (0, 0, 0, 0)))  # transparent: on white, as the one reader does
@@ -241,9 +253,9 @@ def test_a_painted_mask_is_exactly_what_restore_records_and_the_overlay_shows(st
     # the painted pixels, checked without the rasteriser: inside the line's width and the dot, and not beyond
     assert painted[40, 12:49].all() and painted[38:43, 30].all() and painted[8, 27:34].all()
     assert not painted[45:, :].any() and not painted[:, :5].any() and not painted[20:30, :].any()
-    assert np.array_equal(np.asarray(restore.mask_of(art)) == 255, painted)   # the record keeps exactly them
+    assert np.array_equal(np.asarray(restore.mask_of(art)) == 255, painted)  # the record keeps exactly them
     changed = np.any(np.asarray(art.overlay) != np.asarray(art.image), axis=2)
-    assert np.array_equal(changed, painted)                                    # and the overlay shows exactly them
+    assert np.array_equal(changed, painted)  # and the overlay shows exactly them
     kept_outside = np.asarray(art.image)[~painted] == np.asarray(damaged)[~painted]
     assert kept_outside.all() and len(ui.gallery) == 1 and ui.kept == [art]
     assert f"{ui.stroke_count} strokes" in ui.caption.value

@@ -13,8 +13,8 @@ def pixels(art):
 
 
 def test_same_seed_same_pixels_and_a_complete_record(studio):
-    a, = studio.generate("portrait of an elder", seed=11)
-    b, = studio.generate("portrait of an elder", seed=11)
+    (a,) = studio.generate("portrait of an elder", seed=11)
+    (b,) = studio.generate("portrait of an elder", seed=11)
     assert np.array_equal(pixels(a), pixels(b))
     r = a.record
     assert (r.kind, r.prompt, r.seed, r.preset) == ("generate", "portrait of an elder", 11, "tiny")
@@ -26,8 +26,8 @@ def test_same_seed_same_pixels_and_a_complete_record(studio):
 
 
 def test_other_seed_other_pixels(studio):
-    a, = studio.generate("portrait of an elder", seed=1)
-    b, = studio.generate("portrait of an elder", seed=2)
+    (a,) = studio.generate("portrait of an elder", seed=1)
+    (b,) = studio.generate("portrait of an elder", seed=2)
     assert not np.array_equal(pixels(a), pixels(b))
 
 
@@ -39,31 +39,31 @@ def test_batch_uses_consecutive_seeds_and_each_image_replays_exactly(studio, tmp
     loaded = kit.load(arts[1].save(tmp_path))
     again = studio.render(loaded.record)
     assert np.array_equal(pixels(again), pixels(arts[1]))
-    alone, = studio.generate("a weaver at her loom", seed=41)
+    (alone,) = studio.generate("a weaver at her loom", seed=41)
     assert "batch" not in alone.record.extra
     # alone or in a batch, the picture is the same up to the last bit of arithmetic
     assert np.abs(pixels(alone).astype(int) - pixels(arts[1])).max() <= 2
 
 
 def test_seed_none_draws_and_records_a_seed(studio):
-    a, = studio.generate("a drummer", seed=None)
-    again, = studio.generate("a drummer", seed=a.record.seed)
+    (a,) = studio.generate("a drummer", seed=None)
+    (again,) = studio.generate("a drummer", seed=a.record.seed)
     assert np.array_equal(pixels(a), pixels(again))
 
 
 def test_style_composes_the_prompt_from_the_catalogue(studio):
-    art, = studio.generate("portrait of an elder", style="ukiyo-e", seed=5)
+    (art,) = studio.generate("portrait of an elder", style="ukiyo-e", seed=5)
     style = kit.styles.get("ukiyo-e")
     assert art.record.style == "ukiyo-e"
     assert art.record.subject == "portrait of an elder"
     assert art.record.prompt == style.compose("portrait of an elder")
-    plain, = studio.generate("portrait of an elder", seed=5)
+    (plain,) = studio.generate("portrait of an elder", seed=5)
     assert not np.array_equal(pixels(art), pixels(plain))
 
 
 def test_preview_decodes_with_taesd_and_says_so(studio):
-    full, = studio.generate("a potter", seed=3)
-    fast, = studio.generate("a potter", seed=3, preview=True)
+    (full,) = studio.generate("a potter", seed=3)
+    (fast,) = studio.generate("a potter", seed=3, preview=True)
     assert fast.record.decoder == "taesd" and full.record.decoder == "vae"
     assert fast.image.size == full.image.size
     assert not np.array_equal(pixels(full), pixels(fast))
@@ -71,9 +71,13 @@ def test_preview_decodes_with_taesd_and_says_so(studio):
 
 def test_on_preview_shows_the_taesd_pictures_first_then_returns_the_full_images(studio):
     shown, order = [], []
-    arts = studio.generate("a potter", seed=3, n=2,
-                           on_step=lambda done, total: order.append("step"),
-                           on_preview=lambda images: (shown.extend(images), order.append("preview")))
+    arts = studio.generate(
+        "a potter",
+        seed=3,
+        n=2,
+        on_step=lambda done, total: order.append("step"),
+        on_preview=lambda images: (shown.extend(images), order.append("preview")),
+    )
     fast = studio.generate("a potter", seed=3, n=2, preview=True)
     full = studio.generate("a potter", seed=3, n=2)
     assert order[-1] == "preview" and order.count("preview") == 1  # once per batch, after the last step
@@ -102,7 +106,7 @@ def test_without_a_loadable_preview_decoder_the_full_image_comes_as_always(tmp_p
     s.progress_bar = False
     shown = []
     with pytest.warns(UserWarning, match="no fast preview first"):
-        art, = s.generate("a potter", seed=3, size=64, on_preview=shown.append)
+        (art,) = s.generate("a potter", seed=3, size=64, on_preview=shown.append)
     assert shown == [] and art.record.decoder == "vae"
 
 
@@ -136,13 +140,13 @@ def test_bfloat16_is_the_cpu_default_only_where_the_cpu_computes_it(tmp_path):
 
 
 def test_size_and_guidance_are_used(studio):
-    art, = studio.generate("a potter", seed=3, size=(96, 64), guidance=3.0, negative="blurry", steps=1)
+    (art,) = studio.generate("a potter", seed=3, size=(96, 64), guidance=3.0, negative="blurry", steps=1)
     assert art.image.size == (96, 64)
     assert (art.record.width, art.record.height, art.record.guidance, art.record.negative) == (96, 64, 3.0, "blurry")
 
 
 def test_replay_reproduces_the_saved_image(studio, tmp_path):
-    art, = studio.generate("portrait of a fisherman", seed=9, n=1)
+    (art,) = studio.generate("portrait of a fisherman", seed=9, n=1)
     path = art.save(tmp_path)
     result = kit.replay(path, studio)
     assert result.match and result.max_abs_diff == 0
@@ -248,10 +252,10 @@ def test_local_folder_preset_loads_through_from_pretrained(tmp_path):
     assert preset.model == str(folder) and preset.family == "sd"
     s = kit.Studio(preset=str(folder))
     s.progress_bar = False
-    art, = s.generate("portrait", seed=4, size=128, steps=1, guidance=0)
+    (art,) = s.generate("portrait", seed=4, size=128, steps=1, guidance=0)
     ref = kit.Studio(preset="tiny", dtype=s.dtype)  # a folder follows the CPU's dtype choice; tiny keeps float32
     ref.progress_bar = False
-    same, = ref.generate("portrait", seed=4, size=128, steps=1, guidance=0)
+    (same,) = ref.generate("portrait", seed=4, size=128, steps=1, guidance=0)
     assert np.array_equal(pixels(art), pixels(same))
 
 
@@ -260,12 +264,20 @@ def test_a_preset_of_local_folders_restores_offline_with_its_inpainting_folder(t
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     root = tiny.ensure_saved(tmp_path)
-    preset = presets.Preset(name="folders", model=str(root / "pipeline"), preview=str(root / "taesd"),
-                            inpaint=str(root / "inpaint"), size=64, min_size=32, max_size=128, steps=2)
+    preset = presets.Preset(
+        name="folders",
+        model=str(root / "pipeline"),
+        preview=str(root / "taesd"),
+        inpaint=str(root / "inpaint"),
+        size=64,
+        min_size=32,
+        max_size=128,
+        steps=2,
+    )
     assert presets.cached(preset) == {"pipeline": True, "preview": True, "inpaint": True, "clip": False}
     s = kit.Studio(preset=preset, dtype="float32")
     s.progress_bar = False
-    art, = s.generate("portrait", seed=4)
+    (art,) = s.generate("portrait", seed=4)
     damaged, mask = restore.damage(art.image, "holes", seed=1, amount=0.1)
     restored = s.restore(damaged, mask, prompt="portrait", seed=0)
     assert restored.record.kind == "restore" and s.loaded == ("pipeline", "inpaint")

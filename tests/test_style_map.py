@@ -9,9 +9,23 @@ import kit
 from kit.fusion import MAX_STYLES
 from kit.widgets import FusionMixer, PromptStudio, StyleMap
 
-STYLES = ["ukiyo-e", "art-deco", "mughal-miniature", "byzantine-icon", "madhubani", "cubism",
-          "fayum-portraits", "thangka", "mexican-muralism", "impressionism", "gongbi", "tingatinga",
-          "ta-moko", "dong-ho-painting", "iznik-pottery"]
+STYLES = [
+    "ukiyo-e",
+    "art-deco",
+    "mughal-miniature",
+    "byzantine-icon",
+    "madhubani",
+    "cubism",
+    "fayum-portraits",
+    "thangka",
+    "mexican-muralism",
+    "impressionism",
+    "gongbi",
+    "tingatinga",
+    "ta-moko",
+    "dong-ho-painting",
+    "iznik-pottery",
+]
 
 
 @pytest.fixture(scope="module")
@@ -87,14 +101,14 @@ def test_one_style_cannot_be_fused(ui):
 def test_a_container_whose_map_takes_the_width_it_is_given(ui):
     assert isinstance(ui, W.VBox) and W.HBox(children=[ui]).children == (ui,)
     layout = ui.figure.layout
-    assert layout.width is None and layout.height                 # the width follows the panel
-    assert layout.legend.orientation == "h"                        # a long legend goes under the map
+    assert layout.width is None and layout.height  # the width follows the panel
+    assert layout.legend.orientation == "h"  # a long legend goes under the map
     assert layout.paper_bgcolor == "rgba(0,0,0,0)" and layout.plot_bgcolor == "rgba(0,0,0,0)"
-    assert not layout.title.text and "Style atlas" in ui.title.value   # the title is clear of the toolbar
-    ui.figure._view_count = 1          # a browser shows the figure: plotly is asked to measure its space
+    assert not layout.title.text and "Style atlas" in ui.title.value  # the title is clear of the toolbar
+    ui.figure._view_count = 1  # a browser shows the figure: plotly is asked to measure its space
     assert layout.autosize is True and layout.width is None
     for button in (ui.to_studio, ui.to_mixer, ui.fuse_button):
-        assert button.layout.width == "auto"                       # never cut off
+        assert button.layout.width == "auto"  # never cut off
     assert ui.thumbnail.layout.display == "none" and ui.result.layout.display == "none"
 
 
@@ -107,7 +121,7 @@ def test_cards_show_names_in_every_script(ui):
 def test_the_map_observes_the_studios_artworks_trait(ui, atlas):
     before = len(atlas)
     art = kit.Artwork(Image.new("RGB", (64, 64), "teal"), kit.Record(prompt="a teal square", seed=5))
-    ui.prompt_studio.artworks = [*ui.prompt_studio.artworks, art]   # any change of the trait, not only Generate
+    ui.prompt_studio.artworks = [*ui.prompt_studio.artworks, art]  # any change of the trait, not only Generate
     assert len(atlas) == before + 1 and ui.point_count == len(atlas)
     assert atlas.points[-1]["label"] == "a teal square"
 
@@ -116,8 +130,8 @@ def test_a_lasso_of_many_styles_fuses_as_many_as_the_engine_allows(ui, studio, m
     asked = []
     made = kit.Artwork(Image.new("RGB", (64, 64), "teal"), kit.Record(prompt="a fusion", seed=5))
     monkeypatch.setattr(studio, "fuse", lambda weights, subject, **options: asked.append(weights) or made)
-    ui.lasso(STYLES[:MAX_STYLES + 2])
-    assert ui.lassoed == STYLES[:MAX_STYLES + 2] and not ui.fuse_button.disabled
+    ui.lasso(STYLES[: MAX_STYLES + 2])
+    assert ui.lassoed == STYLES[: MAX_STYLES + 2] and not ui.fuse_button.disabled
     ui.fuse_button.click()
     ui.wait()
     assert list(asked[0]) == STYLES[:MAX_STYLES]

@@ -16,26 +16,69 @@ INHABITED_CONTINENTS = {"Africa", "Asia", "Europe", "North America", "South Amer
 
 # traditions the catalogue promises to include, by id
 NAMED = [
-    "ukiyo-e", "mughal-miniature", "madhubani", "kalighat", "thangka", "gongbi", "minhwa",
-    "persian-miniature", "ottoman-illumination", "ethiopian-icon", "tingatinga", "ndebele-wall-painting",
-    "yoruba-beadwork", "fayum-portraits", "byzantine-icon", "maya-murals", "huichol-yarn-painting",
-    "mexican-muralism", "haitian-naive", "inuit-printmaking", "coast-salish", "northwest-coast-formline",
-    "western-desert-painting", "arnhem-land-bark-painting", "maori-kowhaiwhai",
-    "renaissance", "baroque", "impressionism", "cubism", "art-deco",
+    "ukiyo-e",
+    "mughal-miniature",
+    "madhubani",
+    "kalighat",
+    "thangka",
+    "gongbi",
+    "minhwa",
+    "persian-miniature",
+    "ottoman-illumination",
+    "ethiopian-icon",
+    "tingatinga",
+    "ndebele-wall-painting",
+    "yoruba-beadwork",
+    "fayum-portraits",
+    "byzantine-icon",
+    "maya-murals",
+    "huichol-yarn-painting",
+    "mexican-muralism",
+    "haitian-naive",
+    "inuit-printmaking",
+    "coast-salish",
+    "northwest-coast-formline",
+    "western-desert-painting",
+    "arnhem-land-bark-painting",
+    "maori-kowhaiwhai",
+    "renaissance",
+    "baroque",
+    "impressionism",
+    "cubism",
+    "art-deco",
 ]
 
 # traditions that must carry the sensitive flag and a note
 MUST_BE_SENSITIVE = [
-    "thangka", "western-desert-painting", "arnhem-land-bark-painting", "kimberley-rock-art",
-    "huichol-yarn-painting", "coast-salish", "northwest-coast-formline", "inuit-printmaking",
-    "navajo-sandpainting", "maori-kowhaiwhai", "ta-moko", "ethiopian-icon", "byzantine-icon",
+    "thangka",
+    "western-desert-painting",
+    "arnhem-land-bark-painting",
+    "kimberley-rock-art",
+    "huichol-yarn-painting",
+    "coast-salish",
+    "northwest-coast-formline",
+    "inuit-printmaking",
+    "navajo-sandpainting",
+    "maori-kowhaiwhai",
+    "ta-moko",
+    "ethiopian-icon",
+    "byzantine-icon",
 ]
 
 GOOD_ROW = {
-    "id": "test-style", "name": "Test style", "region": "Eastern Asia", "continent": "Asia",
-    "place": "Japan", "era_start": "1700", "era_end": "1800", "medium": "ink on paper",
-    "description": "A style used by the tests.", "prompt": "{subject}, test style",
-    "reference": "Test", "sensitive": "false", "note": "",
+    "id": "test-style",
+    "name": "Test style",
+    "region": "Eastern Asia",
+    "continent": "Asia",
+    "place": "Japan",
+    "era_start": "1700",
+    "era_end": "1800",
+    "medium": "ink on paper",
+    "description": "A style used by the tests.",
+    "prompt": "{subject}, test style",
+    "reference": "Test",
+    "sensitive": "false",
+    "note": "",
 }
 
 
@@ -60,6 +103,7 @@ def load_error(tmp_path, rows) -> str:
 
 
 # ------------------------------------------------------------------ coverage
+
 
 def test_catalogue_is_large_and_covers_every_inhabited_continent():
     cover = styles.coverage()
@@ -138,6 +182,7 @@ def test_style_is_exposed_at_the_top_level():
 
 # ------------------------------------------------------------------ Style
 
+
 def test_compose_fills_the_template_with_a_stripped_subject():
     style = styles.get("ukiyo-e")
     text = style.compose("  portrait of an elder \n")
@@ -161,17 +206,20 @@ def test_styles_are_frozen():
         styles.get("ukiyo-e").name = "other"
 
 
-@pytest.mark.parametrize("start, end, expected", [
-    (1670, 1900, "c. 1670–1900"),
-    (1907, 1925, "1907–1925"),
-    (1971, None, "1971–today"),
-    (1920, 1933, "c. 1920–1933"),
-    (-1700, -1450, "c. 1700–1450 BCE"),
-    (-30, 250, "c. 30 BCE–250 CE"),
-    (477, 495, "c. 477–495 CE"),
-    (618, None, "c. 618 CE–today"),
-    (-500, -500, "c. 500 BCE"),
-])
+@pytest.mark.parametrize(
+    "start, end, expected",
+    [
+        (1670, 1900, "c. 1670–1900"),
+        (1907, 1925, "1907–1925"),
+        (1971, None, "1971–today"),
+        (1920, 1933, "c. 1920–1933"),
+        (-1700, -1450, "c. 1700–1450 BCE"),
+        (-30, 250, "c. 30 BCE–250 CE"),
+        (477, 495, "c. 477–495 CE"),
+        (618, None, "c. 618 CE–today"),
+        (-500, -500, "c. 500 BCE"),
+    ],
+)
 def test_era_reads_naturally(start, end, expected):
     style = styles.Style(**{**GOOD_ROW, "era_start": start, "era_end": end, "sensitive": False})
     assert style.era == expected
@@ -183,6 +231,7 @@ def test_reference_gives_a_wikipedia_url():
 
 
 # ------------------------------------------------------------------ get / search
+
 
 def test_get_ignores_case_and_spaces_and_passes_styles_through():
     style = styles.get("  Ukiyo-E ")
@@ -224,12 +273,22 @@ def test_search_over_a_loaded_catalogue(tmp_path):
 
 # ------------------------------------------------------------------ load / validation
 
+
 def test_load_a_valid_researcher_catalogue(tmp_path):
-    path = write_csv(tmp_path, [
-        {},
-        {"id": "living-one", "era_end": "", "region": "Polynesia", "continent": "Oceania",
-         "sensitive": "TRUE", "note": "Handle with care."},
-    ])
+    path = write_csv(
+        tmp_path,
+        [
+            {},
+            {
+                "id": "living-one",
+                "era_end": "",
+                "region": "Polynesia",
+                "continent": "Oceania",
+                "sensitive": "TRUE",
+                "note": "Handle with care.",
+            },
+        ],
+    )
     loaded = styles.load(path)
     assert [s.id for s in loaded] == ["test-style", "living-one"]
     assert loaded[0].era_start == 1700 and loaded[0].era_end == 1800 and loaded[0].sensitive is False
@@ -265,14 +324,17 @@ def test_continent_must_match_region(tmp_path):
     assert "unknown continent 'Atlantis'" in message and "Oceania" in message
 
 
-@pytest.mark.parametrize("row, field, words", [
-    ({"era_start": "1900", "era_end": "1800"}, "era_end", "era_start must be <= era_end"),
-    ({"era_start": "-50000"}, "era_start", "-40000"),
-    ({"era_end": "3000"}, "era_end", "out of range"),
-    ({"era_start": "1600s"}, "era_start", "not a whole year"),
-    ({"era_start": "500 BCE"}, "era_start", "negative for BCE"),
-    ({"era_end": "1850.5"}, "era_end", "not a whole year"),
-])
+@pytest.mark.parametrize(
+    "row, field, words",
+    [
+        ({"era_start": "1900", "era_end": "1800"}, "era_end", "era_start must be <= era_end"),
+        ({"era_start": "-50000"}, "era_start", "-40000"),
+        ({"era_end": "3000"}, "era_end", "out of range"),
+        ({"era_start": "1600s"}, "era_start", "not a whole year"),
+        ({"era_start": "500 BCE"}, "era_start", "negative for BCE"),
+        ({"era_end": "1850.5"}, "era_end", "not a whole year"),
+    ],
+)
 def test_bad_years(tmp_path, row, field, words):
     message = load_error(tmp_path, [row])
     assert f"row 2, field '{field}'" in message and words in message
@@ -337,6 +399,7 @@ def test_unreadable_and_empty_files(tmp_path):
 
 # ------------------------------------------------------------------ the classification table (JSON)
 
+
 def write_table(tmp_path, **changes):
     """The shipped classification table with top-level keys changed (None removes one), written to tmp_path."""
     table = json.loads(styles.CLASSIFICATION_PATH.read_text(encoding="utf-8"))
@@ -366,40 +429,52 @@ def test_the_shipped_classification_groups_every_catalogue_style():
 
 
 def test_a_researchers_classification_table_is_read(tmp_path):
-    path = write_table(tmp_path, era_bins=[{"before": 0, "label": "BCE"}, {"before": None, "label": "CE"}],
-                       medium_overrides=None)
+    path = write_table(
+        tmp_path, era_bins=[{"before": 0, "label": "BCE"}, {"before": None, "label": "CE"}], medium_overrides=None
+    )
     table = styles.load_classification(path)
     assert [table.era_bin(y) for y in (-1, 0, None)] == ["BCE", "CE", "unlabelled"]
     assert table.medium_family("tattoo") == "other"  # no overrides: nothing names tattoo
 
 
 def test_every_classification_problem_is_listed_at_once(tmp_path):
-    path = write_table(tmp_path,
-                       era_bins=[{"before": 1500, "label": "early"}, {"before": 1500, "label": "early"},
-                                 {"before": "1800", "label": "x"}, {"before": 1900, "label": "late"}],
-                       medium_families={"print": ["Woodcut", " ink"], "paint": []},
-                       medium_overrides=[{"family": "tattoo"}],
-                       other_medium="print")
+    path = write_table(
+        tmp_path,
+        era_bins=[
+            {"before": 1500, "label": "early"},
+            {"before": 1500, "label": "early"},
+            {"before": "1800", "label": "x"},
+            {"before": 1900, "label": "late"},
+        ],
+        medium_families={"print": ["Woodcut", " ink"], "paint": []},
+        medium_overrides=[{"family": "tattoo"}],
+        other_medium="print",
+    )
     message = classification_error(path)
-    for words in ("era_bins[1].before': 1500 is not after the previous bin's 1500",
-                  "era_bins[2].before': must be a whole year",
-                  "era_bins[3].before': the last bin runs to today, so it must be null",
-                  "every bin needs a label of its own",
-                  "medium_families[\"print\"][0]': 'Woodcut' must be lowercase",
-                  "medium_families[\"print\"][1]'",
-                  "medium_families[\"paint\"]': must be a non-empty list",
-                  "medium_overrides[0]': must be an object with the keys 'family' and 'contains'",
-                  "other_medium': 'print' is already a family"):
+    for words in (
+        "era_bins[1].before': 1500 is not after the previous bin's 1500",
+        "era_bins[2].before': must be a whole year",
+        "era_bins[3].before': the last bin runs to today, so it must be null",
+        "every bin needs a label of its own",
+        "medium_families[\"print\"][0]': 'Woodcut' must be lowercase",
+        'medium_families["print"][1]\'',
+        'medium_families["paint"]\': must be a non-empty list',
+        "medium_overrides[0]': must be an object with the keys 'family' and 'contains'",
+        "other_medium': 'print' is already a family",
+    ):
         assert words in message, words
     assert "9 problem(s) in the classification table" in message
 
 
-@pytest.mark.parametrize("text, words", [
-    ('{"era_bins": [], "era_bins": []}', "the key 'era_bins' is written twice"),
-    ('{"era_bins": [', "not valid JSON: Expecting value at line 1"),
-    ('[1, 2]', "must be one JSON object"),
-    ('{"era_bins": [], "colours": {}}', "unknown key 'colours'; allowed: about, era_bins"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ('{"era_bins": [], "era_bins": []}', "the key 'era_bins' is written twice"),
+        ('{"era_bins": [', "not valid JSON: Expecting value at line 1"),
+        ("[1, 2]", "must be one JSON object"),
+        ('{"era_bins": [], "colours": {}}', "unknown key 'colours'; allowed: about, era_bins"),
+    ],
+)
 def test_a_malformed_classification_file_is_named_and_explained(tmp_path, text, words):
     path = tmp_path / "classes.json"
     path.write_text(text, encoding="utf-8")
@@ -413,10 +488,12 @@ def test_unreadable_classification_files(tmp_path):
     latin.write_bytes('{"other_medium": "caf\xe9"}'.encode("latin-1"))
     assert "not valid UTF-8" in classification_error(latin)
     assert "'unlabelled' is kept for points without a value" in classification_error(
-        write_table(tmp_path, other_medium="unlabelled"))
+        write_table(tmp_path, other_medium="unlabelled")
+    )
 
 
 # ------------------------------------------------------------------ lightness
+
 
 def test_import_is_light():
     code = textwrap.dedent("""

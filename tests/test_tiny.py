@@ -53,7 +53,28 @@ HAND_WRITTEN = [
 
 SUBJECTS = ["portrait of an elder", "a young dancer", "a fisherman", "Queen", "self-portrait", "a child reading"]
 STYLES = ["ukiyo-e", "Art Deco", "Madhubani", "Aboriginal dot painting", "Benin bronze", "Persian miniature"]
-EXTRAS = ["é", "ñ", "ü", "ç", "ß", "北斎", "🎨", "👩🏾", "क", "ع", "Σ", "!", "?", "&amp;", "“", "’", "ﬁ", "Ａ", "\t", "  "]
+EXTRAS = [
+    "é",
+    "ñ",
+    "ü",
+    "ç",
+    "ß",
+    "北斎",
+    "🎨",
+    "👩🏾",
+    "क",
+    "ع",
+    "Σ",
+    "!",
+    "?",
+    "&amp;",
+    "“",
+    "’",
+    "ﬁ",
+    "Ａ",
+    "\t",
+    "  ",
+]
 
 
 def generated_prompts(count=300, seed=0):
@@ -101,7 +122,11 @@ def kit_ids(tokenizer, text):
 
 
 def mismatches(tokenizer, reference):
-    return [(text, reference(text), kit_ids(tokenizer, text)) for text in PROMPTS if reference(text) != kit_ids(tokenizer, text)]
+    return [
+        (text, reference(text), kit_ids(tokenizer, text))
+        for text in PROMPTS
+        if reference(text) != kit_ids(tokenizer, text)
+    ]
 
 
 # ---------------------------------------------------------------- tokenizer
@@ -163,8 +188,23 @@ PINNED_IDS = {
     "a ! b !! c!!!": [49406, 320, 256, 321, 748, 322, 995, 49407],
     "Hello, WORLD! it's 3:45pm": [49406, 3306, 267, 1002, 256, 585, 568, 274, 281, 275, 276, 990, 49407],
     "portrait of an elder, ukiyo-e style": [49406, 5352, 539, 550, 14416, 267, 37435, 3497, 268, 324, 1844, 49407],
-    "café naïve “quoted” &amp; more": [49406, 15304, 1097, 35689, 563, 728, 506, 27706, 728, 507, 261, 6259, 282, 750,
-                                       49407],
+    "café naïve “quoted” &amp; more": [
+        49406,
+        15304,
+        1097,
+        35689,
+        563,
+        728,
+        506,
+        27706,
+        728,
+        507,
+        261,
+        6259,
+        282,
+        750,
+        49407,
+    ],
 }
 
 
@@ -331,8 +371,17 @@ def test_inpaint_runs():
     mask = Image.new("L", (64, 64), 0)
     mask.paste(255, (16, 16, 48, 48))
     generator = torch.Generator().manual_seed(0)
-    out = pipe("restore", image=image, mask_image=mask, num_inference_steps=1, strength=1.0, guidance_scale=0.0,
-               height=64, width=64, generator=generator).images[0]
+    out = pipe(
+        "restore",
+        image=image,
+        mask_image=mask,
+        num_inference_steps=1,
+        strength=1.0,
+        guidance_scale=0.0,
+        height=64,
+        width=64,
+        generator=generator,
+    ).images[0]
     assert isinstance(out, Image.Image) and out.size == (64, 64)
 
 
@@ -360,8 +409,15 @@ def test_save_round_trip(saved):
 
     def render(pipe):
         generator = torch.Generator().manual_seed(7)
-        return pipe("ukiyo-e portrait", num_inference_steps=2, guidance_scale=2.0, height=64, width=64,
-                    generator=generator, output_type="np").images
+        return pipe(
+            "ukiyo-e portrait",
+            num_inference_steps=2,
+            guidance_scale=2.0,
+            height=64,
+            width=64,
+            generator=generator,
+            output_type="np",
+        ).images
 
     assert np.array_equal(render(built), render(loaded))
 

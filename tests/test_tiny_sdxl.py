@@ -63,8 +63,16 @@ def test_the_pooled_text_and_the_time_ids_reach_the_unet(studio):
     noise = studio.noise([1], 64, 64)
 
     def latents(**changes):
-        call = dict(red, latents=noise.clone(), num_inference_steps=2, guidance_scale=0.0, height=64, width=64,
-                    output_type="latent", **changes)
+        call = dict(
+            red,
+            latents=noise.clone(),
+            num_inference_steps=2,
+            guidance_scale=0.0,
+            height=64,
+            width=64,
+            output_type="latent",
+            **changes,
+        )
         with torch.inference_mode():
             return studio.pipe(**call).images
 
@@ -76,12 +84,12 @@ def test_the_pooled_text_and_the_time_ids_reach_the_unet(studio):
 
 
 def test_generate_records_the_preset_and_replays_to_the_same_pixels(studio, tmp_path):
-    art, = studio.generate(PROMPT, seed=7)
+    (art,) = studio.generate(PROMPT, seed=7)
     r = art.record
     assert (r.preset, r.model, r.kind, r.seed) == ("tiny-sdxl", "kit-tiny-sdxl", "generate", 7)
     assert r.revision == studio.revision("pipeline") and art.image.size == (64, 64)
     assert pixels(art).std() > 1  # a picture, not a flat or black square
-    other, = studio.generate("a fisherman in a blue coat", seed=7)
+    (other,) = studio.generate("a fisherman in a blue coat", seed=7)
     assert not same(art, other)  # the prompt reaches the picture
     result = kit.replay(art.save(tmp_path), studio)
     assert result.match and result.max_abs_diff == 0
@@ -89,7 +97,7 @@ def test_generate_records_the_preset_and_replays_to_the_same_pixels(studio, tmp_
 
 def test_a_fresh_studio_for_the_record_replays_it(studio, tmp_path):
     """A saved picture names its preset: a studio made for the record loads tiny-sdxl again, bit for bit."""
-    art, = studio.generate(PROMPT, seed=3, n=2)[1:]  # made in a batch of two: replayed with its batch-mate
+    (art,) = studio.generate(PROMPT, seed=3, n=2)[1:]  # made in a batch of two: replayed with its batch-mate
     path = art.save(tmp_path)
     fresh = kit.Studio.for_record(path)
     fresh.progress_bar = False
@@ -99,23 +107,23 @@ def test_a_fresh_studio_for_the_record_replays_it(studio, tmp_path):
 
 
 def test_preview_decodes_with_the_tiny_taesd(studio):
-    full, = studio.generate(PROMPT, seed=5)
-    fast, = studio.generate(PROMPT, seed=5, preview=True)
+    (full,) = studio.generate(PROMPT, seed=5)
+    (fast,) = studio.generate(PROMPT, seed=5, preview=True)
     assert fast.record.decoder == "taesd" and "preview" in studio.loaded
     assert fast.image.size == full.image.size and not same(fast, full)
 
 
 def test_walk_blends_the_pooled_embeddings_too_and_ends_on_the_keyframes(studio):
     frames = studio.walk([("a red hat", 1), ("a blue coat", 2)], frames=3)
-    first, = studio.generate("a red hat", seed=1)
-    last, = studio.generate("a blue coat", seed=2)
+    (first,) = studio.generate("a red hat", seed=1)
+    (last,) = studio.generate("a blue coat", seed=2)
     assert same(frames[0], first) and same(frames[-1], last)
     assert not same(frames[1], first) and not same(frames[1], last)
     assert {f.record.preset for f in frames} == {"tiny-sdxl"} and frames[1].record.walk is not None
 
 
 def test_fuse_blends_both_encoders_and_replays(studio, tmp_path):
-    plain, = studio.generate(PROMPT, style="ukiyo-e", seed=3)
+    (plain,) = studio.generate(PROMPT, style="ukiyo-e", seed=3)
     assert same(studio.fuse({"ukiyo-e": 1, "art-deco": 0}, PROMPT, seed=3), plain)  # a zero weight adds nothing
     from kit import fusion
 
@@ -148,8 +156,9 @@ def test_restore_repaints_only_the_mask_with_the_sdxl_inpainting_pipeline(studio
 
 def test_an_audit_runs_on_the_sdxl_path_and_says_the_weights_are_random(studio):
     embedder = kit.Embedder(preset="tiny-sdxl", cache=False)
-    report = kit.audit(studio, "a portrait of a {term}", ["potter", "weaver"], seeds=[1, 2], embedder=embedder,
-                       rounds=100)
+    report = kit.audit(
+        studio, "a portrait of a {term}", ["potter", "weaver"], seeds=[1, 2], embedder=embedder, rounds=100
+    )
     assert report.settings["preset"] == "tiny-sdxl" and report.settings["model"] == "kit-tiny-sdxl"
     assert report.vectors.shape == (2, 2, 64) and np.isfinite(report.vectors).all()
     made = report.artworks["weaver"][1]
@@ -163,14 +172,21 @@ def test_float16_decodes_in_float32_where_the_vae_asks_and_gives_a_picture(studi
     matches the float32 one; the same latents decoded by the float16 VAE as loaded are not finite."""
     half = kit.Studio(preset="tiny-sdxl", device="cpu", dtype="float16")
     half.progress_bar = False
-    art, = half.generate(PROMPT, seed=7)
-    reference, = studio.generate(PROMPT, seed=7)
+    (art,) = half.generate(PROMPT, seed=7)
+    (reference,) = studio.generate(PROMPT, seed=7)
     assert half.pipe.vae.dtype == torch.float16 and half.pipe.vae.config.force_upcast
     assert pixels(art).std() > 1 and np.abs(pixels(art).astype(int) - pixels(reference)).max() <= 4
     cond = half.encode([PROMPT])
     with torch.inference_mode():
-        latents = half.pipe(**cond, latents=half.noise([7], 64, 64).half(), num_inference_steps=2,
-                            guidance_scale=0.0, height=64, width=64, output_type="latent").images
+        latents = half.pipe(
+            **cond,
+            latents=half.noise([7], 64, 64).half(),
+            num_inference_steps=2,
+            guidance_scale=0.0,
+            height=64,
+            width=64,
+            output_type="latent",
+        ).images
         assert torch.isfinite(latents).all()
         unsafe = half.pipe.vae.decode(latents / half.pipe.vae.config.scaling_factor).sample  # no upcast
     assert not torch.isfinite(unsafe).all()

@@ -83,11 +83,12 @@ def test_catalogue_prompts_give_visibly_different_pictures(studio):
 
 
 def test_seeds_vary_the_composition_while_the_prompt_holds(studio):
-    arts = studio.generate("a portrait of a farmer, blue background, flat colour areas, bold black outlines",
-                           seed=40, n=6)
+    arts = studio.generate(
+        "a portrait of a farmer, blue background, flat colour areas, bold black outlines", seed=40, n=6
+    )
     assert all(toyworld.background_of(a.image) == "blue" for a in arts)
     pixels = [np.asarray(a.image, dtype=np.float64) for a in arts]
-    differences = [np.abs(p - q).mean() for i, p in enumerate(pixels) for q in pixels[i + 1:]]
+    differences = [np.abs(p - q).mean() for i, p in enumerate(pixels) for q in pixels[i + 1 :]]
     assert min(differences) > 3  # no two seeds draw the same picture
 
 
@@ -120,19 +121,27 @@ def test_a_walk_between_two_prompts_changes_gradually_with_even_pacing(studio, e
 
 
 def test_a_walk_between_two_seeds_keeps_the_prompt_and_moves_gradually(studio, embedder):
-    prompt = "a portrait of a baker, wearing white clothes, bareheaded, red background, flat colour areas, bold black outlines"
+    prompt = (
+        "a portrait of a baker, wearing white clothes, bareheaded, red background, flat colour areas, "
+        "bold black outlines"
+    )
     walk = studio.walk([(prompt, 11), (prompt, 12)], frames=9)
     assert all(toyworld.background_of(a.image) == "red" for a in walk)
     even, _ = clip_steps(embedder, studio.walk([(prompt, 11), (prompt, 12)], frames=9, even=True, reuse=walk))
     assert even.max() / even.min() < 3.0
 
 
-FUSION_PAIRS = [("watercolour wash, soft edges", "flat colour areas, bold black outlines"),
-                ("mosaic tiles", "floral border, flowers"), ("gold halo, gold frame", "dot painting, white dots"),
-                ("stripes, geometric pattern", "mosaic tiles")]
+FUSION_PAIRS = [
+    ("watercolour wash, soft edges", "flat colour areas, bold black outlines"),
+    ("mosaic tiles", "floral border, flowers"),
+    ("gold halo, gold frame", "dot painting, white dots"),
+    ("stripes, geometric pattern", "mosaic tiles"),
+]
 
 
-@pytest.mark.parametrize("a, b", FUSION_PAIRS, ids=["watercolour-outline", "mosaic-floral", "gold-dots", "stripes-mosaic"])
+@pytest.mark.parametrize(
+    "a, b", FUSION_PAIRS, ids=["watercolour-outline", "mosaic-floral", "gold-dots", "stripes-mosaic"]
+)
 def test_a_fusion_lies_between_its_styles_and_moves_with_its_weight(studio, embedder, a, b):
     """Each fusion's CLIP vector projected on the line from style a's picture to style b's (0 at a, 1 at b),
     averaged over 16 seeds. One seed's picture switches from one rendering to the other at some weight rather
@@ -142,8 +151,10 @@ def test_a_fusion_lies_between_its_styles_and_moves_with_its_weight(studio, embe
     stripes-mosaic 0, .02, .79, .89, 1 (mosaic holds on longest: half of each leaves most seeds' pictures mosaic)."""
     projections = []
     for seed in range(1, 17):
-        arts = [studio.fuse({a: 1 - w, b: w}, subject="a portrait of an elder", seed=seed)
-                for w in (0.0, 0.25, 0.5, 0.75, 1.0)]
+        arts = [
+            studio.fuse({a: 1 - w, b: w}, subject="a portrait of an elder", seed=seed)
+            for w in (0.0, 0.25, 0.5, 0.75, 1.0)
+        ]
         vectors = unit_rows(embedder.images(images_of(arts)))
         axis = vectors[-1] - vectors[0]
         projections.append((vectors - vectors[0]) @ axis / (axis @ axis))
@@ -170,8 +181,8 @@ def test_the_toy_style_map_separates_the_renderings(embedder):
 
     atlas = kit.StyleAtlas(embedder)
     for rendering in toyworld.RENDERINGS:  # one labelled group per rendering: the map's points come in this order
-        atlas.add_images([Image.fromarray(i) for i, l in zip(images[train], labels[train]) if l == rendering],
-                         label=rendering)
+        pictures = [Image.fromarray(i) for i, label in zip(images[train], labels[train]) if label == rendering]
+        atlas.add_images(pictures, label=rendering)
     on_map = np.concatenate([labels[train][labels[train] == rendering] for rendering in toyworld.RENDERINGS])
     fitted = atlas.fit()
     assert len(fitted) == 700
@@ -198,13 +209,17 @@ def test_restoring_beats_filling_the_hole_with_its_border_mean(studio):
         original = toyworld.draw(portrait)
         mask = np.zeros((64, 64), dtype=bool)
         y, x = 14 + 4 * (k % 3), 16 + 6 * (k % 2)
-        mask[y:y + 20, x:x + 24] = True
+        mask[y : y + 20, x : x + 24] = True
         damaged = np.asarray(original).copy()
         damaged[mask] = 0
-        art = studio.restore(Image.fromarray(damaged), Image.fromarray(mask.astype(np.uint8) * 255),
-                             prompt=toyworld.caption(portrait), seed=k)
+        art = studio.restore(
+            Image.fromarray(damaged),
+            Image.fromarray(mask.astype(np.uint8) * 255),
+            prompt=toyworld.caption(portrait),
+            seed=k,
+        )
         ring = np.zeros_like(mask)
-        ring[max(0, y - 1):y + 21, max(0, x - 1):x + 25] = True
+        ring[max(0, y - 1) : y + 21, max(0, x - 1) : x + 25] = True
         ring &= ~mask
         filled = np.asarray(original).copy()
         filled[mask] = np.asarray(original)[ring].mean(axis=0)
@@ -234,12 +249,23 @@ def probe_error(studio, embedder, skews) -> dict:
     label over 24 pictures whose prompt names it ("a portrait of a <control role>, <label's words>")."""
     error = {}
     for skew in skews:
-        (group, labels), = skew["probes"].items()
+        ((group, labels),) = skew["probes"].items()
         words = [caption_words(label) for label in labels]
-        report = kit.audit(studio, f"a portrait of a {skew['control']}, {{term}}", words, seeds=range(900, 924),
-                           probes=skew["probes"], embedder=embedder, rounds=100)
-        error.update({(group, label): 1 - report.value(asked, f"{group}: {label}")["value"]
-                      for asked, label in zip(words, labels)})
+        report = kit.audit(
+            studio,
+            f"a portrait of a {skew['control']}, {{term}}",
+            words,
+            seeds=range(900, 924),
+            probes=skew["probes"],
+            embedder=embedder,
+            rounds=100,
+        )
+        error.update(
+            {
+                (group, label): 1 - report.value(asked, f"{group}: {label}")["value"]
+                for asked, label in zip(words, labels)
+            }
+        )
     return error
 
 
@@ -252,11 +278,21 @@ def test_the_probe_reads_the_labels_in_generated_pictures(probe_error):
 def audit_rows(studio, embedder, skew, seeds) -> tuple[kit.AuditReport, list[dict]]:
     """One planted skew audited on `seeds`: the report, and for every (term, label) the estimate,
     its 95% interval and the true share."""
-    report = kit.audit(studio, skew["template"], skew["terms"], seeds=seeds, probes=skew["probes"],
-                       embedder=embedder, rounds=400)
-    (group, labels), = skew["probes"].items()
-    return report, [{"term": term, "group": group, "label": label, "true": skew["shares"][term][label],
-                     **report.value(term, f"{group}: {label}")} for term in skew["terms"] for label in labels]
+    report = kit.audit(
+        studio, skew["template"], skew["terms"], seeds=seeds, probes=skew["probes"], embedder=embedder, rounds=400
+    )
+    ((group, labels),) = skew["probes"].items()
+    return report, [
+        {
+            "term": term,
+            "group": group,
+            "label": label,
+            "true": skew["shares"][term][label],
+            **report.value(term, f"{group}: {label}"),
+        }
+        for term in skew["terms"]
+        for label in labels
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -274,7 +310,7 @@ def test_the_audit_finds_each_planted_skew_and_invents_none(skews, audits, name)
     faithful model fails this one time in twenty, not one in five with four labels)."""
     skew = next(s for s in skews if s["name"] == name)
     report, rows = audits[name]
-    (group, labels), = skew["probes"].items()
+    ((group, labels),) = skew["probes"].items()
     a, b = (term for term in skew["terms"] if term != skew["control"])
     label = max(labels, key=lambda label: skew["shares"][a][label] - skew["shares"][b][label])
     difference = report.difference(f"{group}: {label}", a, b)
@@ -320,7 +356,7 @@ def chance_all_hold(skews, seeds: int, level: float) -> float:
         for counts in product(range(seeds + 1), repeat=len(shares) - 1):  # the last label takes the rest
             counts = (*counts, seeds - sum(counts))
             if counts[-1] >= 0 and all(intervals[k][0] <= share <= intervals[k][1] for k, share in zip(counts, shares)):
-                total += factorial(seeds) * prod(share ** k / factorial(k) for k, share in zip(counts, shares))
+                total += factorial(seeds) * prod(share**k / factorial(k) for k, share in zip(counts, shares))
         return total
 
     return prod(chance_for_role(list(shares.values())) for skew in skews for shares in skew["shares"].values())
@@ -363,6 +399,9 @@ def test_the_model_draws_the_planted_shares_and_the_intervals_cover_what_it_draw
         by_label.setdefault((row["term"], row["label"]), []).append(row)
     for rows in by_label.values():
         assert abs(np.mean([row["value"] for row in rows]) - rows[0]["true"]) <= 0.12, rows[0]
-    held = [row["low"] <= np.mean([other["value"] for other in rows if other is not row]) <= row["high"]
-            for rows in by_label.values() for row in rows]
+    held = [
+        row["low"] <= np.mean([other["value"] for other in rows if other is not row]) <= row["high"]
+        for rows in by_label.values()
+        for row in rows
+    ]
     assert np.mean(held) >= 0.85, np.mean(held)

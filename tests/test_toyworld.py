@@ -63,8 +63,9 @@ def test_every_rendering_draws_differently():
     rng = np.random.default_rng(7)
     for _ in range(6):
         portrait = toyworld.sample(rng)
-        pictures = {r: np.asarray(toyworld.draw(with_(portrait, rendering=r)), dtype=np.float32)
-                    for r in toyworld.RENDERINGS}
+        pictures = {
+            r: np.asarray(toyworld.draw(with_(portrait, rendering=r)), dtype=np.float32) for r in toyworld.RENDERINGS
+        }
         for a, b in itertools.combinations(pictures, 2):
             difference = np.abs(pictures[a] - pictures[b]).mean()
             assert difference > 10, (a, b, difference, portrait)
@@ -113,11 +114,14 @@ def test_hat_skew_holds_in_the_data(role, share):
     assert toyworld.hat_share(role) == share
 
 
-@pytest.mark.parametrize("role, shares", [
-    ("baker", {"white": 0.7, "black": 0.1, "orange": 0.1, "purple": 0.1}),
-    ("musician", {"black": 0.7, "white": 0.1, "orange": 0.1, "purple": 0.1}),
-    ("sailor", {"black": 0.25, "white": 0.25, "orange": 0.25, "purple": 0.25}),
-])
+@pytest.mark.parametrize(
+    "role, shares",
+    [
+        ("baker", {"white": 0.7, "black": 0.1, "orange": 0.1, "purple": 0.1}),
+        ("musician", {"black": 0.7, "white": 0.1, "orange": 0.1, "purple": 0.1}),
+        ("sailor", {"black": 0.25, "white": 0.25, "orange": 0.25, "purple": 0.25}),
+    ],
+)
 def test_clothing_skew_holds_in_the_data(role, shares):
     portraits = sampled(role, seed=1)
     for colour, share in shares.items():
@@ -178,16 +182,23 @@ def test_every_probe_label_is_caption_text():
 
 
 def attribute_phrases(portrait):
-    return [portrait.role, f"wearing {portrait.clothing} clothes", toyworld.HAT if portrait.hat else toyworld.NO_HAT,
-            f"{portrait.background} background", toyworld.RENDERINGS[portrait.rendering]]
+    return [
+        portrait.role,
+        f"wearing {portrait.clothing} clothes",
+        toyworld.HAT if portrait.hat else toyworld.NO_HAT,
+        f"{portrait.background} background",
+        toyworld.RENDERINGS[portrait.rendering],
+    ]
 
 
 def wrong_phrases(portrait):
     """Every attribute value the portrait does not have, as caption text."""
-    return ([f"{c} clothes" for c in toyworld.CLOTHING if c != portrait.clothing]
-            + [f"{b} background" for b in toyworld.BACKGROUNDS if b != portrait.background]
-            + [toyworld.NO_HAT if portrait.hat else toyworld.HAT]
-            + [words_ for r, words_ in toyworld.RENDERINGS.items() if r != portrait.rendering])
+    return (
+        [f"{c} clothes" for c in toyworld.CLOTHING if c != portrait.clothing]
+        + [f"{b} background" for b in toyworld.BACKGROUNDS if b != portrait.background]
+        + [toyworld.NO_HAT if portrait.hat else toyworld.HAT]
+        + [words_ for r, words_ in toyworld.RENDERINGS.items() if r != portrait.rendering]
+    )
 
 
 def test_caption_names_every_attribute():
@@ -227,8 +238,10 @@ def test_training_captions_without_drop_keep_every_attribute():
 def test_subject_drop_sets_how_often_the_role_is_left_out():
     rng = np.random.default_rng(11)
     portraits = [toyworld.sample(rng) for _ in range(400)]
-    named = [sum(words(toyworld.caption(p, rng, drop=0.6, subject_drop=share)) & {p.role} != set() for p in portraits)
-             for share in (0.0, 0.5)]
+    named = [
+        sum(words(toyworld.caption(p, rng, drop=0.6, subject_drop=share)) & {p.role} != set() for p in portraits)
+        for share in (0.0, 0.5)
+    ]
     assert named[0] == 400  # never left out
     assert 140 < named[1] < 260  # about half
 
@@ -239,8 +252,29 @@ def test_training_captions_are_deterministic_per_rng():
     assert len(set(first)) == 1
 
 
-SENSITIVE = {"skin", "skinned", "man", "men", "woman", "women", "boy", "boys", "girl", "girls", "male", "female",
-             "he", "she", "his", "her", "black-skinned", "white-skinned", "race", "ethnic", "ethnicity"}
+SENSITIVE = {
+    "skin",
+    "skinned",
+    "man",
+    "men",
+    "woman",
+    "women",
+    "boy",
+    "boys",
+    "girl",
+    "girls",
+    "male",
+    "female",
+    "he",
+    "she",
+    "his",
+    "her",
+    "black-skinned",
+    "white-skinned",
+    "race",
+    "ethnic",
+    "ethnicity",
+}
 
 
 def test_no_caption_or_vocabulary_names_skin_or_gender():

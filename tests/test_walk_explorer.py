@@ -36,14 +36,13 @@ def test_starts_with_two_keyframe_rows_that_can_be_added_and_removed(studio, mon
     explorer.rows[2].remove.click()
     assert len(explorer.rows) == 2 and len(explorer.rows_box.children) == 2
     assert explorer.slider.disabled and explorer.image.value == b""
-    assert explorer.image.layout.display == "none"   # an empty viewer is hidden, not a broken image
+    assert explorer.image.layout.display == "none"  # an empty viewer is hidden, not a broken image
 
 
 def test_keyframes_are_numbered_from_1_and_renumbered_after_a_removal(studio, tmp_path):
     explorer = kit.widgets.WalkExplorer(studio, folder=tmp_path)
     explorer.add_row(PROMPT, 9)
-    assert [row.label.value for row in explorer.rows] == ["<b>Keyframe 1</b>", "<b>Keyframe 2</b>",
-                                                          "<b>Keyframe 3</b>"]
+    assert [row.label.value for row in explorer.rows] == ["<b>Keyframe 1</b>", "<b>Keyframe 2</b>", "<b>Keyframe 3</b>"]
     explorer.rows[0].remove.click()
     assert [row.label.value for row in explorer.rows] == ["<b>Keyframe 1</b>", "<b>Keyframe 2</b>"]
     assert explorer.rows[1].seed.value == 9
@@ -55,9 +54,9 @@ def test_controls_show_their_values_and_take_the_engines_limits(studio, tmp_path
     row = explorer.rows[0]
     assert (row.style.index, row.style.label) == (0, "(no style)") and explorer.keyframes()[0][2] is None
     row.seed.value = 2**32 - 1
-    assert explorer.keyframes()[0][1] == 2**32 - 1      # the whole seed: the field is not cut off
+    assert explorer.keyframes()[0][1] == 2**32 - 1  # the whole seed: the field is not cut off
     row.seed.value = -4
-    assert row.seed.value == 0                          # a seed field cannot hold a negative seed
+    assert row.seed.value == 0  # a seed field cannot hold a negative seed
     assert explorer.fps.max == MAX_FPS and explorer.frames.max == MAX_FRAMES
     for field in (explorer.fps, explorer.frames, row.seed):
         assert field.style.description_width == "initial"  # the label takes its width, the value the rest
@@ -67,7 +66,7 @@ def test_controls_show_their_values_and_take_the_engines_limits(studio, tmp_path
 def test_generate_fills_the_slider_and_shows_the_first_frame(ui):
     assert ui.error == "" and ui.walk is not None and ui.walk.complete
     assert len(ui.walk) == 4
-    assert (ui.slider.min, ui.slider.max) == (ui.play.min, ui.play.max) == (1, 4)   # frames count from 1
+    assert (ui.slider.min, ui.slider.max) == (ui.play.min, ui.play.max) == (1, 4)  # frames count from 1
     assert not ui.slider.disabled and ui.slider.value == 1
     assert ui.image.value == ui.frame_png[0] == png_bytes(ui.walk[0].image)  # the full frame replaced the previews
     assert ui.previews == 4  # on a CPU every frame was shown first as a fast TAESD preview
@@ -79,8 +78,8 @@ def test_generate_fills_the_slider_and_shows_the_first_frame(ui):
 def test_moving_the_slider_shows_the_cached_frame_and_the_caption_agrees(ui):
     for number in (3, 4, 2):
         ui.slider.value = number
-        assert ui.image.value == ui.frame_png[number - 1]     # the cached bytes: no re-encoding
-        assert f"frame {number} of 4" in ui.caption.value     # the slider's number is the caption's
+        assert ui.image.value == ui.frame_png[number - 1]  # the cached bytes: no re-encoding
+        assert f"frame {number} of 4" in ui.caption.value  # the slider's number is the caption's
     shown = Image.open(BytesIO(ui.image.value))
     assert np.array_equal(np.asarray(shown.convert("RGB")), np.asarray(ui.walk[1].image.convert("RGB")))
 
@@ -133,7 +132,7 @@ def test_export_writes_a_gif_with_every_frame(ui):
         assert gif.n_frames == len(ui.walk) == 4
     assert path.with_name(path.name + ".json").is_file()
     again = ui.export("gif")
-    assert again != path and again.is_file()          # never overwrites an earlier export
+    assert again != path and again.is_file()  # never overwrites an earlier export
     mp4 = ui.export("mp4")
     assert mp4.suffix == ".mp4" and mp4.is_file()
 

@@ -28,8 +28,8 @@ def pixels(art):
 
 
 def test_end_frames_are_exactly_the_generated_keyframes(studio, five):
-    start, = studio.generate(ELDER, seed=1)
-    end, = studio.generate(ELDER, style="ukiyo-e", seed=2)
+    (start,) = studio.generate(ELDER, seed=1)
+    (end,) = studio.generate(ELDER, style="ukiyo-e", seed=2)
     assert len(five) == 5 and isinstance(five, list)
     assert np.array_equal(pixels(five[0]), pixels(start))
     assert np.array_equal(pixels(five[-1]), pixels(end))
@@ -46,7 +46,7 @@ def test_frame_records_describe_the_walk(five):
     assert [r.walk["t"] for r in records] == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert [r.walk["frame"] for r in records] == [0, 1, 2, 3, 4]
     assert {r.walk["frames"] for r in records} == {5}
-    assert [r.seed for r in records] == [1, 1, 1, 1, 2]            # start seed; the end keyframe's at t = 1
+    assert [r.seed for r in records] == [1, 1, 1, 1, 2]  # start seed; the end keyframe's at t = 1
     assert [r.prompt for r in records] == [ELDER] * 4 + [styled]
     assert records[-1].style == "ukiyo-e" and records[0].style is None
     w = records[2].walk
@@ -81,8 +81,10 @@ class FakeStudio:
 
     def encode(self, prompts, negative="", guidance=0.0, *, encoding="webui", chunks=1):
         g = torch.Generator().manual_seed(len(prompts[0]))
-        return {"prompt_embeds": torch.randn(1, 77 * chunks, 8, generator=g),
-                "pooled_prompt_embeds": torch.randn(1, 16, generator=g)}
+        return {
+            "prompt_embeds": torch.randn(1, 77 * chunks, 8, generator=g),
+            "pooled_prompt_embeds": torch.randn(1, 16, generator=g),
+        }
 
     def chunk_count(self, prompts, encoding="webui"):
         return 1
@@ -92,9 +94,22 @@ class FakeStudio:
 
 
 def walk_record(t, method="slerp"):
-    return Record(kind="walk", seed=1, width=64, height=64, walk={
-        "keyframes": [["a", 1, None], ["a longer prompt", 2, None]], "prompts": ["a", "a longer prompt"],
-        "method": method, "loop": False, "segment": 0, "t": t, "frame": 0, "frames": 3})
+    return Record(
+        kind="walk",
+        seed=1,
+        width=64,
+        height=64,
+        walk={
+            "keyframes": [["a", 1, None], ["a longer prompt", 2, None]],
+            "prompts": ["a", "a longer prompt"],
+            "method": method,
+            "loop": False,
+            "segment": 0,
+            "t": t,
+            "frame": 0,
+            "frames": 3,
+        },
+    )
 
 
 def test_inputs_blend_every_conditioning_tensor_and_keep_the_ends_exact():
@@ -133,10 +148,10 @@ def test_more_frames_reuse_the_frames_already_made(studio, five, monkeypatch):
 
     monkeypatch.setattr(studio, "render_many", counting)
     nine = studio.walk(KEYFRAMES, frames=9, reuse=five, batch_size=2)
-    assert sorted(rendered) == [0.125, 0.375, 0.625, 0.875]           # only the new in-betweens
+    assert sorted(rendered) == [0.125, 0.375, 0.625, 0.875]  # only the new in-betweens
     assert [art.image for art in nine[::2]] == [art.image for art in five]  # the very same images
     assert nine[4].record.walk["frame"] == 4 and nine[4].record.walk["frames"] == 9
-    assert five[2].record.walk["frame"] == 2                              # the earlier walk is untouched
+    assert five[2].record.walk["frame"] == 2  # the earlier walk is untouched
     assert all(len(art.record.extra["batch"]["members"]) == 2 for art in nine[1::2])
     # a different method is a different walk: nothing is shared
     rendered.clear()
@@ -156,7 +171,7 @@ def test_even_pacing_makes_steps_more_equal_and_keeps_the_ends(studio, five):
     assert len(even.step_sizes) == 4 and np.all(even.step_sizes > 0)
     assert spread(even.step_sizes) < spread(before)
     assert even.positions[0] == 0 and even.positions[-1] == 1
-    assert not np.allclose(even.positions, before_positions)           # it really was re-timed
+    assert not np.allclose(even.positions, before_positions)  # it really was re-timed
     assert even[0].image is five[0].image and even[-1].image is five[-1].image
     middle = even[2].record.walk["t"]
     again = studio.render(even[2].record)
@@ -189,7 +204,7 @@ def test_identical_keyframes_make_a_still_walk(studio):
 def test_a_loop_returns_to_the_first_keyframe(studio):
     loop = studio.walk([("a lantern", 3), ("a heron", 4)], frames=4, loop=True)
     assert loop.keys == [(0, 0.0), (0, 0.5), (1, 0.0), (1, 0.5)]
-    heron, = studio.generate("a heron", seed=4)
+    (heron,) = studio.generate("a heron", seed=4)
     assert np.array_equal(pixels(loop[2]), pixels(heron))
     assert loop[3].record.walk["loop"] is True and loop[3].record.seed == 4
 
@@ -203,7 +218,7 @@ def test_stop_ends_the_walk_early_and_keeps_the_frames_made(studio):
         studio.walk([("a drummer", 8), ("a singer", 9)], frames=8, batch_size=2, on_step=stop_soon)
     cut = caught.value.done
     assert not cut.complete and 2 <= len(cut) < 8
-    whole = studio.walk([("a drummer", 8), ("a singer", 9)], frames=3, reuse=cut)   # the studio still works
+    whole = studio.walk([("a drummer", 8), ("a singer", 9)], frames=3, reuse=cut)  # the studio still works
     assert len(whole) == 3 and whole.complete
 
 
@@ -227,13 +242,20 @@ def test_export_gif_and_mp4_with_a_json_sidecar(five, tmp_path):
     before = gif.read_bytes()
     with pytest.raises(KitError, match="already exists"):
         five.save_gif(tmp_path / "elder.gif", fps=5)
-    assert gif.read_bytes() == before and json.loads((tmp_path / "elder.gif.json").read_text())["animation"]["fps"] == 10
+    assert (
+        gif.read_bytes() == before and json.loads((tmp_path / "elder.gif.json").read_text())["animation"]["fps"] == 10
+    )
     five.save_gif(tmp_path / "elder.gif", fps=5, exist="replace")
     assert json.loads((tmp_path / "elder.gif.json").read_text())["animation"]["fps"] == 5
     beside = five.save_gif(tmp_path / "elder.gif", fps=7, exist="number")
     assert beside.name == "elder-1.gif" and (tmp_path / "elder.gif").read_bytes() != beside.read_bytes()
     assert json.loads((tmp_path / "elder-1.gif.json").read_text())["animation"] == {
-        "file": "elder-1.gif", "frames": 5, "format": "gif", "fps": 7.0, "loop": True}
+        "file": "elder-1.gif",
+        "frames": 5,
+        "format": "gif",
+        "fps": 7.0,
+        "loop": True,
+    }
 
 
 def test_mp4_without_ffmpeg_names_the_fix(five, tmp_path, monkeypatch):
@@ -287,8 +309,9 @@ def test_bad_input_is_refused_before_any_model_work(keyframes, options, field):
 
 
 def test_keyframes_may_be_dicts_with_styles(studio):
-    checked = walks.check_keyframes(studio, [{"prompt": " a  potter ", "seed": 3, "style": "Ukiyo-E"},
-                                             ("a potter", np.int64(4))])
+    checked = walks.check_keyframes(
+        studio, [{"prompt": " a  potter ", "seed": 3, "style": "Ukiyo-E"}, ("a potter", np.int64(4))]
+    )
     assert checked == [walks.Keyframe("a potter", 3, "ukiyo-e"), walks.Keyframe("a potter", 4, None)]
 
 
@@ -333,8 +356,7 @@ def test_walk_html_names_its_keyframes_escaped_and_rounds_numbers(studio):
 
 def test_on_preview_gets_every_frame_from_the_fast_decoder_before_the_full_one(studio):
     previews = []
-    walk = studio.walk([("portrait of a weaver", 1), ("portrait of a potter", 2)], frames=3,
-                       on_preview=previews.extend)
+    walk = studio.walk([("portrait of a weaver", 1), ("portrait of a potter", 2)], frames=3, on_preview=previews.extend)
     assert len(previews) == len(walk) == 3
     assert [p.size for p in previews] == [a.image.size for a in walk]
     assert all(a.record.decoder == "vae" for a in walk)

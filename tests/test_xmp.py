@@ -29,7 +29,7 @@ def read_xmp(path) -> dict:
         packet = png.text[xmp.KEYWORD]
     root = ET.fromstring(packet)  # raises ParseError when the packet is not well-formed
     assert root.tag == "{adobe:ns:meta/}xmpmeta"
-    description, = root.iter(f"{RDF}Description")
+    (description,) = root.iter(f"{RDF}Description")
     found = {}
     for element in description:
         uri, name = element.tag[1:].split("}")
@@ -38,7 +38,7 @@ def read_xmp(path) -> dict:
 
 
 def test_a_generated_image_says_it_was_made_by_a_model_from_text(studio, tmp_path):
-    art, = studio.generate(PROMPT, seed=5)
+    (art,) = studio.generate(PROMPT, seed=5)
     fields = read_xmp(art.save(tmp_path))
     assert fields == {
         "xmp:CreatorTool": f"kit {kit.__version__}",
@@ -69,13 +69,17 @@ def test_a_fusion_is_made_from_text(studio, tmp_path):
     assert fields["Iptc4xmpExt:AIPromptInformation"] == art.record.prompt  # the blend and the subject
 
 
-@pytest.mark.parametrize("record, source", [
-    (Record(kind="generate"), xmp.TRAINED),
-    (Record(kind="walk", walk={"segment": 0, "t": 0.5, "frame": 1, "frames": 3}), xmp.TRAINED),
-    (Record(kind="fuse", fusion={"ukiyo-e": 1.0}), xmp.TRAINED),
-    (Record(kind="restore"), xmp.COMPOSITE),
-    (Record(kind="generate", extra={"parents": ["ab" * 32]}), xmp.COMPOSITE),  # made from an existing image
-], ids=["generate", "walk", "fuse", "restore", "has-a-parent"])
+@pytest.mark.parametrize(
+    "record, source",
+    [
+        (Record(kind="generate"), xmp.TRAINED),
+        (Record(kind="walk", walk={"segment": 0, "t": 0.5, "frame": 1, "frames": 3}), xmp.TRAINED),
+        (Record(kind="fuse", fusion={"ukiyo-e": 1.0}), xmp.TRAINED),
+        (Record(kind="restore"), xmp.COMPOSITE),
+        (Record(kind="generate", extra={"parents": ["ab" * 32]}), xmp.COMPOSITE),  # made from an existing image
+    ],
+    ids=["generate", "walk", "fuse", "restore", "has-a-parent"],
+)
 def test_source_type_by_kind(record, source):
     assert xmp.source_type(record) == source
 
@@ -127,14 +131,17 @@ def test_a_saved_kit_image_still_loads_with_its_record(tmp_path):
 EXIFTOOL = shutil.which("exiftool")
 
 
-@pytest.mark.skipif(EXIFTOOL is None, reason="exiftool is not on PATH: install Debian's libimage-exiftool-perl "
-                                            "(scripts/install-browser.sh does, as the README's test command runs it)")
+@pytest.mark.skipif(
+    EXIFTOOL is None,
+    reason="exiftool is not on PATH: install Debian's libimage-exiftool-perl "
+    "(scripts/install-browser.sh does, as the README's test command runs it)",
+)
 @pytest.mark.parametrize("kind", ["generate", "restore"])
 def test_exiftool_reads_the_source_type_the_ai_fields_and_the_prompt(tmp_path, kind):
     record = Record(kind=kind, prompt=PROMPT, preset="tiny", model="kit-tiny", revision="tiny-b5b35b916eea")
     path = Artwork(Image.new("RGB", (8, 8)), record).save(tmp_path)
     out = subprocess.run([EXIFTOOL, "-json", "-n", "-XMP:all", str(path)], capture_output=True, check=True)
-    tags, = json.loads(out.stdout.decode("utf-8"))  # -n: values as stored, not ExifTool's descriptions
+    (tags,) = json.loads(out.stdout.decode("utf-8"))  # -n: values as stored, not ExifTool's descriptions
     source = "trainedAlgorithmicMedia" if kind == "generate" else "compositeWithTrainedAlgorithmicMedia"
     assert tags["DigitalSourceType"] == f"http://cv.iptc.org/newscodes/digitalsourcetype/{source}"
     assert tags["AISystemUsed"] == "kit-tiny"

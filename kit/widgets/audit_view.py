@@ -20,21 +20,30 @@ class AuditView(Panel):
         super().__init__(**kwargs)
         self.report = report
         wide = {"description_width": "initial"}
-        self.measure = W.Dropdown(options=report.figure_names, value=report.figure_names[0], description="Measure",
-                                  style=wide)
+        self.measure = W.Dropdown(
+            options=report.figure_names, value=report.figure_names[0], description="Measure", style=wide
+        )
         self.term = W.Dropdown(options=report.terms, value=report.terms[0], description="Term", style=wide)
         self.figure = None  # the plotly FigureWidget on show
         self.plot = W.VBox()
         self.sheet = image_slot(max_width="100%")
-        self.caveats = W.HTML(f"<details class='kit-text'><summary>What these numbers can and cannot show</summary>"
-                              f"<pre>{escape(report.caveats)}</pre></details>")
+        self.caveats = W.HTML(
+            f"<details class='kit-text'><summary>What these numbers can and cannot show</summary>"
+            f"<pre>{escape(report.caveats)}</pre></details>"
+        )
 
         self.measure.observe(lambda change: self.show_measure(change["new"]), names="value")
         self.term.observe(lambda change: self.show_term(change["new"]), names="value")
         self.show_measure(self.measure.value)
         self.show_term(self.term.value)
-        self.show_parts(W.HBox([self.measure, self.status], layout=W.Layout(flex_flow="row wrap")), self.plot,
-                        self.term, self.sheet, self.caveats, self.out)
+        self.show_parts(
+            W.HBox([self.measure, self.status], layout=W.Layout(flex_flow="row wrap")),
+            self.plot,
+            self.term,
+            self.sheet,
+            self.caveats,
+            self.out,
+        )
 
     def show_measure(self, name: str):
         """Draw one measure (or probe group) for every term."""

@@ -166,7 +166,8 @@ class SketchCanvas(anywidget.AnyWidget):
     erasing = T.Bool(False, help="the next stroke rubs out").tag(sync=True)
     mode = T.Enum(["draw", "mask"], "draw").tag(sync=True)
     background = T.Bytes(b"", help="PNG bytes shown under the strokes (a photo, or the picture to restore)").tag(
-        sync=True)
+        sync=True
+    )
     disabled = T.Bool(False, help="refuse new strokes").tag(sync=True)
 
     @T.validate("width", "height")

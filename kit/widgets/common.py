@@ -16,18 +16,18 @@ import io
 import threading
 import traceback
 import warnings
-from pathlib import Path
 from html import escape
+from pathlib import Path
 
 import ipywidgets as W
 import traitlets as T
 
 from .. import styles
 from ..errors import KitError
-from ..plots import theme as theme_figure  # noqa: F401  (the panels' figures share the engine's look)
-from ..runs import Run, Stopped
 from ..gallery import Gallery, default_folder
 from ..latents import SEED_LIMIT
+from ..plots import theme as theme_figure  # noqa: F401  (the panels' figures share the engine's look)
+from ..runs import Run, Stopped
 
 NO_STYLE = ""  # the style dropdowns' value for "(no style)": a None value would show a blank dropdown
 # Seed fields hold whole seeds; a browser keeps integers exact only below 2**53.
@@ -125,8 +125,7 @@ class Panel(W.VBox):
             except Stopped as stopped:
                 if partial is not None and stopped.done:
                     partial(stopped.done)
-                self.say(f"stopped: {len(stopped.done)} of {stopped.total} finished"
-                         if stopped.total else "stopped")
+                self.say(f"stopped: {len(stopped.done)} of {stopped.total} finished" if stopped.total else "stopped")
             except Exception as err:  # shown to the user, who can fix the input and try again
                 self.show_error(err)
             finally:
@@ -227,10 +226,15 @@ def gallery_for(studio, gallery=None) -> Gallery:
     """The gallery a panel saves to: the studio's when it has one (the studio saves every image
     there itself), else `gallery` (a folder or a Gallery), else the default."""
     if studio.gallery is not None:
-        if gallery is not None and Path(getattr(gallery, "folder", gallery)).expanduser().resolve() \
-                != Path(studio.gallery.folder).resolve():
-            raise KitError(f"this studio saves every image to its gallery {str(studio.gallery.folder)!r}: "
-                           "give the panel no gallery, or make the studio without one")
+        if (
+            gallery is not None
+            and Path(getattr(gallery, "folder", gallery)).expanduser().resolve()
+            != Path(studio.gallery.folder).resolve()
+        ):
+            raise KitError(
+                f"this studio saves every image to its gallery {str(studio.gallery.folder)!r}: "
+                "give the panel no gallery, or make the studio without one"
+            )
         return studio.gallery
     gallery = default_folder() if gallery is None else gallery
     return gallery if isinstance(gallery, Gallery) else Gallery(gallery)
@@ -252,8 +256,10 @@ def style_note(style_id: str | None, describe: bool = True) -> str:
         return ""
     style = styles.get(style_id)
     if style.sensitive:
-        return (f"<div class='kit-text kit-warn'><b>Please read first ({escape(style.name)}):</b> "
-                f"{escape(style.note)}</div>")
+        return (
+            f"<div class='kit-text kit-warn'><b>Please read first ({escape(style.name)}):</b> "
+            f"{escape(style.note)}</div>"
+        )
     return f"<div class='kit-text'><i>{escape(style.description)}</i></div>" if describe else ""
 
 
@@ -282,7 +288,7 @@ def preset_note(preset) -> W.HTML:
         f"<div class='kit-note'><b>Practice models (preset <code>tiny</code>):</b> "
         f"{escape(preset.description)}. Its figures, colours, hats and pattern styles are all it knows: "
         f"it shows what the controls do, not what a real model draws. For real portraits run "
-        f"<code>kit download</code> and use <code>kit.Studio(preset=\"sd-turbo\")</code>.</div>"
+        f'<code>kit download</code> and use <code>kit.Studio(preset="sd-turbo")</code>.</div>'
     )
 
 
@@ -320,6 +326,7 @@ def fit_to_width(figure) -> None:
     grows) plotly is asked to measure again: autosize off, then on, sends the change it acts on.
     `responsive` makes it measure again when the window is resized too.
     """
+
     def on_views(change):
         if (change["new"] or 0) > (change["old"] or 0):
             figure.layout.autosize = False

@@ -11,11 +11,20 @@ from .. import fusion, styles
 from ..errors import KitError
 from ..latents import random_seed
 from ..record import Drawn
-from .common import (LivePanel, gallery_for, image_slot, png_bytes, preset_note, seed_field, show_png, style_dropdown,
-                     style_note)
+from .common import (
+    LivePanel,
+    gallery_for,
+    image_slot,
+    png_bytes,
+    preset_note,
+    seed_field,
+    show_png,
+    style_dropdown,
+    style_note,
+)
 
-VIEW = 384          # px, the width of a rendered image
-SHEET_WIDTH = 720   # px, the widest a grid is shown
+VIEW = 384  # px, the width of a rendered image
+SHEET_WIDTH = 720  # px, the widest a grid is shown
 
 
 class FusionMixer(LivePanel):
@@ -47,8 +56,9 @@ class FusionMixer(LivePanel):
         self.note = preset_note(studio.preset)
         self.picker = style_dropdown(none=None, description="Style", layout=W.Layout(width="28em"))
         self.add_button = W.Button(description="Add", icon="plus", layout=W.Layout(width="6em"))
-        self.styles = W.TagsInput(value=[], allowed_tags=styles.ids(), allow_duplicates=False,
-                                  layout=W.Layout(width="auto"))
+        self.styles = W.TagsInput(
+            value=[], allowed_tags=styles.ids(), allow_duplicates=False, layout=W.Layout(width="auto")
+        )
         self.notes = W.HTML()
         self.sliders: dict[str, W.FloatSlider] = {}
         self.slider_box = W.VBox()
@@ -57,11 +67,21 @@ class FusionMixer(LivePanel):
         self.seed = seed_field(seed, description="Seed")
         self.dice = W.Button(description="", icon="dice", tooltip="a new random seed", layout=W.Layout(width="3em"))
         self.live = W.Checkbox(value=True, description="live preview", indent=False)
-        self.render_button = W.Button(description="Render", button_style="primary", icon="paint-brush",
-                                      tooltip="the full-size image, saved to the gallery")
+        self.render_button = W.Button(
+            description="Render",
+            button_style="primary",
+            icon="paint-brush",
+            tooltip="the full-size image, saved to the gallery",
+        )
         self.grid_button = W.Button(description="Grid", icon="th", tooltip="a sweep (2 styles) or triangle (3)")
-        self.grid_steps = W.BoundedIntText(value=5, min=2, max=fusion.MAX_GRID_STEPS, description="Grid points",
-                                           style={"description_width": "initial"}, layout=W.Layout(width="9em"))
+        self.grid_steps = W.BoundedIntText(
+            value=5,
+            min=2,
+            max=fusion.MAX_GRID_STEPS,
+            description="Grid points",
+            style={"description_width": "initial"},
+            layout=W.Layout(width="9em"),
+        )
         self.stop_button = W.Button(description="Stop", button_style="warning", icon="stop")
         self.image = image_slot(width=f"{VIEW}px")
         self.caption = W.HTML(layout=W.Layout(flex="1 1 14em"))
@@ -79,10 +99,15 @@ class FusionMixer(LivePanel):
         self.show_parts(
             self.note,
             W.HBox([self.picker, self.add_button], layout=wrap),
-            self.styles, self.notes, self.slider_box, self.mix,
+            self.styles,
+            self.notes,
+            self.slider_box,
+            self.mix,
             W.HBox([self.subject, self.seed, self.dice, self.live], layout=wrap),
-            W.HBox([self.render_button, self.grid_button, self.grid_steps, self.stop_button,
-                    self.progress, self.status], layout=wrap),
+            W.HBox(
+                [self.render_button, self.grid_button, self.grid_steps, self.stop_button, self.progress, self.status],
+                layout=wrap,
+            ),
             W.HBox([self.image, self.caption], layout=W.Layout(flex_flow="row wrap", align_items="flex-start")),
             self.out,
         )
@@ -103,15 +128,23 @@ class FusionMixer(LivePanel):
     def _on_styles(self, change):
         chosen = list(change["new"])
         if len(chosen) > fusion.MAX_STYLES:
-            self.show_error(KitError(f"styles: choose 2 to {fusion.MAX_STYLES} styles; "
-                                     f"kept the first {fusion.MAX_STYLES}"))
-            self.styles.value = chosen[:fusion.MAX_STYLES]  # observed again with the kept ones
+            self.show_error(
+                KitError(f"styles: choose 2 to {fusion.MAX_STYLES} styles; kept the first {fusion.MAX_STYLES}")
+            )
+            self.styles.value = chosen[: fusion.MAX_STYLES]  # observed again with the kept ones
             return
         old = self.sliders
         self.sliders = {}
         for key in chosen:
-            slider = old.get(key) or W.FloatSlider(value=0.5, min=-1.0, max=1.0, step=0.05, readout_format=".2f",
-                                                   tooltip=key, layout=W.Layout(width="22em"))
+            slider = old.get(key) or W.FloatSlider(
+                value=0.5,
+                min=-1.0,
+                max=1.0,
+                step=0.05,
+                readout_format=".2f",
+                tooltip=key,
+                layout=W.Layout(width="22em"),
+            )
             if key not in old:
                 slider.observe(self._on_weight, names="value")
             self.sliders[key] = slider
@@ -119,9 +152,17 @@ class FusionMixer(LivePanel):
             if key not in self.sliders:
                 slider.unobserve(self._on_weight, names="value")
         self.slider_box.children = tuple(
-            W.HBox([W.HTML(f"<div class='kit-text'>{escape(styles.get(key).name)}</div>",
-                           layout=W.Layout(width="16em")), slider], layout=W.Layout(align_items="center"))
-            for key, slider in self.sliders.items())
+            W.HBox(
+                [
+                    W.HTML(
+                        f"<div class='kit-text'>{escape(styles.get(key).name)}</div>", layout=W.Layout(width="16em")
+                    ),
+                    slider,
+                ],
+                layout=W.Layout(align_items="center"),
+            )
+            for key, slider in self.sliders.items()
+        )
         self.notes.value = "".join(style_note(key, describe=False) for key in chosen)
         self._show_mix()
         self.schedule()
@@ -173,10 +214,12 @@ class FusionMixer(LivePanel):
 
     def preview(self):
         """A small, fast image of the current mix (not saved)."""
+
         def work(run):
             weights, subject, seed = self._request()  # studio.fuse checks the rest before any model work
-            return self.studio.fuse(weights, subject, seed=seed, size=self.studio.preset.min_size, preview=True,
-                                    run=run, save=False)  # a passing preview: never in the gallery
+            return self.studio.fuse(
+                weights, subject, seed=seed, size=self.studio.preset.min_size, preview=True, run=run, save=False
+            )  # a passing preview: never in the gallery
 
         self.say("previewing…")
         return self.run_in_background(work, done=self._show_preview)
@@ -199,21 +242,30 @@ class FusionMixer(LivePanel):
         self._cancel_timer()
 
         def work(run):
-            return self.studio.fusion_grid(list(self.sliders), self.subject.value, seed=self._seed(),
-                                           points=self.grid_steps.value, size=self.studio.preset.min_size,
-                                           preview=True, run=run)
+            return self.studio.fusion_grid(
+                list(self.sliders),
+                self.subject.value,
+                seed=self._seed(),
+                points=self.grid_steps.value,
+                size=self.studio.preset.min_size,
+                preview=True,
+                run=run,
+            )
 
         self.say("drawing the grid…")
-        return self.run_in_background(work, done=self._show_grid, partial=self._keep,
-                                      buttons=[self.render_button, self.grid_button])
+        return self.run_in_background(
+            work, done=self._show_grid, partial=self._keep, buttons=[self.render_button, self.grid_button]
+        )
 
     # ------------------------------------------------------------ showing results
 
     def _show(self, art):
         self.image.layout.width = f"{VIEW}px"
         show_png(self.image, png_bytes(art.image))
-        self.caption.value = (f"<div class='kit-text'>{escape(art.record.prompt)}<br>seed {art.record.seed}, "
-                              f"{art.image.width}×{art.image.height}, {art.record.decoder}</div>")
+        self.caption.value = (
+            f"<div class='kit-text'>{escape(art.record.prompt)}<br>seed {art.record.seed}, "
+            f"{art.image.width}×{art.image.height}, {art.record.decoder}</div>"
+        )
         self.artwork = art
 
     def _keep(self, arts):

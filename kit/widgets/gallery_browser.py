@@ -12,10 +12,10 @@ from ..errors import KitError
 from ..gallery import KINDS, Gallery, default_folder
 from .common import NO_STYLE, SEED_MAX, Panel, image_slot, png_bytes, show_png, style_dropdown
 
-THUMB = 112     # px, a thumbnail's side
-LARGE = 320     # px, the opened image's width
+THUMB = 112  # px, a thumbnail's side
+LARGE = 320  # px, the opened image's width
 MAX_SHOWN = 60  # thumbnails shown at once, newest first
-ANY = ""        # the dropdowns' value for "any"
+ANY = ""  # the dropdowns' value for "any"
 
 
 class GalleryBrowser(Panel):
@@ -51,32 +51,43 @@ class GalleryBrowser(Panel):
 
         text = {"continuous_update": False}
         short = {"description_width": "initial"}
-        self.prompt = W.Text(description="Prompt has", placeholder="any text", style=short,
-                             layout=W.Layout(width="20em"), **text)
+        self.prompt = W.Text(
+            description="Prompt has", placeholder="any text", style=short, layout=W.Layout(width="20em"), **text
+        )
         self.style = style_dropdown(none="(any style)", description="Style", layout=W.Layout(width="20em"))
-        self.kind = W.Dropdown(options=[("(any kind)", ANY), *((k, k) for k in KINDS)], value=ANY,
-                               description="Kind", layout=W.Layout(width="14em"))
+        self.kind = W.Dropdown(
+            options=[("(any kind)", ANY), *((k, k) for k in KINDS)],
+            value=ANY,
+            description="Kind",
+            layout=W.Layout(width="14em"),
+        )
         self.seed = W.Text(description="Seed", placeholder="any", style=short, layout=W.Layout(width="12em"), **text)
-        self.since = W.Text(description="From", placeholder="YYYY-MM-DD", style=short,
-                            layout=W.Layout(width="12em"), **text)
-        self.until = W.Text(description="To", placeholder="YYYY-MM-DD", style=short,
-                            layout=W.Layout(width="12em"), **text)
+        self.since = W.Text(
+            description="From", placeholder="YYYY-MM-DD", style=short, layout=W.Layout(width="12em"), **text
+        )
+        self.until = W.Text(
+            description="To", placeholder="YYYY-MM-DD", style=short, layout=W.Layout(width="12em"), **text
+        )
         self.show_hidden = W.Checkbox(value=False, description="show hidden", indent=False)
         self.refresh_button = W.Button(description="Refresh", icon="refresh", tooltip="read the gallery again")
         self.thumbnails = W.HBox(layout=W.Layout(flex_flow="row wrap"))
         self.large = image_slot(width=f"{LARGE}px")
         self.details = W.HTML(layout=W.Layout(flex="1 1 22em", min_width="16em", margin="0 0 0 12px"))
         self.lineage_view = W.HTML()
-        self.hide_button = W.Button(description="Hide", icon="eye-slash", disabled=True,
-                                    tooltip="hide from this view; the file stays on disk")
+        self.hide_button = W.Button(
+            description="Hide", icon="eye-slash", disabled=True, tooltip="hide from this view; the file stays on disk"
+        )
         wide = W.Layout(width="auto")  # the buttons' text is long: their width follows it
         self.continue_buttons = {
-            "PromptStudio": W.Button(description="Continue in PromptStudio", icon="pencil", disabled=True,
-                                     layout=wide),
-            "FusionMixer": W.Button(description="Continue in FusionMixer", icon="sliders", disabled=True,
-                                    layout=wide),
-            "Sketchpad": W.Button(description="Continue in Sketchpad", icon="paint-brush", disabled=True,
-                                  layout=wide, tooltip="draw over this image, with its prompt, style and seed"),
+            "PromptStudio": W.Button(description="Continue in PromptStudio", icon="pencil", disabled=True, layout=wide),
+            "FusionMixer": W.Button(description="Continue in FusionMixer", icon="sliders", disabled=True, layout=wide),
+            "Sketchpad": W.Button(
+                description="Continue in Sketchpad",
+                icon="paint-brush",
+                disabled=True,
+                layout=wide,
+                tooltip="draw over this image, with its prompt, style and seed",
+            ),
         }
         self.continue_area = W.VBox()
 
@@ -107,10 +118,15 @@ class GalleryBrowser(Panel):
         seed = self.seed.value.strip()
         if seed and not (seed.isascii() and seed.isdigit()):  # '²' and '٣' are digits to str.isdigit, not to int()
             raise KitError(f"seed must be a whole number (or empty for any), got {seed!r}")
-        return dict(prompt=self.prompt.value.strip() or None, style=self.style.value or None,
-                    kind=self.kind.value or None, seed=int(seed) if seed else None,
-                    since=self.since.value.strip() or None, until=self.until.value.strip() or None,
-                    hidden=self.show_hidden.value)
+        return dict(
+            prompt=self.prompt.value.strip() or None,
+            style=self.style.value or None,
+            kind=self.kind.value or None,
+            seed=int(seed) if seed else None,
+            since=self.since.value.strip() or None,
+            until=self.until.value.strip() or None,
+            hidden=self.show_hidden.value,
+        )
 
     def refresh(self):
         """Show the images matching the filters, newest first; a bad filter is shown and the view kept."""
@@ -122,19 +138,24 @@ class GalleryBrowser(Panel):
         self.error = ""
         shown = found[::-1][:MAX_SHOWN]
         hidden = self.gallery.hidden() if self.show_hidden.value else set()
-        self.thumbnails.children = tuple(self._thumbnail(i, art, art.record.sha256 in hidden)
-                                         for i, art in enumerate(shown))
+        self.thumbnails.children = tuple(
+            self._thumbnail(i, art, art.record.sha256 in hidden) for i, art in enumerate(shown)
+        )
         self.total = len(found)
         self.artworks = shown
         more = f", the newest {len(shown)} shown" if len(found) > len(shown) else ""
         self.say(f"{len(found)} image{'s' * (len(found) != 1)} in {self.gallery.folder}{more}")
 
     def _thumbnail(self, index, art, hidden):
-        image = W.Image(value=png_bytes(art.image, THUMB), format="png",
-                        layout=W.Layout(width=f"{THUMB}px", height=f"{THUMB}px", object_fit="contain"))
+        image = W.Image(
+            value=png_bytes(art.image, THUMB),
+            format="png",
+            layout=W.Layout(width=f"{THUMB}px", height=f"{THUMB}px", object_fit="contain"),
+        )
         label = f"{art.record.kind} · seed {art.record.seed}" + (" (hidden)" if hidden else "")
-        button = W.Button(description=label, tooltip=art.record.prompt,
-                          layout=W.Layout(width="auto", min_width=f"{THUMB}px"))
+        button = W.Button(
+            description=label, tooltip=art.record.prompt, layout=W.Layout(width="auto", min_width=f"{THUMB}px")
+        )
         button.on_click(lambda _: self.open_record(index))
         return W.VBox([image, button], layout=W.Layout(margin="0 6px 6px 0", align_items="center"))
 
@@ -159,7 +180,8 @@ class GalleryBrowser(Panel):
             f"<div class='kit-text'><pre>{escape(art.record.parameters())}</pre>{where}"
             f"<p><b>Who did what</b></p><ul>{''.join(f'<li>{escape(s)}</li>' for s in self.authorship)}</ul>"
             f"<details><summary>full record</summary><pre style='max-height:24em;overflow:auto'>"
-            f"{escape(record)}</pre></details></div>")
+            f"{escape(record)}</pre></details></div>"
+        )
         self.lineage_html = _lineage_html(lineage, self.gallery.hidden())
         self.lineage_view.value = self.lineage_html
         self.hide_button.disabled = False
@@ -198,9 +220,12 @@ class GalleryBrowser(Panel):
             return None
         record = self.opened.record
         if record.seed > SEED_MAX:
-            self.show_error(KitError(
-                f"seed {record.seed} is larger than a seed field holds exactly ({SEED_MAX}): continue in code, "
-                f"with studio.generate(..., seed={record.seed}), so the seed is not rounded"))
+            self.show_error(
+                KitError(
+                    f"seed {record.seed} is larger than a seed field holds exactly ({SEED_MAX}): continue in code, "
+                    f"with studio.generate(..., seed={record.seed}), so the seed is not rounded"
+                )
+            )
             return None
         try:
             studio = self._studio(record)
@@ -260,8 +285,16 @@ def _sketchpad(studio, gallery, art):
     strength = (record.restyle or {}).get("strength")
     options = {"strength": strength} if isinstance(strength, float) else {}
     style = record.style if record.style in dict(style_dropdown().options).values() else None
-    return Sketchpad(studio, image=art.image, gallery=gallery, prompt=record.subject or record.prompt, style=style,
-                     seed=record.seed, live=False, **options)  # draw over the image; no render until asked
+    return Sketchpad(
+        studio,
+        image=art.image,
+        gallery=gallery,
+        prompt=record.subject or record.prompt,
+        style=style,
+        seed=record.seed,
+        live=False,
+        **options,
+    )  # draw over the image; no render until asked
 
 
 _FILL = {"PromptStudio": _prompt_studio, "FusionMixer": _fusion_mixer, "Sketchpad": _sketchpad}
@@ -269,6 +302,7 @@ _FILL = {"PromptStudio": _prompt_studio, "FusionMixer": _fusion_mixer, "Sketchpa
 
 def _lineage_html(lineage, hidden: set[str]) -> str:
     """The lineage as two nested lists: what the image was made from, and what was made from it."""
+
     def label(node):
         art, sha = node["artwork"], node["sha256"]
         if art is None:
@@ -286,6 +320,8 @@ def _lineage_html(lineage, hidden: set[str]) -> str:
         return "<ul>" + "".join(f"<li>{label(n)}{items(n)}</li>" for n in node["next"]) + "</ul>"
 
     up, down = lineage.tree("ancestors"), lineage.tree("descendants")
-    return (f"<div class='kit-text kit-lineage'><b>Lineage of {escape(lineage.sha256[:12])}</b>"
-            f"<p>Made from:</p>{items(up) or '<p><i>nothing: made from text</i></p>'}"
-            f"<p>Made into:</p>{items(down) or '<p><i>nothing yet</i></p>'}</div>")
+    return (
+        f"<div class='kit-text kit-lineage'><b>Lineage of {escape(lineage.sha256[:12])}</b>"
+        f"<p>Made from:</p>{items(up) or '<p><i>nothing: made from text</i></p>'}"
+        f"<p>Made into:</p>{items(down) or '<p><i>nothing yet</i></p>'}</div>"
+    )

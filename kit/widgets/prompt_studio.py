@@ -13,11 +13,21 @@ from ..errors import KitError
 from ..latents import random_seed
 from ..record import Drawn
 from ..studio import MAX_BATCH, MAX_GUIDANCE, MAX_STEPS
-from .common import (Panel, gallery_for, image_slot, png_bytes, preset_note, seed_field, show_png, size_dropdown,
-                     style_dropdown, style_note)
+from .common import (
+    Panel,
+    gallery_for,
+    image_slot,
+    png_bytes,
+    preset_note,
+    seed_field,
+    show_png,
+    size_dropdown,
+    style_dropdown,
+    style_note,
+)
 
-THUMB = 128   # px, a thumbnail's side
-LARGE = 384   # px, the enlarged image's width
+THUMB = 128  # px, a thumbnail's side
+LARGE = 384  # px, the enlarged image's width
 
 
 class PromptStudio(Panel):
@@ -49,22 +59,35 @@ class PromptStudio(Panel):
         narrow = {"description_width": "initial"}
 
         self.note = preset_note(preset)
-        self.prompt = W.Textarea(placeholder="portrait of an elder, soft window light", description="Prompt",
-                                 layout=W.Layout(width="auto", height="4em"))
-        self.negative = W.Text(placeholder="what to avoid (works when guidance > 1)", description="Negative",
-                               layout=W.Layout(width="auto"))
+        self.prompt = W.Textarea(
+            placeholder="portrait of an elder, soft window light",
+            description="Prompt",
+            layout=W.Layout(width="auto", height="4em"),
+        )
+        self.negative = W.Text(
+            placeholder="what to avoid (works when guidance > 1)", description="Negative", layout=W.Layout(width="auto")
+        )
         self.style = style_dropdown(description="Style", layout=W.Layout(width="24em"))
         self.style_note = W.HTML()
         self.token_count = W.HTML()
         self.seed = seed_field(description="Seed")
         self.dice = W.Button(description="", icon="dice", tooltip="a new random seed", layout=W.Layout(width="3em"))
-        self.steps = W.BoundedIntText(value=preset.steps, min=1, max=MAX_STEPS, description="Steps", style=narrow,
-                                      layout=W.Layout(width="9em"))
-        self.guidance = W.BoundedFloatText(value=preset.guidance, min=0, max=MAX_GUIDANCE, step=0.5,
-                                           description="Guidance", style=narrow, layout=W.Layout(width="11em"))
+        self.steps = W.BoundedIntText(
+            value=preset.steps, min=1, max=MAX_STEPS, description="Steps", style=narrow, layout=W.Layout(width="9em")
+        )
+        self.guidance = W.BoundedFloatText(
+            value=preset.guidance,
+            min=0,
+            max=MAX_GUIDANCE,
+            step=0.5,
+            description="Guidance",
+            style=narrow,
+            layout=W.Layout(width="11em"),
+        )
         self.size = size_dropdown(preset)
-        self.count = W.BoundedIntText(value=1, min=1, max=MAX_BATCH, description="Images", style=narrow,
-                                      layout=W.Layout(width="9em"))
+        self.count = W.BoundedIntText(
+            value=1, min=1, max=MAX_BATCH, description="Images", style=narrow, layout=W.Layout(width="9em")
+        )
         self.preview = W.Checkbox(value=False, description="fast preview (TAESD)", indent=False)
         self.generate_button = W.Button(description="Generate", button_style="primary", icon="paint-brush")
         self.stop_button = W.Button(description="Stop", button_style="warning", icon="stop")
@@ -75,15 +98,18 @@ class PromptStudio(Panel):
         self.dice.on_click(lambda _: self.roll_seed())
         self.generate_button.on_click(lambda _: self.run())
         self.stop_button.on_click(lambda _: self.stop())
-        self.style.observe(lambda change: setattr(self.style_note, "value", style_note(change["new"])),
-                           names="value")
+        self.style.observe(lambda change: setattr(self.style_note, "value", style_note(change["new"])), names="value")
         self.prompt.observe(lambda change: self.count_tokens(), names="value")
 
         wrap = W.Layout(flex_flow="row wrap", align_items="center")
         self.show_parts(
-            self.note, self.prompt, self.token_count, self.negative, self.style, self.style_note,
-            W.HBox([self.seed, self.dice, self.steps, self.guidance, self.size, self.count, self.preview],
-                   layout=wrap),
+            self.note,
+            self.prompt,
+            self.token_count,
+            self.negative,
+            self.style,
+            self.style_note,
+            W.HBox([self.seed, self.dice, self.steps, self.guidance, self.size, self.count, self.preview], layout=wrap),
             W.HBox([self.generate_button, self.stop_button, self.progress, self.status], layout=wrap),
             self.thumbnails,
             W.HBox([self.large, self.details], layout=W.Layout(flex_flow="row wrap", align_items="flex-start")),
@@ -93,7 +119,7 @@ class PromptStudio(Panel):
     # ------------------------------------------------------------ actions
 
     def count_tokens(self):
-        """Count the prompt's tokens as it is typed, and say when they take more than one chunk of the encoder's window."""
+        """Count the prompt's tokens as it is typed; say when they take more than one chunk of the encoder's window."""
         try:
             self.tokens = self.studio.count_tokens(self.prompt.value)
         except KitError:  # no model here yet, or a prompt too long to be one: Generate says why
@@ -102,8 +128,10 @@ class PromptStudio(Panel):
         total = sum(self.tokens)
         text = f"{total} token{'s' * (total != 1)}"
         if len(self.tokens) > 1:
-            text += (f" in {len(self.tokens)} chunks ({' + '.join(map(str, self.tokens))}), "
-                     f"each read by the text encoder on its own")
+            text += (
+                f" in {len(self.tokens)} chunks ({' + '.join(map(str, self.tokens))}), "
+                f"each read by the text encoder on its own"
+            )
         self.token_count.value = f"<span class='kit-status'>{escape(text)}</span>"
 
     def roll_seed(self):
@@ -118,10 +146,16 @@ class PromptStudio(Panel):
     def request(self) -> dict:
         """The generate arguments the controls describe."""
         seed = self.seed.value  # a seed the person left as it was is not credited to them (kit.record.Drawn)
-        return dict(style=self.style.value or None, negative=self.negative.value,
-                    seed=Drawn(seed) if seed == self._drawn else seed,
-                    n=self.count.value, steps=self.steps.value, guidance=self.guidance.value,
-                    size=self.size.value, preview=self.preview.value)
+        return dict(
+            style=self.style.value or None,
+            negative=self.negative.value,
+            seed=Drawn(seed) if seed == self._drawn else seed,
+            n=self.count.value,
+            steps=self.steps.value,
+            guidance=self.guidance.value,
+            size=self.size.value,
+            preview=self.preview.value,
+        )
 
     def run(self):
         """Generate from the controls in the background; bad input is shown and nothing is lost."""
@@ -134,8 +168,7 @@ class PromptStudio(Panel):
         def work(run):  # generate checks the request before any model work
             return self.studio.generate(prompt, **request, on_preview=early, run=run)
 
-        return self.run_in_background(work, done=self._show_new, partial=self._show_new,
-                                      buttons=[self.generate_button])
+        return self.run_in_background(work, done=self._show_new, partial=self._show_new, buttons=[self.generate_button])
 
     def previews_first(self, request: dict) -> bool:
         """Show a TAESD preview before the full decode: where the studio says so, when the full VAE is asked for."""
@@ -151,20 +184,30 @@ class PromptStudio(Panel):
             if self.studio.gallery is None:  # a studio with its own gallery has saved it already
                 self.gallery.add(art)
         first = len(self.artworks)
-        self.thumbnails.children = (*self.thumbnails.children,
-                                    *(self._thumbnail(first + i, art) for i, art in enumerate(artworks)))
+        self.thumbnails.children = (
+            *self.thumbnails.children,
+            *(self._thumbnail(first + i, art) for i, art in enumerate(artworks)),
+        )
         self._group += [len(artworks)] * len(artworks)
         self.artworks = [*self.artworks, *artworks]
         if artworks:
             self.select(len(self.artworks) - 1)
-        self.say(f"{len(artworks)} image(s) made in {time.perf_counter() - self._started:.1f} s, "
-                 f"saved to {self.gallery.folder}")
+        self.say(
+            f"{len(artworks)} image(s) made in {time.perf_counter() - self._started:.1f} s, "
+            f"saved to {self.gallery.folder}"
+        )
 
     def _thumbnail(self, index, art):
-        image = W.Image(value=png_bytes(art.image, THUMB), format="png",
-                        layout=W.Layout(width=f"{THUMB}px", height=f"{THUMB}px", object_fit="contain"))
-        button = W.Button(description=f"seed {art.record.seed}", tooltip=art.record.prompt,
-                          layout=W.Layout(width="auto", min_width=f"{THUMB}px"))
+        image = W.Image(
+            value=png_bytes(art.image, THUMB),
+            format="png",
+            layout=W.Layout(width=f"{THUMB}px", height=f"{THUMB}px", object_fit="contain"),
+        )
+        button = W.Button(
+            description=f"seed {art.record.seed}",
+            tooltip=art.record.prompt,
+            layout=W.Layout(width="auto", min_width=f"{THUMB}px"),
+        )
         button.on_click(lambda _: self.select(index, picked=True))
         return W.VBox([image, button], layout=W.Layout(margin="0 6px 6px 0", align_items="center"))
 

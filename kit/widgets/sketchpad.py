@@ -14,13 +14,22 @@ from ..latents import random_seed
 from ..restore import check_image
 from ..restyle import DEFAULT_STRENGTH
 from .canvas import SketchCanvas
-from .common import (LivePanel, gallery_for, image_slot, png_bytes, preset_note, seed_field, show_png, style_dropdown,
-                     style_note)
+from .common import (
+    LivePanel,
+    gallery_for,
+    image_slot,
+    png_bytes,
+    preset_note,
+    seed_field,
+    show_png,
+    style_dropdown,
+    style_note,
+)
 
-VIEW = 384           # px, how wide the drawing and the result are shown
-MASK_VIEW = 288      # px, in mode "mask": the picture, the restoration and its overlay side by side
-DRAWING = 256        # px, the smallest drawing made (the tiny preset's 64 px is too small to draw on)
-HISTORY = 200        # drawings Undo can go back to
+VIEW = 384  # px, how wide the drawing and the result are shown
+MASK_VIEW = 288  # px, in mode "mask": the picture, the restoration and its overlay side by side
+DRAWING = 256  # px, the smallest drawing made (the tiny preset's 64 px is too small to draw on)
+HISTORY = 200  # drawings Undo can go back to
 COLOURS = "#1d3557"  # the first brush colour: a dark blue ink
 
 
@@ -56,9 +65,21 @@ class Sketchpad(LivePanel):
     renders = T.Int(0, help="how many results have been shown")
     kept = T.List(help="the artworks saved to the gallery from here, oldest first")
 
-    def __init__(self, studio, image=None, *, mode: str = "draw", gallery=None, size=None, prompt: str = "",
-                 style: str | None = None, strength: float = DEFAULT_STRENGTH, seed: int = 0, live: bool = True,
-                 **kwargs):
+    def __init__(
+        self,
+        studio,
+        image=None,
+        *,
+        mode: str = "draw",
+        gallery=None,
+        size=None,
+        prompt: str = "",
+        style: str | None = None,
+        strength: float = DEFAULT_STRENGTH,
+        seed: int = 0,
+        live: bool = True,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if mode not in ("draw", "mask"):
             raise KitError(f"mode must be 'draw' or 'mask', got {mode!r}")
@@ -77,43 +98,72 @@ class Sketchpad(LivePanel):
         self.size = (width, height)
         self._history: list[list] = []
         self._undoing = False
-        self._made = None   # (artwork, drawing, request) of the result shown: Keep decodes it in full
+        self._made = None  # (artwork, drawing, request) of the result shown: Keep decodes it in full
         self._started = time.perf_counter()
 
         scale = (VIEW if mode == "draw" else MASK_VIEW) / max(width, height)
         brush = max(3, round(max(width, height) / 40))
-        self.canvas = SketchCanvas(width=width, height=height, display_width=round(width * scale), mode=mode,
-                                   brush_size=brush, brush_color=COLOURS)
+        self.canvas = SketchCanvas(
+            width=width,
+            height=height,
+            display_width=round(width * scale),
+            mode=mode,
+            brush_size=brush,
+            brush_color=COLOURS,
+        )
         if self.image is not None:
             self.canvas.background = png_bytes(self.image)
         narrow = {"description_width": "initial"}
         self.note = preset_note(studio.preset)
-        self.brush = W.IntSlider(value=brush, min=1, max=min(sketch.MAX_BRUSH, max(16, max(width, height) // 4)),
-                                 description="Brush", style=narrow, layout=W.Layout(width="16em"))
-        self.colour = W.ColorPicker(value=COLOURS, concise=True, description="Colour", style=narrow,
-                                    layout=W.Layout(width="8em"))
-        self.eraser = W.ToggleButton(description="Eraser", icon="eraser", tooltip="rub out: the next strokes erase",
-                                     layout=W.Layout(width="7em"))
+        self.brush = W.IntSlider(
+            value=brush,
+            min=1,
+            max=min(sketch.MAX_BRUSH, max(16, max(width, height) // 4)),
+            description="Brush",
+            style=narrow,
+            layout=W.Layout(width="16em"),
+        )
+        self.colour = W.ColorPicker(
+            value=COLOURS, concise=True, description="Colour", style=narrow, layout=W.Layout(width="8em")
+        )
+        self.eraser = W.ToggleButton(
+            description="Eraser", icon="eraser", tooltip="rub out: the next strokes erase", layout=W.Layout(width="7em")
+        )
         self.undo_button = W.Button(description="Undo", icon="undo", layout=W.Layout(width="6em"))
         self.clear_button = W.Button(description="Clear", icon="trash", layout=W.Layout(width="6em"))
-        self.upload = W.FileUpload(accept="image/*", multiple=False, description="Photo",
-                                   tooltip="start from a photo: it is fitted to the drawing")
+        self.upload = W.FileUpload(
+            accept="image/*",
+            multiple=False,
+            description="Photo",
+            tooltip="start from a photo: it is fitted to the drawing",
+        )
         self.count = W.HTML()
-        self.prompt = W.Text(value=prompt, description="Prompt", placeholder="portrait of an elder",
-                             layout=W.Layout(width="28em"))
+        self.prompt = W.Text(
+            value=prompt, description="Prompt", placeholder="portrait of an elder", layout=W.Layout(width="28em")
+        )
         self.style = style_dropdown(style, description="Style", layout=W.Layout(width="22em"))
         self.style_note = W.HTML(style_note(style))
-        self.strength = W.FloatSlider(value=strength, min=0.05, max=1.0, step=0.05, readout_format=".2f",
-                                      description="Strength", style=narrow, layout=W.Layout(width="18em"),
-                                      tooltip="how far from the drawing: near 0 keeps it, 1 ignores it")
+        self.strength = W.FloatSlider(
+            value=strength,
+            min=0.05,
+            max=1.0,
+            step=0.05,
+            readout_format=".2f",
+            description="Strength",
+            style=narrow,
+            layout=W.Layout(width="18em"),
+            tooltip="how far from the drawing: near 0 keeps it, 1 ignores it",
+        )
         self.seed = seed_field(seed, description="Seed")
         self.dice = W.Button(description="", icon="dice", tooltip="a new random seed", layout=W.Layout(width="3em"))
-        self.live = W.Checkbox(value=live and mode == "draw", description="live", indent=False,
-                               layout=W.Layout(width="6em"))
+        self.live = W.Checkbox(
+            value=live and mode == "draw", description="live", indent=False, layout=W.Layout(width="6em")
+        )
         self.render_button = W.Button(description="Render", button_style="primary", icon="paint-brush")
         self.keep_button = W.Button(description="Keep", icon="save", tooltip="save the result to the gallery")
-        self.restore_button = W.Button(description="Restore", button_style="primary", icon="magic",
-                                       tooltip="inpaint exactly the painted pixels")
+        self.restore_button = W.Button(
+            description="Restore", button_style="primary", icon="magic", tooltip="inpaint exactly the painted pixels"
+        )
         self.stop_button = W.Button(description="Stop", button_style="warning", icon="stop")
         self.result = image_slot(width=f"{round(width * scale)}px")
         self.overlay = image_slot(width=f"{round(width * scale)}px")
@@ -136,8 +186,7 @@ class Sketchpad(LivePanel):
         self.keep_button.on_click(lambda _: self.keep())
         self.restore_button.on_click(lambda _: self.restore())
         self.stop_button.on_click(lambda _: self.stop())
-        self.style.observe(lambda change: setattr(self.style_note, "value", style_note(change["new"])),
-                           names="value")
+        self.style.observe(lambda change: setattr(self.style_note, "value", style_note(change["new"])), names="value")
         for control in (self.prompt, self.style, self.strength, self.seed, self.live):
             control.observe(lambda _: self.schedule(), names="value")
         self._show_count()
@@ -147,27 +196,44 @@ class Sketchpad(LivePanel):
         if mode == "draw":
             self.show_parts(
                 self.note,
-                W.HBox([self.brush, self.colour, self.eraser, self.undo_button, self.clear_button, self.upload,
-                        self.count], layout=wrap),
-                W.HBox([self.prompt, self.style], layout=wrap), self.style_note,
+                W.HBox(
+                    [
+                        self.brush,
+                        self.colour,
+                        self.eraser,
+                        self.undo_button,
+                        self.clear_button,
+                        self.upload,
+                        self.count,
+                    ],
+                    layout=wrap,
+                ),
+                W.HBox([self.prompt, self.style], layout=wrap),
+                self.style_note,
                 W.HBox([self.strength, self.seed, self.dice, self.live], layout=wrap),
-                W.HBox([self.render_button, self.keep_button, self.stop_button, self.progress, self.status],
-                       layout=wrap),
-                W.HBox([self.canvas, W.VBox([self.result, self.caption], layout=W.Layout(margin="0 0 0 12px"))],
-                       layout=side),
+                W.HBox(
+                    [self.render_button, self.keep_button, self.stop_button, self.progress, self.status], layout=wrap
+                ),
+                W.HBox(
+                    [self.canvas, W.VBox([self.result, self.caption], layout=W.Layout(margin="0 0 0 12px"))],
+                    layout=side,
+                ),
                 self.out,
             )
         else:
             self.show_parts(
                 self.note,
-                W.HTML("<div class='kit-text'>Paint over the damaged area: the model repaints exactly the "
-                       "painted pixels, and the overlay shows them.</div>"),
+                W.HTML(
+                    "<div class='kit-text'>Paint over the damaged area: the model repaints exactly the "
+                    "painted pixels, and the overlay shows them.</div>"
+                ),
                 W.HBox([self.brush, self.eraser, self.undo_button, self.clear_button, self.count], layout=wrap),
                 W.HBox([self.prompt, self.seed, self.dice], layout=wrap),
                 W.HBox([self.restore_button, self.stop_button, self.progress, self.status], layout=wrap),
-                W.HBox([self.canvas, self.result, self.overlay], layout=W.Layout(flex_flow="row wrap",
-                                                                                  align_items="flex-start",
-                                                                                  grid_gap="12px")),
+                W.HBox(
+                    [self.canvas, self.result, self.overlay],
+                    layout=W.Layout(flex_flow="row wrap", align_items="flex-start", grid_gap="12px"),
+                ),
                 self.caption,
                 self.out,
             )
@@ -178,7 +244,7 @@ class Sketchpad(LivePanel):
 
     def _on_strokes(self, change):
         if not self._undoing:
-            self._history = [*self._history[-(HISTORY - 1):], list(change["old"])]
+            self._history = [*self._history[-(HISTORY - 1) :], list(change["old"])]
         self.stroke_count = len(change["new"])
         self._show_count()
         self.schedule()
@@ -253,8 +319,9 @@ class Sketchpad(LivePanel):
 
     def request(self) -> dict:
         """The restyle arguments the controls describe."""
-        return dict(prompt=self.prompt.value, style=self.style.value or None, strength=self.strength.value,
-                    seed=self.seed.value)
+        return dict(
+            prompt=self.prompt.value, style=self.style.value or None, strength=self.strength.value, seed=self.seed.value
+        )
 
     def render(self, live: bool = False):
         """Re-render the drawing with the prompt and style (not saved: Keep saves it).
@@ -276,8 +343,9 @@ class Sketchpad(LivePanel):
 
         self._started = time.perf_counter()
         self.say("rendering…")
-        return self.run_in_background(work, done=lambda made: self._show(made, len(strokes)),
-                                      buttons=[self.render_button, self.keep_button])
+        return self.run_in_background(
+            work, done=lambda made: self._show(made, len(strokes)), buttons=[self.render_button, self.keep_button]
+        )
 
     def _show_early(self, images):
         show_png(self.result, png_bytes(images[0]))
@@ -292,10 +360,12 @@ class Sketchpad(LivePanel):
         self.showing = "preview" if art.record.decoder == "taesd" else "full"
         self.renders += 1
         what = "a fast TAESD preview" if self.showing == "preview" else "rendered"
-        self.caption.value = (f"<div class='kit-text'>{escape(art.record.prompt) or '(no prompt)'}<br>"
-                              f"{strokes} stroke{'s' * (strokes != 1)}, strength {art.record.restyle['strength']:.2f}, "
-                              f"seed {art.record.seed}, {art.image.width}×{art.image.height}, "
-                              f"{art.record.decoder}</div>")
+        self.caption.value = (
+            f"<div class='kit-text'>{escape(art.record.prompt) or '(no prompt)'}<br>"
+            f"{strokes} stroke{'s' * (strokes != 1)}, strength {art.record.restyle['strength']:.2f}, "
+            f"seed {art.record.seed}, {art.image.width}×{art.image.height}, "
+            f"{art.record.decoder}</div>"
+        )
         self.say(f"{what} in {time.perf_counter() - self._started:.1f} s (not saved: Keep saves it)")
 
     def keep(self):
@@ -333,8 +403,14 @@ class Sketchpad(LivePanel):
 
         def work(run):
             painted = sketch.check_mask(strokes, self.size)  # nothing painted stops here, before any model
-            return self.studio.restore(self.image, painted, prompt, seed, run=run,
-                                       person=[{"action": "painted the mask", "strokes": len(strokes)}])
+            return self.studio.restore(
+                self.image,
+                painted,
+                prompt,
+                seed,
+                run=run,
+                person=[{"action": "painted the mask", "strokes": len(strokes)}],
+            )
 
         self._started = time.perf_counter()
         self.say("restoring…")
@@ -349,7 +425,9 @@ class Sketchpad(LivePanel):
         show_png(self.result, png_bytes(art.image))
         show_png(self.overlay, png_bytes(art.overlay))
         area = art.record.restore["mask_area"]
-        self.caption.value = (f"<div class='kit-text'>the restoration (middle) and the AI-made pixels in magenta (right): "
-                              f"{area:.1%} of the picture, painted by hand in {self.stroke_count} "
-                              f"stroke{'s' * (self.stroke_count != 1)}; seed {art.record.seed}</div>")
+        self.caption.value = (
+            f"<div class='kit-text'>the restoration (middle) and the AI-made pixels in magenta (right): "
+            f"{area:.1%} of the picture, painted by hand in {self.stroke_count} "
+            f"stroke{'s' * (self.stroke_count != 1)}; seed {art.record.seed}</div>"
+        )
         self.say(f"restored in {time.perf_counter() - self._started:.1f} s, saved to {self.gallery.folder}")

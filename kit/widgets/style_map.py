@@ -35,8 +35,9 @@ class StyleMap(Panel):
     selected = T.Unicode(None, allow_none=True, help="id of the clicked point")
     lassoed = T.List(T.Unicode(), help="ids of the styles in the last lasso/box selection")
 
-    def __init__(self, atlas, studio=None, prompt_studio=None, fusion_mixer=None, subject="portrait of an elder",
-                 **kwargs):
+    def __init__(
+        self, atlas, studio=None, prompt_studio=None, fusion_mixer=None, subject="portrait of an elder", **kwargs
+    ):
         import plotly.graph_objects as go
 
         super().__init__(**kwargs)
@@ -47,8 +48,9 @@ class StyleMap(Panel):
         self._placed = 0  # how many of the watched PromptStudio's images are on the map
 
         self.note = preset_note(studio.preset) if studio is not None else W.HTML(layout=W.Layout(display="none"))
-        self.color_by = W.Dropdown(options=list(COLOR_BY), value="region", description="Colour by",
-                                   style={"description_width": "initial"})
+        self.color_by = W.Dropdown(
+            options=list(COLOR_BY), value="region", description="Colour by", style={"description_width": "initial"}
+        )
         self.title = W.HTML()
         self.figure = go.FigureWidget()
         self.figure.update_layout(height=MAP_HEIGHT, dragmode="lasso")
@@ -60,8 +62,7 @@ class StyleMap(Panel):
         self.to_studio = W.Button(description="Use in studio", icon="paint-brush", disabled=True, layout=auto)
         self.to_mixer = W.Button(description="Add to mixer", icon="sliders", disabled=True, layout=auto)
         self.subject = W.Text(value=subject, description="Subject", layout=W.Layout(width="auto"))
-        self.fuse_button = W.Button(description="Fuse lassoed styles", icon="object-group", disabled=True,
-                                    layout=auto)
+        self.fuse_button = W.Button(description="Fuse lassoed styles", icon="object-group", disabled=True, layout=auto)
         self.result = image_slot(width="256px")
 
         self.color_by.observe(lambda change: self.recolour(change["new"]), names="value")
@@ -74,13 +75,25 @@ class StyleMap(Panel):
             prompt_studio.observe(lambda _: self.place_new(), names="artworks")
 
         wrap = W.Layout(flex_flow="row wrap", align_items="center")
-        side = W.VBox([self.card, self.thumbnail, W.HBox([self.to_studio, self.to_mixer], layout=wrap),
-                       self.subject, self.fuse_button, self.result, W.HBox([self.progress, self.status])],
-                      layout=W.Layout(flex="1 1 18em", min_width="16em", max_width="36em", margin="0 0 0 12px"))
+        side = W.VBox(
+            [
+                self.card,
+                self.thumbnail,
+                W.HBox([self.to_studio, self.to_mixer], layout=wrap),
+                self.subject,
+                self.fuse_button,
+                self.result,
+                W.HBox([self.progress, self.status]),
+            ],
+            layout=W.Layout(flex="1 1 18em", min_width="16em", max_width="36em", margin="0 0 0 12px"),
+        )
         plot = W.VBox([self.title, self.figure], layout=W.Layout(flex="3 1 480px", min_width="320px"))
-        self.show_parts(self.note, self.color_by,
-                        W.HBox([plot, side], layout=W.Layout(flex_flow="row wrap", align_items="flex-start")),
-                        self.out)
+        self.show_parts(
+            self.note,
+            self.color_by,
+            W.HBox([plot, side], layout=W.Layout(flex_flow="row wrap", align_items="flex-start")),
+            self.out,
+        )
 
     # ------------------------------------------------------------ the figure
 
@@ -195,7 +208,7 @@ class StyleMap(Panel):
 
     def place_new(self):
         """Place the watched PromptStudio's images that are not on the map yet."""
-        new = self.prompt_studio.artworks[self._placed:]
+        new = self.prompt_studio.artworks[self._placed :]
         self._placed = len(self.prompt_studio.artworks)
         if new:
             try:

@@ -9,11 +9,20 @@ import ipywidgets as W
 import traitlets as T
 
 from ..errors import KitError
-from ..latents import MAX_FRAMES
 from ..gallery import default_folder
+from ..latents import MAX_FRAMES
 from ..walks import MAX_FPS, METHODS
-from .common import (Panel, image_slot, png_bytes, preset_note, seed_field, show_png, size_dropdown,
-                     style_dropdown, theme_figure)
+from .common import (
+    Panel,
+    image_slot,
+    png_bytes,
+    preset_note,
+    seed_field,
+    show_png,
+    size_dropdown,
+    style_dropdown,
+    theme_figure,
+)
 
 FPS = 12
 VIEW = 320  # px, the side of the frame viewer
@@ -28,8 +37,10 @@ class KeyframeRow:
         self.style = style_dropdown(style, layout=W.Layout(width="16em"))
         self.seed = seed_field(seed, description="seed")
         self.remove = W.Button(icon="trash", tooltip="remove this keyframe", layout=W.Layout(width="3em"))
-        self.box = W.HBox([self.label, self.prompt, self.style, self.seed, self.remove],
-                          layout=W.Layout(flex_flow="row wrap", align_items="center"))
+        self.box = W.HBox(
+            [self.label, self.prompt, self.style, self.seed, self.remove],
+            layout=W.Layout(flex_flow="row wrap", align_items="center"),
+        )
 
     def number(self, n: int):
         self.label.value = f"<b>Keyframe {n}</b>"
@@ -68,30 +79,37 @@ class WalkExplorer(Panel):
         self.rows: list[KeyframeRow] = []
         self.rows_box = W.VBox()
         self.add_button = W.Button(description="keyframe", icon="plus", tooltip="add a keyframe")
-        self.frames = W.BoundedIntText(value=8, min=2, max=MAX_FRAMES, description="Frames", style=narrow,
-                                       layout=W.Layout(width="10em"))
-        self.method = W.Dropdown(options=list(METHODS), value="slerp", description="Method", style=narrow,
-                                 layout=W.Layout(width="11em"))
-        self.loop = W.Checkbox(value=False, description="loop back to the first", indent=False,
-                               layout=W.Layout(width="auto"))
+        self.frames = W.BoundedIntText(
+            value=8, min=2, max=MAX_FRAMES, description="Frames", style=narrow, layout=W.Layout(width="10em")
+        )
+        self.method = W.Dropdown(
+            options=list(METHODS), value="slerp", description="Method", style=narrow, layout=W.Layout(width="11em")
+        )
+        self.loop = W.Checkbox(
+            value=False, description="loop back to the first", indent=False, layout=W.Layout(width="auto")
+        )
         self.even = W.Checkbox(value=False, description="even pacing", indent=False, layout=W.Layout(width="auto"))
-        self.preview = W.Checkbox(value=False, description="fast preview (TAESD)", indent=False,
-                                  layout=W.Layout(width="auto"))
+        self.preview = W.Checkbox(
+            value=False, description="fast preview (TAESD)", indent=False, layout=W.Layout(width="auto")
+        )
         self.size = size_dropdown(studio.preset)
         self.generate_button = W.Button(description="Generate", button_style="primary", icon="film")
         self.stop_button = W.Button(description="Stop", button_style="warning", icon="stop")
 
-        self.slider = W.IntSlider(value=1, min=1, max=1, description="Frame", disabled=True,
-                                  layout=W.Layout(width="24em"))
+        self.slider = W.IntSlider(
+            value=1, min=1, max=1, description="Frame", disabled=True, layout=W.Layout(width="24em")
+        )
         self.play = W.Play(value=1, min=1, max=1, interval=round(1000 / FPS), disabled=True)
         W.jslink((self.play, "value"), (self.slider, "value"))
         self.image = image_slot(width=f"{VIEW}px")
         self.caption = W.HTML(layout=W.Layout(width=f"{VIEW + 120}px"))
 
-        self.folder = W.Text(value=str(folder), description="Folder",
-                             layout=W.Layout(flex="1 1 30em", min_width="20em"))
-        self.fps = W.BoundedIntText(value=FPS, min=1, max=MAX_FPS, description="fps", style=narrow,
-                                    layout=W.Layout(width="7em"))
+        self.folder = W.Text(
+            value=str(folder), description="Folder", layout=W.Layout(flex="1 1 30em", min_width="20em")
+        )
+        self.fps = W.BoundedIntText(
+            value=FPS, min=1, max=MAX_FPS, description="fps", style=narrow, layout=W.Layout(width="7em")
+        )
         self.gif_button = W.Button(description="GIF", icon="download", tooltip="save the walk as an animated GIF")
         self.mp4_button = W.Button(description="MP4", icon="download", tooltip="save the walk as an MP4 video")
         self.plot = _step_plot()
@@ -102,13 +120,16 @@ class WalkExplorer(Panel):
         self.gif_button.on_click(lambda _: self.export("gif"))
         self.mp4_button.on_click(lambda _: self.export("mp4"))
         self.slider.observe(self._on_slider, names="value")
-        self.set_keyframes([("portrait of an elder, soft window light", 1),
-                            ("portrait of an elder, soft window light", 2)])
+        self.set_keyframes(
+            [("portrait of an elder, soft window light", 1), ("portrait of an elder, soft window light", 2)]
+        )
 
         wrap = W.Layout(flex_flow="row wrap", align_items="center")
         viewer = W.VBox([self.image, W.HBox([self.play, self.slider]), self.caption])
         self.show_parts(
-            self.note, self.rows_box, self.add_button,
+            self.note,
+            self.rows_box,
+            self.add_button,
             W.HBox([self.frames, self.method, self.size, self.loop, self.even, self.preview], layout=wrap),
             W.HBox([self.generate_button, self.stop_button, self.progress, self.status], layout=wrap),
             W.HBox([viewer, self.plot], layout=W.Layout(flex_flow="row wrap", align_items="flex-start")),
@@ -151,8 +172,14 @@ class WalkExplorer(Panel):
 
     def request(self) -> dict:
         """The walk options the controls describe."""
-        return dict(frames=self.frames.value, method=self.method.value, loop=self.loop.value,
-                    even=self.even.value, size=self.size.value, preview=self.preview.value)
+        return dict(
+            frames=self.frames.value,
+            method=self.method.value,
+            loop=self.loop.value,
+            even=self.even.value,
+            size=self.size.value,
+            preview=self.preview.value,
+        )
 
     def run(self):
         """Make the walk in the background; bad input is shown and the widget stays usable."""
@@ -212,9 +239,11 @@ class WalkExplorer(Panel):
         w = self.walk[index].record.walk
         kf = self.walk.keyframes
         end = (w["segment"] + 1) % len(kf)
-        self.caption.value = (f"<div class='kit-text'><b>frame {number} of {len(self.walk)}</b> · "
-                              f"{w['t']:.2f} of the way from keyframe {w['segment'] + 1} "
-                              f"(seed {kf[w['segment']].seed}) to keyframe {end + 1} (seed {kf[end].seed})</div>")
+        self.caption.value = (
+            f"<div class='kit-text'><b>frame {number} of {len(self.walk)}</b> · "
+            f"{w['t']:.2f} of the way from keyframe {w['segment'] + 1} "
+            f"(seed {kf[w['segment']].seed}) to keyframe {end + 1} (seed {kf[end].seed})</div>"
+        )
 
     def _plot(self, walk):
         before, after = self.plot.data
@@ -263,15 +292,19 @@ def _step_plot():
     """A small bar chart of step sizes: the first pass (when re-timed) next to the frames shown."""
     import plotly.graph_objects as go
 
-    figure = go.FigureWidget(layout=dict(
-        height=280, width=440, margin=dict(l=50, r=10, t=60, b=40), barmode="group",
-        title=dict(text="step sizes", font=dict(size=13), x=0, xanchor="left", y=0.97, yanchor="top"),
-        legend=dict(orientation="h", y=-0.25),
-        xaxis=dict(title=dict(text="step (frame i to i + 1)"), dtick=1),
-        yaxis=dict(title=dict(text="distance")),
-    ))
+    figure = go.FigureWidget(
+        layout=dict(
+            height=280,
+            width=440,
+            margin=dict(l=50, r=10, t=60, b=40),
+            barmode="group",
+            title=dict(text="step sizes", font=dict(size=13), x=0, xanchor="left", y=0.97, yanchor="top"),
+            legend=dict(orientation="h", y=-0.25),
+            xaxis=dict(title=dict(text="step (frame i to i + 1)"), dtick=1),
+            yaxis=dict(title=dict(text="distance")),
+        )
+    )
     theme_figure(figure)
     figure.add_bar(name="before re-timing", visible=False, marker_color="#bbbbbb")
     figure.add_bar(name="frames", marker_color="#3f6fb5")
     return figure
-

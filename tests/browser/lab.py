@@ -132,8 +132,15 @@ def start_lab(root: Path, home: Path, env: dict | None = None) -> Lab:
     dirs = {
         name: home / name
         for name in (
-            "config", "data", "runtime", "settings", "workspaces", "ipython", "checkpoints",
-            "kit-gallery", "kit-cache",
+            "config",
+            "data",
+            "runtime",
+            "settings",
+            "workspaces",
+            "ipython",
+            "checkpoints",
+            "kit-gallery",
+            "kit-cache",
         )  # fmt: skip
     }
     for folder in dirs.values():
@@ -206,8 +213,7 @@ def start_lab(root: Path, home: Path, env: dict | None = None) -> Lab:
     while True:
         if process.poll() is not None:
             raise RuntimeError(
-                f"JupyterLab exited with code {process.returncode} while starting.\n"
-                f"Server log:\n{lab.log()}"
+                f"JupyterLab exited with code {process.returncode} while starting.\nServer log:\n{lab.log()}"
             )
         try:
             lab.api("api/status")
@@ -449,17 +455,13 @@ def run_all(page, timeout_ms: int = RUN_TIMEOUT_MS) -> None:
             polling=500,
         ).json_value()
     except PlaywrightTimeoutError:
-        raise TimeoutError(
-            f"Run All did not finish within {timeout_ms / 1000:.0f} s: {notebook_state(page)}"
-        ) from None
+        raise TimeoutError(f"Run All did not finish within {timeout_ms / 1000:.0f} s: {notebook_state(page)}") from None
     if outcome.startswith("dialog"):
         raise RuntimeError(f"Run All was interrupted by a {outcome!r}: {notebook_state(page)}")
     # Widget views render after their cell finished; give them time to leave "Loading widget...".
     # One that never does is reported by cell_errors.
     try:
-        page.wait_for_function(
-            _WIDGETS_LOADING_JS + ".length === 0", arg=NOTEBOOK, timeout=30_000, polling=250
-        )
+        page.wait_for_function(_WIDGETS_LOADING_JS + ".length === 0", arg=NOTEBOOK, timeout=30_000, polling=250)
     except PlaywrightTimeoutError:
         pass
 
@@ -539,8 +541,8 @@ THEMES = {"light": "JupyterLab Light", "dark": "JupyterLab Dark"}
 
 def set_theme(page, theme: str) -> None:
     """Switch JupyterLab to its "light" or "dark" theme in place (outputs and widgets stay)."""
-    page.evaluate("name => window.jupyterapp.commands.execute('apputils:change-theme', {theme: name})",
-                  THEMES[theme])
-    page.wait_for_function("light => document.body.dataset.jpThemeLight === light",
-                           arg="true" if theme == "light" else "false")
+    page.evaluate("name => window.jupyterapp.commands.execute('apputils:change-theme', {theme: name})", THEMES[theme])
+    page.wait_for_function(
+        "light => document.body.dataset.jpThemeLight === light", arg="true" if theme == "light" else "false"
+    )
     page.wait_for_timeout(500)  # the theme's stylesheet is applied and the page repainted

@@ -197,9 +197,11 @@ def test_panels_look_finished(panels_page, theme):
     for name in ("PromptStudio", "WalkExplorer", "FusionMixer", "StyleMap"):
         expect(page.locator(f".kit-{name} .kit-note")).to_contain_text("preset tiny")
     expect(studio.locator(".widget-button", has_text="seed 4294967295")).to_be_visible()
-    record = studio.locator(".kit-text pre").first   # the record wraps at spaces, not inside words
+    record = studio.locator(".kit-text pre").first  # the record wraps at spaces, not inside words
     assert record.evaluate("p => [getComputedStyle(p).whiteSpace, getComputedStyle(p).wordBreak]") == [
-        "pre-wrap", "normal"]
+        "pre-wrap",
+        "normal",
+    ]
 
     # Text follows the theme: light on the dark page, dark on the light one.
     dark = theme == "dark"
@@ -253,9 +255,9 @@ def test_style_map_takes_the_width_it_has(panels_page, width):
                             || toolbar.right <= title.left || toolbar.left >= title.right)};
         }""")
         panel.screenshot(path=str(SCREENSHOTS / f"widget-StyleMap-{width}px.png"))
-        assert sizes["area"][0] > sizes["panel"] / 2, sizes    # the legend does not squeeze the map
+        assert sizes["area"][0] > sizes["panel"] / 2, sizes  # the legend does not squeeze the map
         assert sizes["area"][1] > 300, sizes
-        assert not sizes["overlap"], sizes                     # the toolbar does not cover the title
+        assert not sizes["overlap"], sizes  # the toolbar does not cover the title
         assert panel.evaluate(_PANEL_PROBLEMS_JS) == []
     finally:
         page.set_viewport_size({"width": 1400, "height": 1200})
