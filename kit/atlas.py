@@ -36,7 +36,7 @@ spent twice the CPU of the single-threaded one), so the seed costs nothing there
 
 Only numpy and the standard library are imported here; umap, sklearn, plotly and PIL are
 imported where they are used. How the map groups styles into a legend (era bins, medium
-families) is data: kit/data/classification.json, read by `kit.styles.classification()`.
+families) is data: kit/data/classification.json, read by `kit.data_tables.classification()`.
 """
 
 from __future__ import annotations
@@ -50,8 +50,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checks
+from . import atlas_figure, checks
 from . import styles as kit_styles
+from .atlas_figure import KINDS
+from .data_tables import classification
 from .errors import KitError
 from .projection import Placer, directions
 
@@ -67,17 +69,15 @@ __all__ = [
     "thumbnail_uri",
 ]
 
-KINDS = ("style", "image", "generated")
 COLOR_BY = ("region", "continent", "era", "medium", "kind")
 MIN_POINTS = 4  # UMAP needs a neighbourhood of at least 3 other points
-UNLABELLED = kit_styles.UNLABELLED
 THUMBNAIL_SIZE = 64  # pixels, longest side
 PCA_DIMS = 50
 
 # How the map groups the catalogue's free text (era bins, medium families): data in
-# kit/data/classification.json, read and checked by kit.styles.classification().
-ERA_BINS = kit_styles.classification().era_bins
-MEDIUM_FAMILIES = kit_styles.classification().medium_families
+# kit/data/classification.json, read and checked by kit.data_tables.classification().
+ERA_BINS = classification().era_bins
+MEDIUM_FAMILIES = classification().medium_families
 
 
 # ------------------------------------------------------------------ small pure helpers
@@ -97,12 +97,12 @@ def style_texts(style, subject: str = "a portrait") -> list[str]:
 
 def era_bin(year) -> str:
     """The era bin of a start year (negative = BCE); UNLABELLED for None."""
-    return kit_styles.classification().era_bin(year)
+    return classification().era_bin(year)
 
 
 def medium_family(medium) -> str:
     """The family of a free-text medium ("oil on canvas" -> "painting & drawing")."""
-    return kit_styles.classification().medium_family(medium)
+    return classification().medium_family(medium)
 
 
 def thumbnail_uri(item, size: int = THUMBNAIL_SIZE) -> str | None:
@@ -432,9 +432,7 @@ class StyleAtlas:
         self._need_fit("figure()")
         if dim is not None and dim != self.dim:
             raise KitError(f"the atlas is fitted in {self.dim}D; call atlas.fit(dim={dim}) first for a {dim}D figure")
-        from .atlas_figure import figure
-
-        return figure(self.points, self.dim, color_by, self._model_name())
+        return atlas_figure.figure(self.points, self.dim, color_by, self._model_name())
 
     def coordinates(self) -> list[dict]:
         """One record per mapped point: its metadata (no vector) and x, y (and z)."""

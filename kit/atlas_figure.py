@@ -5,6 +5,9 @@ table of points. Styles are circles, images squares, generated images stars (dia
 scatter3d has no star). Colours come from plotly's qualitative palettes, keeping only the mid
 tones that show on a light and on a dark notebook; points without a value are grey.
 
+The kinds of point (`KINDS`) are named here, beside the symbol each is drawn with, and the atlas
+imports them from here: the dependency runs one way, atlas -> atlas_figure.
+
 Plotly is imported inside ``figure``; the rest is plain Python.
 """
 
@@ -17,9 +20,9 @@ import numpy as np
 
 from . import plots
 from . import styles as kit_styles
-from .atlas import KINDS
-from .styles import UNLABELLED
+from .data_tables import UNLABELLED, classification
 
+KINDS = ("style", "image", "generated")  # the kinds of point on a map, each drawn with a symbol of its own
 SYMBOLS_2D = {"style": "circle", "image": "square", "generated": "star"}
 SYMBOLS_3D = {"style": "circle", "image": "square", "generated": "diamond"}  # scatter3d has no star
 SIZES = {"style": 9, "image": 8, "generated": 13}
@@ -102,7 +105,7 @@ def figure(points: list[dict], dim: int, color_by: str, model_name: str):
 
 def group(point: dict, color_by: str) -> str:
     """The legend group of a point: its era bin, medium family or plain value; UNLABELLED when empty."""
-    table = kit_styles.classification()
+    table = classification()
     if color_by == "era":
         return table.era_bin(point.get("era_start"))
     if color_by == "medium":
@@ -113,7 +116,7 @@ def group(point: dict, color_by: str) -> str:
 
 def group_order(color_by: str, name: str):
     """Legend order: the catalogue's own order for known values, then others A-Z, unlabelled last."""
-    table = kit_styles.classification()
+    table = classification()
     known = {
         "region": list(kit_styles.REGIONS),
         "continent": list(kit_styles.CONTINENTS),
@@ -149,7 +152,7 @@ def hover(point: dict) -> str:
     if point.get("era"):
         lines.append(plots.escape(point["era"]))
     elif point.get("era_start") is not None:
-        lines.append(plots.escape(kit_styles.classification().era_bin(point["era_start"])))
+        lines.append(plots.escape(classification().era_bin(point["era_start"])))
     if point.get("medium"):
         lines.append(wrapped(point["medium"]))
     if point.get("description"):

@@ -21,7 +21,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import checks, styles
+from . import checks
+from .data_tables import data_error, read_json
 from .errors import KitError
 
 DEFAULT_PRESET = "sd-turbo"
@@ -67,7 +68,7 @@ def load(path: str | Path = PRESETS_PATH) -> dict[str, Preset]:
     Each preset is an object with the fields of `Preset`; ``name`` and ``model`` are required (model
     null: built from code), the others default as in `Preset`. Raises one KitError listing every problem.
     """
-    data = styles.read_json(path, "preset table", {"about": False, "presets": True})
+    data = read_json(path, "preset table", {"about": False, "presets": True})
     rows = data["presets"]
     errors: list[str] = []
     if not isinstance(rows, list) or not rows:
@@ -81,7 +82,7 @@ def load(path: str | Path = PRESETS_PATH) -> dict[str, Preset]:
         elif preset is not None:
             table[preset.name] = preset
     if errors:
-        raise styles.data_error(path, "preset table", errors)
+        raise data_error(path, "preset table", errors)
     return table
 
 

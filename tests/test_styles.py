@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 import kit
-from kit import styles
+from kit import data_tables, styles
 from kit.errors import KitError
 
 INHABITED_CONTINENTS = {"Africa", "Asia", "Europe", "North America", "South America", "Oceania"}
@@ -402,7 +402,7 @@ def test_unreadable_and_empty_files(tmp_path):
 
 def write_table(tmp_path, **changes):
     """The shipped classification table with top-level keys changed (None removes one), written to tmp_path."""
-    table = json.loads(styles.CLASSIFICATION_PATH.read_text(encoding="utf-8"))
+    table = json.loads(data_tables.CLASSIFICATION_PATH.read_text(encoding="utf-8"))
     for key, value in changes.items():
         table.pop(key) if value is None else table.__setitem__(key, value)
     path = tmp_path / "classes.json"
@@ -412,14 +412,14 @@ def write_table(tmp_path, **changes):
 
 def classification_error(path) -> str:
     with pytest.raises(KitError) as info:
-        styles.load_classification(path)
+        data_tables.load_classification(path)
     assert str(path) in str(info.value), "the message names the file"
     return str(info.value)
 
 
 def test_the_shipped_classification_groups_every_catalogue_style():
-    table = styles.classification()
-    assert table is styles.classification()  # loaded once
+    table = data_tables.classification()
+    assert table is data_tables.classification()  # loaded once
     assert table.era_labels == ["before 500 CE", "500–1499", "1500–1799", "1800–1944", "1945–today"]
     assert table.medium_labels[-2:] == ["tattoo & body art", "other"]
     assert table.medium_family("chisel and needle tattoo on carved wood") == "tattoo & body art"  # overrides first
@@ -432,7 +432,7 @@ def test_a_researchers_classification_table_is_read(tmp_path):
     path = write_table(
         tmp_path, era_bins=[{"before": 0, "label": "BCE"}, {"before": None, "label": "CE"}], medium_overrides=None
     )
-    table = styles.load_classification(path)
+    table = data_tables.load_classification(path)
     assert [table.era_bin(y) for y in (-1, 0, None)] == ["BCE", "CE", "unlabelled"]
     assert table.medium_family("tattoo") == "other"  # no overrides: nothing names tattoo
 
@@ -483,7 +483,7 @@ def test_a_malformed_classification_file_is_named_and_explained(tmp_path, text, 
 
 def test_unreadable_classification_files(tmp_path):
     with pytest.raises(KitError, match="cannot read the classification table"):
-        styles.load_classification(tmp_path / "nope.json")
+        data_tables.load_classification(tmp_path / "nope.json")
     latin = tmp_path / "latin1.json"
     latin.write_bytes('{"other_medium": "caf\xe9"}'.encode("latin-1"))
     assert "not valid UTF-8" in classification_error(latin)
