@@ -300,7 +300,7 @@ def load_diffusers(preset, device: str, dtype: str) -> Loaded:
     from diffusers import AutoencoderTiny, DiffusionPipeline
 
     from kit.latents import noise
-    from kit.studio import _dtype_argument, _quiet_loading
+    from kit.loading import _dtype_argument, _quiet_loading
 
     dtype = getattr(torch, dtype)
     as_dtype = {_dtype_argument(): dtype, "use_safetensors": True}  # diffusers renamed torch_dtype to dtype

@@ -22,7 +22,7 @@ import os
 import struct
 from pathlib import Path
 
-from . import __version__
+from . import __version__, kinds
 from .artwork import load, pixel_hash
 from .errors import KitError
 from .files import ReadError, read_file, read_image, write_atomic
@@ -224,11 +224,12 @@ def sign(
     record = load(path).record
     if record.kind == "imported":
         raise KitError(f"{str(path)!r} holds no kit record: only images the kit made are signed as made by a model")
-    if record.kind in _EDITS and original is None:
+    made_from = _edit(record)
+    if made_from and original is None:
         original = _recorded_source(record)
-    if record.kind in _EDITS and original is None:
+    if made_from and original is None:
         raise KitError(
-            f"original: {_EDITS[record.kind]} is signed as an edit of its source image, which is not at "
+            f"original: {made_from} is signed as an edit of its source image, which is not at "
             "the path its record names; pass original="
         )
     parent = None if original is None else _ingredient_bytes(original)
@@ -257,13 +258,20 @@ def sign(
     return target
 
 
-_EDITS = {"restore": "a restoration", "restyle": "a restyled image"}  # kinds made from a source image
+def _edit(record) -> str | None:
+    """What an image made from a source image is called ("a restoration"), or None for one made from text:
+    its kind says so (`kit.kinds`), or, for a kind this process has not loaded, the source its record names."""
+    kind = kinds.get(record.kind)
+    if kind is not None and kind.edit:
+        return kind.edit
+    return "an image made from another" if record.parents() else None
 
 
 def _recorded_source(record):
     """The source file a restore or restyle record names, when it is on disk with the recorded pixels; else None."""
-    info = getattr(record, record.kind) or {}
-    path = info.get("source_path")
+    kind = kinds.get(record.kind)
+    info = getattr(record, kind.field if kind is not None and kind.field else record.kind, None)
+    path = info.get("source_path") if isinstance(info, dict) else None
     if not isinstance(path, str):
         return None
     try:

@@ -260,6 +260,8 @@ def fsync_folder(folder) -> None:
 
 MAX_PIXELS = 64_000_000  # an 8000 x 8000 image; more is refused as a possible decompression bomb
 MAX_BYTES = 512 * 2**20  # 512 MiB: larger files are refused before a byte is read
+MIN_SIDE = 8  # pixels: the smallest side of an image a model is given (one latent pixel)
+RESAMPLE = "Lanczos"  # how the kit resizes a picture to the model's size (PIL's LANCZOS filter), as records say
 BACKGROUND = (255, 255, 255)  # the one colour transparent pixels are composited onto
 # Formats an image may be in; others (EPS runs Ghostscript, WMF, FITS ...) are refused unread.
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "TIFF", "BMP", "DIB", "PPM", "JPEG2000", "AVIF", "HEIF", "QOI")
@@ -403,6 +405,18 @@ def read_image(
             )
         image = _decode(data, field, where, max_pixels, draft)
     return to_rgb(_upright(image), alpha=alpha, field=field, where=where)
+
+
+def check_image(image, field: str = "image"):
+    """An RGB copy of `image` (PIL image, Artwork, numpy array, bytes or file path); KitError otherwise.
+
+    Read by `read_image`, the kit's one reader: upright, transparency on white, 16-bit scaled to 8 bits,
+    files capped in size; each side at least MIN_SIDE pixels, as every model input must be.
+    """
+    rgb = read_image(image, field=field)
+    if min(rgb.size) < MIN_SIDE:
+        raise KitError(f"{field} is {rgb.width}x{rgb.height} px: each side must be at least {MIN_SIDE} px")
+    return rgb
 
 
 def _check_pixels(size, max_pixels: int, field: str, where: str) -> None:

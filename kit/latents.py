@@ -18,7 +18,6 @@ import secrets
 import torch
 
 from .errors import KitError
-from .pacing import MAX_FRAMES  # noqa: F401  (its old home: kit.widgets.walk_explorer and its tests import it here)
 
 SEED_LIMIT = 2**63  # seeds are 0 <= seed < SEED_LIMIT (they must fit a signed int64)
 RANDOM_SEED_LIMIT = 2**32  # random_seed() stays below this so a seed is easy to read and type

@@ -165,7 +165,7 @@ def _reloader(cls, source: str, subfolder: str | None, attribute: str | None = N
 
     def load():
         from . import presets
-        from .studio import _quiet_loading
+        from .loading import _quiet_loading
 
         kwargs = {"use_safetensors": True, **({"subfolder": subfolder} if subfolder else {})}
         if presets.hub_offline() or Path(source).expanduser().is_dir():

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from . import __version__
+from . import __version__, kinds
 from .errors import KitError
 
 __all__ = [
@@ -305,35 +305,20 @@ def seed_action(seed) -> list[dict]:
     return [{"action": "chose the seed", "seed": int(seed)}]
 
 
-# What the model did, by kind, in words (the rest of the sentence "The model (name, steps) ...").
-_MODEL_DID = {
-    "generate": "generated the image from seeded noise, guided by the prompt",
-    "walk": "generated this frame from noise and prompt embeddings blended between the keyframes",
-    "fuse": "generated the image from a weighted blend of the styles' prompt embeddings",
-    "restore": "inpainted the masked pixels; every other pixel is the source's",
-    "restyle": "re-rendered the source image with the prompt",
-}
 MAX_ACTIONS = 64  # person actions a record may hold (a record is data: read from a file, it is checked)
 
 
 def credit(record: Record, person: list[dict]) -> Record:
-    """Fill `record.authorship`: `person` (the person's actions, in order) and the model's part,
-    from the record's own fields. Returns the record (changed in place)."""
+    """Fill `record.authorship`: `person` (the person's actions, in order) and the model's part, from the
+    record's own fields and what its kind says the model did (`kit.kinds`). Returns the record (changed in place)."""
+    kind = kinds.get(record.kind)
     model = {
         "model": record.model or record.preset,
         "preset": record.preset,
         "kind": record.kind,
         "steps": record.steps,
-        "did": _MODEL_DID.get(record.kind, "made the image"),
+        "did": kind.model_did(record) if kind is not None else "made the image",
     }
-    if record.kind == "restyle" and isinstance(record.restyle, dict) and "strength" in record.restyle:
-        strength = record.restyle["strength"]
-        model["strength"] = strength
-        if isinstance(strength, (int, float)):
-            model["steps_run"] = int(record.steps * strength)  # img2img runs the last steps x strength steps
-        model["did"] = (
-            f"re-rendered the source image with the prompt, {strength:g} of the way from the source towards fresh noise"
-        )
     record.authorship = {"person": list(person), "model": model}
     _check_authorship(record.authorship)
     return record

@@ -31,10 +31,11 @@ from PIL import Image, ImageDraw
 from . import checks
 from .artwork import Artwork, pixel_hash
 from .errors import KitError
-from .files import check_path, is_file, read_image
-from .record import Record, check_person, credit, sampler_name, seed_action
+from .files import check_image, check_path, is_file, read_image
+from .kinds import Kind, register
+from .limits import MAX_RECORD_SIDE
+from .record import Record, check_person, credit, seed_action
 from .runs import Stopped
-from .studio import CHECKS, MAX_RECORD_SIDE, RENDERERS
 
 TINT = (255, 0, 255)  # magenta: rare in paintings and photographs, easy to see
 TINT_ALPHA = 0.35
@@ -43,7 +44,6 @@ HUB_STEPS = 25
 HUB_GUIDANCE = 7.5
 DAMAGE_KINDS = ("scratches", "holes", "stains")
 MAX_DAMAGE = 0.5  # damage() covers at most half the image
-MIN_SIDE = 8  # px; smaller images are refused
 WINDOW_RADIUS = 5  # SSIM's Gaussian window: 11 taps
 
 
@@ -81,18 +81,6 @@ class Restoration(Artwork):
 
 
 # ---------------------------------------------------------------- checking inputs
-
-
-def check_image(image, field: str = "image") -> Image.Image:
-    """An RGB copy of `image` (PIL image, Artwork, numpy array, bytes or file path); KitError otherwise.
-
-    Read by `kit.files.read_image`, the kit's one reader: upright, transparency on white,
-    16-bit scaled to 8 bits, files capped in size.
-    """
-    rgb = read_image(image, field=field)
-    if min(rgb.size) < MIN_SIDE:
-        raise KitError(f"{field} is {rgb.width}x{rgb.height} px: each side must be at least {MIN_SIDE} px")
-    return rgb
 
 
 def check_mask(mask, size: tuple[int, int], field: str = "mask") -> np.ndarray:
@@ -432,14 +420,8 @@ def _paint(studio, record: Record, source: Image.Image, region: np.ndarray, run)
     pixels = np.where(region[:, :, None], np.asarray(painted.convert("RGB")), np.asarray(source))
     restored = Image.fromarray(pixels.astype(np.uint8), mode="RGB")
 
-    record.scheduler = type(pipe.scheduler).__name__
-    record.sampler = sampler_name(record.scheduler)
-    record.revision = studio.revision("inpaint")
-    record.sha256 = pixel_hash(restored)
     art = Restoration(restored, record, overlay=disclose(restored, region), mask=mask_image(region), source=source)
-    if studio.gallery is not None:
-        studio.gallery.add(art)
-    return art
+    return studio.finish(art, "inpaint")
 
 
 def check_record(studio, record) -> None:
@@ -466,8 +448,16 @@ def check_record(studio, record) -> None:
     mask_of(record)  # decodes and checks the stored mask
 
 
-RENDERERS["restore"] = render  # the Studio replays "restore" records with this
-CHECKS["restore"] = check_record
+register(
+    Kind(
+        "restore",
+        did="inpainted the masked pixels; every other pixel is the source's",
+        field="restore",
+        renderer=render,
+        check=check_record,
+        edit="a restoration",
+    )
+)
 
 
 # ---------------------------------------------------------------- practice damage

@@ -15,7 +15,7 @@ in 1 step, so when `steps` is not given it is raised to the fewest that give one
 strength (2 at 0.6, as sd-turbo's own image-to-image example does); the record keeps it.
 
 `style` is a catalogue id (its template wraps the prompt) or a dict of fusion weights, encoded by
-`kit.fusion.conditioning` exactly as `studio.fuse` encodes them. With a style and no prompt the
+`kit.blend.conditioning` exactly as `studio.fuse` encodes them. With a style and no prompt the
 subject is DEFAULT_SUBJECT; with neither, the picture is re-rendered from the empty prompt.
 
 The record (kind "restyle") names the source by pixel hash (`restyle["source_sha256"]`, also
@@ -32,23 +32,21 @@ from __future__ import annotations
 import math
 import os
 import threading
-import weakref
 from pathlib import Path
 
 from PIL import Image
 
-from . import checks, fusion, styles
+from . import blend, checks, styles
 from .artwork import Artwork, pixel_hash
 from .errors import KitError
-from .files import check_path, is_file
-from .record import Record, check_person, credit, sampler_name, seed_action
-from .restore import check_image
+from .files import RESAMPLE, check_image, check_path, is_file
+from .kinds import Kind, register
+from .limits import MAX_STEPS
+from .record import Record, check_person, credit, seed_action
 from .runs import Stopped
-from .studio import CHECKS, MAX_STEPS, RENDERERS
 
 DEFAULT_STRENGTH = 0.6
 DEFAULT_SUBJECT = "a picture"  # what a style's template wraps when no prompt is given
-RESAMPLE = "Lanczos"  # how the source is resized to the model's size (PIL's LANCZOS filter)
 
 
 # ---------------------------------------------------------------- checking inputs
@@ -165,14 +163,14 @@ def _text(studio, prompt, style) -> dict:
     subject = studio.check_prompt(prompt, allow_empty=True)
     if isinstance(style, dict):
         try:
-            components = fusion.check_weights(style)
+            components = blend.check_weights(style)
         except KitError as err:
             raise KitError(f"style (fusion weights): {err}") from None
         subject = subject or DEFAULT_SUBJECT
         for c in components:
             studio.check_prompt(c.prompt(subject), f"style[{c.key!r}] prompt")
         return {
-            "prompt": f"{fusion.describe(style)}: {subject}",
+            "prompt": f"{blend.describe(style)}: {subject}",
             "subject": subject,
             "style": None,
             "fusion": {c.key: c.weight for c in components},
@@ -260,7 +258,9 @@ def plan(
         *chosen,
         *added,
     ]
-    return credit(record, person), source
+    credit(record, person)
+    record.authorship["model"].update(strength=strength, steps_run=int(steps * strength))  # img2img runs these
+    return record, source
 
 
 def restyle(
@@ -369,20 +369,15 @@ def render(studio, record: Record, run=None, image=None) -> Artwork:
         return _paint(studio, again, source, run)
 
 
-# Image-to-image pipelines built on a studio's loaded components, per studio (no weights of their own).
-_PIPES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_pipes_lock = threading.Lock()
-
-
 def pipeline(studio):
     """The image-to-image pipeline of the studio's preset, sharing the loaded text-to-image components."""
     from diffusers import AutoPipelineForImage2Image
 
     pipe = studio.load("pipeline")
-    with _pipes_lock:
-        known = _PIPES.get(studio)
-        if known is not None and known[0] is pipe:
-            return known[1]
+    held, lock = studio.held("restyle.pipeline", lambda: ({}, threading.Lock()))  # no weights of its own
+    with lock:
+        if held.get("from") is pipe:
+            return held["made"]
         try:
             made = AutoPipelineForImage2Image.from_pipe(pipe)
         except ValueError as err:
@@ -391,7 +386,7 @@ def pipeline(studio):
             ) from None
         made.set_progress_bar_config(disable=True)
         _quiet_vacuous_cast_warning()
-        _PIPES[studio] = (pipe, made)
+        held.update({"from": pipe, "made": made})
         return made
 
 
@@ -415,7 +410,7 @@ def conditioning(studio, record: Record) -> dict:
     """The record's conditioning: fusion weights blended as `studio.fuse` does, else its prompt encoded,
     both the way the record's `encoding` says (long prompts in chunks, web-UI emphasis)."""
     if record.fusion:
-        return fusion.conditioning(
+        return blend.conditioning(
             studio, record.fusion, record.subject, record.negative, record.guidance, record.encoding
         )
     return studio.encode([record.prompt], record.negative, record.guidance, encoding=record.encoding)
@@ -450,14 +445,7 @@ def _paint(studio, record: Record, source: Image.Image, run, on_preview=None, sa
         (image,) = studio.decode(latents, preview=record.decoder == "taesd")
     except Stopped:
         raise Stopped("the restyle", [], 1) from None
-    record.scheduler = type(pipe.scheduler).__name__
-    record.sampler = sampler_name(record.scheduler)
-    record.revision = studio.revision("pipeline")
-    record.sha256 = pixel_hash(image)
-    art = Artwork(image, record)
-    if save and studio.gallery is not None:
-        studio.gallery.add(art)
-    return art
+    return studio.finish(Artwork(image, record), save=save)
 
 
 def check_record(studio, record) -> None:
@@ -492,9 +480,15 @@ def check_record(studio, record) -> None:
         check_path(info["source_path"], "record.restyle.source_path")
     if record.fusion:
         subject = studio.check_prompt(record.subject, "record.subject")
-        for c in fusion.check_weights(record.fusion):
+        for c in blend.check_weights(record.fusion):
             studio.check_prompt(c.prompt(subject), f"record.fusion[{c.key!r}] prompt")
 
 
-RENDERERS["restyle"] = render  # the Studio replays "restyle" records with this
-CHECKS["restyle"] = check_record
+def _model_did(record) -> str:
+    strength = (record.restyle or {}).get("strength")
+    if not isinstance(strength, (int, float)):
+        return "re-rendered the source image with the prompt"
+    return f"re-rendered the source image with the prompt, {strength:g} of the way from the source towards fresh noise"
+
+
+register(Kind("restyle", did=_model_did, field="restyle", renderer=render, check=check_record, edit="a restyled image"))

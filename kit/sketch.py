@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw
 
 from . import checks
 from .errors import KitError
-from .files import read_image
+from .files import RESAMPLE, read_image
 
 PAPER = (255, 255, 255)  # the colour of an empty drawing
 MAX_STROKES = 5_000
@@ -162,7 +162,6 @@ def photo(source, size, field: str = "photo") -> tuple[Image.Image, str]:
     with an upload's caps on bytes and pixels; scaled to cover the drawing and centre-cropped,
     as `studio.restyle` fits a source of another shape.
     """
-    from .restyle import RESAMPLE
 
     size = check_size(size)
     rgb = read_image(source, field=field, max_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_UPLOAD_PIXELS)

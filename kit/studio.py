@@ -15,36 +15,25 @@ import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import replace as _replace
-from functools import partial
-from pathlib import Path
 
 import torch
 
-from . import checks, openvino_backend, presets, styles
+from . import checks, fusion, kinds, openvino_backend, presets, restore, restyle, styles, walks
 from . import latents as latent_math
 from . import prompts as prompt_text
 from .artwork import Artwork, pixel_hash
 from .artwork import load as load_artwork
+from .encoding import PromptEncoder
 from .errors import KitError
 from .gallery import Gallery
+from .kinds import Kind
+from .limits import MAX_BATCH, MAX_GUIDANCE, MAX_PROMPT_CHARS, MAX_RECORD_SIDE, MAX_STEPS
+from .loading import Loader
 from .record import Record, credit, sampler_name, seed_action
 from .runs import Run, Stopped, as_run
 
-MAX_PROMPT_CHARS = 5000
-MAX_STEPS = presets.MAX_STEPS  # one limit for requests and for the preset table
-MAX_BATCH = 64
-MAX_GUIDANCE = presets.MAX_GUIDANCE
+__all__ = ["Studio", "MAX_BATCH", "MAX_GUIDANCE", "MAX_PROMPT_CHARS", "MAX_STEPS"]
 
-# What features register when imported (see `_import_features`):
-# record kind -> function(studio, records) -> (conditioning, initial latents), for kinds the text-to-image path renders
-INPUTS: dict[str, Callable] = {}
-# record kind -> function(studio, record, run) -> Artwork, for kinds with a pipeline of their own (restore)
-RENDERERS: dict[str, Callable] = {}
-# record kind -> function(studio, record) that checks the kind's own fields (raises KitError), before model work
-CHECKS: dict[str, Callable] = {}
-MAX_RECORD_SIDE = 8192  # a restoration record keeps its source's size; the image reader caps what it reads
-# the parts a preset can have, and where the tiny preset keeps each
-PARTS = {"pipeline": "pipeline", "preview": "taesd", "inpaint": "inpaint"}
 # the record fields that may differ between the images of one batch
 BATCH_FIELDS = ("seed", "prompt", "subject", "walk", "fusion")
 
@@ -53,7 +42,7 @@ def _member(record: Record) -> dict:
     return {name: getattr(record, name) for name in BATCH_FIELDS}
 
 
-class Studio:
+class Studio(Loader, PromptEncoder):
     """Text-to-image with a preset's diffusers pipeline.
 
     >>> studio = kit.Studio()                       # $KIT_PRESET, else sd-turbo
@@ -89,6 +78,8 @@ class Studio:
         self._runs_lock = threading.Lock()
         self._unavailable: set[str] = set()  # optional parts that failed to load (said once)
         self._tokenizer = None  # the tokenizer alone, before the pipeline is loaded
+        self._held: dict = {}  # what features keep with this studio (see held)
+        self._held_lock = threading.Lock()
 
     @property
     def previews_first(self) -> bool:
@@ -110,93 +101,14 @@ class Studio:
         loaded = "loaded" if "pipeline" in self._parts else "not loaded yet"
         return f"Studio(preset={self.preset.name!r}, device={self.device!r}, dtype={str(self.dtype)[6:]}, {loaded})"
 
-    # ------------------------------------------------------------ loading
-
-    def _source(self, part: str) -> str:
-        """Where `part` ("pipeline", "preview", "inpaint") is loaded from."""
-        if self.preset.offline:
-            from . import tiny
-
-            return str(tiny.ensure_saved(preset=self.preset.name) / PARTS[part])
-        return {"pipeline": self.preset.model, "preview": self.preset.preview, "inpaint": self.preset.inpaint}[part]
-
-    def has(self, part: str) -> bool:
-        """True when the preset has `part` ("pipeline", "preview" or "inpaint")."""
-        if part not in PARTS:
-            raise KitError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
-        return self.preset.offline or part == "pipeline" or bool(self._source(part))
-
-    def load(self, part: str = "pipeline"):
-        """A part of the preset, loaded on first use and kept: the text-to-image pipeline, the TAESD
-        "preview" decoder or the "inpaint" pipeline. Thread-safe: a part is loaded once."""
-        if not self.has(part):
-            raise KitError(f"preset {self.preset.name!r} has no {part} model")
-        with self._loading:
-            if part not in self._parts:
-                self._parts[part] = self._load(part)
-                self._revisions[part] = self._weights_revision(part)
-            return self._parts[part]
-
-    @property
-    def loaded(self) -> tuple[str, ...]:
-        """The parts loaded so far (nothing is loaded until an image is asked for)."""
-        return tuple(self._parts)
-
-    def revision(self, part: str = "pipeline") -> str | None:
-        """The commit (or tiny build) a loaded part's weights come from, when known."""
-        return self._revisions.get(part)
-
-    def _load(self, part: str):
-        from diffusers import AutoencoderTiny, DiffusionPipeline
-
-        presets.require(self.preset, {"preview": "preview", "inpaint": "inpaint"}.get(part, "pipeline"))
-        source = self._source(part)
-        folder = Path(source).expanduser()
-        if folder.is_dir():
-            _refuse_pickles(folder)
-        kwargs = {_dtype_argument(): self._weights_dtype, "use_safetensors": True}  # weights are data, never code
-        if presets.hub_offline():  # also when HF_HUB_OFFLINE was set after huggingface_hub was imported
-            kwargs["local_files_only"] = True
-        if self.preset.variant and self.dtype == torch.float16 and part != "preview":
-            kwargs["variant"] = self.preset.variant
-        cls = AutoencoderTiny if part == "preview" else DiffusionPipeline
-        try:
-            with _quiet_loading():
-                model = cls.from_pretrained(source, **kwargs)
-        except OSError as err:
-            if folder.is_dir():  # a folder on this machine: say what is wrong with it, not with the Hub
-                first = (str(err).strip().splitlines() or [""])[0][:300]
-                raise KitError(f"cannot load the {part} from the folder {str(folder)!r}: {first}") from None
-            raise presets.not_available(self.preset, part, err) from None
-        if part != "preview":
-            model.set_progress_bar_config(disable=True)
-        model.to(self.device)
-        if self.device == "cpu":  # measured at 512 px (bench/bench_cpu.py): channels_last speeds up CPU convolutions
-            for module in (model,) if part == "preview" else (model.unet, model.vae):
-                module.to(memory_format=torch.channels_last)
-        if part == "pipeline" and self.compile:
-            model.unet = torch.compile(model.unet, mode="reduce-overhead", fullgraph=True)
-        if self.backend == "openvino":
-            model = openvino_backend.substitute(model, part, source, self._weights_revision(part), self.dtype)
-        return model
-
-    @property
-    def pipe(self):
-        """The text-to-image pipeline, loaded on first use."""
-        return self.load("pipeline")
-
-    @property
-    def preview_vae(self):
-        """The TAESD preview decoder, or None when the preset has none."""
-        return self.load("preview") if self.has("preview") else None
-
-    def _weights_revision(self, part: str) -> str | None:
-        """The commit (or tiny build) the part's weights come from, when known."""
-        source = Path(self._source(part))
-        if source.is_dir():
-            return source.parent.name if self.preset.offline else None
-        cached = presets._cached_file(str(self._source(part)), "model_index.json")
-        return Path(cached).parent.name if cached else None
+    def held(self, name: str, make: Callable[[], object]):
+        """What a feature keeps with this studio, made by ``make()`` the first time and the same object after:
+        fusion's recent prompt encodings, the image-to-image pipeline built on the loaded components, the
+        walk's CLIP embedder. State that belongs to a studio lives and dies with it, never in a module."""
+        with self._held_lock:
+            if name not in self._held:
+                self._held[name] = make()
+            return self._held[name]
 
     # ------------------------------------------------------------ checking requests
 
@@ -288,18 +200,16 @@ class Studio:
         model work: a file is data, never a command. Returns the record; raises KitError naming the field."""
         if not isinstance(record, Record):
             raise KitError(f"record must be a kit.Record, got {type(record).__name__}")
-        _import_features()
-        kind = record.kind
-        if kind != "generate" and kind not in INPUTS and kind not in RENDERERS:
-            raise KitError(
-                f"record.kind {kind!r} cannot be rendered: this kit renders "
-                f"{', '.join(['generate', *INPUTS, *RENDERERS])}"
-            )
-        self.check_prompt(record.prompt, "record.prompt", allow_empty=kind in RENDERERS)
+        kind = kinds.get(record.kind)
+        renderable = [k for k in kinds.names() if kinds.get(k).inputs or kinds.get(k).renderer]
+        if kind is None or kind.name not in renderable:
+            raise KitError(f"record.kind {record.kind!r} cannot be rendered: this kit renders {', '.join(renderable)}")
+        own_pipeline = kind.renderer is not None
+        self.check_prompt(record.prompt, "record.prompt", allow_empty=own_pipeline)
         self.check_prompt(record.negative, "record.negative", allow_empty=True)
         _check_field("record.seed", latent_math.check_seed, record.seed)
         _check_field("record", self.check_settings, record.steps, record.guidance)
-        if kind in RENDERERS:
+        if own_pipeline:
             for name in ("width", "height"):
                 value = getattr(record, name)
                 if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_RECORD_SIDE:
@@ -322,13 +232,13 @@ class Studio:
         if batch is not None:
             members = [_check_field("record.extra.batch", _replace, record, **member) for member in _check_batch(batch)]
             for member in members:
-                self.check_prompt(member.prompt, "record.extra.batch prompt", allow_empty=kind in RENDERERS)
+                self.check_prompt(member.prompt, "record.extra.batch prompt", allow_empty=own_pipeline)
                 _check_field("record.extra.batch seed", latent_math.check_seed, member.seed)
                 if member.subject is not None:
                     self.check_prompt(member.subject, "record.extra.batch subject")
-        if kind in CHECKS:
+        if kind.check is not None:
             for member in members:
-                CHECKS[kind](self, member)
+                kind.check(self, member)
         return record
 
     def record(self, **fields) -> Record:
@@ -407,6 +317,7 @@ class Studio:
         image's in the last bit, and a replay must give the same pixels.
         """
         record = self.check_record(record)
+        renderer = kinds.get(record.kind).renderer
         mine = self.record()  # the image is made by this studio: its record says so (replay compares)
         record = _replace(
             record,
@@ -414,11 +325,11 @@ class Studio:
             device=mine.device,
             dtype=mine.dtype,
             backend=mine.backend,
-            model=record.model if record.kind in RENDERERS else mine.model,
+            model=record.model if renderer else mine.model,
         )
-        if record.kind in RENDERERS:
+        if renderer is not None:
             with self.running(run) as run:
-                return RENDERERS[record.kind](self, record, run)
+                return renderer(self, record, run)
         batch = (record.extra or {}).get("batch")
         if not batch:
             return self.render_many([record], run=run)[0]
@@ -461,18 +372,36 @@ class Studio:
                     raise Stopped("the run", done, len(records)) from None
                 members = [_member(r) for r in batch]
                 for i, (image, record) in enumerate(zip(images, batch)):
-                    record.scheduler = type(self.pipe.scheduler).__name__
-                    record.sampler = sampler_name(record.scheduler)
-                    record.revision = self.revision("pipeline")
                     record.extra = {k: v for k, v in (record.extra or {}).items() if k != "batch"}
                     if len(batch) > 1:
                         record.extra["batch"] = {"index": i, "members": members}
-                    record.sha256 = pixel_hash(image)
-                    art = Artwork(image, record)
-                    if save and self.gallery is not None:
-                        self.gallery.add(art)
-                    done.append(art)
+                    done.append(self.finish(Artwork(image, record), save=save))
         return done
+
+    def finish(self, art: Artwork, part: str = "pipeline", *, save: bool = True) -> Artwork:
+        """The one end of every render: the record's last fields (the part's scheduler and its web-UI sampler
+        name, the weights' revision, the pixel hash), then the image is saved to the studio's gallery, when it
+        has one, unless `save` is False (a passing preview). Returns `art`."""
+        record = art.record
+        record.scheduler = type(self.load(part).scheduler).__name__
+        record.sampler = sampler_name(record.scheduler)
+        record.revision = self.revision(part)
+        record.sha256 = pixel_hash(art.image)
+        if save:
+            self.keep(art)
+        return art
+
+    def keep(self, art: Artwork, gallery=None):
+        """Save an image this studio made to `gallery` (a folder or a `kit.Gallery`; by default the studio's
+        own), unless it is saved there already: the one place a made image is saved, for the Studio's own
+        calls and for a widget keeping what it shows. Returns the PNG's path; None when there is no gallery."""
+        gallery = self.gallery if gallery is None else gallery
+        if gallery is None:
+            return None
+        gallery = gallery if isinstance(gallery, Gallery) else Gallery(gallery)
+        if art.path is not None and art.path.parent.resolve() == gallery.folder.resolve():
+            return art.path  # kept already (a studio with a gallery saves what it makes)
+        return gallery.add(art)
 
     def _batches(self, records: list[Record], size: int) -> list[list[Record]]:
         """Consecutive records in batches of at most `size`. Prompts of different lengths in chunks
@@ -489,45 +418,30 @@ class Studio:
 
     def inputs(self, records: list[Record]) -> tuple[dict, torch.Tensor]:
         """(conditioning, initial latents) for a batch, by the records' kind."""
-        kind = records[0].kind
-        if kind == "generate":
-            first = records[0]
-            cond = self.encode([r.prompt for r in records], first.negative, first.guidance, encoding=first.encoding)
-            return cond, self.noise([r.seed for r in records], records[0].width, records[0].height)
-        _import_features()
-        if kind in INPUTS:
-            return INPUTS[kind](self, records)
-        raise KitError(f"this studio cannot render records of kind {kind!r}")
+        kind = kinds.get(records[0].kind)
+        if kind is None or kind.inputs is None:
+            raise KitError(f"this studio cannot render records of kind {records[0].kind!r}")
+        return kind.inputs(self, records)
 
     def walk(self, keyframes, frames: int = 24, method: str = "slerp", loop: bool = False, **options):
         """A latent walk through `keyframes` ((prompt, seed) pairs): see `kit.walks.walk`."""
-        from .walks import walk
-
-        return walk(self, keyframes, frames=frames, method=method, loop=loop, **options)
+        return walks.walk(self, keyframes, frames=frames, method=method, loop=loop, **options)
 
     def fuse(self, weights: dict, subject: str, *, seed=None, **options) -> Artwork:
         """One image of `subject` in a weighted blend of styles: see `kit.fusion.fuse`."""
-        from .fusion import fuse
-
-        return fuse(self, weights, subject=subject, seed=seed, **options)
+        return fusion.fuse(self, weights, subject=subject, seed=seed, **options)
 
     def fusion_grid(self, styles, subject: str, *, seed=None, points: int = 5, **options):
         """A contact sheet of fusions between 2 or 3 styles, `points` per edge: see `kit.fusion.fusion_grid`."""
-        from .fusion import fusion_grid
-
-        return fusion_grid(self, styles, subject, seed=seed, points=points, **options)
+        return fusion.fusion_grid(self, styles, subject, seed=seed, points=points, **options)
 
     def restore(self, image, mask, prompt=None, seed=None, **options) -> Artwork:
         """Inpaint the masked region of a damaged image, disclosing it: see `kit.restore.restore`."""
-        from .restore import restore
-
-        return restore(self, image, mask, prompt=prompt, seed=seed, **options)
+        return restore.restore(self, image, mask, prompt=prompt, seed=seed, **options)
 
     def restyle(self, image, prompt=None, *, style=None, strength: float = 0.6, seed=None, **options) -> Artwork:
         """Re-render an image with a prompt and/or a style (image to image): see `kit.restyle.restyle`."""
-        from .restyle import restyle
-
-        return restyle(self, image, prompt, style=style, strength=strength, seed=seed, **options)
+        return restyle.restyle(self, image, prompt, style=style, strength=strength, seed=seed, **options)
 
     # ------------------------------------------------------------ runs
 
@@ -553,150 +467,6 @@ class Studio:
                 run.stop()
 
     # ------------------------------------------------------------ the pipeline
-
-    def encode(
-        self,
-        prompts: list[str],
-        negative: str = "",
-        guidance: float = 0.0,
-        *,
-        encoding: str = prompt_text.WEBUI,
-        chunks: int = 1,
-        pipe=None,
-    ) -> dict[str, torch.Tensor]:
-        """The conditioning for prompts: the pipeline's embedding arguments, one row per prompt.
-
-        Under the "webui" encoding (see `kit.prompts`) each prompt's emphasis is read and its
-        tokens are encoded in chunks of the text encoder's window, laid side by side; every row
-        (and the negative prompt's, when guidance > 1 uses it) is padded with empty chunks to the
-        longest, and to at least `chunks`, so prompts of different lengths can be blended. Each
-        text is encoded on its own, so a prompt encodes the same alone or in a batch. A prompt
-        that fits one chunk, with no emphasis, encodes exactly as the diffusers pipeline would.
-        `pipe` is another pipeline of this studio (`load("inpaint")`); the text-to-image one by default.
-        """
-        pipe = self.pipe if pipe is None else pipe
-        prompt_text.check_encoding(encoding)
-        cfg = guidance > 1
-        if encoding == prompt_text.TRUNCATE:
-            self._warn_if_truncated(prompts)
-        texts = list(dict.fromkeys([*prompts, *([negative] if cfg else [])]))
-        sdxl = self.preset.family == "sdxl"
-        encoders = [(pipe.tokenizer, pipe.text_encoder)] + ([(pipe.tokenizer_2, pipe.text_encoder_2)] if sdxl else [])
-        with self._lock, torch.inference_mode():
-            encoded = {text: self._encode_text(encoders, text, encoding, sdxl) for text in texts}
-            length = pipe.tokenizer.model_max_length  # of one chunk, in tokens
-            longest = max([chunks * length, *(hidden.shape[1] for hidden, _ in encoded.values())])
-            empty = None  # an empty prompt's chunk pads the shorter texts
-            for text, (hidden, pooled) in encoded.items():
-                if hidden.shape[1] < longest:
-                    if empty is None:
-                        empty = self._encode_text(encoders, "", prompt_text.TRUNCATE, sdxl)[0]
-                    encoded[text] = (
-                        torch.cat([hidden, *[empty] * ((longest - hidden.shape[1]) // length)], dim=1),
-                        pooled,
-                    )
-        dtype = (pipe.text_encoder_2 if sdxl else pipe.text_encoder).dtype
-
-        def rows(names, which):
-            hidden = torch.cat([encoded[t][0] for t in which]).to(self.device, dtype)
-            out = {names[0]: hidden}
-            if sdxl:
-                out[names[1]] = torch.cat([encoded[t][1] for t in which]).to(self.device, dtype)
-            return out
-
-        cond = rows(("prompt_embeds", "pooled_prompt_embeds"), prompts)
-        if cfg:
-            cond.update(rows(("negative_prompt_embeds", "negative_pooled_prompt_embeds"), [negative] * len(prompts)))
-        return cond
-
-    def _encode_text(self, encoders, text: str, encoding: str, sdxl: bool):
-        """One text's hidden states (1, 77 x chunks, width) and, for SDXL, its pooled embedding (of
-        the first chunk). Emphasis scales each token's embedding, then the chunk's mean is restored."""
-        per_encoder, pooled = [], None
-        for tokenizer, encoder in encoders:
-            window = tokenizer.model_max_length - 2
-            pieces = prompt_text.chunks(partial(_tokenize, tokenizer), text, window, encoding)
-            hidden = []
-            for ids, _ in pieces:
-                pad = [tokenizer.pad_token_id] * (window - len(ids))
-                row = torch.tensor(
-                    [[tokenizer.bos_token_id, *ids, tokenizer.eos_token_id, *pad]], device=encoder.device
-                )
-                if sdxl:  # as the SDXL pipeline: the penultimate layer, and the second encoder's pooled output
-                    out = encoder(row, output_hidden_states=True)
-                    if pooled is None and out[0].ndim == 2:
-                        pooled = out[0]
-                    hidden.append(out.hidden_states[-2])
-                else:
-                    mask = None
-                    if getattr(encoder.config, "use_attention_mask", False):
-                        mask = torch.tensor([[1] * (len(ids) + 2) + [0] * len(pad)], device=encoder.device)
-                    hidden.append(encoder(row, attention_mask=mask)[0])
-            per_encoder.append(hidden)
-        chunks = []
-        for (_, weights), *parts in zip(pieces, *per_encoder):
-            chunk = torch.cat(parts, dim=-1)  # SDXL: the two encoders' states side by side
-            if any(w != 1.0 for w in weights):
-                scale = torch.ones(chunk.shape[1], dtype=torch.float32, device=chunk.device)
-                scale[1 : 1 + len(weights)] = torch.tensor(weights)
-                before = chunk.float().mean()
-                weighed = chunk.float() * scale[None, :, None]
-                after = weighed.mean()
-                chunk = (weighed * (before / after) if after != 0 else weighed).to(chunk.dtype)
-            chunks.append(chunk)
-        return torch.cat(chunks, dim=1), pooled
-
-    @property
-    def tokenizer(self):
-        """The pipeline's prompt tokenizer; before the pipeline is loaded, the tokenizer alone (no
-        weights, and only from files on this machine: counting never downloads), so a widget can
-        count tokens as a prompt is typed."""
-        if "pipeline" in self._parts:
-            return self.pipe.tokenizer
-        with self._loading:
-            if self._tokenizer is None:
-                from transformers import CLIPTokenizer
-
-                try:
-                    self._tokenizer = CLIPTokenizer.from_pretrained(
-                        self._source("pipeline"), subfolder="tokenizer", local_files_only=True
-                    )
-                except OSError as err:
-                    raise presets.not_available(self.preset, "pipeline", err) from None
-            return self._tokenizer
-
-    def _token_ids(self, prompt: str) -> tuple[list[int], int]:
-        """The prompt's token ids (no start and end tokens) and the text encoder's window (75 for CLIP)."""
-        tokenizer = self.tokenizer
-        return _tokenize(tokenizer, prompt), tokenizer.model_max_length - 2
-
-    def count_tokens(self, prompt) -> list[int]:
-        """The prompt's tokens per chunk of the text encoder's window (75 for CLIP), as `encode` cuts
-        them: "a cat" -> [2], an 80-token prompt -> [75, 5], "a BREAK b" -> [1, 1]. Emphasis brackets
-        and weights are not tokens: "(a cat:1.2)" -> [2]."""
-        prompt = self.check_prompt(prompt, allow_empty=True)
-        tokenizer = self.tokenizer
-        pieces = prompt_text.chunks(partial(_tokenize, tokenizer), prompt, tokenizer.model_max_length - 2)
-        return [len(ids) for ids, _ in pieces]
-
-    def chunk_count(self, prompts, encoding: str = prompt_text.WEBUI) -> int:
-        """How many chunks the longest of `prompts` takes (what `encode(..., chunks=)` pads to, so
-        that prompts of different lengths blend in a walk or a fusion)."""
-        if encoding == prompt_text.TRUNCATE:
-            return 1
-        return max(len(self.count_tokens(prompt)) for prompt in prompts)
-
-    def _warn_if_truncated(self, prompts):
-        """Under the "truncate" encoding (older records), say what the text encoder does not read."""
-        for prompt in dict.fromkeys(prompts):
-            ids, window = self._token_ids(prompt)
-            if len(ids) > window:
-                dropped = self.tokenizer.decode(ids[window:])
-                warnings.warn(
-                    f"the prompt is {len(ids)} tokens; the text encoder reads {window}, so this part is dropped: "
-                    f"{dropped!r}",
-                    stacklevel=4,
-                )
 
     def noise(self, seeds: list[int], width: int, height: int) -> torch.Tensor:
         """Initial latents for seeds, drawn on the CPU (same seed, same noise on any device)."""
@@ -768,11 +538,6 @@ class Studio:
         return self.preset.family == "sdxl" and vae.dtype == torch.float16 and bool(vae.config.get("force_upcast"))
 
 
-def _tokenize(tokenizer, text: str) -> list[int]:
-    """A text's token ids, without the start and end tokens."""
-    return tokenizer(text, add_special_tokens=False, verbose=False).input_ids
-
-
 def _check_field(field: str, check, *values, **named):
     """Run a check and name the record's field in its error."""
     try:
@@ -796,46 +561,13 @@ def _check_batch(batch) -> list[dict]:
     return members
 
 
-_PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
+def _prompt_inputs(studio: Studio, records: list[Record]) -> tuple[dict, torch.Tensor]:
+    """(conditioning, initial latents) for a batch of text-to-image records: their prompts and their seeds' noise."""
+    first = records[0]
+    cond = studio.encode([r.prompt for r in records], first.negative, first.guidance, encoding=first.encoding)
+    return cond, studio.noise([r.seed for r in records], first.width, first.height)
 
 
-def _refuse_pickles(folder: Path) -> None:
-    """A model folder whose weights are only pickle files is refused: loading one can run code."""
-    weights = [p for p in folder.rglob("*") if p.is_file() and p.suffix in (*_PICKLE_SUFFIXES, ".safetensors")]
-    pickles = [p for p in weights if p.suffix in _PICKLE_SUFFIXES]
-    if pickles and not any(p.suffix == ".safetensors" for p in weights):
-        raise KitError(
-            f"the model folder {str(folder)!r} has only pickle weights ({pickles[0].name}, ...): the kit "
-            "loads safetensors only, since unpickling a file can run code. Save the model with "
-            "save_pretrained(..., safe_serialization=True) or convert it to .safetensors"
-        )
-
-
-def _import_features() -> None:
-    """The features register their record kinds (INPUTS, RENDERERS) when imported."""
-    from . import fusion, restore, restyle, walks  # noqa: F401
-
-
-def _dtype_argument() -> str:
-    """diffusers renamed from_pretrained's `torch_dtype` to `dtype`; use the name this version reads."""
-    try:
-        from diffusers.utils import _resolve_dtype  # noqa: F401  (present where `dtype` is the name)
-    except ImportError:
-        return "torch_dtype"
-    return "dtype"
-
-
-@contextmanager
-def _quiet_loading():
-    """Silence the libraries' loading bars and notices; the kit reports what matters itself."""
-    from diffusers.utils import logging as dlog
-    from transformers.utils import logging as tlog
-
-    levels = dlog.get_verbosity(), tlog.get_verbosity()
-    dlog.set_verbosity_error(), tlog.set_verbosity_error()
-    dlog.disable_progress_bar(), tlog.disable_progress_bar()
-    try:
-        yield
-    finally:
-        dlog.set_verbosity(levels[0]), tlog.set_verbosity(levels[1])
-        dlog.enable_progress_bar(), tlog.enable_progress_bar()
+kinds.register(
+    Kind("generate", did="generated the image from seeded noise, guided by the prompt", inputs=_prompt_inputs)
+)

@@ -25,9 +25,7 @@ arithmetic of planning and re-timing a walk is ``kit.pacing``'s.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import tempfile
 import warnings
 from pathlib import Path
 from typing import NamedTuple
@@ -35,19 +33,17 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from . import checks, latents, pacing, styles
+from . import animation, checks, latents, pacing, styles
 from .artwork import Artwork
 from .errors import KitError
-from .files import write_atomic
+from .kinds import Kind, register
+from .limits import MAX_BATCH, MAX_PROMPT_CHARS
 from .record import Record, credit
 from .runs import Stopped
-from .studio import CHECKS, INPUTS, MAX_PROMPT_CHARS
 
 METHODS = ("slerp", "lerp")
 SPACES = ("auto", "clip", "pixels")
-MAX_BATCH = 64
 PIXEL_SIDE = 128  # pixel distances are measured on frames shrunk to at most this size
-MAX_FPS = 60
 
 
 class Keyframe(NamedTuple):
@@ -511,119 +507,13 @@ class Walk(list):
     # ------------------------------------------------------------ export
 
     def save_gif(self, path, fps: float = 12, loop: bool = True, *, exist: str = "error") -> Path:
-        """Write the frames as an animated GIF (``loop``: repeat forever) and ``<path>.json`` with every record.
-
-        exist: when a file of either name is there: "error" (the default), "replace" it, or write
-        beside it as ``name-1``, ``name-2`` ... ("number"). Returns the path written.
-        """
-        fps = checks.number(fps, "fps", 1, 50)  # GIF frame delays are whole hundredths of a second
-        loop = checks.flag(loop, "loop")
-        path = self._target(path, ".gif", exist)
-
-        def write(tmp):
-            import imageio.v3 as iio
-
-            extra = {"loop": 0} if loop else {}
-            iio.imwrite(tmp, self._pixels(), extension=".gif", duration=1000 / fps, **extra)
-
-        return self._export(path, write, {"format": "gif", "fps": fps, "loop": loop}, exist)
+        """Write the frames as an animated GIF (``loop``: repeat forever) and ``<path>.json`` with every record:
+        see `kit.animation.save_gif`."""
+        return animation.save_gif(self, path, fps, loop, exist=exist)
 
     def save_mp4(self, path, fps: float = 24, *, exist: str = "error") -> Path:
-        """Write the frames as an H.264 MP4 (needs ffmpeg, from imageio-ffmpeg) and ``<path>.json``.
-
-        exist: when a file of either name is there: "error" (the default), "replace" it, or write
-        beside it as ``name-1``, ``name-2`` ... ("number"). Returns the path written.
-        """
-        fps = checks.number(fps, "fps", 1, MAX_FPS)
-        path = self._target(path, ".mp4", exist)
-        try:
-            import imageio_ffmpeg
-
-            imageio_ffmpeg.get_ffmpeg_exe()
-        except (ImportError, RuntimeError) as err:
-            raise KitError(
-                f"MP4 export needs ffmpeg, which was not found ({err}): "
-                "run `pip install imageio-ffmpeg`, or save a GIF with walk.save_gif()"
-            ) from None
-
-        def write(tmp):
-            import imageio.v2 as iio2
-
-            writer = iio2.get_writer(
-                tmp,
-                format="FFMPEG",
-                mode="I",
-                fps=fps,
-                codec="libx264",
-                pixelformat="yuv420p",
-                macro_block_size=8,
-                ffmpeg_log_level="error",
-            )
-            try:
-                for frame in self._pixels():
-                    writer.append_data(frame)
-            finally:
-                writer.close()
-
-        return self._export(path, write, {"format": "mp4", "fps": fps}, exist)
-
-    def _target(self, path, suffix, exist: str) -> Path:
-        if len(self) == 0:
-            raise KitError("this walk has no frames to save (it was stopped before the first frame)")
-        if exist not in ("error", "replace", "number"):
-            raise KitError(f"exist must be 'error', 'replace' or 'number', got {exist!r}")
-        path = Path(path).expanduser()
-        if path.suffix.lower() != suffix:
-            path = path.with_name(path.name + suffix)
-        if path.is_dir():
-            raise KitError(f"{str(path)!r} is a folder: give a file name such as 'walk{suffix}'")
-        for existing in (path, _sidecar(path)):
-            if existing.exists() and exist == "error":
-                raise KitError(
-                    f"{str(existing)!r} already exists: choose another name, or pass exist='number' (or 'replace')"
-                )
-        return path
-
-    def _pixels(self) -> list[np.ndarray]:
-        return [np.asarray(art.image.convert("RGB")) for art in self]
-
-    def _export(self, path: Path, write, animation: dict, exist: str) -> Path:
-        """Write the animation and its JSON sidecar, each atomically (`kit.files.write_atomic`)."""
-        info = {
-            "animation": {"file": path.name, "frames": len(self), **animation},
-            "walk": {
-                "keyframes": [list(k) for k in self.keyframes],
-                "method": self.method,
-                "loop": self.loop,
-                "even": self.even,
-                "complete": self.complete,
-                "positions": self.positions.tolist(),
-            },
-            "records": [art.record.to_dict() for art in self],
-        }
-        if self._steps is not None:
-            info["walk"].update(pacing_space=self._space_used, step_sizes=self._steps.tolist())
-        with tempfile.TemporaryDirectory(prefix="kit-export-") as scratch:
-            animation_file = Path(scratch) / f"walk{path.suffix}"  # the encoders write to a named file
-            try:
-                write(animation_file)
-                data = animation_file.read_bytes()
-            except OSError as err:
-                raise KitError(f"cannot write {str(path)!r}: {err.strerror or err}") from None
-        for n in range(10_000 if exist == "number" else 1):  # the first name free for both files
-            target = path if n == 0 else path.with_name(f"{path.stem}-{n}{path.suffix}")
-            if exist == "number" and target.exists():
-                continue
-            info["animation"]["file"] = target.name
-            text = json.dumps(info, ensure_ascii=False, indent=1).encode("utf-8")
-            try:  # the sidecar first: an animation never appears without its records
-                write_atomic(_sidecar(target), text, exist="replace" if exist == "replace" else "error")
-            except KitError:
-                if exist != "number" or not _sidecar(target).exists():
-                    raise
-                continue
-            return write_atomic(target, data, exist="replace" if exist == "replace" else "error")
-        raise KitError(f"too many files named {path.stem!r} in {str(path.parent)!r}")
+        """Write the frames as an H.264 MP4 and ``<path>.json`` with every record: see `kit.animation.save_mp4`."""
+        return animation.save_mp4(self, path, fps, exist=exist)
 
 
 def _pixel_vector(image) -> np.ndarray:
@@ -632,17 +522,15 @@ def _pixel_vector(image) -> np.ndarray:
     return np.asarray(small, dtype=np.float64).reshape(-1) / 255
 
 
-_EMBEDDERS: dict = {}
-
-
 def _embedder(studio):
-    """The preset's CLIP image embedder, made once per preset and device."""
-    key = (studio.preset.name, studio.device)
-    if key not in _EMBEDDERS:
+    """The preset's CLIP image embedder, made once and held by the studio."""
+
+    def make():
         from .embed import Embedder
 
-        _EMBEDDERS[key] = Embedder(preset=studio.preset, device=studio.device, cache=False)
-    return _EMBEDDERS[key]
+        return Embedder(preset=studio.preset, device=studio.device, cache=False)
+
+    return studio.held("walks.embedder", make)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -707,10 +595,12 @@ def _walk_fields(record: Record) -> dict:
     return w
 
 
-INPUTS["walk"] = inputs  # the Studio renders and replays "walk" records with these inputs
-CHECKS["walk"] = lambda studio, record: _walk_fields(record)
-
-
-def _sidecar(path: Path) -> Path:
-    """The JSON file beside an animation that holds its frames' records."""
-    return path.with_name(path.name + ".json")
+register(
+    Kind(
+        "walk",
+        did="generated this frame from noise and prompt embeddings blended between the keyframes",
+        field="walk",
+        inputs=inputs,
+        check=lambda studio, record: _walk_fields(record),
+    )
+)

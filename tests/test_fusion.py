@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import kit
-from kit import fusion
+from kit import blend, fusion
 from kit.errors import KitError
 
 SUBJECT = "portrait of an elder"
@@ -55,28 +55,28 @@ def encoded(studio, style_id, negative="", guidance=0.0):
 
 def test_the_blend_is_the_weighted_sum_of_the_components(studio):
     x, y = encoded(studio, "ukiyo-e")["prompt_embeds"], encoded(studio, "art-deco")["prompt_embeds"]
-    blended = fusion.conditioning(studio, {"ukiyo-e": 1, "art-deco": 3}, SUBJECT)["prompt_embeds"]
+    blended = blend.conditioning(studio, {"ukiyo-e": 1, "art-deco": 3}, SUBJECT)["prompt_embeds"]
     expected = (0.25 * x.double() + 0.75 * y.double()).float()
     assert torch.equal(blended, expected)
     assert not torch.equal(blended, x) and not torch.equal(blended, y)
     # a negative weight extrapolates: {X: 1, Y: -0.5} -> {X: 2, Y: -1} = X + (X - Y)
-    away = fusion.conditioning(studio, {"ukiyo-e": 1, "art-deco": -0.5}, SUBJECT)["prompt_embeds"]
+    away = blend.conditioning(studio, {"ukiyo-e": 1, "art-deco": -0.5}, SUBJECT)["prompt_embeds"]
     assert torch.allclose(away, 2 * x - y, atol=1e-6)
     assert torch.allclose(away - x, x - y, atol=1e-6)
 
 
 def test_every_conditioning_tensor_is_blended_and_a_shared_one_kept(studio):
-    cond = fusion.conditioning(studio, {"ukiyo-e": 0.5, "art-deco": 0.5}, SUBJECT, negative="blurry", guidance=3.0)
+    cond = blend.conditioning(studio, {"ukiyo-e": 0.5, "art-deco": 0.5}, SUBJECT, negative="blurry", guidance=3.0)
     x = encoded(studio, "ukiyo-e", "blurry", 3.0)
     assert set(cond) == set(x) == {"prompt_embeds", "negative_prompt_embeds"}
     assert torch.equal(cond["negative_prompt_embeds"], x["negative_prompt_embeds"])  # same in both: unchanged
 
 
 def test_normalise_and_describe():
-    assert fusion.normalise({"ukiyo-e": 3, "Art-Deco ": 1}) == {"ukiyo-e": 0.75, "art-deco": 0.25}
-    assert fusion.normalise({"ukiyo-e": 1, "art-deco": -0.5}) == {"ukiyo-e": 2.0, "art-deco": -1.0}
-    assert fusion.describe({"ukiyo-e": 0.6, "art-deco": 0.4}) == "0.6 ukiyo-e + 0.4 art-deco"
-    assert fusion.describe({"ukiyo-e": 1, "watercolour": -0.5, "art-deco": 0}) == '2 ukiyo-e - 1 "watercolour"'
+    assert blend.normalise({"ukiyo-e": 3, "Art-Deco ": 1}) == {"ukiyo-e": 0.75, "art-deco": 0.25}
+    assert blend.normalise({"ukiyo-e": 1, "art-deco": -0.5}) == {"ukiyo-e": 2.0, "art-deco": -1.0}
+    assert blend.describe({"ukiyo-e": 0.6, "art-deco": 0.4}) == "0.6 ukiyo-e + 0.4 art-deco"
+    assert blend.describe({"ukiyo-e": 1, "watercolour": -0.5, "art-deco": 0}) == '2 ukiyo-e - 1 "watercolour"'
 
 
 def test_record_and_replay_from_the_saved_png(studio, tmp_path):

@@ -286,7 +286,7 @@ def via_collection(encoder, path):
 
 
 def via_restore(path, field="original"):
-    from kit.restore import check_image
+    from kit.files import check_image
 
     return np.asarray(check_image(path, field))
 

@@ -4,15 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from kit import latents
 from kit.errors import KitError
 from kit.latents import noise, slerp
 from kit.pacing import MAX_FRAMES, even_pacing, insert_points, plan_at, plan_walk, step_sizes, walk_positions
-
-
-def test_max_frames_is_still_importable_from_its_old_home():
-    assert latents.MAX_FRAMES == MAX_FRAMES  # kit.widgets.walk_explorer reads it there
-
 
 # --- walk planning -------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import kit
-from kit import fusion, prompts
+from kit import blend, prompts
 from kit.errors import KitError
 from kit.record import Record
 
@@ -130,7 +130,7 @@ def test_walks_and_fusion_blend_prompts_of_different_lengths(studio):
     assert len(frames) == 3 and all(f.record.encoding == "webui" for f in frames)
     again = studio.render(frames[1].record)
     assert np.array_equal(pixels(again), pixels(frames[1]))
-    cond = fusion.conditioning(studio, {"ukiyo-e": 1, FILLER + "a (heron:1.2)": 1}, "a heron")
+    cond = blend.conditioning(studio, {"ukiyo-e": 1, FILLER + "a (heron:1.2)": 1}, "a heron")
     assert cond["prompt_embeds"].shape[1] == 2 * 77
     art = studio.fuse({"ukiyo-e": 0.5, "[watercolour] wash": 0.5}, subject="a (heron:1.2)", seed=1)
     assert np.array_equal(pixels(studio.render(art.record)), pixels(art))

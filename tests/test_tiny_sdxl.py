@@ -125,9 +125,9 @@ def test_walk_blends_the_pooled_embeddings_too_and_ends_on_the_keyframes(studio)
 def test_fuse_blends_both_encoders_and_replays(studio, tmp_path):
     (plain,) = studio.generate(PROMPT, style="ukiyo-e", seed=3)
     assert same(studio.fuse({"ukiyo-e": 1, "art-deco": 0}, PROMPT, seed=3), plain)  # a zero weight adds nothing
-    from kit import fusion
+    from kit import blend
 
-    cond = fusion.conditioning(studio, {"ukiyo-e": 0.5, "art-deco": 0.5}, PROMPT)
+    cond = blend.conditioning(studio, {"ukiyo-e": 0.5, "art-deco": 0.5}, PROMPT)
     x = studio.encode([kit.styles.get("ukiyo-e").compose(PROMPT)])
     y = studio.encode([kit.styles.get("art-deco").compose(PROMPT)])
     pooled = (0.5 * x["pooled_prompt_embeds"].double() + 0.5 * y["pooled_prompt_embeds"].double()).float()

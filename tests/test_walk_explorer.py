@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 import kit
-from kit.latents import MAX_FRAMES
-from kit.walks import MAX_FPS
+from kit.animation import MAX_FPS
+from kit.pacing import MAX_FRAMES
 from kit.widgets.common import png_bytes
 
 PROMPT = "portrait of a weaver"

@@ -7,7 +7,7 @@ from html import escape
 import ipywidgets as W
 import traitlets as T
 
-from .. import fusion, styles
+from .. import blend, fusion, styles
 from ..errors import KitError
 from ..latents import random_seed
 from ..record import Drawn
@@ -127,11 +127,11 @@ class FusionMixer(LivePanel):
 
     def _on_styles(self, change):
         chosen = list(change["new"])
-        if len(chosen) > fusion.MAX_STYLES:
+        if len(chosen) > blend.MAX_STYLES:
             self.show_error(
-                KitError(f"styles: choose 2 to {fusion.MAX_STYLES} styles; kept the first {fusion.MAX_STYLES}")
+                KitError(f"styles: choose 2 to {blend.MAX_STYLES} styles; kept the first {blend.MAX_STYLES}")
             )
-            self.styles.value = chosen[: fusion.MAX_STYLES]  # observed again with the kept ones
+            self.styles.value = chosen[: blend.MAX_STYLES]  # observed again with the kept ones
             return
         old = self.sliders
         self.sliders = {}
@@ -173,10 +173,10 @@ class FusionMixer(LivePanel):
 
     def _show_mix(self):
         if len(self.sliders) < 2:
-            self.mix.value = f"<i>choose 2 to {fusion.MAX_STYLES} styles</i>"
+            self.mix.value = f"<i>choose 2 to {blend.MAX_STYLES} styles</i>"
             return
         try:
-            self.mix.value = f"mix: <b>{escape(fusion.describe(self.weights()))}</b> (weights divided by their sum)"
+            self.mix.value = f"mix: <b>{escape(blend.describe(self.weights()))}</b> (weights divided by their sum)"
         except KitError as err:
             self.mix.value = f"<span class='kit-error'>{escape(str(err))}</span>"
 
@@ -188,10 +188,10 @@ class FusionMixer(LivePanel):
     def schedule(self):
         """(Re)start the preview timer: many quick changes give one preview, after the last."""
         self._cancel_timer()
-        if not self.live.value or not 2 <= len(self.sliders) <= fusion.MAX_STYLES:
+        if not self.live.value or not 2 <= len(self.sliders) <= blend.MAX_STYLES:
             return
         try:
-            fusion.check_weights(self.weights())
+            blend.check_weights(self.weights())
         except KitError:
             return  # the mix line already says what is wrong; Render would show it in full
         self._arm()
@@ -270,8 +270,7 @@ class FusionMixer(LivePanel):
 
     def _keep(self, arts):
         for art in arts:
-            if self.studio.gallery is None:  # a studio with its own gallery has saved it already
-                self.gallery.add(art)
+            self.studio.keep(art, self.gallery)  # saved once: a studio with a gallery has saved it already
         self.artworks = [*self.artworks, *arts]
 
     def _show_preview(self, art):

@@ -12,7 +12,7 @@ import traitlets as T
 from ..errors import KitError
 from ..latents import random_seed
 from ..record import Drawn
-from ..studio import MAX_BATCH, MAX_GUIDANCE, MAX_STEPS
+from ..limits import MAX_BATCH, MAX_GUIDANCE, MAX_STEPS
 from .common import (
     Panel,
     gallery_for,
@@ -181,8 +181,7 @@ class PromptStudio(Panel):
 
     def _show_new(self, artworks):
         for art in artworks:
-            if self.studio.gallery is None:  # a studio with its own gallery has saved it already
-                self.gallery.add(art)
+            self.studio.keep(art, self.gallery)  # saved once: a studio with a gallery has saved it already
         first = len(self.artworks)
         self.thumbnails.children = (
             *self.thumbnails.children,

@@ -10,8 +10,8 @@ import traitlets as T
 
 from .. import sketch
 from ..errors import KitError
+from ..files import check_image
 from ..latents import random_seed
-from ..restore import check_image
 from ..restyle import DEFAULT_STRENGTH
 from .canvas import SketchCanvas
 from .common import (
@@ -387,7 +387,7 @@ class Sketchpad(LivePanel):
         return self.run_in_background(work, done=self._save, buttons=[self.render_button, self.keep_button])
 
     def _save(self, art):
-        path = self.gallery.add(art)
+        path = self.studio.keep(art, self.gallery)
         if self._made is not None and art is not self._made[0]:  # the full decode of the preview shown
             self._made = (art, *self._made[1:])
             show_png(self.result, png_bytes(art.image))
@@ -417,8 +417,7 @@ class Sketchpad(LivePanel):
         return self.run_in_background(work, done=self._show_restoration, buttons=[self.restore_button])
 
     def _show_restoration(self, art):
-        if self.studio.gallery is None:  # a studio with its own gallery has saved it already
-            self.gallery.add(art)
+        self.studio.keep(art, self.gallery)  # saved once: a studio with a gallery has saved it already
         self.artwork, self.showing = art, "full"
         self.renders += 1
         self.kept = [*self.kept, art]

@@ -14,7 +14,7 @@ import ipywidgets as W
 import traitlets as T
 
 from ..atlas import COLOR_BY
-from ..fusion import MAX_STYLES
+from ..blend import MAX_STYLES
 from .common import Panel, fit_to_width, image_slot, png_bytes, preset_note, show_png, theme_figure
 
 MAP_HEIGHT = 640  # px, the figure's height (its width follows the space the panel has)

@@ -8,10 +8,11 @@ from pathlib import Path
 import ipywidgets as W
 import traitlets as T
 
+from ..animation import MAX_FPS
 from ..errors import KitError
 from ..gallery import default_folder
-from ..latents import MAX_FRAMES
-from ..walks import MAX_FPS, METHODS
+from ..pacing import MAX_FRAMES
+from ..walks import METHODS
 from .common import (
     Panel,
     image_slot,
