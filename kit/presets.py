@@ -1,4 +1,4 @@
-"""Model presets, device and dtype choice, cache checks, and `kit.doctor()`.
+"""Model presets, device and dtype choice, and cache checks with errors that name the fix.
 
 A preset names everything a Studio loads: the diffusers pipeline, the TAESD
 preview decoder, the inpainting pipeline and the open_clip model, plus the
@@ -6,17 +6,18 @@ defaults that suit them. The named presets are data (``kit/data/presets.json``,
 checked on load by `load`). `tiny` is built from code and works offline; the
 others come from the Hugging Face Hub (or its local cache).
 
+`kit doctor` and `kit download` (the report and the fetch) are in kit.readiness, which reads
+this module; this one imports neither kit.openvino_backend nor kit.tiny (both import it).
+
 This module imports torch only inside the functions that need it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import json
 import math
 import os
-import platform
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -521,143 +522,3 @@ def download_patterns(part: str, variant: str | None = None) -> list[str]:
     else:
         weights = [f"*/{stem}{shard}.safetensors" for stem in _WEIGHTS for shard in ("", "-*")]
     return ["model_index.json", "*/*.json", "*/*.txt", *weights]
-
-
-def download(name: str | None = None, inpaint: bool = False, device: str | None = None, dtype=None) -> dict[str, str]:
-    """Fetch a preset into the standard Hugging Face cache; returns where each part went.
-
-    Only what a Studio on `device` (default: this machine's) in `dtype` (default: its choice there)
-    loads: the fp16 weight files where it loads the preset's fp16 variant (float16, on CUDA), the
-    full-precision files otherwise (see `download_patterns`). The inpainting pipeline (for
-    restoration lessons) is large: only with `inpaint=True`.
-    """
-    from huggingface_hub import hf_hub_download, snapshot_download
-
-    preset = get(name)
-    if preset.offline:
-        return {"tiny": "built from code: nothing to download"}
-    if hub_offline():
-        raise KitError("HF_HUB_OFFLINE is set: unset it to download")
-    variant = load_variant(preset, device, dtype)  # as Studio._load chooses
-    out = {}
-    try:
-        if not Path(preset.model).is_dir():
-            out["pipeline"] = snapshot_download(preset.model, allow_patterns=download_patterns("pipeline", variant))
-        if preset.preview:
-            out["preview"] = snapshot_download(preset.preview, allow_patterns=download_patterns("preview"))
-        if inpaint and preset.inpaint:
-            out["inpaint"] = snapshot_download(preset.inpaint, allow_patterns=download_patterns("inpaint", variant))
-        clip = clip_source(preset)
-        if clip:
-            out["clip"] = hf_hub_download(*clip)
-    except Exception as err:  # the Hub's many network and HTTP errors: one short message, the cause kept
-        error = KitError(
-            f"could not download {preset.name} from the Hugging Face Hub ({type(err).__name__}). "
-            "Check the network (kit doctor says whether the Hub answers), or use `--preset tiny` offline."
-        )
-        error.cause = err
-        raise error from None
-    return out
-
-
-# ---------------------------------------------------------------- doctor
-
-
-class DoctorReport(dict):
-    """The doctor's findings: a dict, shown as a table in a notebook and as text in a terminal."""
-
-    def __str__(self):
-        width = max(map(len, self))
-        return "\n".join(f"{key:<{width}}  {_plain(value)}" for key, value in self.items())
-
-    def _repr_html_(self):
-        from html import escape
-
-        rows = "".join(
-            f"<tr><th style='text-align:left'>{escape(k)}</th><td style='text-align:left'>{escape(_plain(v))}</td></tr>"
-            for k, v in self.items()
-        )
-        return f"<table>{rows}</table>"
-
-
-def _plain(value) -> str:
-    if isinstance(value, dict):
-        return "; ".join(f"{k}: {_plain(v)}" for k, v in value.items())
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return str(value)
-
-
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _readiness(parts: dict[str, bool]) -> str:
-    if not all(ok for part, ok in parts.items() if part != "inpaint"):
-        return "not cached"
-    return "ready" if parts.get("inpaint", True) else "ready (restoration needs `kit download --inpaint`)"
-
-
-def _toy_world() -> str:
-    """One line on what the offline tiny preset is: trained on the toy world, and on what."""
-    from . import tiny
-
-    try:
-        card = tiny.card()
-    except (OSError, ValueError) as err:
-        return f"its trained weights are missing or unreadable ({err}): reinstall the kit"
-    words = card["vocabulary"]
-    megabytes = sum(w["bytes"] for w in card["weights"].values()) / 1e6
-    return (
-        f"models trained offline on the toy world (kit.toyworld): 64 px figures in {len(words['backgrounds'])} "
-        f"background and {len(words['clothing'])} clothing colours, with or without a hat, "
-        f"{len(words['renderings'])} renderings; skews planted on purpose by role "
-        f"({', '.join(s['name'] for s in card['skews'])}; kit.tiny.card()); {megabytes:.1f} MB of weights"
-    )
-
-
-def doctor() -> DoctorReport:
-    """What this machine will do: device, versions, which presets are cached, the default's plan."""
-    import torch
-    from huggingface_hub.constants import HF_HUB_CACHE
-
-    from . import __version__
-
-    device = pick_device()
-    report = DoctorReport(
-        kit=__version__,
-        python=platform.python_version(),
-        platform=f"{platform.system()} {platform.machine()}",
-        torch=torch.__version__,
-        diffusers=_version("diffusers"),
-        transformers=_version("transformers"),
-        open_clip=_version("open_clip_torch"),
-        device=device + (f" ({torch.cuda.get_device_name(0)})" if device.startswith("cuda") else ""),
-        dtype="{}: {}".format(*dtype_choice(device)).replace("torch.", ""),
-        threads=torch.get_num_threads(),
-        hub=hub_reachable()[1],
-        cache=HF_HUB_CACHE,
-    )
-    report["presets"] = {name: _readiness(cached(p)) for name, p in PRESETS.items()}
-    report["tiny"] = _toy_world()
-    from . import openvino_backend
-
-    report["backend"] = openvino_backend.describe(device)
-    try:
-        default = get()
-        parts = {k: v for k, v in cached(default).items() if k != "inpaint"}
-        if all(parts.values()):
-            plan = f"Studio() loads {default.name} on {device} ({default.description or default.model})"
-        else:
-            missing = ", ".join(k for k, ok in parts.items() if not ok)
-            plan = (
-                f"Studio() wants {default.name}, whose {missing} is not cached: "
-                f"run `kit download {default.name}` or set KIT_PRESET=tiny"
-            )
-    except KitError as err:
-        plan = str(err)
-    report["default"] = plan
-    return report

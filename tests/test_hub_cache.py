@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 import kit
-from kit import presets, tiny
+from kit import presets, readiness, tiny
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -323,7 +323,7 @@ CONFIGS = [n for n in SD_TURBO_FILES if n.endswith((".json", ".txt"))]
 
 def test_download_on_a_cpu_asks_for_full_precision_weights_only(monkeypatch):
     asked = fake_snapshot_download(monkeypatch)
-    out = presets.download("sd-turbo", inpaint=True, device="cpu")
+    out = readiness.download("sd-turbo", inpaint=True, device="cpu")
     assert set(out) == {"pipeline", "preview", "inpaint", "clip"}
     for repo in ("stabilityai/sd-turbo", "stabilityai/stable-diffusion-2-inpainting"):
         wanted = sorted(n for n in SD_TURBO_FILES if matches(asked[repo], n))
@@ -346,7 +346,7 @@ def test_download_for_cuda_float16_asks_for_the_fp16_variant(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     asked = fake_snapshot_download(monkeypatch)
-    presets.download("sd-turbo")  # the inpainting pipeline only when asked
+    readiness.download("sd-turbo")  # the inpainting pipeline only when asked
     assert set(asked) == {"stabilityai/sd-turbo", "madebyollin/taesd"}
     wanted = sorted(n for n in SD_TURBO_FILES if matches(asked["stabilityai/sd-turbo"], n))
     assert wanted == sorted(
@@ -362,7 +362,7 @@ def test_download_for_cuda_float16_asks_for_the_fp16_variant(monkeypatch):
 def test_download_asks_for_what_the_studio_loads(monkeypatch):
     """A CUDA machine asked for float32, or a CPU in bfloat16: the full-precision files (no variant)."""
     asked = fake_snapshot_download(monkeypatch)
-    presets.download("sd-turbo", device="cpu", dtype="bfloat16")
+    readiness.download("sd-turbo", device="cpu", dtype="bfloat16")
     assert matches(asked["stabilityai/sd-turbo"], "unet/diffusion_pytorch_model.safetensors")
     assert not matches(asked["stabilityai/sd-turbo"], "unet/diffusion_pytorch_model.fp16.safetensors")
 
