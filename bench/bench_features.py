@@ -65,7 +65,8 @@ def main():
     args = parser.parse_args()
 
     import kit
-    from kit import presets, restore
+    from kit import presets
+    from kit.damage import damage
 
     root = sd_turbo_architecture()
     preset = presets.Preset(
@@ -88,7 +89,7 @@ def main():
 
     weights, subject = {"ukiyo-e": 0.6, "art-deco": 0.4}, "portrait of an elder"
     picture = before.generate(subject, seed=5)[0].image
-    damaged, mask = restore.damage(picture, "holes", seed=3, amount=0.08)
+    damaged, mask = damage(picture, "holes", seed=3, amount=0.08)
 
     fuse = lambda studio, **kw: studio.fuse(weights, subject, seed=1, **kw)  # noqa: E731
     heal = lambda studio, **kw: studio.restore(damaged, mask, prompt=subject, seed=1)  # noqa: E731

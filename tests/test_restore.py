@@ -7,6 +7,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 import kit
+from kit import damage as D
 from kit import restore as R
 from kit.errors import KitError
 from kit.provenance import pixel_hash
@@ -32,7 +33,7 @@ def _box_mask(size=(64, 64), box=(20, 20, 40, 36)) -> Image.Image:
 
 @pytest.fixture(scope="module")
 def restored(studio, tmp_path_factory):
-    damaged, mask = R.damage(_picture(), "holes", seed=4, amount=0.08)
+    damaged, mask = D.damage(_picture(), "holes", seed=4, amount=0.08)
     source = tmp_path_factory.mktemp("scan") / "damaged.png"
     damaged.save(source)
     return damaged, mask, studio.restore(source, mask, seed=11)  # from a file: the record keeps its path
@@ -185,40 +186,40 @@ def test_masks_accepted_in_every_binary_form():
 # ---------------------------------------------------------------- damage and measures (no model)
 
 
-@pytest.mark.parametrize("kind", R.DAMAGE_KINDS)
+@pytest.mark.parametrize("kind", D.DAMAGE_KINDS)
 def test_damage_mask_is_exactly_the_damaged_pixels(kind):
     image = _picture((96, 80))
-    damaged, mask = R.damage(image, kind, seed=3, amount=0.1)
+    damaged, mask = D.damage(image, kind, seed=3, amount=0.1)
     changed = (np.asarray(damaged) != np.asarray(image)).any(axis=2)
     assert mask.mode == "L" and set(np.unique(mask)) <= {0, 255}
     assert np.array_equal(changed, np.asarray(mask) == 255)
     assert 0.1 <= changed.mean() < 0.3
-    again, mask_again = R.damage(image, kind, seed=3, amount=0.1)
+    again, mask_again = D.damage(image, kind, seed=3, amount=0.1)
     assert np.array_equal(np.asarray(again), np.asarray(damaged))
-    other, _ = R.damage(image, kind, seed=4, amount=0.1)
+    other, _ = D.damage(image, kind, seed=4, amount=0.1)
     assert not np.array_equal(np.asarray(other), np.asarray(damaged))
 
 
 def test_damage_rejects_bad_arguments():
     with pytest.raises(KitError, match="kind"):
-        R.damage(_picture(), "fire")
+        D.damage(_picture(), "fire")
     for amount in (0, 0.9, True):
         with pytest.raises(KitError, match="amount"):
-            R.damage(_picture(), amount=amount)
+            D.damage(_picture(), amount=amount)
 
 
 def test_compare_inside_and_outside():
     image = _picture()
     mask = _box_mask()
     region = np.asarray(mask) == 255
-    same = R.compare(image, image, mask)
+    same = D.compare(image, image, mask)
     assert same["psnr_inside"] == math.inf and same["psnr_outside"] == math.inf
     assert same["ssim_inside"] == pytest.approx(1.0) and same["ssim_outside"] == pytest.approx(1.0)
 
     pixels = np.asarray(image).copy()
     noise = np.random.default_rng(0).integers(-40, 41, pixels.shape)
     pixels[region] = np.clip(pixels[region] + noise[region], 0, 255)
-    result = R.compare(image, Image.fromarray(pixels), mask)
+    result = D.compare(image, Image.fromarray(pixels), mask)
     assert result["psnr_outside"] == math.inf
     assert 10 < result["psnr_inside"] < 40
     assert result["ssim_inside"] < 0.9
@@ -229,7 +230,7 @@ def test_compare_inside_and_outside():
 def test_ssim_falls_with_distortion():
     image = _picture()
     blurred = image.resize((16, 16)).resize((64, 64))
-    assert R.ssim(image, image) == pytest.approx(1.0)
-    assert R.ssim(image, blurred) < R.ssim(image, image)
+    assert D.ssim(image, image) == pytest.approx(1.0)
+    assert D.ssim(image, blurred) < D.ssim(image, image)
     darker = Image.fromarray((np.asarray(image) * 0.5).astype(np.uint8))
-    assert 0 < R.ssim(image, darker) < 1
+    assert 0 < D.ssim(image, darker) < 1

@@ -260,7 +260,8 @@ def test_local_folder_preset_loads_through_from_pretrained(tmp_path):
 
 
 def test_a_preset_of_local_folders_restores_offline_with_its_inpainting_folder(tmp_path, monkeypatch):
-    from kit import restore, tiny
+    from kit import tiny
+    from kit.damage import damage
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     root = tiny.ensure_saved(tmp_path)
@@ -278,7 +279,7 @@ def test_a_preset_of_local_folders_restores_offline_with_its_inpainting_folder(t
     s = kit.Studio(preset=preset, dtype="float32")
     s.progress_bar = False
     (art,) = s.generate("portrait", seed=4)
-    damaged, mask = restore.damage(art.image, "holes", seed=1, amount=0.1)
+    damaged, mask = damage(art.image, "holes", seed=1, amount=0.1)
     restored = s.restore(damaged, mask, prompt="portrait", seed=0)
     assert restored.record.kind == "restore" and s.loaded == ("pipeline", "inpaint")
 
