@@ -66,9 +66,10 @@ def main():
     args = parser.parse_args()
 
     warnings.filterwarnings("ignore")  # umap's notes on disconnected graphs and n_jobs with a seed
-    from kit.atlas import StyleAtlas, _import_umap
+    from kit.atlas import StyleAtlas
+    from kit.atlas_umap import import_umap
 
-    umap = _import_umap()  # the atlas's import: numba's on-disk cache on for both methods
+    umap = import_umap()  # the atlas's import: numba's on-disk cache on for both methods
     from sklearn.manifold import trustworthiness
 
     vectors, labels = clustered(args.n, args.dim, args.clusters, args.spread, args.seed)

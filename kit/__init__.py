@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _LAZY = {
-    "doctor": "kit.presets",
+    "doctor": "kit.readiness",
     "Studio": "kit.studio",
     "Artwork": "kit.artwork",
     "Record": "kit.record",

@@ -106,14 +106,14 @@ def _die_with_parent():
 
 
 def doctor(args) -> int:
-    from .presets import doctor as run_doctor
+    from .readiness import doctor as run_doctor
 
     print(run_doctor())
     return 0
 
 
 def download(args) -> int:
-    from .presets import download as fetch
+    from .readiness import download as fetch
 
     for part, where in fetch(args.preset, inpaint=args.inpaint, dtype=args.dtype).items():
         print(f"{part}: {where}")
