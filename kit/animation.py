@@ -1,4 +1,4 @@
-"""Walks as animations: GIF and MP4 files, each with a JSON sidecar holding every frame's record.
+"""A walk shown: its frames as a table in a notebook, and as GIF and MP4 files with every frame's record.
 
 The sidecar is written first and each file atomically (`kit.files.write_atomic`), so an animation never
 appears without its records; a name that is taken is an error unless `exist` says to replace it or to
@@ -8,6 +8,7 @@ number the new files.
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from pathlib import Path
 
@@ -143,3 +144,36 @@ def _export(walk, path: Path, write, animation: dict, exist: str) -> Path:
 def _sidecar(path: Path) -> Path:
     """The JSON file beside an animation that holds its frames' records."""
     return path.with_name(path.name + ".json")
+
+
+def html(walk) -> str:
+    """A walk's keyframes and its frames as a small HTML table, as a notebook shows it."""
+    from html import escape
+
+    flags = [
+        name
+        for name, on in (("loop", walk.loop), ("even pacing", walk.even), ("stopped early", not walk.complete))
+        if on
+    ]
+    keyframes = "".join(
+        f"<li>{escape(k.prompt)} <small>(seed {k.seed}{', style ' + escape(k.style) if k.style else ''})</small></li>"
+        for k in walk.keyframes
+    )
+    rows, columns = walk._rows()
+
+    def cell(value, column):
+        if isinstance(value, float):  # fixed decimals, never scientific notation
+            return "&ndash;" if math.isnan(value) else f"{value:.4f}" if column.startswith("step") else f"{value:.3f}"
+        return escape(str(value))
+
+    head = "".join(f"<th>{escape(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td style='text-align:right'>{cell(row[c], c)}</td>" for c in columns) + "</tr>"
+        for row in rows
+    )
+    return (
+        f"<div class='kit-walk'><p><b>Walk</b>: {len(walk)} frames, {escape(walk.method)}"
+        f"{''.join(', ' + f for f in flags)}, through {len(walk.keyframes)} keyframes:</p>"
+        f"<ol>{keyframes}</ol><details><summary>Frames</summary>"
+        f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></details></div>"
+    )

@@ -330,38 +330,7 @@ class Walk(list):
 
     def _repr_html_(self) -> str:
         """The walk's keyframes and its frames as a small table (the images: a contact sheet)."""
-        from html import escape
-
-        flags = [
-            name
-            for name, on in (("loop", self.loop), ("even pacing", self.even), ("stopped early", not self.complete))
-            if on
-        ]
-        keyframes = "".join(
-            f"<li>{escape(k.prompt)} <small>(seed {k.seed}{', style ' + escape(k.style) if k.style else ''})"
-            f"</small></li>"
-            for k in self.keyframes
-        )
-        rows, columns = self._rows()
-
-        def cell(value, column):
-            if isinstance(value, float):  # fixed decimals, never scientific notation
-                return (
-                    "&ndash;" if math.isnan(value) else f"{value:.4f}" if column.startswith("step") else f"{value:.3f}"
-                )
-            return escape(str(value))
-
-        head = "".join(f"<th>{escape(c)}</th>" for c in columns)
-        body = "".join(
-            "<tr>" + "".join(f"<td style='text-align:right'>{cell(row[c], c)}</td>" for c in columns) + "</tr>"
-            for row in rows
-        )
-        return (
-            f"<div class='kit-walk'><p><b>Walk</b>: {len(self)} frames, {escape(self.method)}"
-            f"{''.join(', ' + f for f in flags)}, through {len(self.keyframes)} keyframes:</p>"
-            f"<ol>{keyframes}</ol><details><summary>Frames</summary>"
-            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></details></div>"
-        )
+        return animation.html(self)
 
     # ------------------------------------------------------------ records
 
