@@ -76,7 +76,8 @@ def read_json(path: str | Path, what: str, keys: dict[str, bool]) -> dict:
     return data
 
 
-CLASSIFICATION_PATH = Path(__file__).parent / "data" / "classification.json"
+DATA = Path(__file__).parent / "data"  # the package's data folder: the catalogue, the tables, the tiny weights
+CLASSIFICATION_PATH = DATA / "classification.json"
 UNLABELLED = "unlabelled"  # the group of a point with no era or medium (not a label a table may use)
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import checks
-from .data_tables import data_error, read_json
+from .data_tables import DATA, data_error, read_json
 from .errors import KitError
 
 DEFAULT_PRESET = "sd-turbo"
@@ -58,7 +58,7 @@ class Preset:
         return self.model is None
 
 
-PRESETS_PATH = Path(__file__).parent / "data" / "presets.json"
+PRESETS_PATH = DATA / "presets.json"
 _NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 _FAMILIES = ("sd", "sdxl")
 

@@ -45,7 +45,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data_tables import data_error, read_text
+from .data_tables import DATA, data_error, read_text
 from .errors import KitError
 
 __all__ = [
@@ -64,7 +64,7 @@ __all__ = [
     "coverage",
 ]
 
-CATALOGUE_PATH = Path(__file__).parent / "data" / "styles.csv"
+CATALOGUE_PATH = DATA / "styles.csv"
 
 # UN geoscheme (M49) subregions of the inhabited continents -> continent.
 # The Americas are split into North America (with Central America and the Caribbean) and South America.

@@ -26,6 +26,7 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
+from .data_tables import DATA
 from .errors import KitError
 
 # Tiny component configs. They are hashed into the on-disk folder name: change one and
@@ -242,7 +243,7 @@ def _seeded(seed: int, stream: str, build, sdxl: bool = False):
         return build()
 
 
-WEIGHTS = Path(__file__).parent / "data" / "tiny"  # the trained weights, their card and report
+WEIGHTS = DATA / "tiny"  # the trained weights, their card and report
 _FILES = {"preview_vae": "taesd"}  # component -> file stem, where they differ
 
 

@@ -443,7 +443,7 @@ def write_card(args) -> dict:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(tiny.__file__).parent / "data" / "tiny")
+    parser.add_argument("--out", type=Path, default=tiny.WEIGHTS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every stage's steps")
     parser.add_argument("--images", type=int, default=TRAIN_IMAGES)
