@@ -300,11 +300,11 @@ def load_diffusers(preset, device: str, dtype: str) -> Loaded:
     from diffusers import AutoencoderTiny, DiffusionPipeline
 
     from kit.latents import noise
-    from kit.loading import _dtype_argument, _quiet_loading
+    from kit.libraries import dtype_argument, quiet_loading
 
     dtype = getattr(torch, dtype)
-    as_dtype = {_dtype_argument(): dtype, "use_safetensors": True}  # diffusers renamed torch_dtype to dtype
-    with _quiet_loading():  # no loading bars
+    as_dtype = {dtype_argument(): dtype, "use_safetensors": True}  # diffusers renamed torch_dtype to dtype
+    with quiet_loading():  # no loading bars
         pipe = DiffusionPipeline.from_pretrained(preset.model, **as_dtype).to(device)
         decoders = {"vae": pipe.vae}
         if preset.preview:

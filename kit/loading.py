@@ -12,13 +12,13 @@ The state it uses is the Studio's: ``preset``, ``device``, ``dtype``, ``backend`
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 from . import openvino_backend, presets
 from .errors import KitError
+from .libraries import dtype_argument, quiet_loading
 
 # the parts a preset can have, and where the tiny preset keeps each
 PARTS = {"pipeline": "pipeline", "preview": "taesd", "inpaint": "inpaint"}
@@ -69,14 +69,14 @@ class Loader:
         folder = Path(source).expanduser()
         if folder.is_dir():
             _refuse_pickles(folder)
-        kwargs = {_dtype_argument(): self._weights_dtype, "use_safetensors": True}  # weights are data, never code
+        kwargs = {dtype_argument(): self._weights_dtype, "use_safetensors": True}  # weights are data, never code
         if presets.hub_offline():  # also when HF_HUB_OFFLINE was set after huggingface_hub was imported
             kwargs["local_files_only"] = True
         if self.preset.variant and self.dtype == torch.float16 and part != "preview":
             kwargs["variant"] = self.preset.variant
         cls = AutoencoderTiny if part == "preview" else DiffusionPipeline
         try:
-            with _quiet_loading():
+            with quiet_loading():
                 model = cls.from_pretrained(source, **kwargs)
         except OSError as err:
             if folder.is_dir():  # a folder on this machine: say what is wrong with it, not with the Hub
@@ -127,28 +127,3 @@ def _refuse_pickles(folder: Path) -> None:
             "loads safetensors only, since unpickling a file can run code. Save the model with "
             "save_pretrained(..., safe_serialization=True) or convert it to .safetensors"
         )
-
-
-def _dtype_argument() -> str:
-    """diffusers renamed from_pretrained's `torch_dtype` to `dtype`; use the name this version reads."""
-    try:
-        from diffusers.utils import _resolve_dtype  # noqa: F401  (present where `dtype` is the name)
-    except ImportError:
-        return "torch_dtype"
-    return "dtype"
-
-
-@contextmanager
-def _quiet_loading():
-    """Silence the libraries' loading bars and notices; the kit reports what matters itself."""
-    from diffusers.utils import logging as dlog
-    from transformers.utils import logging as tlog
-
-    levels = dlog.get_verbosity(), tlog.get_verbosity()
-    dlog.set_verbosity_error(), tlog.set_verbosity_error()
-    dlog.disable_progress_bar(), tlog.disable_progress_bar()
-    try:
-        yield
-    finally:
-        dlog.set_verbosity(levels[0]), tlog.set_verbosity(levels[1])
-        dlog.enable_progress_bar(), tlog.enable_progress_bar()

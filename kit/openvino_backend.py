@@ -165,12 +165,12 @@ def _reloader(cls, source: str, subfolder: str | None, attribute: str | None = N
 
     def load():
         from . import presets
-        from .loading import _quiet_loading
+        from .libraries import quiet_loading
 
         kwargs = {"use_safetensors": True, **({"subfolder": subfolder} if subfolder else {})}
         if presets.hub_offline() or Path(source).expanduser().is_dir():
             kwargs["local_files_only"] = True
-        with _quiet_loading():
+        with quiet_loading():
             module = cls.from_pretrained(source, **kwargs)
         return (getattr(module, attribute) if attribute else module).float().eval()
 
