@@ -11,93 +11,32 @@
 
 Paired design: term A and term B are drawn from the same seeds, so they start from the same
 noise and a difference between them is not seed luck. Every image is embedded with the
-preset's CLIP and measured:
+preset's CLIP and measured: diversity, prompt distance, CLIP probe shares and cluster entropy,
+each with a 95% interval over seeds (`AuditReport.difference` gives the paired interval of a
+difference between two terms).
 
-- ``diversity``: mean pairwise cosine distance between a term's images (0 = all alike).
-- ``prompt_distance``: mean of 1 - cosine between each image and its filled prompt's text
-  embedding ("a portrait of a Sami elder"). The full prompt, not the bare term, because it is
-  what the model was asked to draw and a lone word is a weak CLIP query: a larger distance
-  means the model followed that term's prompt less closely.
-- ``"<group>: <label>"``: zero-shot CLIP probe shares. For each image, a softmax over its
-  similarities to a probe group's label texts (temperature 100, as CLIP does); a share is the
-  mean probability over the term's images, so a group's shares sum to 1 for each term.
-- ``cluster_entropy``: k-means (k = number of terms) over all images together; the entropy in
-  bits of how a term's images spread over the clusters (0 = all in one cluster, at most
-  log2(k)). Low entropy for one term and high for others hints that the model draws that term
-  in one look.
-
-Confidence intervals, 95%: a term's probe share has a Wilson score interval over its seeds
-(`share_interval`); the other measures, and every difference between two terms, a percentile
-bootstrap over seeds. Each bootstrap round resamples the seed indices with replacement, the same
-resample for every term (paired), with a fixed RNG seed, so a report is reproducible.
-`AuditReport.difference` gives the paired interval of a difference.
+Here: the inputs checked at the door, `audit` (make the images, embed them, measure), and the
+`AuditReport` that holds the numbers. What each measure is and how its interval is drawn is in
+`kit.audit_stats` (numpy only); how a report is shown (chart, notebook table, caveats) in
+`kit.audit_display`.
 """
 
 from __future__ import annotations
 
 import csv
-import html
 import io
-import math
-import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from . import checks, plots
+from . import audit_display, audit_stats, checks
+from .audit_display import CAVEATS, MEASURES, NOTES, SHARE_UNIT, UNITS, frame, rounded
+from .audit_stats import BOOTSTRAP_SEED, KMEANS_SEED, LEVEL, ROUNDS, TEMPERATURE, interval, share_interval
 from .errors import KitError
 from .files import write_atomic
 
-ROUNDS = 1000  # bootstrap rounds
-BOOTSTRAP_SEED = 0
-KMEANS_SEED = 0
-TEMPERATURE = 100.0  # CLIP's logit scale
-LEVEL = 0.95
-MAX_IMAGES = 4096
-
-MEASURES = {  # measure -> what its number means (axis titles and the report)
-    "diversity": "mean pairwise cosine distance between the term's images",
-    "prompt_distance": "mean 1 - cosine(image, its prompt's text)",
-    "cluster_entropy": "entropy (bits) of the term's images over the k-means clusters",
-}
-
-AXES = {  # measure -> a short y-axis title (the long meaning goes in the chart's title)
-    "diversity": "cosine distance",
-    "prompt_distance": "1 - cosine similarity",
-    "cluster_entropy": "entropy (bits)",
-}
-UNITS = {"diversity": "cosine distance", "prompt_distance": "1 - cosine", "cluster_entropy": "bits"}
-SHARE_UNIT = "% of CLIP probability"
-
-CAVEATS = """\
-What these numbers can and cannot show.
-- CLIP probes measure what CLIP associates with the label texts, not what is in the picture.
-  CLIP learned from web images and their captions and carries their stereotypes: a probe can
-  reflect CLIP's bias as much as the generator's.
-- A probe is a forced choice among the labels given: the shares always sum to 1, even when no
-  label fits. They change with the wording and with which labels are offered.
-- Probes cannot tell anyone's identity, ethnicity, culture or age. The people in these images
-  do not exist; a probe only compares how images relate to words.
-- What they can show: under the same seeds and labels, whether the model's images for one
-  term lean differently from another's, and by how much (with the paired intervals).
-- Intervals cover seed-to-seed variation only, for this model, template and settings. Few
-  seeds give wide intervals; many measures and terms compared at once will show some
-  "differences" by chance. The cluster entropy's interval holds the k-means fit fixed.
-- The numbers describe images, not cultures. Look at the contact sheets and ask people from
-  the communities named before drawing conclusions.
-"""
-
-TINY_NOTE = (
-    "This report used the tiny preset: its image model and CLIP were trained on the toy world, "
-    "pictures with skews planted on purpose (kit.tiny.card() lists them). The numbers say what this "
-    "toy model learnt from those pictures, nothing about any real group of people."
-)
-TINY_SDXL_NOTE = (
-    "This report used the tiny-sdxl preset: its image model has random weights; it shows that the "
-    "SDXL code path runs. The numbers describe noise, nothing about any real group of people."
-)
-NOTES = {"tiny": TINY_NOTE, "tiny-sdxl": TINY_SDXL_NOTE}  # the built-here presets' word at the top of a report
+MAX_IMAGES = 4096  # terms x seeds: what one audit may make, and what bounds its bootstrap's memory
 
 
 # ---------------------------------------------------------------- checking inputs
@@ -171,244 +110,6 @@ def check_probes(probes) -> dict[str, list[str]]:
     return clean
 
 
-# ---------------------------------------------------------------- statistics (numpy only)
-
-
-BLOCK_BYTES = 1 << 20  # the bootstrap works through its resamples in blocks of about this many bytes
-
-
-def bootstrap_indices(n: int, rounds: int = ROUNDS, seed: int = BOOTSTRAP_SEED) -> np.ndarray:
-    """(rounds, n) seed indices drawn with replacement: row r is resample r, shared by all terms.
-
-    All rounds at once (rounds x n integers): `measure` draws the same resamples in blocks
-    with `bootstrap_counts` instead.
-    """
-    return np.random.default_rng(seed).integers(0, n, size=(rounds, n))
-
-
-def resample_counts(indices: np.ndarray, n: int) -> np.ndarray:
-    """(rows, n) resampled indices -> (rows, n) float64 counts: how often each index was drawn."""
-    indices = np.asarray(indices)
-    rows = len(indices)
-    flat = (indices + n * np.arange(rows)[:, None]).ravel()  # row r's indices moved to r*n ... r*n + n-1
-    return np.bincount(flat, minlength=rows * n).reshape(rows, n).astype(np.float64)
-
-
-def bootstrap_counts(n: int, rounds: int = ROUNDS, seed: int = BOOTSTRAP_SEED, rows: int | None = None):
-    """The resamples of `bootstrap_indices(n, rounds, seed)` as counts, `rows` rounds at a time.
-
-    Yields (rows, n) float64 arrays (the last block may be shorter): counts[r, i] is how often
-    seed index i is drawn in resample r. The blocks come from one generator drawn in order, and
-    numpy's Generator gives the same numbers drawn at once or in pieces, so together they are
-    exactly the rows of `bootstrap_indices` counted (tests/test_audit_memory.py checks this).
-    Memory: one block, about BLOCK_BYTES when `rows` is left to its default.
-    """
-    rng = np.random.default_rng(seed)
-    rows = rows or max(1, BLOCK_BYTES // (8 * n))
-    for start in range(0, rounds, rows):
-        yield resample_counts(rng.integers(0, n, size=(min(rows, rounds - start), n)), n)
-
-
-def interval(replicates, level: float = LEVEL) -> tuple[float, float]:
-    """Percentile interval of bootstrap replicates (NaN replicates are ignored)."""
-    tail = (1 - level) / 2 * 100
-    low, high = np.nanpercentile(np.asarray(replicates, dtype=np.float64), [tail, 100 - tail])
-    return float(low), float(high)
-
-
-def share_interval(share: float, n: int, level: float = LEVEL) -> tuple[float, float]:
-    """Wilson score interval of a share measured on `n` seeds' images.
-
-    The percentile bootstrap cannot do this near 0 or 1: when a label shows in none of 24
-    images, every resample has none either, and "0% (0% to 0%)" would claim a certainty that
-    24 seeds cannot give; at a true share of 10%, 24 seeds see none 8% of the time. Wilson's
-    interval there is 0% to 14%, and it holds the true share about as often as its level says
-    at every share (Brown, Cai and DasGupta 2001 recommend it for small samples). A share here
-    is a mean of probe probabilities from 0 to 1, whose spread is at most a yes/no answer's at
-    the same mean, so the interval is the yes/no one, or a little wider than needed.
-    """
-    from statistics import NormalDist
-
-    share = min(max(float(share), 0.0), 1.0)
-    z = NormalDist().inv_cdf(0.5 + level / 2)
-    shrink = 1 + z * z / n
-    centre = (share + z * z / (2 * n)) / shrink
-    half = z / shrink * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-class PairwiseDistance:
-    """Mean cosine distance over pairs of different images, for many resamples at once.
-
-    A resample is given by its counts, c[i] = how often image i was drawn. Two drawn positions
-    holding the same image are not a pair (an image is not compared with itself), so a resample
-    has sum_{i != j} c_i c_j pairs, and their mean distance is
-    1 - sum_{i != j} c_i c_j s_ij / sum_{i != j} c_i c_j, with s = V V^T the cosine similarities.
-    It keeps n x min(n, dim) float64: the similarities with a zeroed diagonal when n <= dim,
-    else the vectors, since sum_{i != j} c_i c_j s_ij = |V^T c|^2 - sum_i c_i^2 |v_i|^2.
-    A call on (rows, n) counts allocates a few (rows, n) arrays.
-    """
-
-    def __init__(self, vectors: np.ndarray):
-        vectors = np.asarray(vectors, dtype=np.float64)
-        n, dim = vectors.shape
-        self.similarity = self.vectors = self.squares = None
-        if n <= dim:
-            self.similarity = vectors @ vectors.T
-            np.fill_diagonal(self.similarity, 0.0)
-        else:
-            self.vectors = vectors
-            self.squares = np.einsum("ij,ij->i", vectors, vectors)
-
-    def __call__(self, counts: np.ndarray) -> np.ndarray:
-        """(rows, n) counts -> (rows,) mean distances; NaN for a resample of a single image."""
-        counts = np.asarray(counts, dtype=np.float64)
-        squares = counts * counts
-        pairs = counts.sum(axis=1) ** 2 - squares.sum(axis=1)
-        if self.similarity is not None:
-            similar = np.einsum("ij,ij->i", counts @ self.similarity, counts)
-        else:
-            sums = counts @ self.vectors
-            similar = np.einsum("ij,ij->i", sums, sums) - squares @ self.squares
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(pairs > 0, 1.0 - similar / np.maximum(pairs, 1), np.nan)
-
-
-def pairwise_distance(vectors: np.ndarray, indices: np.ndarray | None = None):
-    """Mean cosine distance over pairs of different images.
-
-    With `indices` ((rounds, n) resamples) one value per resample: pairs that are the same
-    image drawn twice are left out, so a resample does not look less diverse than it is
-    (NaN when a resample drew a single image n times).
-    """
-    distance = PairwiseDistance(vectors)
-    n = len(vectors)
-    if indices is None:
-        return float(distance(np.ones((1, n)))[0])
-    return distance(resample_counts(indices, n))
-
-
-def probe_probabilities(vectors: np.ndarray, label_vectors: np.ndarray, temperature: float = TEMPERATURE):
-    """(images, labels) softmax over each image's cosine similarities to the labels."""
-    logits = temperature * (vectors @ label_vectors.T)
-    logits -= logits.max(axis=1, keepdims=True)
-    weights = np.exp(logits)
-    return weights / weights.sum(axis=1, keepdims=True)
-
-
-def entropy_bits(counts) -> np.ndarray:
-    """Shannon entropy in bits of count vectors (the last axis), 0 log 0 = 0."""
-    counts = np.asarray(counts, dtype=np.float64)
-    p = counts / counts.sum(axis=-1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(p > 0, -p * np.log2(np.where(p > 0, p, 1)), 0.0)
-    return terms.sum(axis=-1)
-
-
-def cluster(vectors: np.ndarray, k: int, seed: int = KMEANS_SEED) -> np.ndarray:
-    """k-means cluster labels of the rows (sklearn, fixed seed)."""
-    import warnings
-
-    from sklearn.cluster import KMeans
-
-    with warnings.catch_warnings():
-        # near-identical vectors (the tiny preset's) give fewer distinct clusters than k: not an error
-        warnings.simplefilter("ignore")
-        return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(vectors.astype(np.float64))
-
-
-def measure(
-    vectors: np.ndarray,
-    prompt_vectors: np.ndarray,
-    probes: dict | None = None,
-    rounds: int = ROUNDS,
-    seed: int = BOOTSTRAP_SEED,
-    labels: np.ndarray | None = None,
-):
-    """Every measure with its bootstrap replicates, from embeddings alone.
-
-    vectors: (terms, seeds, dim) unit image embeddings, the same seed order for every term.
-    prompt_vectors: (terms, dim) text embeddings of each term's prompt.
-    probes: {group: (labels, (len(labels), dim) label vectors)}.
-    labels: (terms, seeds) cluster labels; k-means is run when None.
-    Returns (estimates, replicates, labels): {(term index, measure): value} and
-    {(term index, measure): (rounds,) array}.
-
-    A resample is used as counts (how often each seed is drawn, `bootstrap_counts`), drawn in
-    blocks of rounds, the same blocks for every term: a replicate is a weighted mean over the
-    term's images (pairs of different images weighted c_i c_j for the diversity), and the
-    cluster entropy is that of the counts summed per cluster.
-
-    Memory, one term at a time: its float64 vectors, the pairwise form (seeds x min(seeds, dim)
-    float64: the only part above linear, for one term's images), its prompt distances, probe
-    shares and cluster indicators, and one block of counts with the products of it (about 14 x
-    BLOCK_BYTES), never a rounds x seeds x seeds array; `bootstrap_memory` gives the bound in
-    bytes (at most about 31 MB + 48 KB per probe label for any audit `audit` admits, with
-    CLIP ViT-B-32; the most at 2 terms x 2,048 seeds). Besides that: the
-    replicates it returns, 8 x terms x (3 + probe labels) x rounds bytes, and with labels=None
-    a float64 copy of all vectors while k-means runs, before the bootstrap.
-    """
-    vectors = np.asarray(vectors)
-    n_terms, n_seeds, _ = vectors.shape
-    if labels is None:
-        labels = cluster(vectors.reshape(n_terms * n_seeds, -1), n_terms).reshape(n_terms, n_seeds)
-    labels = np.asarray(labels)
-    groups = [
-        (group, names, np.asarray(label_vectors, dtype=np.float64))
-        for group, (names, label_vectors) in (probes or {}).items()
-    ]
-    shares = [f"{group}: {name}" for group, names, _ in groups for name in names]
-    rows = max(1, BLOCK_BYTES // (8 * max(n_seeds, len(shares))))  # rounds per block of counts
-    estimates, replicates = {}, {}
-
-    for t in range(n_terms):
-        images = np.asarray(vectors[t], dtype=np.float64)
-        diversity = PairwiseDistance(images)
-        distance = 1.0 - images @ np.asarray(prompt_vectors[t], dtype=np.float64)
-        p = np.concatenate(
-            [probe_probabilities(images, label_vectors) for _, _, label_vectors in groups] + [np.zeros((n_seeds, 0))],
-            axis=1,
-        )
-        # indicators of the clusters this term's images are in (an empty cluster adds 0 bits)
-        used = np.unique(labels[t])
-        in_cluster = (labels[t][:, None] == used[(used >= 0) & (used < n_terms)]).astype(np.float64)
-        del images
-
-        estimates[t, "diversity"] = float(diversity(np.ones((1, n_seeds)))[0])
-        estimates[t, "prompt_distance"] = float(distance.mean())
-        for j, name in enumerate(shares):
-            estimates[t, name] = float(p[:, j].mean())
-        estimates[t, "cluster_entropy"] = float(entropy_bits((labels[t][:, None] == np.arange(n_terms)).sum(axis=0)))
-        for name in ("diversity", "prompt_distance", *shares, "cluster_entropy"):
-            replicates[t, name] = np.empty(rounds)
-
-        done = 0
-        for counts in bootstrap_counts(n_seeds, rounds, seed, rows):  # the same resamples for every term
-            block = slice(done, done + len(counts))
-            done += len(counts)
-            replicates[t, "diversity"][block] = diversity(counts)
-            replicates[t, "prompt_distance"][block] = counts @ distance / n_seeds
-            drawn = counts @ p / n_seeds
-            for j, name in enumerate(shares):
-                replicates[t, name][block] = drawn[:, j]
-            replicates[t, "cluster_entropy"][block] = entropy_bits(counts @ in_cluster)
-    return estimates, replicates, labels
-
-
-def bootstrap_memory(terms: int, seeds: int, dim: int, labels: int = 0, rounds: int = ROUNDS) -> dict:
-    """Upper bounds in bytes on what `measure` (given cluster labels) allocates: {"working", "replicates"}.
-
-    working: what it holds while it runs besides its results, the same for any number of rounds;
-    replicates: the (rounds,) float64 arrays it returns, one per term and measure. `labels` is
-    the number of probe labels over all groups. tests/test_audit_memory.py checks the sum
-    against tracemalloc, and the working part at the largest audit `audit` admits.
-    """
-    width = max(seeds, labels)
-    block = 8 * max(1, BLOCK_BYTES // (8 * width)) * width  # bytes of one block of counts
-    one_term = 8 * seeds * (dim + min(seeds, dim) + 3 * labels + 6 + min(seeds, terms)) + seeds * terms
-    return {"working": one_term + 14 * block, "replicates": 8 * terms * (3 + labels) * rounds}
-
-
 # ---------------------------------------------------------------- the audit
 
 
@@ -467,7 +168,7 @@ def audit(
     prompt_vectors = np.asarray(embedder.texts([prompts[term] for term in terms]))
     probe_vectors = {group: (labels, np.asarray(embedder.texts(labels))) for group, labels in probes.items()}
     vectors = vectors.reshape(len(terms), len(seeds), -1)
-    estimates, replicates, labels = measure(vectors, prompt_vectors, probe_vectors, rounds=rounds)
+    estimates, replicates, labels = audit_stats.measure(vectors, prompt_vectors, probe_vectors, rounds=rounds)
 
     first = records[0]
     settings = {
@@ -616,13 +317,13 @@ class AuditReport:
                 {
                     "term": row["term"],
                     "measure": row["measure"],
-                    "value": _rounded(row["value"] * scale, places),
-                    low: _rounded(row["low"] * scale, places),
-                    high: _rounded(row["high"] * scale, places),
+                    "value": rounded(row["value"] * scale, places),
+                    low: rounded(row["low"] * scale, places),
+                    high: rounded(row["high"] * scale, places),
                     "unit": SHARE_UNIT if share else UNITS[row["measure"]],
                 }
             )
-        return _frame(rows, ["term", "measure", "value", low, high, "unit"], index=["term", "measure"])
+        return frame(rows, ["term", "measure", "value", low, high, "unit"], index=["term", "measure"])
 
     def differences(self, measure: str, digits: int = 3):
         """Every pair of terms on `measure`: the paired difference A - B and its interval, rounded.
@@ -643,14 +344,14 @@ class AuditReport:
                     {
                         "term A": a,
                         "term B": b,
-                        "A - B": _rounded(d["value"] * scale, places),
-                        low: _rounded(d["low"] * scale, places),
-                        high: _rounded(d["high"] * scale, places),
+                        "A - B": rounded(d["value"] * scale, places),
+                        low: rounded(d["low"] * scale, places),
+                        high: rounded(d["high"] * scale, places),
                         "unit": "% points" if share else UNITS[measure],
                         "seeds show a difference": bool(d["low"] > 0 or d["high"] < 0),
                     }
                 )
-        return _frame(
+        return frame(
             rows,
             ["term A", "term B", "A - B", low, high, "unit", "seeds show a difference"],
             index=["term A", "term B"],
@@ -669,78 +370,9 @@ class AuditReport:
 
     def figure(self, measure: str = "diversity"):
         """A plotly figure: one bar per term with its 95% interval (a probe group: bars per label)."""
-        import plotly.graph_objects as go
-
-        s = self.settings
-        if measure in self.probes:
-            labels = self.probes[measure]
-            fig = go.Figure([self._bars(f"{measure}: {label}", name=label) for label in labels])
-            fig.update_layout(barmode="group", legend_title_text=plots.escape(measure))
-            fig.update_yaxes(title_text="share of CLIP probability", tickformat=".0%", range=[0, 1.05])
-            meaning = "CLIP probe: mean probability of each label (they add up to 100% per term)"
-        else:
+        if measure not in self.probes:
             self._check(measure)
-            fig = go.Figure([self._bars(measure, name=measure)])
-            fig.update_layout(showlegend=False)
-            fig.update_yaxes(title_text=AXES.get(measure, "share of CLIP probability"), rangemode="tozero")
-            meaning = MEASURES.get(measure, "CLIP probe: mean probability of this label")
-            if self.is_share(measure):
-                fig.update_yaxes(tickformat=".0%")
-        # Title lines, then the plot well below them: the title never runs into the axis titles,
-        # the legend or the plotly toolbar at the top right.
-        # terms are text, not markup: the tick labels show them escaped (plotly renders some HTML tags)
-        fig.update_xaxes(
-            title_text="term",
-            tickmode="array",
-            tickvals=self.terms,
-            ticktext=[plots.escape(term) for term in self.terms],
-        )
-        # Plotly does not wrap titles: long user text (a template, a group name) is wrapped here.
-        head = [f"<b>{plots.escape(measure)}</b>: {plots.escape(meaning)}"]
-        if len(measure) + len(meaning) > 80:
-            head = [f"<b>{plots.escape(part)}</b>" for part in textwrap.wrap(measure, 80)]
-            head += [f"<sup>{plots.escape(part)}</sup>" for part in textwrap.wrap(meaning, 100)]
-        about = f"{s['template']!r}, {len(self.seeds)} paired seeds, bars show {s['level']:.0%} intervals"
-        lines = head + [f"<sup>{plots.escape(part)}</sup>" for part in textwrap.wrap(about, 100)]
-        if s.get("preset") == "tiny":
-            lines.append(
-                "<sup>tiny preset: a toy model trained on skewed toy pictures, not a portrait of any real group</sup>"
-            )
-        fig.update_layout(
-            title=dict(
-                text="<br>".join(lines),
-                x=0,
-                xref="paper",
-                xanchor="left",
-                y=1,
-                yref="container",
-                yanchor="top",
-                pad=dict(t=34),
-                font=dict(size=15),
-            ),
-            margin=dict(t=50 + 22 * len(lines), l=70, r=30, b=60),
-            height=400 + 22 * len(lines),
-        )
-        return plots.theme(fig)  # readable on a light and a dark notebook
-
-    def _bars(self, measure, name):
-        import plotly.graph_objects as go
-
-        values = [self.value(term, measure) for term in self.terms]
-        number = "%{y:.0%}" if self.is_share(measure) else "%{y:.3f}"
-        return go.Bar(
-            x=self.terms,
-            y=[v["value"] for v in values],
-            name=plots.escape(name),
-            error_y=dict(
-                type="data",
-                symmetric=False,
-                array=[v["high"] - v["value"] for v in values],
-                arrayminus=[v["value"] - v["low"] for v in values],
-            ),
-            customdata=[plots.escape(term) for term in self.terms],
-            hovertemplate="%{customdata}: " + number + "<extra>" + plots.escape(name) + "</extra>",
-        )
+        return audit_display.figure(self, measure)
 
     def contact_sheet(self, term: str, cell: int = 128):
         """The term's images in seed order, labelled with their seeds and k-means clusters."""
@@ -766,95 +398,4 @@ class AuditReport:
 
     def _repr_html_(self) -> str:
         """One table to read: a row per term, a column per measure, each cell the value and its interval."""
-        s, esc = self.settings, html.escape
-        plain = [name for name in self.measures if not self.is_share(name)]
-        two_rows = bool(self.probes)
-        span = " rowspan='2'" if two_rows else ""
-        head = [f"<th{span} style='text-align:left'>term</th>"]
-        head += [f"<th{span}>{esc(name)}<br><small>{esc(UNITS[name])}</small></th>" for name in plain]
-        head += [
-            f"<th colspan='{len(labels)}' style='text-align:center'>{esc(group)}<br>"
-            f"<small>{esc(SHARE_UNIT)}</small></th>"
-            for group, labels in self.probes.items()
-        ]
-        header = f"<tr>{''.join(head)}</tr>"
-        if two_rows:
-            header += (
-                "<tr>"
-                + "".join(f"<th>{esc(label)}</th>" for labels in self.probes.values() for label in labels)
-                + "</tr>"
-            )
-        body = []
-        for term in self.terms:
-            cells = []
-            for name in self.measures:
-                v = self.value(term, name)
-                show = _percent if self.is_share(name) else _decimal
-                cells.append(
-                    f"<td style='text-align:right;white-space:nowrap'>{show(v['value'])}<br>"
-                    f"<small>{show(v['low'])} &ndash; {show(v['high'])}</small></td>"
-                )
-            body.append(f"<tr><th style='text-align:left'>{esc(term)}</th>{''.join(cells)}</tr>")
-        settings = (
-            f"preset <code>{esc(str(s['preset']))}</code>, CLIP <code>{esc(str(s['clip']))}</code>, "
-            f"{len(self.seeds)} paired seeds, {s['steps']} steps, {s['size'][0]}x{s['size'][1]} px, "
-            f"{s['rounds']} bootstrap rounds"
-        )
-        note = ""
-        if s.get("preset") in NOTES:
-            note = (
-                f"<p style='border-left:4px solid #e0a000;padding:4px 8px;margin:4px 0'>{esc(NOTES[s['preset']])}</p>"
-            )
-        return (
-            f"<div class='kit-audit'>{note}<p><b>Audit</b> of <code>{esc(s['template'])}</code>: {settings}</p>"
-            f"<table><thead>{header}</thead><tbody>{''.join(body)}</tbody></table>"
-            f"<p><small>Each cell: the value for the term's images, and below it its {s['level']:.0%} "
-            f"bootstrap interval over seeds. Probe shares add up to 100% within a group for each "
-            f"term.</small></p>"
-            f"<details><summary>Caveats: what these numbers can and cannot show</summary>"
-            f"<pre style='white-space:pre-wrap'>{esc(self.caveats)}</pre></details></div>"
-        )
-
-
-# ---------------------------------------------------------------- showing numbers
-
-
-def _finite(x) -> bool:
-    return x is not None and bool(np.isfinite(x))
-
-
-def _rounded(x, places: int):
-    """x rounded for a table (NaN stays NaN; never -0.0)."""
-    if not _finite(x):
-        return float("nan")
-    return round(float(x), places) + 0.0
-
-
-def _decimal(x, places: int = 3) -> str:
-    """'0.541'; '-' for a missing number; never scientific notation or '-0.000'."""
-    if not _finite(x):
-        return "-"
-    text = f"{float(x):.{places}f}"
-    return text[1:] if text.startswith("-") and float(text) == 0 else text
-
-
-def _percent(x) -> str:
-    """A share as a whole percent: 0.5407 -> '54%'; '<1%' for a share that rounds to 0 but is not 0."""
-    if not _finite(x):
-        return "-"
-    value = 100 * float(x)
-    if 0 < value < 0.5:
-        return "&lt;1%"
-    if 99.5 <= value < 100:
-        return "&gt;99%"
-    return f"{value:.0f}%"
-
-
-def _frame(rows: list[dict], columns: list[str], index: list[str]):
-    """A pandas DataFrame of the rows, indexed by `index` (so no 0, 1, 2 ... column shows), when
-    pandas is installed; else the rows themselves."""
-    try:
-        import pandas as pd
-    except ImportError:
-        return rows
-    return pd.DataFrame(rows, columns=columns).set_index(index)
+        return audit_display.html(self)

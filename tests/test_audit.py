@@ -10,6 +10,8 @@ import kit
 from kit.errors import KitError
 
 A = importlib.import_module("kit.auditing")  # the module behind kit.audit and kit.AuditReport
+S = importlib.import_module("kit.audit_stats")  # the measures, the bootstrap and the intervals
+D = importlib.import_module("kit.audit_display")  # the words, chart and table of a report
 
 PROBES = {"attire": ["traditional dress", "western suit"], "age": ["young", "old", "middle-aged"]}
 
@@ -35,12 +37,12 @@ def _synthetic(n_terms=3, n_seeds=8, dim=16, seed=0, spread=0.3):
 
 
 def test_pairwise_distance_known_values():
-    assert A.pairwise_distance(np.eye(4)) == pytest.approx(1.0)
+    assert S.pairwise_distance(np.eye(4)) == pytest.approx(1.0)
     same = np.tile(_unit(np.ones((1, 4))), (5, 1))
-    assert A.pairwise_distance(same) == pytest.approx(0.0)
+    assert S.pairwise_distance(same) == pytest.approx(0.0)
     # resamples leave out pairs of an image with itself: orthonormal rows stay at distance 1
-    indices = A.bootstrap_indices(4, rounds=200)
-    values = A.pairwise_distance(np.eye(4), indices)
+    indices = S.bootstrap_indices(4, rounds=200)
+    values = S.pairwise_distance(np.eye(4), indices)
     drew_one = (indices == indices[:, :1]).all(axis=1)
     assert np.allclose(values[~drew_one], 1.0) and np.isnan(values[drew_one]).all()
 
@@ -50,12 +52,12 @@ def test_intervals_contain_the_estimate_and_narrow_with_more_seeds():
     everything, prompts, probes = _synthetic(n_seeds=64)
     for n_seeds in (8, 64):
         vectors = everything[:, :n_seeds]  # the first 8 seeds, then all 64
-        estimates, replicates, _ = A.measure(vectors, prompts, probes, rounds=300)
+        estimates, replicates, _ = S.measure(vectors, prompts, probes, rounds=300)
         for (t, name), value in estimates.items():
-            low, high = A.interval(replicates[t, name])
+            low, high = S.interval(replicates[t, name])
             assert low <= value + 1e-12 and value <= high + 1e-12, (n_seeds, t, name)
         widths[n_seeds] = {
-            name: np.mean([np.subtract(*A.interval(replicates[t, name])[::-1]) for t in range(3)])
+            name: np.mean([np.subtract(*S.interval(replicates[t, name])[::-1]) for t in range(3)])
             for name in ("diversity", "prompt_distance", "group: a")
         }
     for name in widths[8]:
@@ -64,22 +66,22 @@ def test_intervals_contain_the_estimate_and_narrow_with_more_seeds():
 
 def test_bootstrap_is_reproducible_and_shared_by_terms():
     vectors, prompts, probes = _synthetic()
-    _, first, labels = A.measure(vectors, prompts, probes, rounds=300)
-    _, second, _ = A.measure(vectors, prompts, probes, rounds=300, labels=labels)
+    _, first, labels = S.measure(vectors, prompts, probes, rounds=300)
+    _, second, _ = S.measure(vectors, prompts, probes, rounds=300, labels=labels)
     for key in first:
         assert np.array_equal(first[key], second[key], equal_nan=True)
     # identical terms get identical replicates (same resamples), so their paired difference is exactly 0
     twins = np.stack([vectors[0], vectors[0]])
-    _, replicates, _ = A.measure(twins, np.stack([prompts[0], prompts[0]]), rounds=300)
+    _, replicates, _ = S.measure(twins, np.stack([prompts[0], prompts[0]]), rounds=300)
     assert np.array_equal(replicates[0, "prompt_distance"], replicates[1, "prompt_distance"])
 
 
 def test_paired_difference_is_narrower_than_the_separate_intervals():
     vectors, prompts, probes = _synthetic(n_seeds=12, spread=0.1)
-    _, replicates, _ = A.measure(vectors, np.stack([prompts[0]] * 3), rounds=1000)
+    _, replicates, _ = S.measure(vectors, np.stack([prompts[0]] * 3), rounds=1000)
     a, b = replicates[0, "prompt_distance"], replicates[1, "prompt_distance"]
-    low, high = A.interval(a - b)
-    separate = np.subtract(*A.interval(a)[::-1]) + np.subtract(*A.interval(b)[::-1])
+    low, high = S.interval(a - b)
+    separate = np.subtract(*S.interval(a)[::-1]) + np.subtract(*S.interval(b)[::-1])
     assert high - low < separate / 2
 
 
@@ -94,52 +96,52 @@ def binomial_coverage(interval_of, n: int, share: float) -> float:
 
 def test_share_interval_is_wilsons_and_holds_the_share_as_often_as_it_says():
     # none of 24 images: 0 to z^2 / (n + z^2), not "0 to 0"; symmetric in share and 1 - share
-    assert A.share_interval(0, 24) == (0.0, pytest.approx(1.959964**2 / (24 + 1.959964**2), rel=1e-6))
-    low, high = A.share_interval(0.3, 24)
-    assert (1 - high, 1 - low) == pytest.approx(A.share_interval(0.7, 24))
-    assert low < 0.3 < high and A.share_interval(0.3, 96)[1] - A.share_interval(0.3, 96)[0] < (high - low) / 1.8
-    assert A.share_interval(0.3, 24, 0.99)[0] < low
+    assert S.share_interval(0, 24) == (0.0, pytest.approx(1.959964**2 / (24 + 1.959964**2), rel=1e-6))
+    low, high = S.share_interval(0.3, 24)
+    assert (1 - high, 1 - low) == pytest.approx(S.share_interval(0.7, 24))
+    assert low < 0.3 < high and S.share_interval(0.3, 96)[1] - S.share_interval(0.3, 96)[0] < (high - low) / 1.8
+    assert S.share_interval(0.3, 24, 0.99)[0] < low
     shares = np.arange(0.05, 0.96, 0.05)
     for n in (8, 24, 48):
-        wilson = [binomial_coverage(lambda k, n: A.share_interval(k / n, n), n, p) for p in shares]
+        wilson = [binomial_coverage(lambda k, n: S.share_interval(k / n, n), n, p) for p in shares]
         assert 0.94 <= np.mean(wilson) <= 0.97 and min(wilson) >= 0.92, (n, wilson)
     # the percentile bootstrap of the same yes/no answers falls short at small shares
-    indices = A.bootstrap_indices(24, 1000)
+    indices = S.bootstrap_indices(24, 1000)
 
     def bootstrap(k, n):
-        return A.interval((indices < k).mean(axis=1))  # images 0 .. k-1 show the label
+        return S.interval((indices < k).mean(axis=1))  # images 0 .. k-1 show the label
 
     assert (
         binomial_coverage(bootstrap, 24, 0.1)
         < 0.92
-        < binomial_coverage(lambda k, n: A.share_interval(k / n, n), 24, 0.1)
+        < binomial_coverage(lambda k, n: S.share_interval(k / n, n), 24, 0.1)
     )
 
 
 def test_probe_shares_sum_to_one_per_group():
     vectors, prompts, probes = _synthetic()
-    estimates, replicates, _ = A.measure(vectors, prompts, probes, rounds=200)
+    estimates, replicates, _ = S.measure(vectors, prompts, probes, rounds=200)
     for t in range(3):
         assert sum(estimates[t, f"group: {x}"] for x in "abc") == pytest.approx(1.0)
         total = sum(replicates[t, f"group: {x}"] for x in "abc")
         assert np.allclose(total, 1.0)
-    p = A.probe_probabilities(vectors[0], probes["group"][1])
+    p = S.probe_probabilities(vectors[0], probes["group"][1])
     assert p.shape == (8, 3) and np.allclose(p.sum(axis=1), 1.0) and (p >= 0).all()
 
 
 def test_temperature_sharpens_probe_probabilities():
     images = _unit(np.array([[1.0, 0.2], [0.9, 0.4]]))
     labels = _unit(np.array([[1.0, 0.0], [0.0, 1.0]]))
-    soft = A.probe_probabilities(images, labels, temperature=1)
-    sharp = A.probe_probabilities(images, labels, temperature=100)
+    soft = S.probe_probabilities(images, labels, temperature=1)
+    sharp = S.probe_probabilities(images, labels, temperature=100)
     assert (sharp[:, 0] > soft[:, 0]).all() and sharp[0, 0] > 0.99
 
 
 def test_entropy_bounds():
-    assert A.entropy_bits([5, 0, 0]) == 0
-    assert A.entropy_bits([2, 2, 2, 2]) == pytest.approx(2.0)
+    assert S.entropy_bits([5, 0, 0]) == 0
+    assert S.entropy_bits([2, 2, 2, 2]) == pytest.approx(2.0)
     vectors, prompts, _ = _synthetic(n_terms=4)
-    estimates, replicates, labels = A.measure(vectors, prompts, rounds=200)
+    estimates, replicates, labels = S.measure(vectors, prompts, rounds=200)
     assert labels.shape == (4, 8) and set(np.unique(labels)) <= set(range(4))
     for t in range(4):
         assert 0 <= estimates[t, "cluster_entropy"] <= math.log2(4) + 1e-9
@@ -175,7 +177,7 @@ def _report(terms=("Sami", "<b>Yoruba</b>"), probes=None, preset="sd-turbo", val
     for t, term in enumerate(terms):
         for m, name in enumerate(measures):
             value = (values or {}).get((term, name), 0.1 + 0.05 * m + 0.01 * t)
-            scale = value / 10 if name not in A.MEASURES else spread
+            scale = value / 10 if name not in D.MEASURES else spread
             estimates[term, name] = value
             replicates[term, name] = value + scale * rng.normal(size=200)
     return A.AuditReport(
@@ -211,15 +213,15 @@ def test_report_html_is_rounded_labelled_and_escaped():
     assert "0.011<" in html and "0.01087" not in html  # other measures: three decimals
     assert html.count("<tr>") == 2 + len(report.terms)  # two header rows (groups, labels), one row per term
     assert "colspan='3'" in html and "95%" in html and "Caveats" in html
-    assert A.TINY_NOTE not in html
-    assert A.TINY_NOTE in _report(preset="tiny")._repr_html_()
+    assert D.TINY_NOTE not in html
+    assert D.TINY_NOTE in _report(preset="tiny")._repr_html_()
 
 
 def test_number_formats():
-    assert A._decimal(1.5e-07) == "0.000" and A._decimal(-1e-9) == "0.000" and A._decimal(-0.0123) == "-0.012"
-    assert A._decimal(float("nan")) == "-" and A._percent(float("nan")) == "-"
-    assert A._percent(0.5407) == "54%" and A._percent(0.0) == "0%" and A._percent(1.0) == "100%"
-    assert A._percent(3e-6) == "&lt;1%" and A._percent(0.99999) == "&gt;99%"
+    assert D.decimal(1.5e-07) == "0.000" and D.decimal(-1e-9) == "0.000" and D.decimal(-0.0123) == "-0.012"
+    assert D.decimal(float("nan")) == "-" and D.percent(float("nan")) == "-"
+    assert D.percent(0.5407) == "54%" and D.percent(0.0) == "0%" and D.percent(1.0) == "100%"
+    assert D.percent(3e-6) == "&lt;1%" and D.percent(0.99999) == "&gt;99%"
 
 
 def test_table_is_rounded_with_named_columns_and_shares_in_percent():
@@ -231,13 +233,13 @@ def test_table_is_rounded_with_named_columns_and_shares_in_percent():
     assert "e-0" not in table.to_string() and "e-0" not in table.to_html()
     raw = {(row["term"], row["measure"]): row for row in report.rows()}
     for row in table.to_dict("records"):
-        share = row["measure"] not in A.MEASURES
+        share = row["measure"] not in D.MEASURES
         original = raw[row["term"], row["measure"]]
         if share:
             assert row["unit"] == "% of CLIP probability"
             assert row["value"] == round(100 * original["value"], 1)
         else:
-            assert row["unit"] == A.UNITS[row["measure"]]
+            assert row["unit"] == D.UNITS[row["measure"]]
             assert row["value"] == round(original["value"], 3)
         assert row["95% interval: low"] <= row["value"] <= row["95% interval: high"]
     sami = table[table["term"] == "Sami"].set_index("measure")["value"]
@@ -249,7 +251,7 @@ def test_a_share_no_image_shows_still_gets_an_honest_interval():
     report = _report(values=SMALL)  # Sami's "field" share is 7.7e-07, over 4 seeds
     field = report.value("Sami", "<i>setting</i>: field")
     assert field["low"] == pytest.approx(0, abs=1e-6)
-    assert field["high"] == A.share_interval(7.69295e-07, 4)[1] and field["high"] > 0.45  # not "0% to 0%"
+    assert field["high"] == S.share_interval(7.69295e-07, 4)[1] and field["high"] > 0.45  # not "0% to 0%"
     assert report.value("Sami", "<i>setting</i>: field", level=0.99)["high"] > field["high"]
     narrow, wide = (report.value("Sami", "diversity", level=level) for level in (0.5, 0.95))
     assert wide["low"] < narrow["low"] <= narrow["high"] < wide["high"]  # other measures: the bootstrap's
@@ -445,7 +447,7 @@ def test_table_csv_and_settings(report, tmp_path):
         shares = [report.value(term, f"age: {label}")["value"] for label in PROBES["age"]]
         assert sum(shares) == pytest.approx(1.0)
     html = report._repr_html_()
-    assert "Sami" in html and "Caveats" in html and A.TINY_NOTE in html
+    assert "Sami" in html and "Caveats" in html and D.TINY_NOTE in html
 
 
 def test_figures_and_contact_sheets(report):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 A = importlib.import_module("kit.auditing")
+S = importlib.import_module("kit.audit_stats")
 
 MB = 1 << 20
 BOUND = 64 * MB  # the bootstrap's working memory, at n=1024 seeds and at the audit's largest admitted size
@@ -35,13 +36,13 @@ def old_pairwise_distance(vectors, indices=None):
         return np.where(counts > 0, (pairs * different).sum(axis=(1, 2)) / np.maximum(counts, 1), np.nan)
 
 
-def old_measure(vectors, prompt_vectors, probes=None, rounds=A.ROUNDS, seed=A.BOOTSTRAP_SEED, labels=None):
+def old_measure(vectors, prompt_vectors, probes=None, rounds=S.ROUNDS, seed=S.BOOTSTRAP_SEED, labels=None):
     """REFERENCE ONLY: the former `measure`, all resamples as (rounds, n) indices at once."""
     vectors = np.asarray(vectors, dtype=np.float64)
     n_terms, n_seeds, _ = vectors.shape
-    indices = A.bootstrap_indices(n_seeds, rounds, seed)
+    indices = S.bootstrap_indices(n_seeds, rounds, seed)
     if labels is None:
-        labels = A.cluster(vectors.reshape(n_terms * n_seeds, -1), n_terms).reshape(n_terms, n_seeds)
+        labels = S.cluster(vectors.reshape(n_terms * n_seeds, -1), n_terms).reshape(n_terms, n_seeds)
     estimates, replicates = {}, {}
     for t in range(n_terms):
         images = vectors[t]
@@ -51,13 +52,13 @@ def old_measure(vectors, prompt_vectors, probes=None, rounds=A.ROUNDS, seed=A.BO
         estimates[t, "prompt_distance"] = float(distance.mean())
         replicates[t, "prompt_distance"] = distance[indices].mean(axis=1)
         for group, (names, label_vectors) in (probes or {}).items():
-            p = A.probe_probabilities(images, np.asarray(label_vectors, dtype=np.float64))
+            p = S.probe_probabilities(images, np.asarray(label_vectors, dtype=np.float64))
             for j, name in enumerate(names):
                 estimates[t, f"{group}: {name}"] = float(p[:, j].mean())
                 replicates[t, f"{group}: {name}"] = p[indices, j].mean(axis=1)
         one_hot = labels[t][:, None] == np.arange(n_terms)
-        estimates[t, "cluster_entropy"] = float(A.entropy_bits(one_hot.sum(axis=0)))
-        replicates[t, "cluster_entropy"] = A.entropy_bits(one_hot[indices].sum(axis=1))
+        estimates[t, "cluster_entropy"] = float(S.entropy_bits(one_hot.sum(axis=0)))
+        replicates[t, "cluster_entropy"] = S.entropy_bits(one_hot[indices].sum(axis=1))
     return estimates, replicates, labels
 
 
@@ -99,7 +100,7 @@ def _vectors(n_terms, n_seeds, dim, seed=0, spread=0.3, dtype=np.float32):
 )
 def test_measure_equals_the_former_formulation(n_terms, n_seeds, dim):
     vectors, prompts, probes = _vectors(n_terms, n_seeds, dim, seed=n_seeds)
-    estimates, replicates, labels = A.measure(vectors, prompts, probes, rounds=500, seed=3)
+    estimates, replicates, labels = S.measure(vectors, prompts, probes, rounds=500, seed=3)
     old_estimates, old_replicates, _ = old_measure(vectors, prompts, probes, rounds=500, seed=3, labels=labels)
     assert list(estimates) == list(old_estimates) and list(replicates) == list(old_replicates)
     for key in old_estimates:
@@ -109,23 +110,23 @@ def test_measure_equals_the_former_formulation(n_terms, n_seeds, dim):
         assert np.array_equal(np.isnan(new), np.isnan(old)), key
         assert np.allclose(new, old, rtol=0, atol=1e-12, equal_nan=True), (key, np.nanmax(np.abs(new - old)))
         for level in (0.95, 0.9):  # the interval bounds the report shows
-            assert np.allclose(A.interval(new, level), A.interval(old, level), rtol=0, atol=1e-12), key
+            assert np.allclose(S.interval(new, level), S.interval(old, level), rtol=0, atol=1e-12), key
     if n_seeds == 2:  # the NaN case really occurred
         assert np.isnan(replicates[0, "diversity"]).any()
     # paired differences (AuditReport.difference) come out the same too
     for name in ("diversity", "prompt_distance", "attire: dress", "cluster_entropy"):
-        new = A.interval(replicates[0, name] - replicates[1, name])
-        old = A.interval(old_replicates[0, name] - old_replicates[1, name])
+        new = S.interval(replicates[0, name] - replicates[1, name])
+        old = S.interval(old_replicates[0, name] - old_replicates[1, name])
         assert np.allclose(new, old, rtol=0, atol=1e-12), name
 
 
 def test_pairwise_distance_equals_the_former_formulation():
     for n, dim in ((6, 32), (30, 5)):
         vectors = _unit(np.random.default_rng(n).normal(size=(n, dim)))
-        indices = A.bootstrap_indices(n, rounds=300, seed=1)
-        assert A.pairwise_distance(vectors) == pytest.approx(old_pairwise_distance(vectors), abs=1e-12, rel=0)
+        indices = S.bootstrap_indices(n, rounds=300, seed=1)
+        assert S.pairwise_distance(vectors) == pytest.approx(old_pairwise_distance(vectors), abs=1e-12, rel=0)
         assert np.allclose(
-            A.pairwise_distance(vectors, indices),
+            S.pairwise_distance(vectors, indices),
             old_pairwise_distance(vectors, indices),
             rtol=0,
             atol=1e-12,
@@ -136,12 +137,12 @@ def test_pairwise_distance_equals_the_former_formulation():
 @pytest.mark.parametrize("n", [2, 3, 7, 64, 1000])
 def test_blocks_of_counts_are_the_resamples_drawn_at_once(n):
     """Drawn in blocks of any size, the resamples are the ones bootstrap_indices draws at once."""
-    indices = A.bootstrap_indices(n, rounds=257, seed=5)
-    expected = A.resample_counts(indices, n)
+    indices = S.bootstrap_indices(n, rounds=257, seed=5)
+    expected = S.resample_counts(indices, n)
     assert (expected.sum(axis=1) == n).all()
     assert np.array_equal(expected[0], np.bincount(indices[0], minlength=n))
     for rows in (1, 2, 3, 100, 256, 257, 1000, None):
-        blocks = list(A.bootstrap_counts(n, rounds=257, seed=5, rows=rows))
+        blocks = list(S.bootstrap_counts(n, rounds=257, seed=5, rows=rows))
         assert np.array_equal(np.concatenate(blocks), expected), rows
 
 
@@ -165,8 +166,8 @@ def test_bootstrap_memory_stays_under_the_bound(n_terms, n_seeds, dim):
     """1,000 rounds of 2 terms x 1,024 seeds: the former formulation needed about 17 GB per term."""
     vectors, prompts, probes = _vectors(n_terms, n_seeds, dim)
     labels = np.arange(n_terms * n_seeds).reshape(n_terms, n_seeds) % n_terms  # k-means is not the bootstrap
-    peak, (_, replicates, _) = _peak(A.measure, vectors, prompts, probes, rounds=1000, labels=labels)
-    formula = A.bootstrap_memory(n_terms, n_seeds, dim, labels=5, rounds=1000)
+    peak, (_, replicates, _) = _peak(S.measure, vectors, prompts, probes, rounds=1000, labels=labels)
+    formula = S.bootstrap_memory(n_terms, n_seeds, dim, labels=5, rounds=1000)
     assert len(replicates) == n_terms * (3 + 5) and replicates[0, "diversity"].shape == (1000,)
     assert peak <= formula["working"] + formula["replicates"], (peak / MB, formula)
     assert peak < BOUND, f"{peak / MB:.1f} MB"
@@ -177,8 +178,8 @@ def test_bootstrap_memory_does_not_grow_with_rounds():
     labels = np.zeros((2, 256), dtype=int)
     peaks = {}
     for rounds in (1000, 10_000):
-        peak, _ = _peak(A.measure, vectors, prompts, probes, rounds=rounds, labels=labels)
-        peaks[rounds] = peak - A.bootstrap_memory(2, 256, 64, labels=5, rounds=rounds)["replicates"]
+        peak, _ = _peak(S.measure, vectors, prompts, probes, rounds=rounds, labels=labels)
+        peaks[rounds] = peak - S.bootstrap_memory(2, 256, 64, labels=5, rounds=rounds)["replicates"]
     assert peaks[10_000] < 1.2 * peaks[1000] + MB, peaks
 
 
@@ -191,14 +192,14 @@ def test_the_largest_admitted_audit_fits_the_bound():
     The replicates the report keeps are its content and grow with rounds: 8 bytes per term,
     measure and round (2,048 terms x 3 measures x 1,000 rounds = 49 MB)."""
     worst = max(
-        (A.bootstrap_memory(terms, A.MAX_IMAGES // terms, dim=512, labels=64)["working"], terms)
+        (S.bootstrap_memory(terms, A.MAX_IMAGES // terms, dim=512, labels=64)["working"], terms)
         for terms in range(2, A.MAX_IMAGES // 2 + 1)
     )
     assert worst[0] < BOUND, f"{worst[0] / MB:.1f} MB at {worst[1]} terms"
     # the formula grows linearly with the number of images: double them, at most double the bytes
     for terms, seeds in itertools.product((2, 16, 64), (2, 64, 1024)):
-        one = A.bootstrap_memory(terms, seeds, 512, labels=8)["working"]
-        assert A.bootstrap_memory(terms, 2 * seeds, 512, labels=8)["working"] <= 2 * one + 1
+        one = S.bootstrap_memory(terms, seeds, 512, labels=8)["working"]
+        assert S.bootstrap_memory(terms, 2 * seeds, 512, labels=8)["working"] <= 2 * one + 1
     # the former formulation at the same size, for scale: (rounds, n, n) float64 pairs, their mask and product
-    old = A.ROUNDS * 2048 * 2048 * (8 + 1 + 8)
+    old = S.ROUNDS * 2048 * 2048 * (8 + 1 + 8)
     assert old > 60e9
