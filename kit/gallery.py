@@ -1,4 +1,4 @@
-"""The gallery: an append-only folder of the kit's PNGs with a small SQLite index, and lineage.
+"""The gallery: an append-only folder of the kit's PNGs with a small SQLite index.
 
 The PNGs are the truth; the index (``gallery.sqlite``) only makes listing and searching
 fast, and can always be rebuilt from them. Recoverable by design:
@@ -19,30 +19,34 @@ Hiding an image (``hide``) never deletes it: the mark is a line appended to ``ga
 ``find`` filters by). The same log keeps what a person did after an image was saved (``credit``:
 picked it out of several candidates), which ``authorship`` adds to the record's own section.
 
+Here is `Gallery`, what it promises and how it keeps those promises; beside it, each readable on its own:
+`kit.gallery_index` (the index's tables and rows, one connection and one transaction),
+`kit.gallery_marks` (the marks log's one reader and one writer) and `kit.lineage` (the family walk).
+
 Light on purpose: stdlib, PIL and numpy only (no torch, no diffusers).
 """
 
 from __future__ import annotations
 
-import errno
-import json
 import os
 import re
 import sqlite3
 import stat
-import unicodedata
 import warnings
-from contextlib import closing, contextmanager
-from dataclasses import dataclass, field
+from contextlib import closing
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
+from . import gallery_marks
 from .artwork import Artwork, _writable_folder, load
 from .errors import KitError
-from .files import ReadError, append_line, clean_temp_files, read_file, set_aside, sqlite_damaged
+from .files import clean_temp_files, set_aside, sqlite_damaged
+from .gallery_index import ADDED, INSERT, SCHEMA, TABLES, UPDATE, connect, fill_parents, is_disk_full, transaction
+from .gallery_index import row as index_row
+from .lineage import Lineage, trace
 from .record import Record, check_person
 
-__all__ = ["Gallery", "Lineage", "default_folder", "KINDS"]
+__all__ = ["Gallery", "default_folder", "KINDS"]
 
 KINDS = ("generate", "walk", "fuse", "restore", "restyle", "imported")  # the kinds of record find() filters by
 
@@ -52,38 +56,16 @@ def default_folder() -> Path:
     return Path(os.environ.get("KIT_GALLERY") or "~/kit-gallery").expanduser()
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS artworks (
-    id INTEGER PRIMARY KEY,
-    file TEXT NOT NULL UNIQUE,
-    created TEXT,
-    kind TEXT,
-    prompt TEXT,
-    style TEXT,
-    seed INTEGER,
-    preset TEXT,
-    sha256 TEXT,
-    record_json TEXT
-);
-CREATE TABLE IF NOT EXISTS unindexed (  -- PNGs left out, with why: looked at again only when they change
-    file TEXT PRIMARY KEY,
-    size INTEGER,
-    mtime_ns INTEGER,
-    reason TEXT
-);
-CREATE TABLE IF NOT EXISTS hidden (  -- images hidden from the default view (the marks file is the truth)
-    sha256 TEXT PRIMARY KEY
-);
-CREATE TABLE IF NOT EXISTS marks_read (  -- the marks file's (size, mtime_ns) when the hidden table was last filled
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    size INTEGER,
-    mtime_ns INTEGER
-);
-"""
-_TABLES = {"artworks", "unindexed", "hidden", "marks_read"}
-# Columns added after the first release: an older index gets them on open.
-_ADDED = {"size": "INTEGER", "mtime_ns": "INTEGER", "parents": "TEXT"}
 _SHA256 = re.compile(r"[0-9a-f]{8,64}")
+
+
+def _pixel_hash(value) -> str:
+    """`value` as a pixel hash or a prefix of one (8 to 64 hex digits), from text or an Artwork; else a KitError."""
+    if isinstance(value, Artwork):
+        value = value.record.sha256
+    if not isinstance(value, str) or not _SHA256.fullmatch(value.lower()):
+        raise KitError(f"sha256 must be an image's pixel hash (8 to 64 hex digits), got {value!r}")
+    return value
 
 
 class Gallery:
@@ -110,13 +92,6 @@ class Gallery:
 
     # -- the index ----------------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
-        # One short-lived connection per operation: safe across threads, kernels and processes.
-        # Autocommit; writes take the lock up front (BEGIN IMMEDIATE), so two writers never deadlock.
-        db = sqlite3.connect(self.index, timeout=30, isolation_level=None)
-        db.create_function("kit_fold", 1, _fold, deterministic=True)
-        return db
-
     def _open(self) -> None:
         """Check the index, create or upgrade its tables; KitError naming the fix when it is damaged."""
         try:  # sqlite would open a FIFO and wait on it for ever, or write through a link to another file
@@ -132,7 +107,7 @@ class Gallery:
                 f"move it out of the gallery folder and open it again (the PNGs rebuild the index)"
             )
         try:
-            with closing(self._connect()) as db:
+            with closing(connect(self.index)) as db:
                 problems = [row[0] for row in db.execute("PRAGMA quick_check")]
                 if problems != ["ok"]:
                     raise self._damaged("; ".join(problems[:3]))
@@ -147,17 +122,17 @@ class Gallery:
                     db.execute("PRAGMA busy_timeout = 30000")
                 tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
                 columns = {row[1] for row in db.execute("PRAGMA table_info(artworks)")}
-                if _TABLES <= tables and set(_ADDED) <= columns:
+                if TABLES <= tables and set(ADDED) <= columns:
                     return
-                with self._transaction(db):
-                    for statement in _SCHEMA.split(";"):
+                with transaction(db):
+                    for statement in SCHEMA.split(";"):
                         if statement.strip():
                             db.execute(statement)
                     columns = {row[1] for row in db.execute("PRAGMA table_info(artworks)")}
-                    for name, kind in _ADDED.items():
+                    for name, kind in ADDED.items():
                         if name not in columns:
                             db.execute(f"ALTER TABLE artworks ADD COLUMN {name} {kind}")
-                    self._fill_parents(db)
+                    fill_parents(db)
         except sqlite3.Error as err:
             raise self._error(err, "open") from err
 
@@ -172,7 +147,7 @@ class Gallery:
         """A KitError for an sqlite error: a damaged index names the repair, a full disk says so."""
         if sqlite_damaged(err):
             return self._damaged(err)
-        if _is_disk_full(err):
+        if is_disk_full(err):
             return KitError(
                 f"the disk holding {str(self.folder)!r} is full: could not {doing} the gallery index "
                 f"({err}). Free some space and try again; no image was lost."
@@ -181,62 +156,14 @@ class Gallery:
 
     def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
         try:
-            with closing(self._connect()) as db:
+            with closing(connect(self.index)) as db:
                 return db.execute(sql, args).fetchall()
         except sqlite3.Error as err:
             raise self._error(err, "read") from err
 
-    @staticmethod
-    @contextmanager
-    def _transaction(db):
-        """One write transaction, its lock taken up front (BEGIN IMMEDIATE); rolled back on any error."""
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-
     def _write(self, db, sql: str, rows: list[tuple]) -> None:
-        with self._transaction(db):
+        with transaction(db):
             db.executemany(sql, rows)
-
-    _COLUMNS = (
-        "file",
-        "created",
-        "kind",
-        "prompt",
-        "style",
-        "seed",
-        "preset",
-        "sha256",
-        "record_json",
-        "size",
-        "mtime_ns",
-        "parents",
-    )
-    _INSERT = f"INSERT OR IGNORE INTO artworks ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
-    _UPDATE = f"UPDATE artworks SET {', '.join(c + ' = ?' for c in _COLUMNS[1:])} WHERE file = ?"
-
-    @staticmethod
-    def _row(file: str, record: Record, stamp: tuple[int, int]) -> tuple:
-        """The index row of a PNG: values in `_COLUMNS` order. stamp: (size, mtime_ns) of the file."""
-        seed = record.seed if -(2**63) <= record.seed < 2**63 else None  # sqlite integers are 64-bit
-        return (
-            file,
-            record.created,
-            record.kind,
-            record.prompt,
-            record.style,
-            seed,
-            record.preset,
-            record.sha256,
-            record.to_json(),
-            *stamp,
-            " ".join(record.parents()),
-        )
 
     # -- adding ----------------------------------------------------------------------
 
@@ -250,7 +177,7 @@ class Gallery:
         try:
             path = artwork.save(self.folder)
         except KitError as err:
-            if _is_disk_full(err):
+            if is_disk_full(err):
                 raise KitError(
                     f"the disk holding {str(self.folder)!r} is full: this image was not saved "
                     "(nothing half-written is left). The images saved before it are kept and "
@@ -259,11 +186,11 @@ class Gallery:
             raise
         try:
             stat = path.stat()
-            row = self._row(path.name, artwork.record, (stat.st_size, stat.st_mtime_ns))
-            with closing(self._connect()) as db:
-                self._write(db, self._INSERT, [row])
+            row = index_row(path.name, artwork.record, (stat.st_size, stat.st_mtime_ns))
+            with closing(connect(self.index)) as db:
+                self._write(db, INSERT, [row])
         except (sqlite3.Error, OSError) as err:
-            why = "the disk is full" if _is_disk_full(err) else str(err)
+            why = "the disk is full" if is_disk_full(err) else str(err)
             raise KitError(
                 f"saved {str(path)!r} but could not index it ({why}); it is indexed the next "
                 "time the gallery is opened, or now by Gallery.rebuild_index()"
@@ -322,24 +249,24 @@ class Gallery:
                 warnings.warn(f"not indexing {file}: {err}", stacklevel=3)
                 skipped.append((file, *stamp, str(err)))
                 continue
-            row = self._row(file, artwork.record, stamp)
+            row = index_row(file, artwork.record, stamp)
             if before is None:
                 new.append(row)
             else:
                 changed.append((*row[1:], file))
         new.sort(key=lambda row: (row[1], row[0]))  # oldest first, as they would have been added
         try:
-            with closing(self._connect()) as db:
+            with closing(connect(self.index)) as db:
                 for sql, rows in (
-                    (self._INSERT, new),
-                    (self._UPDATE, changed),
+                    (INSERT, new),
+                    (UPDATE, changed),
                     ("INSERT OR REPLACE INTO unindexed (file, size, mtime_ns, reason) VALUES (?, ?, ?, ?)", skipped),
                     ("UPDATE artworks SET size = ?, mtime_ns = ? WHERE file = ?", fill),
                 ):
                     if rows:
                         self._write(db, sql, rows)
         except sqlite3.Error as err:
-            if not _is_disk_full(err):
+            if not is_disk_full(err):
                 raise self._error(err, "update") from err
             warnings.warn(
                 f"the disk holding {str(self.folder)!r} is full: {len(new)} PNG(s) are not indexed "
@@ -349,18 +276,6 @@ class Gallery:
             return 0
         self._sync_marks()
         return len(new)
-
-    @staticmethod
-    def _fill_parents(db) -> None:
-        """Fill the parents column of rows an older index wrote without it (inside the caller's transaction)."""
-        update = []
-        for row_id, text in db.execute("SELECT id, record_json FROM artworks WHERE parents IS NULL").fetchall():
-            try:
-                parents = Record.from_json(text).parents()
-            except (KitError, TypeError):
-                parents = []
-            update.append((" ".join(parents), row_id))
-        db.executemany("UPDATE artworks SET parents = ? WHERE id = ?", update)
 
     @classmethod
     def repair(cls, folder=None) -> Gallery:
@@ -507,14 +422,15 @@ class Gallery:
     def credits(self, sha256) -> list[dict]:
         """The person actions noted for an image after it was saved (`credit`), oldest first."""
         sha256 = self._known(sha256)
-        return [m["action"] for m in self._marks() if m.get("sha256") == sha256 and m.get("mark") == "person"]
+        return [
+            m["action"]
+            for m in gallery_marks.read(self.marks_file)
+            if m.get("sha256") == sha256 and m.get("mark") == "person"
+        ]
 
     def _known(self, sha256) -> str:
         """The full pixel hash of an indexed image, from a hash, a unique prefix (8+ digits) or an Artwork."""
-        if isinstance(sha256, Artwork):
-            sha256 = sha256.record.sha256
-        if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256.lower()):
-            raise KitError(f"sha256 must be an image's pixel hash (8 to 64 hex digits), got {sha256!r}")
+        sha256 = _pixel_hash(sha256)
         rows = self._read("SELECT DISTINCT sha256 FROM artworks WHERE sha256 LIKE ?", (sha256.lower() + "%",))
         if not rows:
             raise KitError(f"no image with sha256 {sha256!r} in the gallery {str(self.folder)!r}")
@@ -528,42 +444,8 @@ class Gallery:
 
     def _mark(self, sha256: str, mark: str, **data) -> None:
         """Append a mark to the log (the truth), then bring the index's hidden table up to date."""
-        line = json.dumps(
-            {"sha256": sha256, "mark": mark, **data, "at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
-            ensure_ascii=False,
-        )
-        append_line(self.marks_file, line)
+        gallery_marks.append(self.marks_file, sha256, mark, **data)
         self._sync_marks()
-
-    def _marks(self) -> list[dict]:
-        """The marks log, oldest first: the one reader of ``gallery-marks.jsonl``.
-
-        A line that is not a well-formed mark (cut short by a crash or a full disk, not UTF-8, not JSON,
-        a mark without its action, written by hand) is skipped and reported in one warning, never an error:
-        the lines around it still count. A marks file that is not a regular file is a KitError naming it.
-        """
-        try:
-            data = read_file(self.marks_file, field=self.MARKS, max_bytes=MAX_MARKS_BYTES)
-        except ReadError as err:
-            if err.reason == "no such file":
-                return []
-            raise KitError(
-                f"cannot read the gallery's marks {str(self.marks_file)!r}: {err.reason}. Move it "
-                "aside: hidden marks and credits are read from it"
-            ) from None
-        marks, bad = [], []
-        for number, line in enumerate(data.split(b"\n"), 1):
-            if not line.strip():
-                continue
-            mark = _mark_from(line)
-            if mark is None:
-                bad.append(number)
-            else:
-                marks.append(mark)
-        if bad:
-            lines = ", ".join(map(str, bad[:5])) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-            warnings.warn(f"{self.MARKS}: skipped {len(bad)} line(s) that are not marks (line {lines})", stacklevel=3)
-        return marks
 
     def _sync_marks(self) -> bool:
         """Fill the hidden table from the marks log when the log changed since it was last read.
@@ -580,13 +462,13 @@ class Gallery:
             return True
         hidden = self._hidden_in_log()
         try:
-            with closing(self._connect()) as db:
-                with self._transaction(db):
+            with closing(connect(self.index)) as db:
+                with transaction(db):
                     db.execute("DELETE FROM hidden")  # a cache of the log, filled again from it
                     db.executemany("INSERT INTO hidden (sha256) VALUES (?)", [(sha,) for sha in hidden])
                     db.execute("INSERT OR REPLACE INTO marks_read (id, size, mtime_ns) VALUES (1, ?, ?)", stamp)
         except sqlite3.Error as err:
-            if not _is_disk_full(err):
+            if not is_disk_full(err):
                 raise self._error(err, "update") from err
             warnings.warn(
                 f"the disk holding {str(self.folder)!r} is full: the marks are noted in {self.MARKS}, "
@@ -597,11 +479,8 @@ class Gallery:
         return True
 
     def _hidden_in_log(self) -> set[str]:
-        state: dict[str, bool] = {}
-        for mark in self._marks():
-            if mark["mark"] in ("hidden", "shown"):
-                state[mark["sha256"]] = mark["mark"] == "hidden"
-        return {sha for sha, on in state.items() if on}
+        """The hidden images as the marks log says, for when the index's table lags behind it (a full disk)."""
+        return gallery_marks.hidden(gallery_marks.read(self.marks_file))
 
     # -- lineage ---------------------------------------------------------------------
 
@@ -614,188 +493,12 @@ class Gallery:
         gallery are listed in ``unknown``; images whose PNG was deleted still count
         through the records the index keeps, but are not loaded.
         """
-        if isinstance(sha256, Artwork):
-            sha256 = sha256.record.sha256
-        if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256.lower()):
-            raise KitError(f"sha256 must be an image's pixel hash (8 to 64 hex digits), got {sha256!r}")
-        sha256 = sha256.lower()
+        wanted = _pixel_hash(sha256).lower()
         rows = self._read("SELECT file, sha256, parents FROM artworks ORDER BY id")
-        parents: dict[str, list[str]] = {}
-        files: dict[str, list[str]] = {}
-        disk = self._on_disk()
-        for file, sha, named in rows:
-            sha = (sha or "").lower()
-            parents.setdefault(sha, [])
-            parents[sha] += [p for p in (named or "").split() if p not in parents[sha]]
-            if file in disk:
-                files.setdefault(sha, []).append(file)
-        known = set(parents) | {p for named in parents.values() for p in named}
-        matches = sorted(h for h in known if h.startswith(sha256))
-        if not matches:
-            raise KitError(
-                f"no image with sha256 {sha256!r} in the gallery {str(self.folder)!r}, nor named as a parent by one"
-            )
-        if len(matches) > 1:
-            raise KitError(f"sha256 {sha256!r} matches {len(matches)} images: give more of its digits")
-        target = matches[0]
-        children: dict[str, list[str]] = {}
-        for sha, named in parents.items():
-            for parent in named:
-                children.setdefault(parent, []).append(sha)
-
-        def walk(start, edges):
-            seen, order, frontier = {start}, [], [start]
-            while frontier:
-                nxt = []
-                for node in frontier:
-                    for other in edges.get(node, []):
-                        if other not in seen:
-                            seen.add(other)
-                            order.append(other)
-                            nxt.append(other)
-                frontier = nxt
-            return order
-
-        up, down = walk(target, parents), walk(target, children)
-        loaded = {h: art for h in [target, *up, *down] for art in self._load_all(files.get(h, [])[:1])}
-
-        def artworks(hashes):
-            return [loaded[h] for h in hashes if h in loaded]
-
-        return Lineage(
-            sha256=target,
-            artworks=artworks([target]),
-            ancestors=artworks(up),
-            descendants=artworks(down),
-            unknown=[h for h in up if h not in files],
-            ancestor_hashes=up,
-            descendant_hashes=down,
-            parents={h: list(parents.get(h, [])) for h in [target, *up]},
-            children={h: list(children.get(h, [])) for h in [target, *down]},
-            by_hash=loaded,
-        )
+        return trace(wanted, rows, self._on_disk(), self._load_all, str(self.folder))
 
     def __repr__(self) -> str:
         return f"Gallery({str(self.folder)!r}, {len(self)} artworks)"
-
-
-@dataclass(eq=False)
-class Lineage:
-    """Where an image came from and what was made from it (see `Gallery.lineage`).
-
-    ``artworks``: the image itself (empty when only named as a parent); ``ancestors`` and
-    ``descendants``: nearest first, one Artwork per image whose PNG is in the gallery;
-    ``ancestor_hashes``/``descendant_hashes``: every hash, PNG or not; ``unknown``: ancestors
-    named by a record whose PNG the gallery does not have.
-    """
-
-    sha256: str
-    artworks: list[Artwork] = field(default_factory=list)
-    ancestors: list[Artwork] = field(default_factory=list)
-    descendants: list[Artwork] = field(default_factory=list)
-    unknown: list[str] = field(default_factory=list)
-    ancestor_hashes: list[str] = field(default_factory=list)
-    descendant_hashes: list[str] = field(default_factory=list)
-    parents: dict[str, list[str]] = field(default_factory=dict)  # hash -> its parents' hashes (ancestors' edges)
-    children: dict[str, list[str]] = field(default_factory=dict)  # hash -> its children's hashes (descendants')
-    by_hash: dict[str, Artwork] = field(default_factory=dict)  # the loaded Artwork of each hash with a PNG
-
-    def tree(self, direction: str = "ancestors") -> dict:
-        """The lineage as a tree from this image: {"sha256", "artwork" (None without a PNG), "next": [subtrees]},
-        following parents ("ancestors") or children ("descendants"). An image reached twice (two paths to one
-        ancestor) is listed again without its subtree ("seen": True), so the tree stays finite."""
-        if direction not in ("ancestors", "descendants"):
-            raise KitError(f"direction must be 'ancestors' or 'descendants', got {direction!r}")
-        edges = self.parents if direction == "ancestors" else self.children
-        seen: set[str] = set()
-
-        def node(sha):
-            if sha in seen:
-                return {"sha256": sha, "artwork": self.by_hash.get(sha), "next": [], "seen": True}
-            seen.add(sha)
-            return {"sha256": sha, "artwork": self.by_hash.get(sha), "next": [node(h) for h in edges.get(sha, [])]}
-
-        return node(self.sha256)
-
-    def text(self) -> str:
-        """The lineage as an indented text tree: what the image was made from, then what was made from it."""
-
-        def describe(sha):
-            art = self.by_hash.get(sha)
-            if art is None:
-                return f"{sha[:12]}  (not in the gallery)"
-            record = art.record
-            return f"{sha[:12]}  {record.kind}, seed {record.seed}: {(record.subject or record.prompt)[:60]!r}"
-
-        def lines(tree, depth):
-            out = []
-            for sub in tree["next"]:
-                again = " (again)" if sub.get("seen") else ""
-                out.append("    " * depth + "\u2514\u2500 " + describe(sub["sha256"]) + again)
-                out += lines(sub, depth + 1)
-            return out
-
-        up, down = lines(self.tree("ancestors"), 1), lines(self.tree("descendants"), 1)
-        return "\n".join(
-            [
-                describe(self.sha256),
-                "  made from:",
-                *(up or ["    (nothing: made from text)"]),
-                "  made into:",
-                *(down or ["    (nothing yet)"]),
-            ]
-        )
-
-    def __repr__(self) -> str:
-        return (
-            f"Lineage({self.sha256[:12]}, {len(self.ancestor_hashes)} ancestor(s), "
-            f"{len(self.descendant_hashes)} descendant(s), {len(self.unknown)} not in the gallery)"
-        )
-
-
-def _is_disk_full(err: BaseException | None) -> bool:
-    """Whether `err` (or an error it was raised from) says the disk or the quota is full."""
-    seen = 0
-    while err is not None and seen < 8:
-        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-            return True
-        if isinstance(err, sqlite3.Error) and (
-            getattr(err, "sqlite_errorname", "") == "SQLITE_FULL" or "disk is full" in str(err)
-        ):
-            return True
-        err = err.__cause__ or err.__context__
-        seen += 1
-    return False
-
-
-MAX_MARKS_BYTES = 64 * 2**20  # the marks log: about half a million marks
-_MARKS = ("hidden", "shown", "person")
-
-
-def _mark_from(line: bytes) -> dict | None:
-    """One line of the marks log as a mark, or None when it is not a well-formed one."""
-    try:
-        mark = json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return None
-    if (
-        not isinstance(mark, dict)
-        or mark.get("mark") not in _MARKS
-        or not isinstance(mark.get("sha256"), str)
-        or not re.fullmatch(r"[0-9a-f]{64}", mark["sha256"])
-    ):
-        return None
-    if mark["mark"] == "person":
-        try:
-            (mark["action"],) = check_person([mark.get("action")], "action")
-        except KitError:
-            return None
-    return mark
-
-
-def _fold(text):
-    """Text as the prompt filter compares it: Unicode case folding, composed (É and E + U+0301 alike)."""
-    return unicodedata.normalize("NFC", text).casefold() if isinstance(text, str) else text
 
 
 _EARLIEST = datetime.min.replace(tzinfo=timezone.utc)

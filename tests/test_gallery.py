@@ -14,7 +14,8 @@ from PIL import Image
 import kit
 from kit.artwork import Artwork, load, pixel_hash
 from kit.errors import KitError
-from kit.gallery import Gallery, Lineage, default_folder
+from kit.gallery import Gallery, default_folder
+from kit.lineage import Lineage
 from kit.record import Record
 
 
