@@ -43,12 +43,13 @@ from .errors import KitError
 from .files import clean_temp_files, set_aside, sqlite_damaged
 from .gallery_index import ADDED, INSERT, SCHEMA, TABLES, UPDATE, connect, fill_parents, is_disk_full, transaction
 from .gallery_index import row as index_row
+from .kinds import names as registered_kinds
 from .lineage import Lineage, trace
 from .record import Record, check_person
 
-__all__ = ["Gallery", "default_folder", "KINDS"]
+__all__ = ["Gallery", "default_folder"]
 
-KINDS = ("generate", "walk", "fuse", "restore", "restyle", "imported")  # the kinds of record find() filters by
+MAX_KIND = 64  # characters: a kind is a short name ("restyle"); a longer filter is refused before any reading
 
 
 def default_folder() -> Path:
@@ -339,6 +340,13 @@ class Gallery:
             raise KitError(f"n must be a whole number >= 0, got {n!r}")
         return list(self._load_all(self._listed(newest_first=True)[:n]))
 
+    def kinds(self) -> list[str]:
+        """The kinds of record `find` filters by, sorted: those of the images in this gallery's index and the
+        registered ones (`kit.kinds`, filled by each feature as it is imported). The index's own kinds count
+        so that images from a feature not imported in this session, or from a newer kit, can still be found."""
+        present = {kind for (kind,) in self._read("SELECT DISTINCT kind FROM artworks WHERE typeof(kind) = 'text'")}
+        return sorted(present | set(registered_kinds()))
+
     def find(
         self,
         prompt: str | None = None,
@@ -353,7 +361,7 @@ class Gallery:
         """Artworks matching every given filter, oldest first.
 
         prompt: a case-insensitive substring of the prompt; style: a style id; seed: a whole
-        number; kind: "generate", "walk", "fuse", "restore", "restyle" or "imported"; since /
+        number; kind: one of `kinds()` ("generate", "restyle" ...); since /
         until: a date or time (a ``date``, ``datetime`` or ISO text such as "2025-06-01"; a
         date as `until` takes in the whole day). hidden: False leaves hidden images out, True
         lists them too. Bad values are a KitError naming the filter.
@@ -368,8 +376,13 @@ class Gallery:
             raise KitError(f"style must be a style id (text), got {style!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63):
             raise KitError(f"seed must be a whole number from 0 to 2**63-1, got {seed!r}")
-        if kind is not None and kind not in KINDS:
-            raise KitError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        if kind is not None:
+            if not isinstance(kind, str) or len(kind) > MAX_KIND:
+                got = f"{len(kind)} characters" if isinstance(kind, str) else type(kind).__name__
+                raise KitError(f"kind must be text of at most {MAX_KIND} characters, got {got}")
+            known = self.kinds()
+            if kind not in known:
+                raise KitError(f"kind must be one of {', '.join(known)}, got {kind!r}")
         for column, value in (("style", style), ("seed", seed), ("kind", kind)):
             if value is not None:
                 clauses.append(f"{column} = ?")

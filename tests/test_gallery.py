@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 import kit
+from kit import kinds
 from kit.artwork import Artwork, load, pixel_hash
 from kit.errors import KitError
 from kit.gallery import Gallery, default_folder
@@ -65,10 +66,27 @@ def test_gallery_survives_reopening(tmp_path):
     assert [a.record.seed for a in reopened.find(style="ukiyo-e")] == [0, 2]
     assert [a.record.seed for a in reopened.find(prompt="PORTRAIT 1")] == [1]
     assert [a.record.seed for a in reopened.find(seed=2, kind="generate")] == [2]
-    assert reopened.find(kind="walk") == []
+    assert reopened.find(kind="imported") == []  # a registered kind (kit.kinds registers it) none of them is
     assert "3 artworks" in repr(reopened)
     with pytest.raises(KitError, match="n must be"):
         reopened.latest(-1)
+
+
+def test_kinds_are_the_indexs_and_the_registered_ones(tmp_path):
+    """find(kind=...) takes a kind this gallery holds (even one no feature of this session registered: a newer
+    kit's) or a registered one; anything else is a KitError that lists them."""
+    gallery = Gallery(tmp_path)
+    gallery.add(make_artwork(seed=1))
+    gallery.add(make_artwork(seed=2, kind="from-a-newer-kit"))
+    assert gallery.kinds() == sorted({"generate", "from-a-newer-kit", *kinds.names()})
+    assert "imported" in gallery.kinds() and gallery.find(kind="imported") == []
+    assert [a.record.seed for a in gallery.find(kind="from-a-newer-kit")] == [2]
+    with pytest.raises(KitError, match=r"kind must be one of .*from-a-newer-kit, .*generate.*got 'walkk'"):
+        gallery.find(kind="walkk")
+    with pytest.raises(KitError, match="kind must be text of at most 64 characters, got 65 characters"):
+        gallery.find(kind="k" * 65)
+    with pytest.raises(KitError, match="kind must be text .*got int"):
+        gallery.find(kind=3)
 
 
 def test_two_gallery_objects_share_one_folder(tmp_path):

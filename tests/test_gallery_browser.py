@@ -6,9 +6,12 @@ import datetime
 import os
 
 import pytest
+from PIL import Image
 
 import kit
+from kit.artwork import Artwork
 from kit.gallery import Gallery
+from kit.record import Record
 from kit.widgets.fusion_mixer import FusionMixer
 from kit.widgets.gallery_browser import GalleryBrowser
 from kit.widgets.prompt_studio import PromptStudio
@@ -57,6 +60,22 @@ def test_filters_narrow_the_thumbnails(made):
     assert ui.artworks == []
     ui.until.value = tomorrow.isoformat()
     assert ui.total == 4 and ui.error == ""
+
+
+def test_the_kind_dropdown_lists_the_gallerys_kinds_and_keeps_the_choice(tmp_path):
+    """The kinds offered are Gallery.kinds(), renewed on refresh: one saved since by another writer appears,
+    and the kind chosen stays chosen."""
+    gallery = Gallery(tmp_path)
+    gallery.add(Artwork(Image.new("RGB", (8, 8), "red"), Record(prompt="red", seed=1)))
+    ui = GalleryBrowser(tmp_path)
+    assert [value for _, value in ui.kind.options] == ["", *gallery.kinds()]
+    ui.kind.value = "generate"
+    Gallery(tmp_path).add(Artwork(Image.new("RGB", (8, 8), "blue"), Record(prompt="blue", kind="a-new-kind")))
+    ui.refresh()
+    assert "a-new-kind" in [value for _, value in ui.kind.options]
+    assert ui.kind.value == "generate" and [a.record.prompt for a in ui.artworks] == ["red"]
+    ui.kind.value = "a-new-kind"
+    assert [a.record.prompt for a in ui.artworks] == ["blue"] and ui.error == ""
 
 
 def test_bad_filters_are_shown_and_the_browser_stays_usable(made):

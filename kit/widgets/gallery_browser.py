@@ -9,7 +9,7 @@ import ipywidgets as W
 import traitlets as T
 
 from ..errors import KitError
-from ..gallery import KINDS, Gallery, default_folder
+from ..gallery import Gallery, default_folder
 from .common import NO_STYLE, SEED_MAX, Panel, image_slot, png_bytes, show_png, style_dropdown
 
 THUMB = 112  # px, a thumbnail's side
@@ -56,7 +56,7 @@ class GalleryBrowser(Panel):
         )
         self.style = style_dropdown(none="(any style)", description="Style", layout=W.Layout(width="20em"))
         self.kind = W.Dropdown(
-            options=[("(any kind)", ANY), *((k, k) for k in KINDS)],
+            options=self._kind_options(),
             value=ANY,
             description="Kind",
             layout=W.Layout(width="14em"),
@@ -91,8 +91,9 @@ class GalleryBrowser(Panel):
         }
         self.continue_area = W.VBox()
 
+        self._listing_kinds = False  # True while refresh() renews the kind dropdown: no new filter then
         for control in (self.prompt, self.style, self.kind, self.seed, self.since, self.until, self.show_hidden):
-            control.observe(lambda _: self.refresh(), names="value")
+            control.observe(lambda _: self._listing_kinds or self.refresh(), names="value")
         self.refresh_button.on_click(lambda _: self.refresh())
         self.hide_button.on_click(lambda _: self.toggle_hidden())
         for name, button in self.continue_buttons.items():
@@ -128,9 +129,28 @@ class GalleryBrowser(Panel):
             hidden=self.show_hidden.value,
         )
 
+    def _kind_options(self) -> list[tuple[str, str]]:
+        """The kind dropdown's (label, value) pairs: any kind, then `Gallery.kinds()`."""
+        return [("(any kind)", ANY), *((kind, kind) for kind in self.gallery.kinds())]
+
+    def _list_kinds(self) -> None:
+        """Renew the kind dropdown: a kind saved since (by another panel or kernel) or registered since (a feature
+        imported) is offered too. The kind chosen stays chosen: setting a Dropdown's options resets its value."""
+        options = self._kind_options()
+        if [tuple(option) for option in self.kind.options] == options:
+            return
+        chosen = self.kind.value
+        self._listing_kinds = True
+        try:
+            self.kind.options = options
+            self.kind.value = chosen if chosen in [value for _, value in options] else ANY
+        finally:
+            self._listing_kinds = False
+
     def refresh(self):
         """Show the images matching the filters, newest first; a bad filter is shown and the view kept."""
         try:
+            self._list_kinds()
             found = self.gallery.find(**self.filters())
         except KitError as err:
             self.show_error(err)
