@@ -1,4 +1,4 @@
-"""Benchmark the audit's bootstrap (kit.auditing.measure) against its former formulation.
+"""Benchmark the audit's bootstrap (kit.audit_stats.measure) against its former formulation.
 
     python bench/bench_audit.py                              # 2 terms x 256 and 1,024 seeds, 1,000 rounds
     python bench/bench_audit.py --seeds 256 1024 2048 --old-max-gb 2
@@ -38,7 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kit import auditing as A  # noqa: E402
+from kit import audit_stats as A  # noqa: E402
 
 # the former formulation lives with the test that holds the new one equal to it
 from tests.test_audit_memory import old_measure  # noqa: E402
@@ -158,7 +158,7 @@ def main(argv=None) -> None:
     print(
         "x: the former formulation ran `rounds` rounds; its figures are scaled to the full rounds "
         "(memory and time linear in rounds). traced: peak of tracemalloc during the call; RSS rise: "
-        "increase of the process's peak resident memory; bound: kit.auditing.bootstrap_memory "
+        "increase of the process's peak resident memory; bound: kit.audit_stats.bootstrap_memory "
         "(working + returned replicates)."
     )
 

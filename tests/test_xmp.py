@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 import kit
-from kit import restore as R
 from kit import xmp
 from kit.artwork import Artwork, load
+from kit.damage import damage
 from kit.errors import KitError
 from kit.record import Record
 
@@ -51,7 +51,7 @@ def test_a_generated_image_says_it_was_made_by_a_model_from_text(studio, tmp_pat
 
 
 def test_a_restoration_says_it_is_an_edit_of_an_existing_image(studio, tmp_path):
-    damaged, mask = R.damage(Image.new("RGB", (64, 64), (90, 140, 200)), "holes", seed=4, amount=0.08)
+    damaged, mask = damage(Image.new("RGB", (64, 64), (90, 140, 200)), "holes", seed=4, amount=0.08)
     art = studio.restore(damaged, mask, prompt="a blue sky", negative="text, <watermark>", seed=11)
     fields = read_xmp(art.save(tmp_path))
     assert fields["Iptc4xmpExt:DigitalSourceType"] == xmp.COMPOSITE
