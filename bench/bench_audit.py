@@ -38,7 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kit import audit_stats as A  # noqa: E402
+from kit.features import audit_stats as A  # noqa: E402
 
 # the former formulation lives with the test that holds the new one equal to it
 from tests.test_audit_memory import old_measure  # noqa: E402

@@ -76,7 +76,7 @@ def load() -> str:
 def embed_part(args, work: Path, ray) -> None:
     import pyarrow.parquet as pq
 
-    from kit.collection import embed_collection
+    from kit.maps.collections.collection import embed_collection
 
     images = work / "images"
     write_images(images, args.images, args.size)
@@ -139,8 +139,8 @@ def embed_part(args, work: Path, ray) -> None:
 def map_part(args, ray_ready) -> None:
     from sklearn.manifold import trustworthiness
 
-    from kit.atlas import StyleAtlas
-    from kit.collection import map_vectors
+    from kit.maps.atlas import StyleAtlas
+    from kit.maps.collections.collection import map_vectors
 
     vectors = clustered(args.points, 512, args.clusters, 1.0)
     rng = np.random.default_rng(1)

@@ -188,7 +188,7 @@ def kit_openvino_studio(root: Path, size: int):
 
 def kit_openvino_export(root: Path, sizes: list[int]):
     """The kit's own exports (in $KIT_CACHE/openvino), made once before measuring, as the peer's are."""
-    from kit import openvino_backend
+    from kit.core import openvino_backend
 
     start = time.perf_counter()
     for size in sizes:

@@ -76,7 +76,7 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
 
     from kit import presets
-    from kit.embed import Embedder
+    from kit.maps.embed import Embedder
 
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu, "

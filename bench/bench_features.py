@@ -66,7 +66,7 @@ def main():
 
     import kit
     from kit import presets
-    from kit.damage import damage
+    from kit.features.damage import damage
 
     root = sd_turbo_architecture()
     preset = presets.Preset(

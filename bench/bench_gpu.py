@@ -299,8 +299,8 @@ def load_diffusers(preset, device: str, dtype: str) -> Loaded:
     import torch
     from diffusers import AutoencoderTiny, DiffusionPipeline
 
-    from kit.latents import noise
-    from kit.libraries import dtype_argument, quiet_loading
+    from kit.core.latents import noise
+    from kit.core.libraries import dtype_argument, quiet_loading
 
     dtype = getattr(torch, dtype)
     as_dtype = {dtype_argument(): dtype, "use_safetensors": True}  # diffusers renamed torch_dtype to dtype

@@ -66,8 +66,8 @@ def main():
     args = parser.parse_args()
 
     warnings.filterwarnings("ignore")  # umap's notes on disconnected graphs and n_jobs with a seed
-    from kit.atlas import StyleAtlas
-    from kit.atlas_umap import import_umap
+    from kit.maps.atlas import StyleAtlas
+    from kit.maps.atlas_umap import import_umap
 
     umap = import_umap()  # the atlas's import: numba's on-disk cache on for both methods
     from sklearn.manifold import trustworthiness

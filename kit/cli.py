@@ -13,7 +13,8 @@ from .errors import KitError
 
 def lab(args) -> int:
     """Copy the lessons into the user's folder, say whether the preset can run, serve the folder."""
-    from . import lessons, presets
+    from . import lessons
+    from .core import presets
 
     preset = presets.get(args.preset)
     report = lessons.install(args.folder, reset=args.reset)
@@ -106,14 +107,14 @@ def _die_with_parent():
 
 
 def doctor(args) -> int:
-    from .readiness import doctor as run_doctor
+    from .core.readiness import doctor as run_doctor
 
     print(run_doctor())
     return 0
 
 
 def download(args) -> int:
-    from .readiness import download as fetch
+    from .core.readiness import download as fetch
 
     for part, where in fetch(args.preset, inpaint=args.inpaint, dtype=args.dtype).items():
         print(f"{part}: {where}")
@@ -121,7 +122,7 @@ def download(args) -> int:
 
 
 def embed(args) -> int:
-    from .collection import embed_collection
+    from .maps.collections.collection import embed_collection
 
     summary = embed_collection(
         args.source,
@@ -140,7 +141,7 @@ def embed(args) -> int:
 
 
 def map_(args) -> int:
-    from .collection import map_collection
+    from .maps.collections.collection import map_collection
 
     cmap = map_collection(
         args.dataset,
@@ -277,7 +278,7 @@ def _port(text: str) -> int:
 
 
 def _presets_help() -> str:
-    from .presets import PRESETS
+    from .core.presets import PRESETS
 
     lines = [f"  {name:<11} {preset.description}" for name, preset in PRESETS.items()]
     return (

@@ -18,18 +18,20 @@ from dataclasses import replace as _replace
 
 import torch
 
-from . import checks, fusion, kinds, openvino_backend, presets, restore, restyle, styles, walks
-from . import latents as latent_math
+from . import checks, kinds, styles
 from . import prompts as prompt_text
-from .artwork import Artwork, pixel_hash
-from .artwork import load as load_artwork
-from .encoding import PromptEncoder
+from .core import latents as latent_math
+from .core import openvino_backend, presets
+from .core.encoding import PromptEncoder
+from .core.loading import Loader
 from .errors import KitError
-from .gallery import Gallery
+from .features import fusion, restore, restyle, walks
 from .kinds import Kind
 from .limits import MAX_BATCH, MAX_GUIDANCE, MAX_PROMPT_CHARS, MAX_RECORD_SIDE, MAX_STEPS
-from .loading import Loader
-from .record import Record, credit, sampler_name, seed_action
+from .provenance.artwork import Artwork, pixel_hash
+from .provenance.artwork import load as load_artwork
+from .provenance.gallery import Gallery
+from .provenance.record import Record, credit, sampler_name, seed_action
 from .runs import Run, Stopped, as_run
 
 __all__ = ["Studio", "MAX_BATCH", "MAX_GUIDANCE", "MAX_PROMPT_CHARS", "MAX_STEPS"]
@@ -59,7 +61,7 @@ class Studio(Loader, PromptEncoder):
         self.preset = presets.get(preset)
         self.device = presets.pick_device(device)
         self.dtype = presets.pick_dtype(self.device, dtype, self.preset)
-        # "torch", or "openvino" (kit.openvino_backend: the CPU's fastest here; $KIT_BACKEND picks the default)
+        # "torch", or "openvino" (kit.core.openvino_backend: the CPU's fastest here; $KIT_BACKEND picks the default)
         self.backend = openvino_backend.pick(backend, self.device, self.dtype, self.preset)
         # the torch weights' dtype: OpenVINO exports float32 weights and computes in self.dtype
         self._weights_dtype = torch.float32 if self.backend == "openvino" else self.dtype

@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 
 import kit.styles
-from kit.atlas import ERA_BINS, StyleAtlas, era_bin, medium_family, style_texts
 from kit.errors import KitError
+from kit.maps.atlas import ERA_BINS, StyleAtlas, era_bin, medium_family, style_texts
 
 DIM = 64  # above the atlas's 50 PCA dimensions, so fits with > 50 points go through PCA
 SUBJECT = "a portrait"
@@ -276,7 +276,7 @@ def test_place_a_copy_lands_on_the_original_and_moves_nothing():
 
 
 def test_placer_weights_neighbours_by_inverse_square_distance():
-    from kit.projection import Placer
+    from kit.maps.projection import Placer
 
     rows = np.eye(3, dtype=np.float32)
     coords = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])

@@ -9,9 +9,9 @@ import pytest
 import kit
 from kit.errors import KitError
 
-A = importlib.import_module("kit.auditing")  # the module behind kit.audit and kit.AuditReport
-S = importlib.import_module("kit.audit_stats")  # the measures, the bootstrap and the intervals
-D = importlib.import_module("kit.audit_display")  # the words, chart and table of a report
+A = importlib.import_module("kit.features.auditing")  # the module behind kit.audit and kit.AuditReport
+S = importlib.import_module("kit.features.audit_stats")  # the measures, the bootstrap and the intervals
+D = importlib.import_module("kit.features.audit_display")  # the words, chart and table of a report
 
 PROBES = {"attire": ["traditional dress", "western suit"], "age": ["young", "old", "middle-aged"]}
 

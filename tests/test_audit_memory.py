@@ -13,8 +13,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-A = importlib.import_module("kit.auditing")
-S = importlib.import_module("kit.audit_stats")
+A = importlib.import_module("kit.features.auditing")
+S = importlib.import_module("kit.features.audit_stats")
 
 MB = 1 << 20
 BOUND = 64 * MB  # the bootstrap's working memory, at n=1024 seeds and at the audit's largest admitted size

@@ -10,8 +10,8 @@ from test_credentials import make_chain, needs_c2pa
 import kit
 from kit import credentials
 from kit.errors import KitError
-from kit.provenance import Record, pixel_hash
-from kit.record import Drawn
+from kit.provenance.artwork import pixel_hash
+from kit.provenance.record import Drawn, Record
 
 SIZE = 64
 

@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 from kit import KitError, cli
-from kit.collection import (
+from kit.files import _host
+from kit.maps.collections.collection import (
     MANIFEST,
     embed_collection,
     indices_of,
@@ -26,7 +27,6 @@ from kit.collection import (
     map_vectors,
     thin,
 )
-from kit.files import _host
 
 FOLDERS = ("a", "b", "c")
 GOOD = 240  # 80 per folder

@@ -16,8 +16,8 @@ from fifo import bounded
 from PIL import Image
 
 from kit import KitError, cli
-from kit import collection_store as store
-from kit.collection import MANIFEST, embed_collection, load_embeddings, load_errors, map_vectors
+from kit.maps.collections import store
+from kit.maps.collections.collection import MANIFEST, embed_collection, load_embeddings, load_errors, map_vectors
 
 SHARD = 3  # 8 images -> 3 shards
 

@@ -14,9 +14,11 @@ from fifo import bounded
 from PIL import Image
 
 import kit
-from kit import credentials, xmp
+from kit import credentials
 from kit.errors import KitError
-from kit.provenance import Artwork, Record
+from kit.provenance import xmp
+from kit.provenance.artwork import Artwork
+from kit.provenance.record import Record
 
 
 def _art(kind="generate", color=(200, 120, 40)):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from kit import KitError
-from kit.atlas import StyleAtlas
-from kit.collection import map_vectors
+from kit.maps.atlas import StyleAtlas
+from kit.maps.collections.collection import map_vectors
 
 DIM = 8
 

@@ -11,8 +11,8 @@ from fifo import bounded
 from PIL import Image
 
 from kit import KitError, embed, presets
-from kit.embed import Embedder, VectorCache, load_clip
 from kit.files import read_image
+from kit.maps.embed import Embedder, VectorCache, load_clip
 
 
 @pytest.fixture(scope="module")

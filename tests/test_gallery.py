@@ -13,11 +13,11 @@ from PIL import Image
 
 import kit
 from kit import kinds
-from kit.artwork import Artwork, load, pixel_hash
 from kit.errors import KitError
-from kit.gallery import Gallery, default_folder
-from kit.lineage import Lineage
-from kit.record import Record
+from kit.provenance.artwork import Artwork, load, pixel_hash
+from kit.provenance.gallery import Gallery, default_folder
+from kit.provenance.lineage import Lineage
+from kit.provenance.record import Record
 
 
 def noise_image(seed=0, size=(32, 24)):
@@ -211,7 +211,7 @@ def test_default_folder(monkeypatch, tmp_path):
 
 def test_public_names():
     assert kit.Gallery is Gallery and kit.gallery.Gallery is Gallery
-    assert kit.provenance.Gallery is Gallery and kit.provenance.Lineage is Lineage
+    assert kit.provenance.gallery.Gallery is Gallery
 
 
 # -- lineage ----------------------------------------------------------------------

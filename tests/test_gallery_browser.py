@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 import kit
-from kit.artwork import Artwork
-from kit.gallery import Gallery
-from kit.record import Record
+from kit.provenance.artwork import Artwork
+from kit.provenance.gallery import Gallery
+from kit.provenance.record import Record
 from kit.widgets.fusion_mixer import FusionMixer
 from kit.widgets.gallery_browser import GalleryBrowser
 from kit.widgets.prompt_studio import PromptStudio

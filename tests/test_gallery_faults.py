@@ -26,11 +26,11 @@ import pytest
 from PIL import Image
 
 import kit.files
-from kit.artwork import Artwork, pixel_hash
-from kit.embed import VectorCache
 from kit.errors import KitError
-from kit.gallery import Gallery
-from kit.record import Record
+from kit.maps.embed import VectorCache
+from kit.provenance.artwork import Artwork, pixel_hash
+from kit.provenance.gallery import Gallery
+from kit.provenance.record import Record
 
 ROOT = Path(__file__).resolve().parent.parent
 GUARD = 120  # seconds: a hang guard for subprocesses, never an assertion on speed
@@ -74,9 +74,9 @@ CHILD = textwrap.dedent("""
     import numpy as np
     from PIL import Image
     import kit.files
-    from kit.artwork import Artwork
-    from kit.gallery import Gallery
-    from kit.record import Record
+    from kit.provenance.artwork import Artwork
+    from kit.provenance.gallery import Gallery
+    from kit.provenance.record import Record
 
     folder, first, count, side, stage = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
     gallery = Gallery(folder)
@@ -353,10 +353,10 @@ FULL_DISK = textwrap.dedent("""
     from pathlib import Path
     import numpy as np
     from PIL import Image
-    from kit.artwork import Artwork, pixel_hash
+    from kit.provenance.artwork import Artwork, pixel_hash
     from kit.errors import KitError
-    from kit.gallery import Gallery
-    from kit.record import Record
+    from kit.provenance.gallery import Gallery
+    from kit.provenance.record import Record
     import warnings
     warnings.simplefilter("ignore")
 
@@ -520,7 +520,7 @@ def test_a_file_that_is_not_a_cache_is_left_alone(tmp_path):
 
 
 def test_the_embedder_recomputes_a_damaged_cached_vector(tmp_path):
-    from kit.embed import Embedder
+    from kit.maps.embed import Embedder
 
     path = tmp_path / "cache.sqlite"
     first = Embedder("tiny", device="cpu", cache=path)

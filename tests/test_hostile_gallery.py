@@ -22,10 +22,10 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 import kit
-from kit.artwork import Artwork, pixel_hash
 from kit.errors import KitError
-from kit.gallery import Gallery
-from kit.record import Record
+from kit.provenance.artwork import Artwork, pixel_hash
+from kit.provenance.gallery import Gallery
+from kit.provenance.record import Record
 
 ROOT = Path(__file__).resolve().parent.parent
 GUARD = 120  # seconds: a hang guard for child processes
@@ -245,10 +245,10 @@ FULL_DISK_MARKS = textwrap.dedent("""
     import json, os, sys, warnings
     import numpy as np
     from PIL import Image
-    from kit.artwork import Artwork
+    from kit.provenance.artwork import Artwork
     from kit.errors import KitError
-    from kit.gallery import Gallery
-    from kit.record import Record
+    from kit.provenance.gallery import Gallery
+    from kit.provenance.record import Record
 
     warnings.simplefilter("ignore")
     folder = sys.argv[1]
@@ -312,10 +312,10 @@ BROKEN_FILES = textwrap.dedent("""
     import json, os, sys, warnings
     import numpy as np
     from PIL import Image
-    from kit.artwork import Artwork
+    from kit.provenance.artwork import Artwork
     from kit.errors import KitError
-    from kit.gallery import Gallery
-    from kit.record import Record
+    from kit.provenance.gallery import Gallery
+    from kit.provenance.record import Record
 
     folder, target, how = sys.argv[1], sys.argv[2], sys.argv[3]
     warnings.simplefilter("ignore")

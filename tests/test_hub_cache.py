@@ -20,7 +20,8 @@ import pytest
 from PIL import Image
 
 import kit
-from kit import presets, readiness, tiny
+from kit import presets, tiny
+from kit.core import readiness
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

@@ -238,7 +238,7 @@ class StubModel:
 def embedder():
     import torch
 
-    from kit.embed import Embedder
+    from kit.maps.embed import Embedder
 
     emb = Embedder(preset="tiny", device="cpu", cache=False)
     seen = []
@@ -251,7 +251,7 @@ def embedder():
 def encoder():
     import torch
 
-    from kit.collection import ImageEncoder
+    from kit.maps.collections.collection import ImageEncoder
 
     enc = object.__new__(ImageEncoder)  # the real __call__, without loading a model
     seen = []
@@ -292,7 +292,7 @@ def via_restore(path, field="original"):
 
 
 def via_atlas(path):
-    from kit.atlas import thumbnail_uri
+    from kit.maps.atlas import thumbnail_uri
 
     uri = thumbnail_uri(path)
     if uri is None:
@@ -508,7 +508,7 @@ def test_caps_can_be_lowered(tmp_path):
     for bad in (0, -1, 1.5, True, None):
         with pytest.raises(KitError, match="max_pixels must be a whole number"):
             read_image(path, max_pixels=bad)
-    from kit.embed import Embedder
+    from kit.maps.embed import Embedder
 
     assert "too large" in Embedder(cache=False, max_pixels=100).embed_images([path]).errors[0][1]
 
@@ -557,7 +557,8 @@ def test_read_file_caps_a_file_that_grows(tmp_path, monkeypatch):
     ids=["I;16", "I", "F", "CMYK", "RGBa"],
 )
 def test_artwork_save_scales_16_bit_and_keeps_alpha(tmp_path, image, mode, pixel):
-    from kit.provenance import Artwork, Record, load, pixel_hash
+    from kit.provenance.artwork import Artwork, load, pixel_hash
+    from kit.provenance.record import Record
 
     path = Artwork(image, Record(prompt="grey", width=SIDE, height=SIDE)).save(tmp_path)
     art = load(path)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from kit.core.latents import ANGLE_EPS, check_seed, lerp, noise, random_seed, slerp
 from kit.errors import KitError
-from kit.latents import ANGLE_EPS, check_seed, lerp, noise, random_seed, slerp
 
 LATENT = (4, 64, 64)  # an SD latent for a 512 px image
 D = 4 * 64 * 64

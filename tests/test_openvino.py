@@ -1,4 +1,4 @@
-"""The OpenVINO backend (kit.openvino_backend) on the tiny preset: the same images as torch within
+"""The OpenVINO backend (kit.core.openvino_backend) on the tiny preset: the same images as torch within
 a stated PSNR, replays bit for bit, exports once, and clear errors before any model work."""
 
 import sys
@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import kit
-from kit import Record, openvino_backend
+from kit import Record
+from kit.core import openvino_backend
 from kit.errors import KitError
 
 needs_openvino = pytest.mark.skipif(

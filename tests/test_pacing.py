@@ -1,12 +1,12 @@
-"""Walk pacing: planning a walk's frames and re-timing them to equal steps (kit.pacing)."""
+"""Walk pacing: planning a walk's frames and re-timing them to equal steps (kit.core.pacing)."""
 
 import numpy as np
 import pytest
 import torch
 
+from kit.core.latents import noise, slerp
+from kit.core.pacing import MAX_FRAMES, even_pacing, insert_points, plan_at, plan_walk, step_sizes, walk_positions
 from kit.errors import KitError
-from kit.latents import noise, slerp
-from kit.pacing import MAX_FRAMES, even_pacing, insert_points, plan_at, plan_walk, step_sizes, walk_positions
 
 # --- walk planning -------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ user text: a prompt or file name with HTML in it is shown as text, never rendere
 import numpy as np
 
 from kit import plots
-from kit.collection_map import CollectionMap
+from kit.maps.collections.mapping import CollectionMap
 
 HOSTILE = "<b>bold</b><a href='x'>link</a>"
 

@@ -7,7 +7,7 @@ import torch
 import kit
 from kit import blend, prompts
 from kit.errors import KitError
-from kit.record import Record
+from kit.provenance.record import Record
 
 FILLER = "portrait of " + "a lantern and " * 40  # 80 tokens on its own: past the first chunk of 75
 

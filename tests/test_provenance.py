@@ -14,10 +14,10 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 import kit
-from kit.artwork import Artwork, ReplayResult, load, pixel_hash, replay
 from kit.errors import KitError
-from kit.gallery import Gallery
-from kit.record import Record, parse_parameters
+from kit.provenance.artwork import Artwork, ReplayResult, load, pixel_hash, replay
+from kit.provenance.gallery import Gallery
+from kit.provenance.record import Record, parse_parameters
 
 
 def noise_image(seed=0, size=(32, 24)):
@@ -434,33 +434,8 @@ def test_public_names_and_light_import():
     assert kit.Record is Record and kit.load is load and kit.Gallery is Gallery and kit.replay is replay
     assert dataclasses.is_dataclass(Record)
     code = (
-        "import sys, kit.provenance, kit.record, kit.artwork, kit.gallery; "
+        "import sys, kit.provenance.record, kit.provenance.artwork, kit.provenance.gallery; "
         "print(sorted(m for m in ('torch', 'diffusers', 'transformers', 'open_clip') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
-
-
-def test_provenance_still_exports_every_public_name_from_its_new_home():
-    import kit.artwork
-    import kit.gallery
-    import kit.provenance
-    import kit.record
-
-    homes = {
-        "Record": kit.record,
-        "parse_parameters": kit.record,
-        "sampler_name": kit.record,
-        "Artwork": kit.artwork,
-        "ReplayResult": kit.artwork,
-        "load": kit.artwork,
-        "replay": kit.artwork,
-        "pixel_hash": kit.artwork,
-        "Gallery": kit.gallery,
-        "Lineage": kit.gallery,
-        "default_folder": kit.gallery,
-    }
-    for name, home in homes.items():
-        assert getattr(kit.provenance, name) is getattr(home, name), name
-        assert name in kit.provenance.__all__
-    assert set(kit.provenance.__all__) <= set(dir(kit.provenance))

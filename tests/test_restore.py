@@ -10,7 +10,7 @@ import kit
 from kit import damage as D
 from kit import restore as R
 from kit.errors import KitError
-from kit.provenance import pixel_hash
+from kit.provenance.artwork import pixel_hash
 
 
 def _picture(size=(64, 64)) -> Image.Image:

@@ -11,7 +11,7 @@ import kit
 from kit import restyle as R
 from kit import toyworld
 from kit.errors import KitError
-from kit.provenance import pixel_hash
+from kit.provenance.artwork import pixel_hash
 
 
 def _picture(size=(64, 64), mode="RGB") -> Image.Image:

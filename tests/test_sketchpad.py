@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 
 import kit
-from kit import restore, sketch, toyworld
-from kit.artwork import pixel_hash
+from kit import restore, toyworld
+from kit.features import sketch
+from kit.provenance.artwork import pixel_hash
 from kit.runs import Stopped
 from kit.widgets import Sketchpad
 

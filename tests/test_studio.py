@@ -261,7 +261,7 @@ def test_local_folder_preset_loads_through_from_pretrained(tmp_path):
 
 def test_a_preset_of_local_folders_restores_offline_with_its_inpainting_folder(tmp_path, monkeypatch):
     from kit import tiny
-    from kit.damage import damage
+    from kit.features.damage import damage
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     root = tiny.ensure_saved(tmp_path)

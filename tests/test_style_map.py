@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 import kit
-from kit.blend import MAX_STYLES
+from kit.core.blend import MAX_STYLES
 from kit.widgets import FusionMixer, PromptStudio, StyleMap
 
 STYLES = [

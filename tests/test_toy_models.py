@@ -347,7 +347,7 @@ def chance_all_hold(skews, seeds: int, level: float) -> float:
     from itertools import product
     from math import factorial, prod
 
-    from kit.audit_stats import share_interval
+    from kit.features.audit_stats import share_interval
 
     intervals = [share_interval(k / seeds, seeds, level) for k in range(seeds + 1)]  # k of the seeds show a label
 

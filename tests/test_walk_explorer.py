@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 import kit
-from kit.animation import MAX_FPS
-from kit.pacing import MAX_FRAMES
+from kit.core.pacing import MAX_FRAMES
+from kit.features.animation import MAX_FPS
 from kit.widgets.common import png_bytes
 
 PROMPT = "portrait of a weaver"

@@ -9,9 +9,10 @@ import torch
 from PIL import Image
 
 import kit
-from kit import latents, pacing, walks
+from kit import latents, walks
+from kit.core import pacing
 from kit.errors import KitError
-from kit.provenance import Record
+from kit.provenance.record import Record
 
 ELDER = "portrait of an elder"
 KEYFRAMES = [(ELDER, 1), (ELDER, 2, "ukiyo-e")]

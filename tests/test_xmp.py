@@ -9,11 +9,11 @@ import pytest
 from PIL import Image
 
 import kit
-from kit import xmp
-from kit.artwork import Artwork, load
-from kit.damage import damage
 from kit.errors import KitError
-from kit.record import Record
+from kit.features.damage import damage
+from kit.provenance import xmp
+from kit.provenance.artwork import Artwork, load
+from kit.provenance.record import Record
 
 NAMES = {  # namespace URI -> the prefix the IPTC and Adobe specifications use
     "http://ns.adobe.com/xap/1.0/": "xmp",

@@ -3,7 +3,7 @@
 The browser only collects strokes: each pointer stroke (mouse, pen or finger) is appended to
 `strokes` when the pointer lifts, as {"points": [[x, y], ...], "size", "color", "erase"} in the
 drawing's own pixels (`width` x `height`, however large it is shown). Python computes every
-pixel a model sees from that list (`kit.sketch`), so tests set `strokes` and get the same image.
+pixel a model sees from that list (`kit.features.sketch`), so tests set `strokes` and get the same image.
 Setting `strokes` from Python (undo, clear, a test) redraws the view.
 
 mode "draw": strokes in their colours on white paper, or over `background` (PNG bytes).
@@ -15,7 +15,7 @@ from __future__ import annotations
 import anywidget
 import traitlets as T
 
-from .. import sketch
+from ..features import sketch
 
 _ESM = r"""
 function bytesOf(value) {
@@ -152,7 +152,7 @@ _CSS = """
 
 
 class SketchCanvas(anywidget.AnyWidget):
-    """A drawing surface: `strokes` (a list of stroke dicts, see `kit.sketch`) is its state."""
+    """A drawing surface: `strokes` (a list of stroke dicts, see `kit.features.sketch`) is its state."""
 
     _esm = _ESM
     _css = _CSS

@@ -23,10 +23,10 @@ import ipywidgets as W
 import traitlets as T
 
 from .. import styles
+from ..core.latents import SEED_LIMIT
 from ..errors import KitError
-from ..gallery import Gallery, default_folder
-from ..latents import SEED_LIMIT
 from ..plots import theme as theme_figure  # noqa: F401  (the panels' figures share the engine's look)
+from ..provenance.gallery import Gallery, default_folder
 from ..runs import Run, Stopped
 
 NO_STYLE = ""  # the style dropdowns' value for "(no style)": a None value would show a blank dropdown

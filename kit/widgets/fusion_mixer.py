@@ -7,10 +7,12 @@ from html import escape
 import ipywidgets as W
 import traitlets as T
 
-from .. import blend, fusion, styles
+from .. import styles
+from ..core import blend
+from ..core.latents import random_seed
 from ..errors import KitError
-from ..latents import random_seed
-from ..record import Drawn
+from ..features import fusion
+from ..provenance.record import Drawn
 from .common import (
     LivePanel,
     gallery_for,

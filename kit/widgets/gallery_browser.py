@@ -9,7 +9,7 @@ import ipywidgets as W
 import traitlets as T
 
 from ..errors import KitError
-from ..gallery import Gallery, default_folder
+from ..provenance.gallery import Gallery, default_folder
 from .common import NO_STYLE, SEED_MAX, Panel, image_slot, png_bytes, show_png, style_dropdown
 
 THUMB = 112  # px, a thumbnail's side

@@ -9,10 +9,10 @@ from html import escape
 import ipywidgets as W
 import traitlets as T
 
+from ..core.latents import random_seed
 from ..errors import KitError
-from ..latents import random_seed
-from ..record import Drawn
 from ..limits import MAX_BATCH, MAX_GUIDANCE, MAX_STEPS
+from ..provenance.record import Drawn
 from .common import (
     Panel,
     gallery_for,

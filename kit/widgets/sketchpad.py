@@ -8,11 +8,11 @@ from html import escape
 import ipywidgets as W
 import traitlets as T
 
-from .. import sketch
+from ..core.latents import random_seed
 from ..errors import KitError
+from ..features import sketch
+from ..features.restyle import DEFAULT_STRENGTH
 from ..files import check_image
-from ..latents import random_seed
-from ..restyle import DEFAULT_STRENGTH
 from .canvas import SketchCanvas
 from .common import (
     LivePanel,
@@ -50,14 +50,14 @@ class Sketchpad(LivePanel):
     **Restore** gives exactly those pixels to `studio.restore` as its mask, shows the restoration
     and its disclosure overlay, and saves it to the gallery.
 
-    Traits: `strokes` (the drawing: a list of stroke dicts, see `kit.sketch`; set it and the
+    Traits: `strokes` (the drawing: a list of stroke dicts, see `kit.features.sketch`; set it and the
     canvas redraws), `stroke_count`, `photo` (the photo drawn over, fitted to the drawing),
     `artwork` (the latest result), `showing` ('preview' or 'full'), `renders` (results shown),
     `kept` (artworks saved from here) and `error`. Nothing drawn is lost when a render fails.
     """
 
     debounce = 0.8  # seconds the pen must rest before a live render
-    strokes = T.List(help="the strokes drawn, oldest first (kit.sketch's stroke dicts)")
+    strokes = T.List(help="the strokes drawn, oldest first (kit.features.sketch's stroke dicts)")
     stroke_count = T.Int(0, help="how many strokes the drawing has: what the person drew")
     photo = T.Any(None, allow_none=True, help="the photo drawn over, fitted to the drawing (PIL), or None")
     artwork = T.Any(None, allow_none=True, help="the latest result: a restyle (draw) or a Restoration (mask)")

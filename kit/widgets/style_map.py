@@ -13,8 +13,8 @@ from html import escape
 import ipywidgets as W
 import traitlets as T
 
-from ..atlas import COLOR_BY
-from ..blend import MAX_STYLES
+from ..core.blend import MAX_STYLES
+from ..maps.atlas import COLOR_BY
 from .common import Panel, fit_to_width, image_slot, png_bytes, preset_note, show_png, theme_figure
 
 MAP_HEIGHT = 640  # px, the figure's height (its width follows the space the panel has)

@@ -8,11 +8,11 @@ from pathlib import Path
 import ipywidgets as W
 import traitlets as T
 
-from ..animation import MAX_FPS
+from ..core.pacing import MAX_FRAMES
 from ..errors import KitError
-from ..gallery import default_folder
-from ..pacing import MAX_FRAMES
-from ..walks import METHODS
+from ..features.animation import MAX_FPS
+from ..features.walks import METHODS
+from ..provenance.gallery import default_folder
 from .common import (
     Panel,
     image_slot,
