@@ -29,3 +29,13 @@ _folder("KIT_LESSONS", "kit-test-lessons-")
 def pytest_unconfigure(config):
     for folder in _MADE:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The lessons under nbval and the browser tests are slow (each starts a kernel or JupyterLab): marked so,
+    `pytest -m "not slow"` is the quick run a developer makes between changes; CI runs everything."""
+    import pytest
+
+    for item in items:
+        if item.get_closest_marker("browser") or str(item.fspath).endswith(".ipynb"):
+            item.add_marker(pytest.mark.slow)

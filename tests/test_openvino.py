@@ -11,6 +11,8 @@ from kit import Record
 from kit.core import openvino_backend
 from kit.errors import KitError
 
+pytestmark = pytest.mark.slow  # exports every part to OpenVINO and compiles it
+
 needs_openvino = pytest.mark.skipif(
     __import__("importlib").util.find_spec("openvino") is None, reason="the openvino extra is not installed"
 )

@@ -52,6 +52,7 @@ def test_the_preset_is_an_sdxl_pipeline_loaded_from_its_saved_folder(studio):
     assert studio.pipe.vae.config.force_upcast and studio.pipe.vae.config.scaling_factor == 0.13025
 
 
+@pytest.mark.slow
 def test_the_pooled_text_and_the_time_ids_reach_the_unet(studio):
     """SDXL's UNet reads the second encoder's pooled embedding and six size numbers besides the token
     states: change either alone, with the same token states and noise, and the latents change."""

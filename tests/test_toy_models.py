@@ -16,7 +16,7 @@ from PIL import Image
 import kit
 from kit import tiny, toyworld
 
-pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning"), pytest.mark.slow]  # audits of many seeds
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,8 @@ import torch
 
 from kit import embed, tiny, toyworld
 
+pytestmark = pytest.mark.slow  # runs the training stages
+
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "train_tiny.py"
 WEIGHTS = {"clip", "vae", "taesd", "text_encoder", "unet", "inpaint_unet"}
 TRAINED = ("vae", "clip", "taesd", "unet", "roles", "inpaint")

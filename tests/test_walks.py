@@ -164,6 +164,7 @@ def spread(steps):
     return float(np.max(steps) / np.min(steps))
 
 
+@pytest.mark.slow
 def test_even_pacing_makes_steps_more_equal_and_keeps_the_ends(studio, five):
     even = studio.walk(KEYFRAMES, frames=5, even=True, reuse=five)
     assert even.even and even.pacing_space == "clip"
@@ -179,6 +180,7 @@ def test_even_pacing_makes_steps_more_equal_and_keeps_the_ends(studio, five):
     assert np.array_equal(pixels(again), pixels(even[2])) and 0 < middle < 1
 
 
+@pytest.mark.slow
 def test_without_clip_pacing_falls_back_to_pixels_and_says_so(studio, five, monkeypatch):
     def no_clip(_studio):
         raise ImportError("open_clip is not installed")
@@ -210,6 +212,7 @@ def test_a_loop_returns_to_the_first_keyframe(studio):
     assert loop[3].record.walk["loop"] is True and loop[3].record.seed == 4
 
 
+@pytest.mark.slow
 def test_stop_ends_the_walk_early_and_keeps_the_frames_made(studio):
     def stop_soon(done, total):
         if done >= studio.preset.steps * 3:
@@ -355,6 +358,7 @@ def test_walk_html_names_its_keyframes_escaped_and_rounds_numbers(studio):
     assert f"{walk.step_sizes[0]:.4f}" in html
 
 
+@pytest.mark.slow
 def test_on_preview_gets_every_frame_from_the_fast_decoder_before_the_full_one(studio):
     previews = []
     walk = studio.walk([("portrait of a weaver", 1), ("portrait of a potter", 2)], frames=3, on_preview=previews.extend)

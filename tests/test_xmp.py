@@ -37,6 +37,7 @@ def read_xmp(path) -> dict:
     return found
 
 
+@pytest.mark.slow
 def test_a_generated_image_says_it_was_made_by_a_model_from_text(studio, tmp_path):
     (art,) = studio.generate(PROMPT, seed=5)
     fields = read_xmp(art.save(tmp_path))
@@ -62,6 +63,7 @@ def test_a_restoration_says_it_is_an_edit_of_an_existing_image(studio, tmp_path)
     assert "Iptc4xmpExt:AIPromptWriterName" not in fields  # a record does not know who typed the prompt
 
 
+@pytest.mark.slow
 def test_a_fusion_is_made_from_text(studio, tmp_path):
     art = studio.fuse({"ukiyo-e": 0.6, "art-deco": 0.4}, subject="portrait of an elder", seed=3)
     fields = read_xmp(art.save(tmp_path))
