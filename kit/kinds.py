@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Kind", "register", "get", "names"]
+__all__ = ["Kind", "register", "get", "names", "by_model"]
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,9 @@ class Kind:
     records) -> (conditioning, initial latents), for kinds the text-to-image path renders; renderer: (studio,
     record, run) -> Artwork, for kinds with a pipeline of their own; check: (studio, record) -> None, the
     kind's own fields checked (KitError) before any model work. edit: for a kind made from a source image,
-    what it is called ("a restoration"): content credentials sign it as an edit of its source.
+    what it is called ("a restoration"): content credentials sign it as an edit of its source. model: False
+    for an image no model made (a person's drawing, a foreign PNG): its PNG carries no AI metadata and it is
+    not signed as made by a model.
     """
 
     name: str
@@ -36,6 +38,7 @@ class Kind:
     renderer: Callable | None = None
     check: Callable | None = None
     edit: str | None = None
+    model: bool = True
 
     def model_did(self, record) -> str:
         """What the model did for `record`, in words."""
@@ -60,9 +63,15 @@ def get(name) -> Kind | None:
     return _TABLE.get(name) if isinstance(name, str) else None
 
 
+def by_model(name) -> bool:
+    """Whether a model made images of this kind (kinds this process has not loaded: yes, as the kit's own are)."""
+    kind = get(name)
+    return kind is None or kind.model
+
+
 def names() -> tuple[str, ...]:
     """The names of the registered kinds, in the order they were registered."""
     return tuple(_TABLE)
 
 
-register(Kind("imported", did="made the image (outside the kit)"))  # a PNG the kit did not make
+register(Kind("imported", did="made the image (outside the kit)", model=False))  # a PNG the kit did not make

@@ -11,7 +11,9 @@ from PIL import Image
 
 import kit
 from kit import restore, toyworld
+from kit.errors import KitError
 from kit.features import sketch
+from kit.provenance import xmp
 from kit.provenance.artwork import pixel_hash
 from kit.runs import Stopped
 from kit.widgets import Sketchpad
@@ -102,8 +104,30 @@ def test_render_restyles_the_drawing_and_keep_saves_it_once(ui, studio):
     ui.wait()
     ui.keep()  # twice: saved once
     ui.wait()
-    assert ui.kept == [art] and len(ui.gallery) == 1 and "already kept" in ui.status.value
-    assert next(iter(ui.gallery)).record.sha256 == art.record.sha256
+    assert ui.kept == [art] and len(ui.gallery) == 2 and "already kept" in ui.status.value  # the drawing, the result
+    assert [a.record.kind for a in ui.gallery] == ["drawing", "restyle"]
+    assert list(ui.gallery)[1].record.sha256 == art.record.sha256
+
+
+def test_keep_saves_the_drawing_as_the_persons_work_and_the_result_traces_and_replays_from_it(ui, studio):
+    ui.strokes = [line([(30, 40), (220, 200)], size=24, color="#1d3557"), line([(10, 10), (60, 90)], size=9)]
+    ui.prompt.value = "portrait of a weaver"
+    ui.render()
+    ui.wait()
+    ui.keep()
+    ui.wait()
+    drawing, result = list(ui.gallery)
+    assert drawing.record.kind == "drawing" and drawing.verified is True
+    assert drawing.record.sha256 == result.record.restyle["source_sha256"] == pixel_hash(ui.drawing())
+    assert drawing.record.describe_authorship() == ["The person drew 2 strokes."]  # and no model
+    assert xmp.packet(drawing.record) is None  # no AI metadata on a person's drawing
+    lineage = ui.gallery.lineage(result.record.sha256)
+    assert [a.record.kind for a in lineage.ancestors] == ["drawing"] and lineage.unknown == []
+    replaying = kit.Studio(preset="tiny", gallery=ui.gallery)  # the source is found in the gallery, not a file
+    replaying.progress_bar = False
+    assert kit.replay(result, replaying).match
+    with pytest.raises(KitError, match="cannot be rendered"):
+        replaying.render(drawing.record)  # a drawing is a person's, not a model's to make again
 
 
 def test_live_mode_renders_once_after_quick_strokes_and_keep_decodes_the_preview_in_full(studio, tmp_path):
@@ -122,7 +146,7 @@ def test_live_mode_renders_once_after_quick_strokes_and_keep_decodes_the_preview
     (kept,) = ui.kept
     assert kept.record.decoder == "vae" and ui.artwork is kept and ui.showing == "full"
     assert kept.record.seed == preview.record.seed and kept.record.restyle == preview.record.restyle
-    assert len(ui.gallery) == 1 and ui.renders == 1  # Keep is not a new live render
+    assert len(ui.gallery) == 2 and ui.renders == 1  # the drawing and the result; Keep is not a new live render
     ui.live.value = False
 
 

@@ -29,6 +29,9 @@ from PIL import Image, ImageDraw
 from .. import checks
 from ..errors import KitError
 from ..files import RESAMPLE, read_image
+from ..kinds import Kind, register
+from ..provenance.artwork import Artwork
+from ..provenance.record import Record
 
 PAPER = (255, 255, 255)  # the colour of an empty drawing
 MAX_STROKES = 5_000
@@ -182,3 +185,20 @@ def photo(source, size, field: str = "photo") -> tuple[Image.Image, str]:
             f"then resized to {size[0]}x{size[1]} px ({RESAMPLE})"
         )
     return fitted, note
+
+
+# ---------------------------------------------------------------- a drawing kept
+
+
+def as_artwork(picture: Image.Image, strokes: int, over_photo: bool = False) -> Artwork:
+    """A person's drawing as an Artwork to keep beside what a model made of it. Its record (kind "drawing")
+    says the person drew it and no model did, so a gallery shows where a restyle came from and can give it
+    back to a replay."""
+    person = [{"action": "drew", "strokes": checks.whole(strokes, "strokes", 0)}]
+    if over_photo:
+        person.insert(0, {"action": "gave the photo"})
+    record = Record(kind="drawing", width=picture.width, height=picture.height, steps=0, authorship={"person": person})
+    return Artwork(picture, record)
+
+
+register(Kind("drawing", did="made nothing: a person drew it", model=False))

@@ -222,8 +222,9 @@ def sign(
     if _has_manifest(data):
         raise KitError(f"{str(path)!r} already carries content credentials; sign the unsigned file")
     record = load(path).record
-    if record.kind == "imported":
-        raise KitError(f"{str(path)!r} holds no kit record: only images the kit made are signed as made by a model")
+    if not kinds.by_model(record.kind):
+        what = "no kit record" if record.kind == "imported" else f"a {record.kind}, which no model made"
+        raise KitError(f"{str(path)!r} holds {what}: only images the kit made with a model are signed as made by one")
     made_from = _edit(record)
     if made_from and original is None:
         original = _recorded_source(record)

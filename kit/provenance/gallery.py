@@ -414,6 +414,12 @@ class Gallery:
         """Show a hidden image again."""
         self._mark(self._known(sha256), "shown")
 
+    def has(self, sha256) -> bool:
+        """Whether the gallery holds an image with this pixel hash (64 hex digits), in a PNG on disk now."""
+        sha = _pixel_hash(sha256).lower()
+        files = [file for (file,) in self._read("SELECT file FROM artworks WHERE sha256 = ?", (sha,))]
+        return bool(set(files) & set(self._listed()))
+
     def hidden(self) -> set[str]:
         """The pixel hashes of the hidden images."""
         if not self._sync_marks():

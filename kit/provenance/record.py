@@ -283,6 +283,8 @@ class Record:
             lines = ["This record was written before the kit kept who did what."]
             return lines + [_say(entry, self) for entry in person]
         lines = [_say(entry, self) for entry in person] or ["The person gave no input of their own."]
+        if "model" not in section:  # no model made it (a person's drawing)
+            return lines
         model = section.get("model") or {}
         name = model.get("model") or self.model or self.preset or "the model"
         steps = model.get("steps")

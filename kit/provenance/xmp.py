@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from xml.sax.saxutils import escape
 
+from .. import kinds
 from ..errors import KitError
 
 __all__ = ["KEYWORD", "TRAINED", "COMPOSITE", "source_type", "packet"]
@@ -71,8 +72,9 @@ def _properties(record) -> dict[str, str]:
 
 
 def packet(record) -> str | None:
-    """The XMP packet for a record, or None for a record of a foreign PNG (kind "imported")."""
-    if record.kind == "imported":
+    """The XMP packet for a record, or None for an image no model made (a foreign PNG, a person's drawing):
+    the kit says nothing of how such an image was made."""
+    if not kinds.by_model(record.kind):
         return None
     lines = [f"   <{name}>{escape(text, _ESCAPES)}</{name}>" for name, text in _properties(record).items()]
     return _PACKET.format(properties="\n".join(lines))

@@ -13,6 +13,7 @@ from ..errors import KitError
 from ..features import sketch
 from ..features.restyle import DEFAULT_STRENGTH
 from ..files import check_image
+from ..provenance.artwork import pixel_hash
 from .canvas import SketchCanvas
 from .common import (
     LivePanel,
@@ -98,7 +99,7 @@ class Sketchpad(LivePanel):
         self.size = (width, height)
         self._history: list[list] = []
         self._undoing = False
-        self._made = None  # (artwork, drawing, request) of the result shown: Keep decodes it in full
+        self._made = None  # (artwork, drawing, request, the drawing as kept) of the result shown: Keep saves both
         self._started = time.perf_counter()
 
         scale = (VIEW if mode == "draw" else MASK_VIEW) / max(width, height)
@@ -339,7 +340,7 @@ class Sketchpad(LivePanel):
             drew = [{"action": "drew", "strokes": len(strokes)}] if strokes else None  # the record's authorship
             request.update(person=drew)
             art = self.studio.restyle(picture, **request, preview=fast, on_preview=early, run=run, save=False)
-            return art, picture, request
+            return art, picture, request, sketch.as_artwork(picture, len(strokes), photo is not None)
 
         self._started = time.perf_counter()
         self.say("rendering…")
@@ -373,7 +374,7 @@ class Sketchpad(LivePanel):
         if self._made is None:
             self.show_error(KitError("nothing to keep yet: draw, then Render (or wait for the live render)"))
             return None
-        art, picture, request = self._made
+        art, picture, request, _ = self._made
         if any(art is k for k in self.kept):
             self.say(f"already kept in {self.gallery.folder}")
             return None
@@ -387,6 +388,9 @@ class Sketchpad(LivePanel):
         return self.run_in_background(work, done=self._save, buttons=[self.render_button, self.keep_button])
 
     def _save(self, art):
+        drawing = self._made[3]
+        if not self.gallery.has(drawing.record.sha256 or pixel_hash(drawing.image)):
+            self.studio.keep(drawing, self.gallery)  # the drawing first: the result's parent, a person's work
         path = self.studio.keep(art, self.gallery)
         if self._made is not None and art is not self._made[0]:  # the full decode of the preview shown
             self._made = (art, *self._made[1:])
