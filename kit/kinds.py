@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Kind", "register", "get", "names", "by_model"]
+__all__ = ["Kind", "register", "get", "names"]
 
 
 @dataclass(frozen=True)
@@ -61,12 +61,6 @@ def register(kind: Kind) -> Kind:
 def get(name) -> Kind | None:
     """The registered kind called `name`, or None."""
     return _TABLE.get(name) if isinstance(name, str) else None
-
-
-def by_model(name) -> bool:
-    """Whether a model made images of this kind (kinds this process has not loaded: yes, as the kit's own are)."""
-    kind = get(name)
-    return kind is None or kind.model
 
 
 def names() -> tuple[str, ...]:

@@ -26,8 +26,8 @@ def _art(kind="generate", color=(200, 120, 40)):
     pixels[:] = color
     pixels[8:24, 8:24] = (20, 40, 200)
     record = Record(kind=kind, prompt="a portrait of an elder", seed=3, preset="tiny", model="kit-tiny")
-    if kind == "restore":
-        record.restore = {"mask_area": 0.25}
+    if kind == "restore":  # as every restoration's record does, it names its source (here the dark original)
+        record.restore = {"mask_area": 0.25, "source_sha256": "ab" * 32}
     return Artwork(Image.fromarray(pixels), record)
 
 

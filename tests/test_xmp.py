@@ -3,6 +3,7 @@
 import json
 import shutil
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -151,3 +152,18 @@ def test_exiftool_reads_the_source_type_the_ai_fields_and_the_prompt(tmp_path, k
     assert tags["AIPromptInformation"] == PROMPT
     assert tags["CreatorTool"] == f"kit {kit.__version__}"
     assert "AIPromptWriterName" not in tags
+
+
+def test_what_the_xmp_says_comes_from_the_record_even_where_no_feature_is_loaded():
+    """A process that loaded no feature (no kind registered but "imported") reads a drawing as no model's and a
+    record naming its source as an edit: the record says it, not the kinds table alone."""
+    code = (
+        "import sys; from kit.provenance import xmp; from kit.provenance.record import Record; "
+        "drawing = Record(kind='drawing', authorship={'person': [{'action': 'drew', 'strokes': 2}]}); "
+        "edit = Record(kind='restyle', prompt='p', restyle={'source_sha256': 'ab' * 32}); "
+        "made = Record(kind='generate', prompt='p'); "
+        "print(xmp.packet(drawing) is None, xmp.source_type(edit) == xmp.COMPOSITE, "
+        "xmp.source_type(made) == xmp.TRAINED, 'kit.features' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "True", "True", "False"]

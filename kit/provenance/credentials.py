@@ -222,10 +222,10 @@ def sign(
     if _has_manifest(data):
         raise KitError(f"{str(path)!r} already carries content credentials; sign the unsigned file")
     record = load(path).record
-    if not kinds.by_model(record.kind):
+    if not record.made_by_model():
         what = "no kit record" if record.kind == "imported" else f"a {record.kind}, which no model made"
         raise KitError(f"{str(path)!r} holds {what}: only images the kit made with a model are signed as made by one")
-    made_from = _edit(record)
+    made_from = record.edit()
     if made_from and original is None:
         original = _recorded_source(record)
     if made_from and original is None:
@@ -257,15 +257,6 @@ def sign(
     # signing in place replaces the file, as asked; signing into `out` never overwrites another file
     write_atomic(target, signed.getvalue(), exist="replace" if target == path else "error")
     return target
-
-
-def _edit(record) -> str | None:
-    """What an image made from a source image is called ("a restoration"), or None for one made from text:
-    its kind says so (`kit.kinds`), or, for a kind this process has not loaded, the source its record names."""
-    kind = kinds.get(record.kind)
-    if kind is not None and kind.edit:
-        return kind.edit
-    return "an image made from another" if record.parents() else None
 
 
 def _recorded_source(record):

@@ -269,6 +269,22 @@ class Record:
             found += [c.lower() for c in candidates if isinstance(c, str) and _SHA256.fullmatch(c)]
         return list(dict.fromkeys(found))
 
+    def made_by_model(self) -> bool:
+        """Whether a model made the image: not for a foreign PNG ("imported"), nor for a record whose authorship
+        names no model (a person's drawing). Records written before authorship was kept were all made by one."""
+        kind = kinds.get(self.kind)
+        if kind is not None and not kind.model:
+            return False
+        return self.authorship is None or "model" in self.authorship
+
+    def edit(self) -> str | None:
+        """What the image is when a model made it from a source image ("a restoration"), else None: its kind
+        says so (`kit.kinds`), or, for a kind this process has not loaded, the source its record names."""
+        kind = kinds.get(self.kind)
+        if kind is not None and kind.edit:
+            return kind.edit
+        return "an image made from another" if self.parents() else None
+
     # -- who did what -----------------------------------------------------------
 
     def describe_authorship(self, more: list[dict] | None = None) -> list[str]:

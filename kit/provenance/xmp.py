@@ -25,7 +25,6 @@ from __future__ import annotations
 import re
 from xml.sax.saxutils import escape
 
-from .. import kinds
 from ..errors import KitError
 
 __all__ = ["KEYWORD", "TRAINED", "COMPOSITE", "source_type", "packet"]
@@ -53,8 +52,7 @@ _ESCAPES = {"\r": "&#13;"}  # besides & < >: a bare CR would read back as a LF
 
 def source_type(record) -> str:
     """The IPTC digital source type of the image a record describes."""
-    edited = record.kind == "restore" or bool(record.parents())
-    return COMPOSITE if edited else TRAINED
+    return COMPOSITE if record.edit() else TRAINED
 
 
 def _properties(record) -> dict[str, str]:
@@ -74,7 +72,7 @@ def _properties(record) -> dict[str, str]:
 def packet(record) -> str | None:
     """The XMP packet for a record, or None for an image no model made (a foreign PNG, a person's drawing):
     the kit says nothing of how such an image was made."""
-    if not kinds.by_model(record.kind):
+    if not record.made_by_model():
         return None
     lines = [f"   <{name}>{escape(text, _ESCAPES)}</{name}>" for name, text in _properties(record).items()]
     return _PACKET.format(properties="\n".join(lines))
