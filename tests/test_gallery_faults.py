@@ -27,7 +27,7 @@ from PIL import Image
 
 import kit.files
 from kit.errors import KitError
-from kit.maps.embed import VectorCache
+from kit.maps.embed_cache import VectorCache
 from kit.provenance.artwork import Artwork, pixel_hash
 from kit.provenance.gallery import Gallery
 from kit.provenance.record import Record

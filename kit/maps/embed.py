@@ -33,7 +33,7 @@ from .. import checks
 from ..core import presets
 from ..errors import KitError
 from ..files import MAX_PIXELS, ReadError, read_file, read_image
-from .embed_cache import VectorCache, default_cache_path  # noqa: F401 - re-exported: kit.embed.VectorCache
+from .embed_cache import VectorCache, default_cache_path
 
 TINY_CLIP = "kit-tiny-clip"
 # A real open_clip CLIP, shrunk: a 64 px ViT with 8 px patches (64 tokens + class token),

@@ -1,7 +1,6 @@
 """The embeddings' disk cache: unit float32 vectors in SQLite, checked on every read.
 
-Kept apart from `kit.embed` so that the embedder reads as the model and its inputs; `kit.embed`
-re-exports `VectorCache` and `default_cache_path`.
+Kept apart from `kit.embed` so that the embedder reads as the model and its inputs.
 """
 
 from __future__ import annotations

@@ -25,7 +25,6 @@ import traitlets as T
 from .. import styles
 from ..core.latents import SEED_LIMIT
 from ..errors import KitError
-from ..plots import theme as theme_figure  # noqa: F401  (the panels' figures share the engine's look)
 from ..provenance.gallery import Gallery, default_folder
 from ..runs import Run, Stopped
 

@@ -15,7 +15,8 @@ import traitlets as T
 
 from ..core.blend import MAX_STYLES
 from ..maps.atlas import COLOR_BY
-from .common import Panel, fit_to_width, image_slot, png_bytes, preset_note, show_png, theme_figure
+from ..plots import theme as theme_figure  # the panels' figures share the engine's look
+from .common import Panel, fit_to_width, image_slot, png_bytes, preset_note, show_png
 
 MAP_HEIGHT = 640  # px, the figure's height (its width follows the space the panel has)
 

@@ -12,6 +12,7 @@ from ..core.pacing import MAX_FRAMES
 from ..errors import KitError
 from ..features.animation import MAX_FPS
 from ..features.walks import METHODS
+from ..plots import theme as theme_figure  # the panels' figures share the engine's look
 from ..provenance.gallery import default_folder
 from .common import (
     Panel,
@@ -22,7 +23,6 @@ from .common import (
     show_png,
     size_dropdown,
     style_dropdown,
-    theme_figure,
 )
 
 FPS = 12
