@@ -419,7 +419,7 @@ def test_era_bins_and_medium_families():
 
 def test_import_is_light():
     code = (
-        "import sys, kit.atlas; heavy = [m for m in ('umap', 'plotly', 'sklearn', 'numba', 'torch', 'PIL') "
+        "import sys, kit.maps.atlas; heavy = [m for m in ('umap', 'plotly', 'sklearn', 'numba', 'torch', 'PIL') "
         "if m in sys.modules]; print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

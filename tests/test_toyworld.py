@@ -7,15 +7,14 @@ import itertools
 import json
 import math
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from kit import toyworld
+from kit import tiny, toyworld
 
-TINY_DATA = Path(toyworld.__file__).parent / "data" / "tiny"
+TINY_DATA = tiny.WEIGHTS
 WEIGHT_NAMES = {"clip", "vae", "taesd", "text_encoder", "unet", "inpaint_unet"}
 
 
