@@ -8,9 +8,7 @@ only; no test measures wall-clock time).
 """
 
 import errno
-import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -23,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from disks import on_a_small_disk
 from PIL import Image
 
 import kit.files
@@ -389,27 +388,8 @@ FULL_DISK = textwrap.dedent("""
 
 
 def test_a_really_full_disk_keeps_what_was_made(tmp_path):
-    """The same on a real file system that fills up: a 512 KiB tmpfs in a private mount namespace.
-
-    Needs mount rights (root, as in CI, or an unprivileged user namespace); skipped where there are none.
-    """
-    if shutil.which("unshare") is None or shutil.which("mount") is None or not sys.platform.startswith("linux"):
-        pytest.skip("needs Linux with unshare and mount")
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    namespace = ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-r", "-m"]
-    script = 'mount -t tmpfs -o size=512k kit-drill "$1" || exit 77; echo mounted; exec "$2" -c "$3" "$1"'
-    out = subprocess.run(
-        [*namespace, "sh", "-c", script, "sh", str(disk), sys.executable, FULL_DISK],
-        capture_output=True,
-        text=True,
-        timeout=GUARD,
-        cwd=ROOT,
-    )
-    if not out.stdout.startswith("mounted"):
-        pytest.skip(f"cannot mount a tmpfs here: {out.stderr.strip()[-300:]}")
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.splitlines()[-1])
+    """The same on a real file system that fills up: a 512 KiB tmpfs in a private mount namespace."""
+    result = on_a_small_disk(tmp_path, FULL_DISK, "512k")
 
     assert result["error"] and "is full" in result["error"], result["error"]
     assert len(result["made"]) >= 3

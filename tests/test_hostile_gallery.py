@@ -9,7 +9,6 @@ speed assertion).
 
 import datetime
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from disks import on_a_small_disk
 from PIL import Image, PngImagePlugin
 
 import kit
@@ -284,23 +284,7 @@ FULL_DISK_MARKS = textwrap.dedent("""
 
 
 def test_on_a_full_disk_a_credit_says_it_failed_and_a_later_hide_is_kept(tmp_path):
-    if shutil.which("unshare") is None or not sys.platform.startswith("linux"):
-        pytest.skip("needs Linux with unshare and mount")
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    namespace = ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-r", "-m"]
-    script = 'mount -t tmpfs -o size=256k kit-drill "$1" || exit 77; echo mounted; exec "$2" -c "$3" "$1"'
-    out = subprocess.run(
-        [*namespace, "sh", "-c", script, "sh", str(disk), sys.executable, FULL_DISK_MARKS],
-        capture_output=True,
-        text=True,
-        timeout=GUARD,
-        cwd=ROOT,
-    )
-    if not out.stdout.startswith("mounted"):
-        pytest.skip(f"cannot mount a tmpfs here: {out.stderr.strip()[-300:]}")
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.splitlines()[-1])
+    result = on_a_small_disk(tmp_path, FULL_DISK_MARKS, "256k")
     assert result["errors"] and all("cannot write" in e for e in result["errors"])  # each failure said so
     assert result["hidden"] == [result["sha"]]  # the later success is kept
     assert result["credits"] == 1 + 3 - len(result["errors"])  # what was reported done is there, nothing more
