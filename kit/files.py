@@ -322,20 +322,41 @@ def read_file(path, *, field: str = "file", max_bytes: int = MAX_BYTES) -> bytes
 
 
 def _check_regular(mode: int, field: str, where: str) -> None:
-    if stat.S_ISREG(mode):
-        return
-    kind = (
-        "a folder"
-        if stat.S_ISDIR(mode)
-        else "a FIFO (named pipe)"
-        if stat.S_ISFIFO(mode)
-        else "a socket"
-        if stat.S_ISSOCK(mode)
-        else "a device"
-        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-        else "not a file"
-    )
-    raise ReadError(field, where, f"{kind}, not a regular file")
+    if not stat.S_ISREG(mode):
+        raise ReadError(field, where, f"{describe_mode(mode)}, not a regular file")
+
+
+def describe_mode(mode: int) -> str:
+    """What a file system entry is, in words, from its ``st_mode`` (an ``lstat``'s names a symbolic link)."""
+    for test, words in (
+        (stat.S_ISREG, "a regular file"),
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+    ):
+        if test(mode):
+            return words
+    return "not a file"
+
+
+def kits_file(path, what: str) -> bool:
+    """Whether the file the kit keeps at `path` (an index, a manifest, a shard) is there: False when missing.
+    The kit writes its files as regular files, renamed into place: a folder, FIFO, device or link in its place
+    is not one it wrote, so it is refused (KitError naming `what`) and left alone, never read nor waited on."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return False
+    except OSError as err:
+        raise KitError(f"{what} {str(path)!r} cannot be read ({err.strerror or err})") from None
+    if not stat.S_ISREG(mode):
+        raise KitError(
+            f"{what} {str(path)!r} is {describe_mode(mode)}, not a file the kit wrote: move it away and run again"
+        )
+    return True
 
 
 def read_image(

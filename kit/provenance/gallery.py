@@ -32,14 +32,13 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-import stat
 import warnings
 from contextlib import closing
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
 from ..errors import KitError
-from ..files import clean_temp_files, set_aside, sqlite_damaged
+from ..files import clean_temp_files, kits_file, set_aside, sqlite_damaged
 from ..kinds import names as registered_kinds
 from . import gallery_marks
 from .artwork import Artwork, _writable_folder, load
@@ -96,18 +95,8 @@ class Gallery:
 
     def _open(self) -> None:
         """Check the index, create or upgrade its tables; KitError naming the fix when it is damaged."""
-        try:  # sqlite would open a FIFO and wait on it for ever, or write through a link to another file
-            mode = os.lstat(self.index).st_mode
-        except FileNotFoundError:
-            mode = stat.S_IFREG
-        except OSError as err:
-            raise KitError(f"cannot open the gallery index {str(self.index)!r}: {err.strerror or err}") from None
-        if not stat.S_ISREG(mode):
-            what = "a symbolic link" if stat.S_ISLNK(mode) else "a folder" if stat.S_ISDIR(mode) else "a FIFO or device"
-            raise KitError(
-                f"the gallery index {str(self.index)!r} is {what}, not the file the kit keeps there: "
-                f"move it out of the gallery folder and open it again (the PNGs rebuild the index)"
-            )
+        # sqlite would open a FIFO and wait on it for ever, or write through a link to another file
+        kits_file(self.index, "the gallery index (the PNGs rebuild it)")
         try:
             with closing(connect(self.index)) as db:
                 problems = [row[0] for row in db.execute("PRAGMA quick_check")]

@@ -38,7 +38,7 @@ import numpy as np
 
 from ... import checks
 from ...errors import KitError
-from ...files import MAX_BYTES, ReadError, clean_temp_files, read_file, write_atomic
+from ...files import MAX_BYTES, ReadError, clean_temp_files, kits_file, read_file, write_atomic
 from ..embed import IMAGE_SUFFIXES, expand
 
 __all__ = ["load_embeddings", "load_errors", "read_source", "plan_shards", "image_id", "MANIFEST"]
@@ -246,7 +246,7 @@ def write_manifest(dataset: Path, manifest: dict) -> None:
 def _read_manifest(dataset: Path) -> dict | None:
     """The dataset's manifest, checked field by field; None when there is none."""
     path = dataset / MANIFEST
-    if not _kits_file(path, "the manifest"):
+    if not kits_file(path, "the manifest"):
         return None
     try:
         manifest = json.loads(read_file(path, field=MANIFEST, max_bytes=MAX_MANIFEST_BYTES).decode("utf-8"))
@@ -303,29 +303,6 @@ def _entries(value, field: str) -> list:
     return value
 
 
-def _kits_file(path: Path, what: str) -> bool:
-    """Whether the kit's file `path` is there (False when missing). A folder, FIFO, device or link in
-    its place is not one the kit wrote (it writes regular files by rename): KitError, and it is left alone."""
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return False
-    except OSError as err:
-        raise KitError(f"{what} {path} cannot be read ({err.strerror or err})") from None
-    if stat.S_ISREG(mode):
-        return True
-    kind = (
-        "a folder"
-        if stat.S_ISDIR(mode)
-        else "a FIFO"
-        if stat.S_ISFIFO(mode)
-        else "a symlink"
-        if stat.S_ISLNK(mode)
-        else "not a regular file"
-    )
-    raise KitError(f"{what} {path} is {kind}, not a file the kit wrote: move it away and run again")
-
-
 # ---------------------------------------------------------------- shard files
 
 
@@ -338,7 +315,7 @@ def read_shard(dataset: Path, shard: Shard, model: str, dim: int):
     """
     pa = require_pyarrow()
     path = dataset / shard.file
-    if not _kits_file(path, "the shard"):
+    if not kits_file(path, "the shard"):
         return None
     try:
         data = pa.BufferReader(read_file(path, field="shard", max_bytes=MAX_SHARD_BYTES))
