@@ -27,16 +27,21 @@ Compel, the maintained prompt-weighting library, reads a syntax of its own (``wo
 
 from __future__ import annotations
 
+import math
 import re
 
 from .errors import KitError
 
-__all__ = ["ENCODINGS", "WEBUI", "TRUNCATE", "EMPHASIS", "parse", "chunks", "check_encoding"]
+__all__ = ["ENCODINGS", "WEBUI", "TRUNCATE", "EMPHASIS", "MAX_WEIGHT", "parse", "chunks", "check_encoding"]
 
 WEBUI = "webui"
 TRUNCATE = "truncate"
 ENCODINGS = (WEBUI, TRUNCATE)
 EMPHASIS = 1.1  # what one pair of brackets multiplies (round) or divides (square) by
+# The largest weight a fragment may end up with, written or nested: scaled embeddings must stay finite in
+# half precision (float16 holds up to 65504; a text encoder's states reach about 30). A weight written
+# with 400 digits is infinite, and would give a black NaN picture: refused, with the fragment named.
+MAX_WEIGHT = 1000.0
 BREAK = None  # the weight that marks a BREAK among parsed fragments
 
 _PIECE = re.compile(
@@ -95,6 +100,12 @@ def parse(text: str) -> list[tuple[str, float | None]]:
     for start in square:
         weigh(start, 1 / EMPHASIS)
 
+    for text_, weight in pieces:
+        if weight is not BREAK and not (math.isfinite(weight) and abs(weight) <= MAX_WEIGHT):
+            raise KitError(
+                f"prompt: the weight of {text_.strip()[:40]!r} comes to {weight:g}; a weight must be a finite "
+                f"number of at most {MAX_WEIGHT:g} (written as (word:1.3), or by nesting brackets)"
+            )
     merged: list[list] = []
     for text_, weight in pieces:
         if merged and weight is not BREAK and merged[-1][1] == weight:

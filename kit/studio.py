@@ -114,9 +114,17 @@ class Studio(Loader, PromptEncoder):
 
     # ------------------------------------------------------------ checking requests
 
-    def check_prompt(self, prompt, field="prompt", allow_empty=False) -> str:
-        """One line of text of at most MAX_PROMPT_CHARS, whitespace runs made single spaces."""
-        return checks.text(prompt, field, limit=MAX_PROMPT_CHARS, allow_empty=allow_empty)
+    def check_prompt(self, prompt, field="prompt", allow_empty=False, encoding=prompt_text.WEBUI) -> str:
+        """One line of text of at most MAX_PROMPT_CHARS, whitespace runs made single spaces; read as the web UIs
+        read it (the "webui" encoding), its emphasis weights must be finite and at most `prompts.MAX_WEIGHT`."""
+        text = checks.text(prompt, field, limit=MAX_PROMPT_CHARS, allow_empty=allow_empty)
+        if encoding != prompt_text.WEBUI:
+            return text  # an older record's text, read as typed: no emphasis to weigh
+        try:
+            prompt_text.parse(text)
+        except KitError as err:
+            raise KitError(f"{field}{str(err).removeprefix('prompt')}") from None
+        return text
 
     def check_size(self, size) -> tuple[int, int]:
         """(width, height) in whole pixels, multiples of 8 within the preset's range (one number: a square).
@@ -207,8 +215,8 @@ class Studio(Loader, PromptEncoder):
         if kind is None or kind.name not in renderable:
             raise KitError(f"record.kind {record.kind!r} cannot be rendered: this kit renders {', '.join(renderable)}")
         own_pipeline = kind.renderer is not None
-        self.check_prompt(record.prompt, "record.prompt", allow_empty=own_pipeline)
-        self.check_prompt(record.negative, "record.negative", allow_empty=True)
+        self.check_prompt(record.prompt, "record.prompt", allow_empty=own_pipeline, encoding=record.encoding)
+        self.check_prompt(record.negative, "record.negative", allow_empty=True, encoding=record.encoding)
         _check_field("record.seed", latent_math.check_seed, record.seed)
         _check_field("record", self.check_settings, record.steps, record.guidance)
         if own_pipeline:
@@ -234,7 +242,9 @@ class Studio(Loader, PromptEncoder):
         if batch is not None:
             members = [_check_field("record.extra.batch", _replace, record, **member) for member in _check_batch(batch)]
             for member in members:
-                self.check_prompt(member.prompt, "record.extra.batch prompt", allow_empty=own_pipeline)
+                self.check_prompt(
+                    member.prompt, "record.extra.batch prompt", allow_empty=own_pipeline, encoding=record.encoding
+                )
                 _check_field("record.extra.batch seed", latent_math.check_seed, member.seed)
                 if member.subject is not None:
                     self.check_prompt(member.subject, "record.extra.batch subject")

@@ -152,6 +152,29 @@ def test_an_unknown_encoding_is_refused_naming_the_field(studio):
         studio.encode(["a heron"], encoding="nope")
 
 
+@pytest.mark.parametrize(
+    "prompt",
+    ["a (heron:" + "9" * 400 + ")", "a (heron:123456)", "(" * 80 + "heron", "a (heron:-12345)"],
+)
+def test_a_weight_that_is_not_finite_or_too_large_is_refused_before_any_model_work(prompt):
+    fresh = kit.Studio(preset="tiny")  # nothing loaded: any model work would show in fresh.loaded
+    with pytest.raises(KitError, match="prompt: the weight of 'heron' comes to"):
+        fresh.generate(prompt, seed=1)
+    with pytest.raises(KitError, match="a weight must be a finite number of at most 1000"):
+        prompts.parse(prompt)
+    assert fresh.loaded == ()
+
+
+def test_a_forged_record_weight_is_refused_and_an_older_records_text_is_read_as_typed(studio):
+    (art,) = studio.generate("a heron", seed=1)
+    forged = Record(**{**art.record.to_dict(), "prompt": "a (heron:" + "9" * 400 + ")"})
+    with pytest.raises(KitError, match="record.prompt: the weight of 'heron'"):
+        studio.render(forged)
+    older = Record(**{**forged.to_dict(), "encoding": "truncate"})  # brackets were text then, not weights
+    assert studio.check_record(older) is older
+    assert max(prompts.parse("(heron:1000)")[0][1], 0) == 1000.0  # the limit itself is a weight like any
+
+
 @pytest.fixture(scope="module")
 def sdxl():
     s = kit.Studio(preset="tiny-sdxl")
