@@ -159,7 +159,9 @@ def test_parameters_parse_back_to_the_record_values():
     parsed = parse_parameters(record.parameters())
     assert parsed["Prompt"] == record.prompt
     assert parsed["Negative prompt"] == record.negative
-    assert (parsed["Steps"], parsed["CFG scale"], parsed["Seed"], parsed["Size"]) == ("4", "1.5", "42", "32x24")
+    # "Size: 32x24" reads as Size-1 / Size-2, as the web UI's own reader gives it
+    assert (parsed["Steps"], parsed["CFG scale"], parsed["Seed"]) == ("4", "1.5", "42")
+    assert (parsed["Size-1"], parsed["Size-2"]) == ("32", "24") and "Size" not in parsed
     assert parsed["Sampler"] == "Euler a"
     imported = Record.from_parameters(record.parameters())
     assert (
@@ -239,7 +241,8 @@ def test_save_load_round_trip(tmp_path):
     with Image.open(path) as png:
         parsed = parse_parameters(png.text["parameters"])
     assert (parsed["Prompt"], parsed["Negative prompt"]) == (art.record.prompt, art.record.negative)
-    assert (parsed["Seed"], parsed["Steps"], parsed["CFG scale"], parsed["Size"]) == ("42", "4", "1.5", "32x24")
+    assert (parsed["Seed"], parsed["Steps"], parsed["CFG scale"]) == ("42", "4", "1.5")
+    assert (parsed["Size-1"], parsed["Size-2"]) == ("32", "24")
 
 
 def test_unicode_prompts_survive(tmp_path):

@@ -232,8 +232,11 @@ class Record:
                 values[name] = convert(parsed[key])
             except (KeyError, ValueError):
                 pass
+        # "Size: 512x768" reads as Size-1 / Size-2, as in the web UI; a "Size" left whole is one it did not split
         size = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", parsed.get("Size", ""))
-        if size:
+        if "Size-1" in parsed:
+            values["width"], values["height"] = int(parsed["Size-1"]), int(parsed["Size-2"])
+        elif size:
             values["width"], values["height"] = int(size[1]), int(size[2])
         values["sampler"] = parsed.get("Sampler", "")
         values["model"] = parsed.get("Model", "")
@@ -485,9 +488,17 @@ def _check_text(name: str, value) -> None:
 #
 # The last line is "Key: value" pairs joined by ", ". A value holding a comma, a colon
 # or a newline is written as a JSON string in double quotes, as those web UIs do.
+#
+# Reading follows AUTOMATIC1111's reader (parse_generation_parameters in the web UI's
+# modules/infotext_utils.py), pinned by tests/data/webui_infotext_corpus.json; the rules
+# are spelled out in parse_parameters and _settings_pairs.
 
-_PAIR = re.compile(r'\s*(\w[\w \-/]*):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
 _NEGATIVE = "Negative prompt:"
+# A key: a letter, digit or "_" (any script) and at least one more of those, space, "-" or "/", then a colon,
+# looked for only where a run of such characters starts (so a long run is read once, not once per character).
+_KEY = re.compile(r"(?<![\w \-/])[ \-/]*(\w[\w \-/]+):")
+_SPACES = re.compile(r"\s*")
+_WXH = re.compile(r"(\d+)x(\d+)\n?")  # "512x768" (\d: any script's decimal digits, as the web UI's)
 
 
 # diffusers scheduler class -> the sampler name the web UIs show for the same method.
@@ -527,44 +538,112 @@ def _unquote(text: str) -> str:
     return text
 
 
-def _settings_line(line: str) -> dict | None:
-    """The key/value pairs of a settings line, or None when the line is prompt text.
+def _unescaped(line: str) -> str:
+    """The line with every backslash escape (``\\\\`` and ``\\"``) masked, same length: a quote left
+    in it is one that ends a quoted value. A run of backslashes pairs up from its start (a value
+    opens after a colon and white space, never inside a run), so masking the whole line at once
+    reads every value of it the way reading each value from its opening quote would."""
+    return line.replace("\\\\", "__").replace('\\"', "__")
 
-    A settings line has at least three pairs and either parses cleanly or carries
-    Steps and Seed (a web-UI line with a key shape this parser does not know).
+
+def _settings_pairs(line: str) -> list[tuple[str, str]]:
+    """Every ``Key: value`` pair in one settings line (no "\\n" in it), in order, values as written.
+
+    What counts, as the web UI reads it:
+
+    * a key is a letter, digit or "_" followed by at least one more letter, digit, "_", space,
+      "-" or "/", then a colon; spaces before the colon stay part of the key ("Steps : 1" has
+      key "Steps "). Text that is not a key is skipped up to the next key that is one, so in
+      "Hires.fix: 1" the key is "fix", and "A: 1" (one character) is no key;
+    * after the colon, white space is skipped. A value opening with a quote is the quoted text
+      when the quote closes (a backslash takes the next character, so ``\\"`` does not close),
+      holds at least one character, and a comma or the line's end comes right after; any other
+      value runs to the next comma or the line's end, white space at its end kept;
+    * the next pair is looked for after the comma.
+
+    Each character is read a bounded number of times, with no regex backtracking that grows
+    with the text: a hostile line of a megabyte costs a fraction of a second, not the hours
+    a backtracking pattern can take, and no more than a few copies of the line in memory.
     """
-    pairs, junk, pos = {}, 0, 0
-    while pos < len(line):
-        match = _PAIR.match(line, pos)
-        if match:
-            pairs[match[1].strip()] = _unquote(match[2].strip())
-            pos = match.end()
-        else:
-            junk += 1
-            comma = line.find(",", pos)
-            pos = len(line) if comma < 0 else comma + 1
-    if len(pairs) >= 3 and (junk == 0 or {"Steps", "Seed"} <= pairs.keys()):
-        return pairs
-    return None
+    pairs: list[tuple[str, str]] = []
+    masked = None
+    size = len(line)
+    pos = 0
+    while pos < size:
+        key = _KEY.search(line, pos)
+        if key is None:
+            break
+        start = _SPACES.match(line, key.end()).end()
+        end = -1
+        if line.startswith('"', start):
+            masked = masked or _unescaped(line)
+            close = masked.find('"', start + 1)
+            if close > start + 1 and (close + 1 == size or line[close + 1] == ","):
+                end = close + 1
+        if end < 0:
+            comma = line.find(",", start)
+            end = size if comma < 0 else comma
+        pairs.append((key[1], line[start:end]))
+        pos = end + 1
+    return pairs
 
 
 def parse_parameters(text: str) -> dict:
-    """Read a web-UI ``parameters`` text back into a dict of strings.
+    """Read a web-UI ``parameters`` text into a dict of strings, as AUTOMATIC1111's web UI reads it.
 
     Keys: ``"Prompt"``, ``"Negative prompt"`` and every key of the settings line
-    (``"Steps"``, ``"Sampler"``, ``"CFG scale"``, ``"Seed"``, ``"Size"``, ...), with
-    quoted values unquoted. Values stay strings, as the web UIs give them.
+    (``"Steps"``, ``"Sampler"``, ``"CFG scale"``, ``"Seed"``, ...). Values stay strings, as
+    the web UIs give them. The rules, those of the web UI's reader
+    (``parse_generation_parameters``; tests/data/webui_infotext_corpus.json holds its answers):
+
+    * the text is stripped and cut into lines at "\\n" only (a "\\r" before it goes with the
+      line's stripping; a lone "\\r" is no line break). The last line is the settings line
+      when it holds at least three pairs (see ``_settings_pairs``); else it is prompt text;
+    * every other line is stripped. From the first line starting "Negative prompt:" on,
+      lines belong to the negative prompt (a later such line loses the label too); before
+      it, to the prompt. Empty lines before a prompt's first text are dropped;
+    * a quoted value is read as a JSON string (escapes undone); one that is not valid JSON
+      stays as written, quotes and all. A pair with an empty value is left out (it still
+      counts towards the three);
+    * a value of the form ``<digits>x<digits>`` is given as two keys: ``Size: 512x768``
+      gives ``"Size-1": "512"`` and ``"Size-2": "768"`` and no ``"Size"``; so does any key
+      (``Hires resize``, ``First pass size``). A later pair with the same key wins;
+    * "Prompt" and "Negative prompt" are the prompt lines, whatever the settings line says.
+
+    Left out of the web UI's reader: the defaults it fills in for pasting into its own form
+    (``Clip skip: 1``, the Hires/Mask/Schedule/RNG/VAE/FP8 defaults, ``Emphasis``), what
+    depends on its settings or its files (styles pulled out of the prompt, the old hires-fix
+    size rewriting, ``skip_fields``, version back-compat), and its ``<hypernet:...>`` tag
+    added to the prompt: they say what the web UI would do, not what the text says.
     """
     if not isinstance(text, str):
         raise KitError(f"parameters must be a string, got {type(text).__name__}")
-    lines = text.replace("\r\n", "\n").strip("\n").split("\n")
-    settings = _settings_line(lines[-1]) if lines else None
-    if settings is not None:
-        lines = lines[:-1]
-    prompt, negative, in_negative = [], [], False
+    *lines, last = text.strip().split("\n")
+    pairs = _settings_pairs(last)
+    if len(pairs) < 3:
+        lines.append(last)
+        pairs = []
+    prompt: list[str] = []
+    negative: list[str] = []
+    part = prompt
     for line in lines:
-        if not in_negative and line.startswith(_NEGATIVE):
-            in_negative = True
-            line = line[len(_NEGATIVE) :].removeprefix(" ")
-        (negative if in_negative else prompt).append(line)
-    return {"Prompt": "\n".join(prompt), "Negative prompt": "\n".join(negative), **(settings or {})}
+        line = line.strip()
+        if line.startswith(_NEGATIVE):
+            part = negative
+            line = line[len(_NEGATIVE) :].strip()
+        if part or line:
+            part.append(line)
+    parsed = {}
+    for key, value in pairs:
+        if not value:
+            continue
+        if value[0] == '"' == value[-1]:
+            value = _unquote(value)
+        size = _WXH.fullmatch(value)
+        if size:
+            parsed[f"{key}-1"], parsed[f"{key}-2"] = size[1], size[2]
+        else:
+            parsed[key] = value
+    parsed["Prompt"] = "\n".join(prompt)
+    parsed["Negative prompt"] = "\n".join(negative)
+    return parsed
